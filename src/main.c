@@ -6,6 +6,7 @@
 #include "base/base.h"
 #include "bench/bench.h"
 #include "src/commands.h"
+#include "src/data.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 
 static const loco_command g_commands[] = {
     {"bench", "run a benchmark against a same-run baseline (loco bench --help)", loco_bench_main},
+    {"data", "prepare token shards from text, inspect and decode them (loco data --help)",
+     loco_cmd_data},
     {"version", "print the version and build features", loco_cmd_version},
 };
 static const int g_command_count = (int)(sizeof g_commands / sizeof g_commands[0]);

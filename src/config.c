@@ -1,0 +1,931 @@
+/* src/config.c — YAML configuration: schema, loader, overrides, validation (see config.h).
+ *
+ * Reading happens in two passes. First libyaml's event stream is turned into a small tree of
+ * nodes (mapping / sequence / scalar, each with its line and column), refusing aliases, deep
+ * nesting, long scalars and too many nodes. Then the tree is walked against the schema: every
+ * leaf must be a known dotted key ("model.n_layer") and convert to its type and range.
+ */
+#include "src/config.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#define CONFIG_MAX_FILE_BYTES (1u << 20)
+#define CONFIG_MAX_DEPTH 16
+#define CONFIG_MAX_NODES 20000
+#define CONFIG_MAX_SCALAR 4096
+
+/* =============================================================================================
+ * Schema */
+
+typedef enum key_type {
+    KEY_INT,
+    KEY_U64,
+    KEY_FLOAT,
+    KEY_BOOL,
+    KEY_STRING,
+    KEY_ENUM,
+    KEY_INT_LIST,
+} key_type;
+
+typedef struct config_key {
+    const char *path;
+    key_type type;
+    size_t offset;       /* into loco_config */
+    size_t size;         /* KEY_STRING: buffer bytes; KEY_INT_LIST: max entries */
+    double min, max;     /* numeric range (inclusive) */
+    const char *const *names; /* KEY_ENUM: NULL-terminated value names, index = enum value */
+    const char *help;
+} config_key;
+
+static const char *const g_partition_names[] = {"iid", "source", NULL};
+static const char *const g_optim_names[] = {"sgd", "adamw", NULL};
+static const char *const g_schedule_names[] = {"constant", "cosine", NULL};
+
+#define OFF(field) offsetof(loco_config, field)
+#define INT_KEY(p, f, lo, hi, h) {p, KEY_INT, OFF(f), sizeof(int), lo, hi, NULL, h}
+#define U64_KEY(p, f, h) {p, KEY_U64, OFF(f), sizeof(uint64_t), 0, 1.8e19, NULL, h}
+#define FLOAT_KEY(p, f, lo, hi, h) {p, KEY_FLOAT, OFF(f), sizeof(float), lo, hi, NULL, h}
+#define BOOL_KEY(p, f, h) {p, KEY_BOOL, OFF(f), sizeof(bool), 0, 1, NULL, h}
+#define STR_KEY(p, f, h) {p, KEY_STRING, OFF(f), sizeof(((loco_config *)0)->f), 0, 0, NULL, h}
+#define ENUM_KEY(p, f, names, h) {p, KEY_ENUM, OFF(f), sizeof(int), 0, 0, names, h}
+
+static const config_key g_schema[] = {
+    STR_KEY("run.dir", run.dir, "run directory for metrics, checkpoints and run.json"),
+    U64_KEY("run.seed", run.seed, "seed of initialisation, data order and stochastic codecs"),
+
+    INT_KEY("model.n_layer", model.n_layer, 1, LOCO_MAX_LAYERS, "transformer blocks"),
+    INT_KEY("model.n_embd", model.n_embd, 8, 16384, "model width, divisible by n_head"),
+    INT_KEY("model.n_head", model.n_head, 1, 512, "query heads"),
+    INT_KEY("model.n_kv_head", model.n_kv_head, 0, 512,
+            "key/value heads: n_head (MHA), a divisor (GQA), 1 (MQA); 0 = n_head"),
+    INT_KEY("model.ctx", model.ctx, 2, 1 << 20, "maximum sequence length"),
+    INT_KEY("model.vocab", model.vocab, 2, 65536, "vocabulary size (256 for bytes)"),
+    {"model.kv_src", KEY_INT_LIST, OFF(model.kv_src), LOCO_MAX_LAYERS, 0, LOCO_MAX_LAYERS - 1,
+     NULL, "per layer, the layer whose K/V it attends with (default: itself)"},
+    FLOAT_KEY("model.init_std", model.init_std, 1e-6, 1.0, "std of the normal weight init"),
+
+    STR_KEY("data.path", data.path, "prepared dataset directory (loco data prepare)"),
+    ENUM_KEY("data.partition", data.partition, g_partition_names,
+             "how workers split the data: iid blocks or whole sources (non-IID)"),
+    INT_KEY("data.block", data.block, 1, 1 << 30, "IID block size in tokens"),
+
+    INT_KEY("train.steps", train.steps, 0, 1 << 30, "optimizer steps per worker"),
+    INT_KEY("train.batch", train.batch, 1, 1 << 16, "sequences per step per worker"),
+    INT_KEY("train.seq_len", train.seq_len, 1, 1 << 20, "tokens per sequence, <= model.ctx"),
+    INT_KEY("train.eval_every", train.eval_every, 0, 1 << 30,
+            "validation every N steps (0 = at the end only)"),
+    INT_KEY("train.eval_batches", train.eval_batches, 1, 1 << 20, "batches per validation"),
+    INT_KEY("train.checkpoint_every", train.checkpoint_every, 0, 1 << 30,
+            "checkpoint every N steps (0 = at the end only)"),
+    INT_KEY("train.log_every", train.log_every, 1, 1 << 30, "progress and metrics every N steps"),
+    INT_KEY("train.max_nonfinite", train.max_nonfinite, 0, 1 << 30,
+            "stop after this many skipped non-finite steps"),
+    INT_KEY("train.threads", train.threads, 0, 4096, "OpenMP threads (0 = all cores)"),
+
+    ENUM_KEY("optim.kind", optim.kind, g_optim_names, "inner optimizer"),
+    FLOAT_KEY("optim.lr", optim.lr, 0, 100, "peak learning rate"),
+    FLOAT_KEY("optim.min_lr", optim.min_lr, 0, 100, "final learning rate of the cosine schedule"),
+    INT_KEY("optim.warmup_steps", optim.warmup_steps, 0, 1 << 30, "linear warmup steps"),
+    INT_KEY("optim.total_steps", optim.total_steps, 0, 1 << 30,
+            "schedule length (0 = train.steps)"),
+    ENUM_KEY("optim.schedule", optim.schedule, g_schedule_names, "learning-rate schedule"),
+    FLOAT_KEY("optim.beta1", optim.beta1, 0, 0.999999, "AdamW first-moment decay"),
+    FLOAT_KEY("optim.beta2", optim.beta2, 0, 0.9999999, "AdamW second-moment decay"),
+    FLOAT_KEY("optim.eps", optim.eps, 1e-30, 1, "AdamW epsilon"),
+    FLOAT_KEY("optim.weight_decay", optim.weight_decay, 0, 10, "decoupled weight decay"),
+    FLOAT_KEY("optim.momentum", optim.momentum, 0, 0.999999, "SGD momentum"),
+    BOOL_KEY("optim.nesterov", optim.nesterov, "SGD Nesterov momentum"),
+    FLOAT_KEY("optim.grad_clip", optim.grad_clip, 0, 1e9, "global gradient-norm clip (0 = off)"),
+};
+static const int g_schema_count = (int)(sizeof g_schema / sizeof g_schema[0]);
+
+_Static_assert(sizeof g_schema / sizeof g_schema[0] <= LOCO_CONFIG_MAX_KEYS,
+               "raise LOCO_CONFIG_MAX_KEYS");
+
+static int schema_find(const char *path)
+{
+    for (int i = 0; i < g_schema_count; i++) {
+        if (0 == strcmp(g_schema[i].path, path)) {
+            return i;
+        }
+    }
+    return -1;
+}
+
+/* Is `prefix` ("model" or "transport.link") a section of some key? */
+static bool schema_has_section(const char *prefix)
+{
+    size_t n = strlen(prefix);
+    for (int i = 0; i < g_schema_count; i++) {
+        if (0 == strncmp(g_schema[i].path, prefix, n) && '.' == g_schema[i].path[n]) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/* The keys directly under a section, comma-separated, for "allowed:" hints. */
+static void schema_section_keys(const char *section, char *out, size_t cap)
+{
+    size_t n = strlen(section);
+    out[0] = '\0';
+    char last[128] = "";
+    for (int i = 0; i < g_schema_count; i++) {
+        const char *p = g_schema[i].path;
+        const char *rest;
+        if (0 == n) {
+            rest = p;
+        } else if (0 == strncmp(p, section, n) && '.' == p[n]) {
+            rest = p + n + 1;
+        } else {
+            continue;
+        }
+        char name[128];
+        size_t len = strcspn(rest, ".");
+        snprintf(name, sizeof name, "%.*s", (int)len, rest);
+        if (0 == strcmp(name, last)) {
+            continue;
+        }
+        snprintf(last, sizeof last, "%s", name);
+        size_t used = strlen(out);
+        snprintf(out + used, cap - used, "%s%s", used ? ", " : "", name);
+    }
+}
+
+void loco_config_defaults(loco_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    snprintf(cfg->run.dir, sizeof cfg->run.dir, "runs/default");
+    cfg->run.seed = 1;
+
+    cfg->model.n_layer = 4;
+    cfg->model.n_embd = 128;
+    cfg->model.n_head = 4;
+    cfg->model.n_kv_head = 0;
+    cfg->model.ctx = 128;
+    cfg->model.vocab = 256;
+    for (int l = 0; l < LOCO_MAX_LAYERS; l++) {
+        cfg->model.kv_src[l] = l;
+    }
+    cfg->model.init_std = 0.02f;
+
+    snprintf(cfg->data.path, sizeof cfg->data.path, "data/default");
+    cfg->data.partition = LOCO_PARTITION_IID;
+    cfg->data.block = 8192;
+
+    cfg->train.steps = 1000;
+    cfg->train.batch = 16;
+    cfg->train.seq_len = 128;
+    cfg->train.eval_every = 100;
+    cfg->train.eval_batches = 8;
+    cfg->train.checkpoint_every = 0;
+    cfg->train.log_every = 1;
+    cfg->train.max_nonfinite = 10;
+    cfg->train.threads = 0;
+
+    cfg->optim.kind = LOCO_OPTIM_ADAMW;
+    cfg->optim.lr = 3e-3f;
+    cfg->optim.min_lr = 3e-4f;
+    cfg->optim.warmup_steps = 50;
+    cfg->optim.total_steps = 0;
+    cfg->optim.schedule = LOCO_LR_COSINE;
+    cfg->optim.beta1 = 0.9f;
+    cfg->optim.beta2 = 0.95f;
+    cfg->optim.eps = 1e-8f;
+    cfg->optim.weight_decay = 0.1f;
+    cfg->optim.momentum = 0.9f;
+    cfg->optim.nesterov = true;
+    cfg->optim.grad_clip = 1.0f;
+}
+
+/* =============================================================================================
+ * YAML -> node tree */
+
+typedef enum node_kind { NODE_SCALAR, NODE_MAPPING, NODE_SEQUENCE } node_kind;
+
+typedef struct yaml_tree_node {
+    node_kind kind;
+    int line, column;  /* 1-based */
+    char *text;        /* scalars */
+    bool quoted;       /* scalar written in quotes (a string, never a number) */
+    int first_child;   /* mappings: key, value, key, value...; sequences: items */
+    int next;          /* sibling */
+    int count;         /* children */
+} yaml_tree_node;
+
+typedef struct yaml_tree {
+    yaml_tree_node *nodes;
+    int count, capacity;
+    const char *name; /* file name for messages */
+} yaml_tree;
+
+static void tree_free(yaml_tree *tree)
+{
+    for (int i = 0; i < tree->count; i++) {
+        free(tree->nodes[i].text);
+    }
+    free(tree->nodes);
+    tree->nodes = NULL;
+    tree->count = tree->capacity = 0;
+}
+
+static loco_status tree_add(yaml_tree *tree, node_kind kind, const yaml_mark_t *mark, int *index,
+                            loco_error *err)
+{
+    if (tree->count >= CONFIG_MAX_NODES) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "%s:%zu:%zu: too many YAML nodes (limit %d)",
+                              tree->name, mark->line + 1, mark->column + 1, CONFIG_MAX_NODES);
+    }
+    if (tree->count == tree->capacity) {
+        int cap = tree->capacity ? 2 * tree->capacity : 64;
+        yaml_tree_node *grown = realloc(tree->nodes, (size_t)cap * sizeof *grown);
+        if (NULL == grown) {
+            return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory reading %s", tree->name);
+        }
+        tree->nodes = grown;
+        tree->capacity = cap;
+    }
+    yaml_tree_node *n = &tree->nodes[tree->count];
+    memset(n, 0, sizeof *n);
+    n->kind = kind;
+    n->line = (int)mark->line + 1;
+    n->column = (int)mark->column + 1;
+    n->first_child = -1;
+    n->next = -1;
+    *index = tree->count++;
+    return LOCO_OK;
+}
+
+/* Build the tree from libyaml events. The container stack holds the open mapping/sequence and
+ * the last child added to each, so siblings are linked in order. */
+static loco_status tree_parse(yaml_tree *tree, const char *text, size_t len, loco_error *err)
+{
+    yaml_parser_t parser;
+    if (!yaml_parser_initialize(&parser)) {
+        return loco_error_set(err, LOCO_ERR_NOMEM, "cannot initialise the YAML parser");
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    int stack[CONFIG_MAX_DEPTH + 1];
+    int last_child[CONFIG_MAX_DEPTH + 1];
+    int depth = 0;
+    int documents = 0;
+    loco_status st = LOCO_OK;
+    bool done = false;
+    while (!done && LOCO_OK == st) {
+        yaml_event_t event;
+        if (!yaml_parser_parse(&parser, &event)) {
+            if (NULL != parser.context) {
+                st = loco_error_set(err, LOCO_ERR_CONFIG,
+                                    "%s:%zu:%zu: invalid YAML: %s %s started at %zu:%zu",
+                                    tree->name, parser.problem_mark.line + 1,
+                                    parser.problem_mark.column + 1,
+                                    parser.problem ? parser.problem : "syntax error",
+                                    parser.context, parser.context_mark.line + 1,
+                                    parser.context_mark.column + 1);
+            } else {
+                st = loco_error_set(err, LOCO_ERR_CONFIG, "%s:%zu:%zu: invalid YAML: %s",
+                                    tree->name, parser.problem_mark.line + 1,
+                                    parser.problem_mark.column + 1,
+                                    parser.problem ? parser.problem : "syntax error");
+            }
+            break;
+        }
+        const yaml_mark_t *mark = &event.start_mark;
+        int index = -1;
+        switch (event.type) {
+        case YAML_STREAM_END_EVENT: done = true; break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++documents > 1) {
+                st = loco_error_set(err, LOCO_ERR_CONFIG,
+                                    "%s:%zu:%zu: more than one YAML document; put the whole "
+                                    "config in one document",
+                                    tree->name, mark->line + 1, mark->column + 1);
+            }
+            break;
+        case YAML_ALIAS_EVENT:
+            st = loco_error_set(err, LOCO_ERR_CONFIG,
+                                "%s:%zu:%zu: YAML aliases (*%s) are not allowed in loco configs; "
+                                "write the value out",
+                                tree->name, mark->line + 1, mark->column + 1,
+                                (const char *)event.data.alias.anchor);
+            break;
+        case YAML_SCALAR_EVENT:
+        case YAML_MAPPING_START_EVENT:
+        case YAML_SEQUENCE_START_EVENT: {
+            const yaml_char_t *anchor = YAML_SCALAR_EVENT == event.type
+                                            ? event.data.scalar.anchor
+                                            : (YAML_MAPPING_START_EVENT == event.type
+                                                   ? event.data.mapping_start.anchor
+                                                   : event.data.sequence_start.anchor);
+            if (NULL != anchor) {
+                st = loco_error_set(err, LOCO_ERR_CONFIG,
+                                    "%s:%zu:%zu: YAML anchors (&%s) are not allowed in loco "
+                                    "configs",
+                                    tree->name, mark->line + 1, mark->column + 1,
+                                    (const char *)anchor);
+                break;
+            }
+            node_kind kind = YAML_SCALAR_EVENT == event.type
+                                 ? NODE_SCALAR
+                                 : (YAML_MAPPING_START_EVENT == event.type ? NODE_MAPPING
+                                                                           : NODE_SEQUENCE);
+            st = tree_add(tree, kind, mark, &index, err);
+            if (LOCO_OK != st) {
+                break;
+            }
+            if (NODE_SCALAR == kind) {
+                if (event.data.scalar.length > CONFIG_MAX_SCALAR) {
+                    st = loco_error_set(err, LOCO_ERR_CONFIG,
+                                        "%s:%zu:%zu: scalar of %zu bytes (limit %d)", tree->name,
+                                        mark->line + 1, mark->column + 1,
+                                        event.data.scalar.length, CONFIG_MAX_SCALAR);
+                    break;
+                }
+                if (strlen((const char *)event.data.scalar.value) != event.data.scalar.length) {
+                    st = loco_error_set(err, LOCO_ERR_CONFIG,
+                                        "%s:%zu:%zu: NUL character in a scalar", tree->name,
+                                        mark->line + 1, mark->column + 1);
+                    break;
+                }
+                tree->nodes[index].text = strdup((const char *)event.data.scalar.value);
+                tree->nodes[index].quoted = YAML_PLAIN_SCALAR_STYLE != event.data.scalar.style;
+                if (NULL == tree->nodes[index].text) {
+                    st = loco_error_set(err, LOCO_ERR_NOMEM, "out of memory reading %s",
+                                        tree->name);
+                    break;
+                }
+            }
+            if (depth > 0) {
+                int parent = stack[depth - 1];
+                if (last_child[depth - 1] < 0) {
+                    tree->nodes[parent].first_child = index;
+                } else {
+                    tree->nodes[last_child[depth - 1]].next = index;
+                }
+                last_child[depth - 1] = index;
+                tree->nodes[parent].count++;
+            }
+            if (NODE_SCALAR != kind) {
+                if (depth >= CONFIG_MAX_DEPTH) {
+                    st = loco_error_set(err, LOCO_ERR_CONFIG,
+                                        "%s:%zu:%zu: nesting deeper than %d levels", tree->name,
+                                        mark->line + 1, mark->column + 1, CONFIG_MAX_DEPTH);
+                    break;
+                }
+                stack[depth] = index;
+                last_child[depth] = -1;
+                depth++;
+            }
+            break;
+        }
+        case YAML_MAPPING_END_EVENT:
+        case YAML_SEQUENCE_END_EVENT: depth--; break;
+        default: break;
+        }
+        yaml_event_delete(&event);
+    }
+    yaml_parser_delete(&parser);
+    return st;
+}
+
+/* =============================================================================================
+ * Conversion of one scalar to one key */
+
+typedef struct value_site {
+    const char *file; /* file name, or "--set" */
+    int line, column;
+} value_site;
+
+static loco_status site_error(loco_error *err, const value_site *site, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static loco_status site_error(loco_error *err, const value_site *site, const char *fmt, ...)
+{
+    char what[400];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    if (site->line > 0) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "%s:%d:%d: %s", site->file, site->line,
+                              site->column, what);
+    }
+    return loco_error_set(err, LOCO_ERR_CONFIG, "%s: %s", site->file, what);
+}
+
+static void describe_allowed(const config_key *key, char *out, size_t cap)
+{
+    switch (key->type) {
+    case KEY_INT:
+    case KEY_INT_LIST:
+        snprintf(out, cap, "an integer in [%.0f, %.0f]", key->min, key->max);
+        break;
+    case KEY_U64: snprintf(out, cap, "a non-negative integer"); break;
+    case KEY_FLOAT: snprintf(out, cap, "a number in [%g, %g]", key->min, key->max); break;
+    case KEY_BOOL: snprintf(out, cap, "true or false"); break;
+    case KEY_STRING: snprintf(out, cap, "a string of at most %zu bytes", key->size - 1); break;
+    case KEY_ENUM: {
+        out[0] = '\0';
+        for (int i = 0; NULL != key->names[i]; i++) {
+            size_t used = strlen(out);
+            snprintf(out + used, cap - used, "%s%s", i ? ", " : "", key->names[i]);
+        }
+        break;
+    }
+    }
+}
+
+static loco_status parse_int(const config_key *key, const char *text, const value_site *site,
+                             long long *out, loco_error *err)
+{
+    char allowed[256];
+    describe_allowed(key, allowed, sizeof allowed);
+    errno = 0;
+    char *end = NULL;
+    long long v = strtoll(text, &end, 0);
+    if ('\0' == text[0] || NULL == end || '\0' != *end || ERANGE == errno) {
+        return site_error(err, site, "%s: '%s' is not an integer; allowed: %s", key->path, text,
+                          allowed);
+    }
+    if ((double)v < key->min || (double)v > key->max) {
+        return site_error(err, site, "%s: %lld is out of range; allowed: %s", key->path, v,
+                          allowed);
+    }
+    *out = v;
+    return LOCO_OK;
+}
+
+/* Store one scalar into the field of `key`. */
+static loco_status set_scalar(loco_config *cfg, const config_key *key, const char *text,
+                              bool quoted, const value_site *site, loco_error *err)
+{
+    char *field = (char *)cfg + key->offset;
+    char allowed[256];
+    describe_allowed(key, allowed, sizeof allowed);
+    if (quoted && KEY_STRING != key->type && KEY_ENUM != key->type) {
+        return site_error(err, site, "%s: \"%s\" is a quoted string; allowed: %s (unquoted)",
+                          key->path, text, allowed);
+    }
+    switch (key->type) {
+    case KEY_INT: {
+        long long v;
+        LOCO_TRY(parse_int(key, text, site, &v, err));
+        *(int *)field = (int)v;
+        return LOCO_OK;
+    }
+    case KEY_U64: {
+        errno = 0;
+        char *end = NULL;
+        unsigned long long v = strtoull(text, &end, 0);
+        if ('\0' == text[0] || '-' == text[0] || NULL == end || '\0' != *end || ERANGE == errno) {
+            return site_error(err, site, "%s: '%s' is not a non-negative integer", key->path,
+                              text);
+        }
+        *(uint64_t *)field = (uint64_t)v;
+        return LOCO_OK;
+    }
+    case KEY_FLOAT: {
+        errno = 0;
+        char *end = NULL;
+        double v = strtod(text, &end);
+        if ('\0' == text[0] || NULL == end || '\0' != *end || !isfinite(v)) {
+            return site_error(err, site, "%s: '%s' is not a finite number; allowed: %s",
+                              key->path, text, allowed);
+        }
+        if (v < key->min || v > key->max) {
+            return site_error(err, site, "%s: %g is out of range; allowed: %s", key->path, v,
+                              allowed);
+        }
+        *(float *)field = (float)v;
+        return LOCO_OK;
+    }
+    case KEY_BOOL: {
+        if (0 == strcmp(text, "true") || 0 == strcmp(text, "yes") || 0 == strcmp(text, "on")) {
+            *(bool *)field = true;
+        } else if (0 == strcmp(text, "false") || 0 == strcmp(text, "no") ||
+                   0 == strcmp(text, "off")) {
+            *(bool *)field = false;
+        } else {
+            return site_error(err, site, "%s: '%s' is not a boolean; allowed: %s", key->path,
+                              text, allowed);
+        }
+        return LOCO_OK;
+    }
+    case KEY_STRING: {
+        if (strlen(text) >= key->size) {
+            return site_error(err, site, "%s: string of %zu bytes is too long; allowed: %s",
+                              key->path, strlen(text), allowed);
+        }
+        memcpy(field, text, strlen(text) + 1);
+        return LOCO_OK;
+    }
+    case KEY_ENUM: {
+        for (int i = 0; NULL != key->names[i]; i++) {
+            if (0 == strcmp(text, key->names[i])) {
+                *(int *)field = i;
+                return LOCO_OK;
+            }
+        }
+        return site_error(err, site, "%s: unknown value '%s'; allowed: %s", key->path, text,
+                          allowed);
+    }
+    case KEY_INT_LIST:
+        return site_error(err, site, "%s: expected a list like [0, 0, 2, 2]", key->path);
+    }
+    return LOCO_ERR_INTERNAL;
+}
+
+/* Store a list of scalars into a KEY_INT_LIST field. Entries past the list keep their default
+ * (the identity for kv_src); validation checks the list length against the layer count. */
+static loco_status set_int_list(loco_config *cfg, const config_key *key, char *const *items,
+                                const bool *quoted, int count, const value_site *site,
+                                loco_error *err)
+{
+    if ((size_t)count > key->size) {
+        return site_error(err, site, "%s: %d entries, at most %zu allowed", key->path, count,
+                          key->size);
+    }
+    int *field = (int *)((char *)cfg + key->offset);
+    for (int i = 0; i < count; i++) {
+        if (quoted[i]) {
+            return site_error(err, site, "%s: entry %d \"%s\" is quoted; write a number",
+                              key->path, i, items[i]);
+        }
+        long long v;
+        LOCO_TRY(parse_int(key, items[i], site, &v, err));
+        field[i] = (int)v;
+    }
+    for (int i = count; i < (int)key->size; i++) {
+        field[i] = i;
+    }
+    /* Remember the length so validation can compare it with n_layer. */
+    if (0 == strcmp(key->path, "model.kv_src")) {
+        cfg->kv_src_count = count;
+    }
+    return LOCO_OK;
+}
+
+/* =============================================================================================
+ * Walking the tree */
+
+static loco_status walk_mapping(loco_config *cfg, const yaml_tree *tree, int map,
+                                const char *prefix, loco_error *err)
+{
+    const yaml_tree_node *m = &tree->nodes[map];
+    for (int k = m->first_child; k >= 0;) {
+        const yaml_tree_node *key_node = &tree->nodes[k];
+        int v = key_node->next;
+        LOCO_ASSERT(v >= 0); /* libyaml always pairs keys with values */
+        const yaml_tree_node *value = &tree->nodes[v];
+        value_site site = {tree->name, key_node->line, key_node->column};
+        if (NODE_SCALAR != key_node->kind) {
+            return site_error(err, &site, "mapping keys must be plain names");
+        }
+        char path[256];
+        int n = snprintf(path, sizeof path, "%s%s%s", prefix, prefix[0] ? "." : "",
+                         key_node->text);
+        if (n < 0 || (size_t)n >= sizeof path) {
+            return site_error(err, &site, "key path too long");
+        }
+        /* A key may not appear twice in one mapping. */
+        for (int j = m->first_child; j != k; j = tree->nodes[tree->nodes[j].next].next) {
+            if (0 == strcmp(tree->nodes[j].text ? tree->nodes[j].text : "", key_node->text)) {
+                return site_error(err, &site, "%s is given twice", path);
+            }
+        }
+        int index = schema_find(path);
+        if (index >= 0) {
+            const config_key *key = &g_schema[index];
+            cfg->origin[index] = (loco_config_origin){key_node->line, key_node->column, false};
+            if (KEY_INT_LIST == key->type) {
+                if (NODE_SEQUENCE != value->kind) {
+                    return site_error(err, &site, "%s: expected a list like [0, 0, 2, 2]", path);
+                }
+                char *items[LOCO_MAX_LAYERS + 1];
+                bool quoted[LOCO_MAX_LAYERS + 1];
+                int count = 0;
+                for (int c = value->first_child; c >= 0; c = tree->nodes[c].next) {
+                    if (NODE_SCALAR != tree->nodes[c].kind) {
+                        return site_error(err, &site, "%s: list entries must be numbers", path);
+                    }
+                    if (count > LOCO_MAX_LAYERS) {
+                        break;
+                    }
+                    items[count] = tree->nodes[c].text;
+                    quoted[count] = tree->nodes[c].quoted;
+                    count++;
+                }
+                if (count > (int)key->size) {
+                    count = value->count; /* report the real length */
+                }
+                LOCO_TRY(set_int_list(cfg, key, items, quoted, count, &site, err));
+            } else {
+                if (NODE_SCALAR != value->kind) {
+                    char allowed[256];
+                    describe_allowed(key, allowed, sizeof allowed);
+                    return site_error(err, &site, "%s: expected a single value; allowed: %s",
+                                      path, allowed);
+                }
+                LOCO_TRY(set_scalar(cfg, key, value->text, value->quoted, &site, err));
+            }
+        } else if (schema_has_section(path)) {
+            if (NODE_MAPPING != value->kind) {
+                char keys[1024];
+                schema_section_keys(path, keys, sizeof keys);
+                return site_error(err, &site, "%s is a section; write its keys under it (%s)",
+                                  path, keys);
+            }
+            LOCO_TRY(walk_mapping(cfg, tree, v, path, err));
+        } else {
+            char keys[1024];
+            schema_section_keys(prefix, keys, sizeof keys);
+            return site_error(err, &site, "unknown key '%s'%s%s; allowed: %s", key_node->text,
+                              prefix[0] ? " in section " : "", prefix, keys);
+        }
+        k = value->next;
+    }
+    return LOCO_OK;
+}
+
+/* =============================================================================================
+ * Public entry points */
+
+loco_status loco_config_set(loco_config *cfg, const char *assignment, loco_error *err)
+{
+    value_site site = {"--set", 0, 0};
+    const char *eq = strchr(assignment, '=');
+    if (NULL == eq || eq == assignment) {
+        return site_error(err, &site, "'%s' is not of the form section.key=value", assignment);
+    }
+    char path[256];
+    size_t plen = (size_t)(eq - assignment);
+    if (plen >= sizeof path) {
+        return site_error(err, &site, "key too long in '%s'", assignment);
+    }
+    memcpy(path, assignment, plen);
+    path[plen] = '\0';
+    const char *value = eq + 1;
+    int index = schema_find(path);
+    if (index < 0) {
+        char section[256];
+        snprintf(section, sizeof section, "%s", path);
+        char *dot = strrchr(section, '.');
+        if (NULL != dot) {
+            *dot = '\0';
+        } else {
+            section[0] = '\0';
+        }
+        char keys[1024];
+        if (section[0] && !schema_has_section(section)) {
+            section[0] = '\0';
+        }
+        schema_section_keys(section, keys, sizeof keys);
+        return site_error(err, &site, "unknown key '%s'; allowed%s%s: %s", path,
+                          section[0] ? " in " : "", section, keys);
+    }
+    const config_key *key = &g_schema[index];
+    cfg->origin[index] = (loco_config_origin){0, 0, true};
+    char label[300];
+    snprintf(label, sizeof label, "--set %s", path);
+    site.file = label;
+    if (KEY_INT_LIST == key->type) {
+        /* "[0,0,2,2]" or "0,0,2,2" */
+        char buf[1024];
+        snprintf(buf, sizeof buf, "%s", value);
+        char *s = buf;
+        size_t n = strlen(s);
+        if (n > 0 && '[' == s[0] && ']' == s[n - 1]) {
+            s[n - 1] = '\0';
+            s++;
+        }
+        char *items[LOCO_MAX_LAYERS + 1];
+        bool quoted[LOCO_MAX_LAYERS + 1] = {false};
+        int count = 0;
+        for (char *tok = strtok(s, ", "); NULL != tok; tok = strtok(NULL, ", ")) {
+            if (count > LOCO_MAX_LAYERS) {
+                return site_error(err, &site, "%s: more than %d entries", path, LOCO_MAX_LAYERS);
+            }
+            items[count++] = tok;
+        }
+        return set_int_list(cfg, key, items, quoted, count, &site, err);
+    }
+    return set_scalar(cfg, key, value, false, &site, err);
+}
+
+static const char *origin_text(const loco_config *cfg, const char *path, char *buf, size_t cap)
+{
+    int index = schema_find(path);
+    LOCO_ASSERT(index >= 0);
+    const loco_config_origin *o = &cfg->origin[index];
+    if (o->from_override) {
+        snprintf(buf, cap, "--set %s", path);
+    } else if (o->line > 0) {
+        snprintf(buf, cap, "%s:%d:%d: %s", cfg->file, o->line, o->column, path);
+    } else {
+        snprintf(buf, cap, "%s%s%s (default)", cfg->file, cfg->file[0] ? ": " : "", path);
+    }
+    return buf;
+}
+
+loco_status loco_config_validate(const loco_config *cfg, loco_error *err)
+{
+    char where[1200];
+    const loco_model_config *m = &cfg->model;
+    int kv_heads = 0 == m->n_kv_head ? m->n_head : m->n_kv_head;
+    if (0 != m->n_embd % m->n_head) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "%s: n_embd %d is not divisible by n_head %d; allowed: a multiple "
+                              "of n_head",
+                              origin_text(cfg, "model.n_embd", where, sizeof where), m->n_embd,
+                              m->n_head);
+    }
+    if (kv_heads > m->n_head || 0 != m->n_head % kv_heads) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "%s: n_kv_head %d does not divide n_head %d; allowed: a divisor of "
+                              "n_head (n_head = MHA, 1 = MQA)",
+                              origin_text(cfg, "model.n_kv_head", where, sizeof where), kv_heads,
+                              m->n_head);
+    }
+    if (cfg->kv_src_count > 0 && cfg->kv_src_count != m->n_layer) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "%s: %d entries for %d layers; allowed: exactly one entry per layer",
+                              origin_text(cfg, "model.kv_src", where, sizeof where),
+                              cfg->kv_src_count, m->n_layer);
+    }
+    for (int l = 0; l < m->n_layer; l++) {
+        int src = m->kv_src[l];
+        if (src > l) {
+            return loco_error_set(err, LOCO_ERR_CONFIG,
+                                  "%s: kv_src[%d] = %d names a later layer; allowed: a layer "
+                                  "<= %d",
+                                  origin_text(cfg, "model.kv_src", where, sizeof where), l, src,
+                                  l);
+        }
+        if (m->kv_src[src] != src) {
+            return loco_error_set(err, LOCO_ERR_CONFIG,
+                                  "%s: kv_src[%d] = %d, but layer %d does not produce K/V "
+                                  "(kv_src[%d] = %d); allowed: a layer l' with kv_src[l'] = l'",
+                                  origin_text(cfg, "model.kv_src", where, sizeof where), l, src,
+                                  src, src, m->kv_src[src]);
+        }
+    }
+    if (cfg->train.seq_len > m->ctx) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "%s: seq_len %d exceeds model.ctx %d; allowed: at most model.ctx",
+                              origin_text(cfg, "train.seq_len", where, sizeof where),
+                              cfg->train.seq_len, m->ctx);
+    }
+    if (cfg->optim.min_lr > cfg->optim.lr) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "%s: min_lr %g exceeds lr %g; allowed: at most optim.lr",
+                              origin_text(cfg, "optim.min_lr", where, sizeof where),
+                              (double)cfg->optim.min_lr, (double)cfg->optim.lr);
+    }
+    if ('\0' == cfg->run.dir[0]) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "%s: empty; allowed: a directory path",
+                              origin_text(cfg, "run.dir", where, sizeof where));
+    }
+    if ('\0' == cfg->data.path[0]) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "%s: empty; allowed: a directory made by `loco data prepare`",
+                              origin_text(cfg, "data.path", where, sizeof where));
+    }
+    return LOCO_OK;
+}
+
+loco_status loco_config_load_string(loco_config *cfg, const char *name, const char *text,
+                                    size_t len, const char *const *overrides, int n_overrides,
+                                    loco_error *err)
+{
+    loco_config_defaults(cfg);
+    snprintf(cfg->file, sizeof cfg->file, "%s", name);
+    yaml_tree tree = {.name = name};
+    loco_status st = tree_parse(&tree, text, len, err);
+    if (LOCO_OK == st && tree.count > 0) {
+        if (NODE_MAPPING != tree.nodes[0].kind) {
+            value_site site = {name, tree.nodes[0].line, tree.nodes[0].column};
+            char keys[1024];
+            schema_section_keys("", keys, sizeof keys);
+            st = site_error(err, &site, "the top level must be a mapping of sections (%s)", keys);
+        } else {
+            st = walk_mapping(cfg, &tree, 0, "", err);
+        }
+    }
+    tree_free(&tree);
+    for (int i = 0; LOCO_OK == st && i < n_overrides; i++) {
+        st = loco_config_set(cfg, overrides[i], err);
+    }
+    if (LOCO_OK == st) {
+        st = loco_config_validate(cfg, err);
+    }
+    return st;
+}
+
+loco_status loco_config_load(loco_config *cfg, const char *path, const char *const *overrides,
+                             int n_overrides, loco_error *err)
+{
+    char *text = NULL;
+    size_t len = 0;
+    loco_status st = loco_file_read_all(path, CONFIG_MAX_FILE_BYTES, &text, &len, err);
+    if (LOCO_ERR_RANGE == st) {
+        return LOCO_ERR_CONFIG;
+    }
+    if (LOCO_OK != st) {
+        return st;
+    }
+    st = loco_config_load_string(cfg, path, text, len, overrides, n_overrides, err);
+    free(text);
+    return st;
+}
+
+/* =============================================================================================
+ * Output */
+
+static void write_value(const loco_config *cfg, const config_key *key, FILE *out)
+{
+    const char *field = (const char *)cfg + key->offset;
+    switch (key->type) {
+    case KEY_INT: fprintf(out, "%d", *(const int *)field); break;
+    case KEY_U64: fprintf(out, "%llu", (unsigned long long)*(const uint64_t *)field); break;
+    case KEY_FLOAT: fprintf(out, "%.9g", (double)*(const float *)field); break;
+    case KEY_BOOL: fputs(*(const bool *)field ? "true" : "false", out); break;
+    case KEY_STRING: loco_json_write_escaped(out, field); break; /* JSON strings are YAML */
+    case KEY_ENUM: fputs(key->names[*(const int *)field], out); break;
+    case KEY_INT_LIST: {
+        const int *list = (const int *)field;
+        int n = cfg->model.n_layer; /* the only list so far is model.kv_src */
+        fputc('[', out);
+        for (int i = 0; i < n; i++) {
+            fprintf(out, "%s%d", i ? ", " : "", list[i]);
+        }
+        fputc(']', out);
+        break;
+    }
+    }
+}
+
+void loco_config_write_yaml(const loco_config *cfg, FILE *out)
+{
+    char open_sections[8][64];
+    int open_depth = 0;
+    for (int i = 0; i < g_schema_count; i++) {
+        const config_key *key = &g_schema[i];
+        /* Split "a.b.c" into sections a, b and leaf c. */
+        char parts[8][64];
+        int n_parts = 0;
+        const char *p = key->path;
+        while (*p && n_parts < 8) {
+            size_t len = strcspn(p, ".");
+            snprintf(parts[n_parts++], 64, "%.*s", (int)len, p);
+            p += len;
+            if ('.' == *p) {
+                p++;
+            }
+        }
+        int common = 0;
+        while (common < open_depth && common < n_parts - 1 &&
+               0 == strcmp(open_sections[common], parts[common])) {
+            common++;
+        }
+        open_depth = common;
+        for (int s = common; s < n_parts - 1; s++) {
+            fprintf(out, "%*s%s:\n", 2 * s, "", parts[s]);
+            snprintf(open_sections[s], 64, "%s", parts[s]);
+            open_depth = s + 1;
+        }
+        fprintf(out, "%*s%s: ", 2 * (n_parts - 1), "", parts[n_parts - 1]);
+        write_value(cfg, key, out);
+        fputc('\n', out);
+    }
+}
+
+loco_status loco_config_save(const loco_config *cfg, const char *dir, loco_error *err)
+{
+    char path[LOCO_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/config.yaml", dir);
+    loco_atomic_file af;
+    LOCO_TRY(loco_atomic_open(&af, path, err));
+    fprintf(af.fp, "# resolved configuration of this run (loco %s)%s%s\n", LOCO_VERSION_STRING,
+            cfg->file[0] ? "; loaded from " : "", cfg->file);
+    loco_config_write_yaml(cfg, af.fp);
+    return loco_atomic_commit(&af, err);
+}
+
+void loco_config_print_schema(FILE *out)
+{
+    loco_config defaults;
+    loco_config_defaults(&defaults);
+    for (int i = 0; i < g_schema_count; i++) {
+        const config_key *key = &g_schema[i];
+        char allowed[256];
+        describe_allowed(key, allowed, sizeof allowed);
+        fprintf(out, "  %-26s ", key->path);
+        write_value(&defaults, key, out);
+        fprintf(out, "\n      %s; %s\n", key->help, allowed);
+    }
+}

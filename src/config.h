@@ -1,0 +1,93 @@
+/* src/config.h — one YAML file per run, parsed into typed parameter structs (DESIGN.md §9).
+ *
+ * The file is a mapping of sections (run, model, data, train, optim, ...); every key has a type,
+ * a default, and an allowed range or set of values in a schema table (config.c). Unknown keys,
+ * wrong types, out-of-range and inconsistent values are errors of the form
+ *     FILE:LINE:COLUMN: KEY: what is wrong; allowed: ...
+ * `--set section.key=value` overrides any key after the file is read. The loader is safe on
+ * hostile files: aliases and anchors are refused, nesting, scalar length and node count are
+ * bounded, and the file is capped at 1 MiB.
+ *
+ * The libraries never see this struct: it embeds their own parameter structs (loco_model_config,
+ * loco_optim_params, ...), which train.c hands down.
+ */
+#ifndef LOCO_SRC_CONFIG_H
+#define LOCO_SRC_CONFIG_H
+
+#include "base/base.h"
+#include "optim/optim.h"
+#include "src/data.h"
+#include "src/model.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define LOCO_CONFIG_MAX_KEYS 256
+#define LOCO_PATH_MAX 1024
+
+typedef struct loco_run_params {
+    char dir[LOCO_PATH_MAX]; /* run directory: metrics, checkpoints, run.json */
+    uint64_t seed;           /* seeds init, data order and every stochastic codec */
+} loco_run_params;
+
+typedef struct loco_train_params {
+    int steps;            /* optimizer steps per worker */
+    int batch;            /* sequences per step per worker (B) */
+    int seq_len;          /* tokens per sequence (T), <= model.ctx */
+    int eval_every;       /* validation every N steps (0 = only at the end) */
+    int eval_batches;     /* validation batches per evaluation */
+    int checkpoint_every; /* checkpoint every N steps (0 = only at the end) */
+    int log_every;        /* progress line and metrics every N steps */
+    int max_nonfinite;    /* stop after this many skipped non-finite steps */
+    int threads;          /* OpenMP threads (0 = all cores) */
+} loco_train_params;
+
+/* Where each key's value came from, for error messages. */
+typedef struct loco_config_origin {
+    int line, column; /* 1-based; 0 when the key kept its default */
+    bool from_override;
+} loco_config_origin;
+
+typedef struct loco_config {
+    char file[LOCO_PATH_MAX]; /* the YAML file loaded ("" for pure defaults) */
+    loco_run_params run;
+    loco_model_config model;
+    loco_data_params data;
+    loco_train_params train;
+    loco_optim_params optim;
+    int kv_src_count; /* entries given for model.kv_src (0 = default identity) */
+    loco_config_origin origin[LOCO_CONFIG_MAX_KEYS]; /* indexed like the schema */
+} loco_config;
+
+/* Fill every field with its default. */
+void loco_config_defaults(loco_config *cfg);
+
+/* Load a YAML file over the defaults, then apply `overrides` ("a.b=v" strings), then validate
+ * consistency. On error returns LOCO_ERR_CONFIG (or LOCO_ERR_IO / LOCO_ERR_NOT_FOUND for an
+ * unreadable file) with err naming file:line:column, the key, the problem and what is allowed;
+ * cfg is then unspecified. */
+loco_status loco_config_load(loco_config *cfg, const char *path, const char *const *overrides,
+                             int n_overrides, loco_error *err);
+
+/* Parse YAML text (name is used in messages). Same contract as loco_config_load. */
+loco_status loco_config_load_string(loco_config *cfg, const char *name, const char *text,
+                                    size_t len, const char *const *overrides, int n_overrides,
+                                    loco_error *err);
+
+/* Apply one "section.key=value" override (already-loaded cfg; validate afterwards). */
+loco_status loco_config_set(loco_config *cfg, const char *assignment, loco_error *err);
+
+/* Check cross-key consistency (n_head % n_kv_head, kv_src, seq_len <= ctx, ...). */
+loco_status loco_config_validate(const loco_config *cfg, loco_error *err);
+
+/* Write every key with its resolved value as YAML that loco_config_load accepts again. */
+void loco_config_write_yaml(const loco_config *cfg, FILE *out);
+
+/* Write the resolved config to DIR/config.yaml atomically. */
+loco_status loco_config_save(const loco_config *cfg, const char *dir, loco_error *err);
+
+/* Print every key, its type, default and allowed values (for `loco train --help-config`). */
+void loco_config_print_schema(FILE *out);
+
+#endif /* LOCO_SRC_CONFIG_H */

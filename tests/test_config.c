@@ -1,0 +1,225 @@
+/* tests/test_config.c — the YAML loader: every shipped config loads, every bad file is refused
+ * with the right line, column and message, overrides work, resolved output round-trips, and
+ * hostile files end in an error in bounded time. */
+#include "src/config.h"
+
+#include <criterion/criterion.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int has_yaml_suffix(const char *name)
+{
+    size_t n = strlen(name);
+    return n > 5 && 0 == strcmp(name + n - 5, ".yaml");
+}
+
+Test(config, every_shipped_config_loads)
+{
+    DIR *dir = opendir(LOCO_SRC_DIR "/configs");
+    cr_assert_not_null(dir);
+    int loaded = 0;
+    struct dirent *e;
+    while (NULL != (e = readdir(dir))) {
+        if (!has_yaml_suffix(e->d_name)) {
+            continue;
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/configs/%s", LOCO_SRC_DIR, e->d_name);
+        loco_config cfg;
+        loco_error err = {0};
+        loco_status st = loco_config_load(&cfg, path, NULL, 0, &err);
+        cr_expect_eq(st, LOCO_OK, "%s: %s", e->d_name, err.msg);
+        loaded++;
+    }
+    closedir(dir);
+    cr_assert_gt(loaded, 0, "no configs found");
+}
+
+/* Each bad file's first line is "# expect: LINE:COL: message prefix". */
+Test(config, bad_files_are_refused_with_line_column_and_reason)
+{
+    DIR *dir = opendir(LOCO_SRC_DIR "/tests/configs/bad");
+    cr_assert_not_null(dir);
+    int checked = 0;
+    struct dirent *e;
+    while (NULL != (e = readdir(dir))) {
+        if (!has_yaml_suffix(e->d_name)) {
+            continue;
+        }
+        char path[4096];
+        snprintf(path, sizeof path, "%s/tests/configs/bad/%s", LOCO_SRC_DIR, e->d_name);
+        FILE *fp = fopen(path, "r");
+        cr_assert_not_null(fp);
+        char first[512] = "";
+        cr_assert_not_null(fgets(first, sizeof first, fp));
+        fclose(fp);
+        first[strcspn(first, "\n")] = '\0';
+        cr_assert(0 == strncmp(first, "# expect: ", 10), "%s lacks an expect line", e->d_name);
+        char want[5000];
+        snprintf(want, sizeof want, "%s:%s", path, first + 10);
+        loco_config cfg;
+        loco_error err = {0};
+        loco_status st = loco_config_load(&cfg, path, NULL, 0, &err);
+        cr_expect_eq(st, LOCO_ERR_CONFIG, "%s was accepted", e->d_name);
+        cr_expect(0 == strncmp(err.msg, want, strlen(want)), "%s:\n  got  %s\n  want %s...",
+                  e->d_name, err.msg, want);
+        checked++;
+    }
+    closedir(dir);
+    cr_assert_geq(checked, 15);
+}
+
+Test(config, overrides_set_any_key_and_are_validated)
+{
+    const char *text = "model:\n  n_layer: 2\n";
+    const char *sets[] = {"model.n_layer=6", "optim.kind=sgd", "train.steps=7",
+                          "run.dir=/tmp/x y", "optim.nesterov=false", "optim.lr=0.5"};
+    loco_config cfg;
+    loco_error err = {0};
+    cr_assert_eq(loco_config_load_string(&cfg, "t.yaml", text, strlen(text), sets, 6, &err),
+                 LOCO_OK, "%s", err.msg);
+    cr_assert_eq(cfg.model.n_layer, 6);
+    cr_assert_eq(cfg.optim.kind, LOCO_OPTIM_SGD);
+    cr_assert_eq(cfg.train.steps, 7);
+    cr_assert_str_eq(cfg.run.dir, "/tmp/x y");
+    cr_assert_eq(cfg.optim.nesterov, false);
+    cr_assert_float_eq(cfg.optim.lr, 0.5f, 0);
+
+    const char *kv[] = {"model.n_layer=4", "model.kv_src=[0,0,2,2]"};
+    cr_assert_eq(loco_config_load_string(&cfg, "t.yaml", text, strlen(text), kv, 2, &err),
+                 LOCO_OK, "%s", err.msg);
+    cr_assert_eq(cfg.model.kv_src[1], 0);
+    cr_assert_eq(cfg.model.kv_src[3], 2);
+
+    struct {
+        const char *set, *want;
+    } bad[] = {
+        {"model.n_layers=3", "--set: unknown key 'model.n_layers'; allowed in model: n_layer"},
+        {"n_layer", "--set: 'n_layer' is not of the form section.key=value"},
+        {"model.n_head=0", "--set model.n_head: model.n_head: 0 is out of range"},
+        {"model.n_kv_head=3", "--set model.n_kv_head: n_kv_head 3 does not divide n_head 4"},
+        {"data.partition=random", "--set data.partition: data.partition: unknown value 'random'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        loco_error e2 = {0};
+        const char *one[] = {bad[i].set};
+        cr_expect_eq(loco_config_load_string(&cfg, "t.yaml", text, strlen(text), one, 1, &e2),
+                     LOCO_ERR_CONFIG, "accepted %s", bad[i].set);
+        cr_expect(0 == strncmp(e2.msg, bad[i].want, strlen(bad[i].want)), "got '%s' want '%s'",
+                  e2.msg, bad[i].want);
+    }
+}
+
+Test(config, resolved_yaml_round_trips)
+{
+    const char *sets[] = {"model.n_layer=4", "model.kv_src=0,0,2,2", "model.n_kv_head=2",
+                          "run.dir=runs/\"odd\" name", "optim.lr=0.00123", "run.seed=18446744073709551615"};
+    loco_config a, b;
+    loco_error err = {0};
+    cr_assert_eq(loco_config_load_string(&a, "x.yaml", "", 0, sets, 6, &err), LOCO_OK, "%s",
+                 err.msg);
+    char *text = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&text, &len);
+    loco_config_write_yaml(&a, mem);
+    fclose(mem);
+    cr_assert_eq(loco_config_load_string(&b, "resolved.yaml", text, len, NULL, 0, &err), LOCO_OK,
+                 "%s\n%s", err.msg, text);
+    cr_assert_eq(memcmp(&a.run, &b.run, sizeof a.run), 0);
+    cr_assert_eq(memcmp(&a.model, &b.model, sizeof a.model), 0);
+    cr_assert_eq(memcmp(&a.data, &b.data, sizeof a.data), 0);
+    cr_assert_eq(memcmp(&a.train, &b.train, sizeof a.train), 0);
+    cr_assert_eq(memcmp(&a.optim, &b.optim, sizeof a.optim), 0);
+    free(text);
+}
+
+Test(config, missing_file_is_not_found)
+{
+    loco_config cfg;
+    loco_error err = {0};
+    cr_assert_eq(loco_config_load(&cfg, "/nonexistent/x.yaml", NULL, 0, &err), LOCO_ERR_NOT_FOUND);
+    cr_assert(strstr(err.msg, "/nonexistent/x.yaml") != NULL);
+}
+
+static loco_status load_text(const char *text, size_t len, loco_error *err)
+{
+    loco_config cfg;
+    return loco_config_load_string(&cfg, "hostile.yaml", text, len, NULL, 0, err);
+}
+
+Test(config, hostile_files_fail_in_bounded_time_and_memory, .timeout = 20)
+{
+    loco_error err = {0};
+    /* deep nesting */
+    size_t n = 200000;
+    char *deep = malloc(2 * n + 1);
+    memset(deep, '[', n);
+    memset(deep + n, ']', n);
+    deep[2 * n] = '\0';
+    cr_assert_eq(load_text(deep, 2 * n, &err), LOCO_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "nesting deeper") != NULL, "%s", err.msg);
+    free(deep);
+    /* billion laughs: refused at the first alias */
+    const char *laughs = "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n"
+                         "b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+                         "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\n"
+                         "d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\n";
+    loco_error_clear(&err);
+    cr_assert_eq(load_text(laughs, strlen(laughs), &err), LOCO_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "anchors") != NULL || strstr(err.msg, "aliases") != NULL, "%s",
+              err.msg);
+    /* huge scalar */
+    size_t big = 100000;
+    char *huge = malloc(big + 32);
+    strcpy(huge, "run:\n  dir: ");
+    memset(huge + strlen(huge), 'x', big);
+    huge[12 + big] = '\0';
+    loco_error_clear(&err);
+    cr_assert_eq(load_text(huge, strlen(huge), &err), LOCO_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "scalar of") != NULL, "%s", err.msg);
+    free(huge);
+    /* binary junk, many seeds: always an error, never a crash */
+    loco_rng rng;
+    loco_rng_init(&rng, 5, 0);
+    char junk[4096];
+    for (int trial = 0; trial < 300; trial++) {
+        size_t len = 1 + loco_rng_below(&rng, sizeof junk - 1);
+        for (size_t i = 0; i < len; i++) {
+            junk[i] = (char)loco_rng_u32(&rng);
+        }
+        loco_error_clear(&err);
+        cr_assert_neq(load_text(junk, len, &err), LOCO_OK, "junk accepted");
+        cr_assert(strlen(err.msg) > 0);
+    }
+    /* many nodes */
+    size_t items = 50000;
+    char *wide = malloc(items * 3 + 16);
+    char *p = wide;
+    p += sprintf(p, "x: [");
+    for (size_t i = 0; i < items; i++) {
+        p += sprintf(p, "1,");
+    }
+    sprintf(p, "1]");
+    loco_error_clear(&err);
+    cr_assert_eq(load_text(wide, strlen(wide), &err), LOCO_ERR_CONFIG);
+    free(wide);
+}
+
+Test(config, file_larger_than_limit_is_refused)
+{
+    char path[] = "/tmp/loco_cfg_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    FILE *fp = fdopen(fd, "w");
+    for (int i = 0; i < (2 << 20) / 16; i++) {
+        fputs("# padding ......\n", fp);
+    }
+    fclose(fp);
+    loco_config cfg;
+    loco_error err = {0};
+    cr_assert_eq(loco_config_load(&cfg, path, NULL, 0, &err), LOCO_ERR_CONFIG);
+    cr_assert(strstr(err.msg, "bytes") != NULL, "%s", err.msg);
+    remove(path);
+}
