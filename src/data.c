@@ -302,7 +302,7 @@ uint16_t loco_loader_token_at(const loco_loader *loader, uint64_t pos)
     return loader->file->tokens[loco_loader_file_index(loader, pos)];
 }
 
-void loco_loader_next(loco_loader *loader, int *inputs, int *targets)
+void loco_loader_next(loco_loader *loader, uint16_t *inputs, uint16_t *targets)
 {
     const int T = loader->T;
     for (int b = 0; b < loader->B; b++) {
@@ -310,8 +310,8 @@ void loco_loader_next(loco_loader *loader, int *inputs, int *targets)
             loader->cursor = 0;
             loader->epoch++;
         }
-        int *in_row = inputs + (size_t)b * T;
-        int *tg_row = targets + (size_t)b * T;
+        uint16_t *in_row = inputs + (size_t)b * T;
+        uint16_t *tg_row = targets + (size_t)b * T;
         uint16_t prev = loco_loader_token_at(loader, loader->cursor);
         for (int t = 0; t < T; t++) {
             uint16_t next = loco_loader_token_at(loader, loader->cursor + (uint64_t)t + 1);

@@ -127,7 +127,7 @@ loco_status loco_loader_init(loco_loader *loader, const loco_token_file *file,
 void loco_loader_free(loco_loader *loader);
 
 /* Fill inputs (B, T) and targets (B, T) with the next batch. */
-void loco_loader_next(loco_loader *loader, int *inputs, int *targets);
+void loco_loader_next(loco_loader *loader, uint16_t *inputs, uint16_t *targets);
 
 /* Index in the token file of position pos of this worker's stream (pos < length). */
 uint64_t loco_loader_file_index(const loco_loader *loader, uint64_t pos);

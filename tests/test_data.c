@@ -224,7 +224,7 @@ Test(data, batches_shift_targets_and_state_resumes_exactly, .init = make_dir, .f
     loco_loader a, b;
     cr_assert_eq(loco_loader_init(&a, &train, LOCO_PARTITION_IID, 64, 1, 2, B, T, NULL), LOCO_OK);
     cr_assert_eq(loco_loader_init(&b, &train, LOCO_PARTITION_IID, 64, 1, 2, B, T, NULL), LOCO_OK);
-    int in1[B * T], tg1[B * T], in2[B * T], tg2[B * T];
+    uint16_t in1[B * T], tg1[B * T], in2[B * T], tg2[B * T];
     /* run past an epoch boundary */
     int steps = (int)(a.length / (uint64_t)(B * T)) + 3;
     for (int s = 0; s < steps; s++) {
