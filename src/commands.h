@@ -13,5 +13,6 @@ typedef struct loco_command {
 } loco_command;
 
 int loco_cmd_version(int argc, char **argv);
+int loco_cmd_report(int argc, char **argv);
 
 #endif /* LOCO_SRC_COMMANDS_H */

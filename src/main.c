@@ -16,6 +16,7 @@ static const loco_command g_commands[] = {
     {"bench", "run a benchmark against a same-run baseline (loco bench --help)", loco_bench_main},
     {"data", "prepare token shards from text, inspect and decode them (loco data --help)",
      loco_cmd_data},
+    {"report", "compare runs: Markdown table and PNG plots (loco report --help)", loco_cmd_report},
     {"version", "print the version and build features", loco_cmd_version},
 };
 static const int g_command_count = (int)(sizeof g_commands / sizeof g_commands[0]);
