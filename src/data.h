@@ -138,6 +138,11 @@ uint16_t loco_loader_token_at(const loco_loader *loader, uint64_t pos);
 loco_loader_state loco_loader_get_state(const loco_loader *loader);
 void loco_loader_set_state(loco_loader *loader, loco_loader_state state);
 
+/* The best validation loss (nats per token) of an add-k smoothed bigram model counted on train,
+ * over a small grid of k; *smoothing receives the k used (may be NULL). Needs vocab <= 4096. */
+loco_status loco_bigram_val_loss(const loco_token_file *train, const loco_token_file *val,
+                                 double *loss, double *smoothing, loco_error *err);
+
 /* `loco data ...` */
 int loco_cmd_data(int argc, char **argv);
 

@@ -426,7 +426,8 @@ static void data_usage(FILE *out)
             "[INPUT...]\n"
             "       loco data random --out DIR --vocab V --tokens N [--val-tokens M] [--seed S]\n"
             "       loco data info PATH\n"
-            "       loco data decode FILE [--source NAME] [--start N] [--count N]\n\n"
+            "       loco data decode FILE [--source NAME] [--start N] [--count N]\n"
+            "       loco data bigram DIR\n\n"
             "prepare   tokenize text files or directories (plain or gzip) with the byte tokenizer\n"
             "          into DIR/train.tok, DIR/val.tok and DIR/manifest.json. Each file is one\n"
             "          source (a partition for non-IID training); the last F of each source is\n"
@@ -439,7 +440,9 @@ static void data_usage(FILE *out)
             "random    a dataset of uniformly random tokens (benchmarks with large vocabularies)\n"
             "info      print a token file's header and sources (PATH: a .tok file or a dataset "
             "dir)\n"
-            "decode    write a token file's tokens back as text (byte tokenizer) to stdout\n",
+            "decode    write a token file's tokens back as text (byte tokenizer) to stdout\n"
+            "bigram    validation loss of the best add-k bigram model counted on DIR/train.tok:\n"
+            "          the baseline a trained model must beat\n",
             DEFAULT_FORTUNES, DEFAULT_GCIDE);
 }
 
@@ -662,6 +665,38 @@ static int cmd_decode(int argc, char **argv)
     return 0;
 }
 
+static int cmd_bigram(int argc, char **argv)
+{
+    if (2 != argc || '-' == argv[1][0]) {
+        fprintf(stderr, "usage: loco data bigram DIR\n");
+        return 2;
+    }
+    char train_path[4096], val_path[4096];
+    snprintf(train_path, sizeof train_path, "%s/train.tok", argv[1]);
+    snprintf(val_path, sizeof val_path, "%s/val.tok", argv[1]);
+    loco_token_file train, val;
+    loco_error err = {0};
+    loco_status st = loco_token_file_open(&train, train_path, &err);
+    if (LOCO_OK != st) {
+        return report(st, &err, "bigram");
+    }
+    st = loco_token_file_open(&val, val_path, &err);
+    if (LOCO_OK != st) {
+        loco_token_file_close(&train);
+        return report(st, &err, "bigram");
+    }
+    double loss, k;
+    st = loco_bigram_val_loss(&train, &val, &loss, &k, &err);
+    if (LOCO_OK == st) {
+        printf("bigram validation loss %.4f nats/token (add-%g smoothing, %llu train tokens, %llu "
+               "validation tokens)\n",
+               loss, k, (unsigned long long)train.count, (unsigned long long)val.count);
+    }
+    loco_token_file_close(&train);
+    loco_token_file_close(&val);
+    return report(st, &err, "bigram");
+}
+
 int loco_cmd_data(int argc, char **argv)
 {
     if (argc < 2 || 0 == strcmp(argv[1], "--help") || 0 == strcmp(argv[1], "-h")) {
@@ -679,6 +714,9 @@ int loco_cmd_data(int argc, char **argv)
     }
     if (0 == strcmp(argv[1], "decode")) {
         return cmd_decode(argc - 1, argv + 1);
+    }
+    if (0 == strcmp(argv[1], "bigram")) {
+        return cmd_bigram(argc - 1, argv + 1);
     }
     fprintf(stderr, "loco data: unknown subcommand '%s'\n", argv[1]);
     data_usage(stderr);

@@ -5,6 +5,7 @@
 #include "src/data.h"
 
 #include <criterion/criterion.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -367,4 +368,42 @@ Test(data, cli_failure_leaves_nothing_behind, .init = make_dir, .fini = remove_d
     cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
     snprintf(cmd, sizeof cmd, "%s data bogus 2>/dev/null", LOCO_BIN);
     cr_assert_eq(WEXITSTATUS(system(cmd)), 2);
+}
+
+Test(data, bigram_baseline_matches_known_cases, .init = make_dir, .fini = remove_dir)
+{
+    /* Random tokens: no bigram structure, loss ~ log(V). */
+    char out[128];
+    snprintf(out, sizeof out, "%s/out", g_dir);
+    cr_assert_eq(loco_data_prepare_random(out, 64, 400000, 50000, 9, NULL), LOCO_OK);
+    loco_token_file train, val;
+    open_split(&train, "train");
+    open_split(&val, "val");
+    double loss, k;
+    cr_assert_eq(loco_bigram_val_loss(&train, &val, &loss, &k, NULL), LOCO_OK);
+    cr_assert(fabs(loss - log(64.0)) < 0.02, "random tokens: %f vs log 64 = %f", loss, log(64.0));
+    loco_token_file_close(&train);
+    loco_token_file_close(&val);
+    remove_dir();
+    /* A periodic text "abcabc...": each byte determines the next, loss ~ 0. */
+    make_dir();
+    char src[256];
+    snprintf(src, sizeof src, "%s/abc.txt", g_dir);
+    size_t n = 30000;
+    char *text = malloc(n);
+    for (size_t i = 0; i < n; i++) {
+        text[i] = (char)("abc\n"[i % 4]);
+    }
+    write_plain(src, text, n);
+    free(text);
+    const char *inputs[1] = {src};
+    loco_prepare_params params = {.inputs = inputs, .n_inputs = 1, .out_dir = out,
+                                  .val_fraction = 0.1};
+    cr_assert_eq(loco_data_prepare(&params, NULL), LOCO_OK);
+    open_split(&train, "train");
+    open_split(&val, "val");
+    cr_assert_eq(loco_bigram_val_loss(&train, &val, &loss, &k, NULL), LOCO_OK);
+    cr_assert(loss < 0.01, "deterministic bigrams: loss %f", loss);
+    loco_token_file_close(&train);
+    loco_token_file_close(&val);
 }
