@@ -387,6 +387,7 @@ Test(data, bigram_baseline_matches_known_cases, .init = make_dir, .fini = remove
     remove_dir();
     /* A periodic text "abcabc...": each byte determines the next, loss ~ 0. */
     make_dir();
+    snprintf(out, sizeof out, "%s/out", g_dir);
     char src[256];
     snprintf(src, sizeof src, "%s/abc.txt", g_dir);
     size_t n = 30000;
