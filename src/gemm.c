@@ -1,10 +1,14 @@
 /* src/gemm.c — packed, register-tiled single-precision GEMM (see gemm.h).
  *
  * Loop nest (Goto/BLIS): for each NC-wide column block of B, for each KC-deep slice of K, pack
- * that slice of B into NR-wide panels; for each MC-tall row block of A, pack it into MR-tall
- * panels; then run the MR x NR micro-kernel over every (panel of A, panel of B) pair. The packed
- * A block stays in L2, one packed B panel (KC x NR) in L1, and the micro-kernel keeps its whole
- * MR x NR tile of C in registers for KC multiply-adds before touching memory.
+ * that slice of B into NR-wide panels; for each MC-tall row block of A, run the MR x NR
+ * micro-kernel over every (MR rows of A, panel of B) pair. The micro-kernel keeps its whole
+ * MR x NR tile of C in registers for KC multiply-adds before touching memory. When A's rows are
+ * contiguous (a_cs == 1) it broadcasts A's elements straight from the six rows (six streams the
+ * prefetchers follow; packing them cost more than it saved); when A is transposed (a_rs == 1) its
+ * k-th column elements sit one row stride apart, which aliases in L1, so the MC x KC block is
+ * packed into MR-row panels first (a cheap copy of MR contiguous floats per k). One packed B
+ * panel (KC x NR) stays in L1.
  *
  * Parallelism: loco_sgemm cuts C into one contiguous stripe per thread (rows when M >= N,
  * columns otherwise) and runs the serial routine on each; each thread packs what it reads. No
@@ -28,13 +32,13 @@ enum {
     GEMM_NR = 16,   /* micro-tile columns */
     GEMM_KC = 256,  /* depth of one packed slice */
     GEMM_MC = 144,  /* rows of A packed at once (multiple of MR) */
-    GEMM_NC = 1024, /* columns of B packed at once (multiple of NR) */
+    GEMM_NC = 512, /* columns of B packed at once (multiple of NR) */
 };
 
-/* A micro-kernel: C tile (MR, NR) with row stride ldc = (or +=) packed A (kc, MR) · packed B
- * (kc, NR). */
-typedef void (*gemm_kernel_fn)(int kc, const float *a, const float *b, float *c, ptrdiff_t ldc,
-                               bool accumulate);
+/* A micro-kernel: C tile (MR, NR) with row stride ldc = (or +=) A (MR, kc) · packed B (kc, NR),
+ * where A's rows start at a_row[0..MR) and step by a_cs along k. */
+typedef void (*gemm_kernel_fn)(int kc, const float *const *a_row, ptrdiff_t a_cs, const float *b,
+                               float *c, ptrdiff_t ldc, bool accumulate);
 
 size_t loco_gemm_workspace_floats(void)
 {
@@ -67,19 +71,19 @@ bool loco_gemm_has_avx2(void) { return LOCO_GEMM_AVX2; }
 /* ---------------------------------------------------------------------------------------------
  * Micro-kernels */
 
-static void kernel_portable(int kc, const float *restrict a, const float *restrict b,
-                            float *restrict c, ptrdiff_t ldc, bool accumulate)
+static void kernel_portable(int kc, const float *const *a_row, ptrdiff_t a_cs,
+                            const float *restrict b, float *restrict c, ptrdiff_t ldc,
+                            bool accumulate)
 {
     float acc[GEMM_MR][GEMM_NR];
     memset(acc, 0, sizeof acc);
     for (int k = 0; k < kc; k++) {
         for (int i = 0; i < GEMM_MR; i++) {
-            float ai = a[i];
+            float ai = a_row[i][k * a_cs];
             for (int j = 0; j < GEMM_NR; j++) {
                 acc[i][j] += ai * b[j];
             }
         }
-        a += GEMM_MR;
         b += GEMM_NR;
     }
     for (int i = 0; i < GEMM_MR; i++) {
@@ -91,9 +95,17 @@ static void kernel_portable(int kc, const float *restrict a, const float *restri
 }
 
 #if LOCO_GEMM_AVX2
-static void kernel_avx2(int kc, const float *restrict a, const float *restrict b,
-                        float *restrict c, ptrdiff_t ldc, bool accumulate)
+static void kernel_avx2(int kc, const float *const *a_row, ptrdiff_t a_cs,
+                        const float *restrict b, float *restrict c, ptrdiff_t ldc,
+                        bool accumulate)
 {
+    const float *a0 = a_row[0], *a1 = a_row[1], *a2 = a_row[2];
+    const float *a3 = a_row[3], *a4 = a_row[4], *a5 = a_row[5];
+    ptrdiff_t off = 0; /* one induction variable indexes all six rows */
+    for (int i = 0; i < GEMM_MR; i++) { /* C is read or written after the loop: fetch it now */
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + GEMM_NR - 1), _MM_HINT_T0);
+    }
     __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
     __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
     __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
@@ -103,25 +115,25 @@ static void kernel_avx2(int kc, const float *restrict a, const float *restrict b
     for (int k = 0; k < kc; k++) {
         __m256 b0 = _mm256_load_ps(b);
         __m256 b1 = _mm256_load_ps(b + 8);
-        __m256 ai = _mm256_broadcast_ss(a + 0);
+        __m256 ai = _mm256_broadcast_ss(a0 + off);
         c00 = _mm256_fmadd_ps(ai, b0, c00);
         c01 = _mm256_fmadd_ps(ai, b1, c01);
-        ai = _mm256_broadcast_ss(a + 1);
+        ai = _mm256_broadcast_ss(a1 + off);
         c10 = _mm256_fmadd_ps(ai, b0, c10);
         c11 = _mm256_fmadd_ps(ai, b1, c11);
-        ai = _mm256_broadcast_ss(a + 2);
+        ai = _mm256_broadcast_ss(a2 + off);
         c20 = _mm256_fmadd_ps(ai, b0, c20);
         c21 = _mm256_fmadd_ps(ai, b1, c21);
-        ai = _mm256_broadcast_ss(a + 3);
+        ai = _mm256_broadcast_ss(a3 + off);
         c30 = _mm256_fmadd_ps(ai, b0, c30);
         c31 = _mm256_fmadd_ps(ai, b1, c31);
-        ai = _mm256_broadcast_ss(a + 4);
+        ai = _mm256_broadcast_ss(a4 + off);
         c40 = _mm256_fmadd_ps(ai, b0, c40);
         c41 = _mm256_fmadd_ps(ai, b1, c41);
-        ai = _mm256_broadcast_ss(a + 5);
+        ai = _mm256_broadcast_ss(a5 + off);
         c50 = _mm256_fmadd_ps(ai, b0, c50);
         c51 = _mm256_fmadd_ps(ai, b1, c51);
-        a += GEMM_MR;
+        off += a_cs;
         b += GEMM_NR;
     }
     __m256 rows[GEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
@@ -140,31 +152,19 @@ static void kernel_avx2(int kc, const float *restrict a, const float *restrict b
 #endif
 
 /* ---------------------------------------------------------------------------------------------
- * Packing: zero-padded panels, so the micro-kernel never needs a bounds check. */
+ * Packing B: zero-padded panels, so the micro-kernel never needs a bounds check on columns. */
 
-/* Pack A rows [0, mc) x depth [0, kc) into panels of MR rows: out[p][k][i] = A(p*MR + i, k). */
+/* Pack A rows [0, mc) x depth [0, kc) into panels of MR rows: out[p][k][i] = A(p*MR + i, k),
+ * rows past mc repeat the last row. Used when A is stored transposed (a_rs == 1). */
 static void pack_a(int mc, int kc, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs,
                    float *restrict out)
 {
     for (int ir = 0; ir < mc; ir += GEMM_MR) {
         int mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
         float *panel = out + (size_t)ir * kc; /* ir / MR panels of kc * MR */
-        if (mr < GEMM_MR) {
-            memset(panel, 0, (size_t)kc * GEMM_MR * sizeof(float));
-        }
-        if (1 == a_rs) {
-            for (int k = 0; k < kc; k++) {
-                const float *col = a + ir + k * a_cs;
-                for (int i = 0; i < mr; i++) {
-                    panel[k * GEMM_MR + i] = col[i];
-                }
-            }
-        } else {
-            for (int i = 0; i < mr; i++) {
-                const float *row = a + (ir + i) * a_rs;
-                for (int k = 0; k < kc; k++) {
-                    panel[k * GEMM_MR + i] = row[k * a_cs];
-                }
+        for (int k = 0; k < kc; k++) {
+            for (int i = 0; i < GEMM_MR; i++) {
+                panel[k * GEMM_MR + i] = a[(ir + (i < mr ? i : mr - 1)) * a_rs + k * a_cs];
             }
         }
     }
@@ -180,9 +180,15 @@ static void pack_b(int kc, int nc, const float *b, ptrdiff_t b_rs, ptrdiff_t b_c
         if (nr < GEMM_NR) {
             memset(panel, 0, (size_t)kc * GEMM_NR * sizeof(float));
         }
-        if (1 == b_cs) {
+        if (1 == b_cs && GEMM_NR == nr) {
+            for (int k = 0; k < kc; k++) { /* fixed-size copy: vector moves, not rep movs */
+                memcpy(panel + k * GEMM_NR, b + k * b_rs + jr, GEMM_NR * sizeof(float));
+            }
+        } else if (1 == b_cs) {
             for (int k = 0; k < kc; k++) {
-                memcpy(panel + k * GEMM_NR, b + k * b_rs + jr, (size_t)nr * sizeof(float));
+                for (int j = 0; j < nr; j++) {
+                    panel[k * GEMM_NR + j] = b[k * b_rs + jr + j];
+                }
             }
         } else {
             for (int j = 0; j < nr; j++) {
@@ -213,8 +219,9 @@ static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, in
         }
         return;
     }
-    float *packed_a = scratch;                              /* (MC, KC) */
-    float *packed_b = scratch + (size_t)GEMM_MC * GEMM_KC; /* (KC, NC) */
+    float *packed_b = scratch;                              /* (KC, NC) */
+    float *packed_a = scratch + (size_t)GEMM_KC * GEMM_NC; /* (MC, KC), transposed A only */
+    bool pack = 1 != a_cs;
     float edge[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
     for (int jc = 0; jc < N; jc += GEMM_NC) {
         int nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
@@ -224,20 +231,31 @@ static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, in
             pack_b(kc, nc, b + pc * b_rs + jc * b_cs, b_rs, b_cs, packed_b);
             for (int ic = 0; ic < M; ic += GEMM_MC) {
                 int mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
-                pack_a(mc, kc, a + ic * a_rs + pc * a_cs, a_rs, a_cs, packed_a);
+                if (pack) {
+                    pack_a(mc, kc, a + ic * a_rs + pc * a_cs, a_rs, a_cs, packed_a);
+                }
+                /* where row i of the block starts, and the step along k */
+                const float *a_base = pack ? packed_a : a + ic * a_rs + pc * a_cs;
+                ptrdiff_t row_step = pack ? 1 : a_rs, k_step = pack ? GEMM_MR : a_cs;
                 for (int jr = 0; jr < nc; jr += GEMM_NR) {
                     int nr = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
                     const float *pb = packed_b + (size_t)jr * kc;
                     for (int ir = 0; ir < mc; ir += GEMM_MR) {
                         int mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
-                        const float *pa = packed_a + (size_t)ir * kc;
+                        /* rows past the edge read the last valid row; their results are
+                         * discarded */
+                        const float *rows[GEMM_MR];
+                        const float *panel = pack ? a_base + (size_t)ir * kc : a_base + ir * a_rs;
+                        for (int i = 0; i < GEMM_MR; i++) {
+                            rows[i] = panel + (pack ? i : (i < mr ? i : mr - 1)) * row_step;
+                        }
                         float *ct = c + (ic + ir) * ldc + jc + jr;
                         if (GEMM_MR == mr && GEMM_NR == nr) {
-                            kernel(kc, pa, pb, ct, ldc, acc);
+                            kernel(kc, rows, k_step, pb, ct, ldc, acc);
                             continue;
                         }
                         /* Edge tile: compute the full tile aside, copy the valid part. */
-                        kernel(kc, pa, pb, edge, GEMM_NR, false);
+                        kernel(kc, rows, k_step, pb, edge, GEMM_NR, false);
                         for (int i = 0; i < mr; i++) {
                             for (int j = 0; j < nr; j++) {
                                 float v = edge[i * GEMM_NR + j];
