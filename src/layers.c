@@ -386,9 +386,10 @@ void loco_attention_forward(const loco_gemm_workspace *ws, float *scratch, float
 }
 
 void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, float *dq,
-                             int dq_stride, float *dk, float *dv, const float *dout,
-                             const float *att, const float *q, int q_stride, const float *k,
-                             const float *v, int kv_stride, int B, int T, int NH, int NKV, int hs)
+                             int dq_stride, float *dk, float *dv, bool zero_dkv,
+                             const float *dout, const float *att, const float *q, int q_stride,
+                             const float *k, const float *v, int kv_stride, int B, int T, int NH,
+                             int NKV, int hs)
 {
     int C = NH * hs;
     int group = NH / NKV;
@@ -406,6 +407,10 @@ void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, floa
         const float *vb = v + (size_t)b * T * kv_stride + g * hs;
         float *dkb = dk + (size_t)b * T * kv_stride + g * hs;
         float *dvb = dv + (size_t)b * T * kv_stride + g * hs;
+        for (int t = 0; zero_dkv && t < T; t++) {
+            memset(dkb + (size_t)t * kv_stride, 0, (size_t)hs * sizeof(float));
+            memset(dvb + (size_t)t * kv_stride, 0, (size_t)hs * sizeof(float));
+        }
         for (int h = g * group; h < (g + 1) * group; h++) {
             const float *P = att + ((size_t)b * NH + h) * T * T;
             const float *qb = q + (size_t)b * T * q_stride + h * hs;

@@ -53,11 +53,14 @@ void loco_attention_forward(const loco_gemm_workspace *ws, float *scratch, float
                             const float *q, int q_stride, const float *k, const float *v,
                             int kv_stride, int B, int T, int NH, int NKV, int hs);
 /* dq (rows of stride dq_stride) = ; dk, dv (rows of stride kv_stride) += (several query heads
- * and several layers may read one K/V head: their gradients add up). */
+ * and several layers may read one K/V head: their gradients add up), or = when zero_dkv is
+ * true (the first reader in the backward pass starts the sum; only the K/V head columns of dk
+ * and dv are touched). */
 void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, float *dq,
-                             int dq_stride, float *dk, float *dv, const float *dout,
-                             const float *att, const float *q, int q_stride, const float *k,
-                             const float *v, int kv_stride, int B, int T, int NH, int NKV, int hs);
+                             int dq_stride, float *dk, float *dv, bool zero_dkv,
+                             const float *dout, const float *att, const float *q, int q_stride,
+                             const float *k, const float *v, int kv_stride, int B, int T, int NH,
+                             int NKV, int hs);
 
 /* GELU, tanh approximation (GPT-2, torch approximate="tanh"). n elements. */
 void loco_gelu_forward(float *out, const float *inp, size_t n);

@@ -533,12 +533,6 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
     int B = m->B, T = m->T, N = B * T, C = m->C, V = m->cfg.vocab, L = m->cfg.n_layer;
     const loco_gemm_workspace *ws = &m->ws;
 
-    /* K/V gradients accumulate over all readers of a producer: start them at zero. */
-    for (int l = 0; l < L; l++) {
-        if (NULL != m->dqkv[l]) {
-            memset(m->dqkv[l], 0, (size_t)N * m->qkv_dim[l] * sizeof(float));
-        }
-    }
     memset(m->dresidual, 0, (size_t)N * C * sizeof(float));
 
     loco_crossentropy_backward(m->logits, m->lse, m->targets, 1.0f / (float)N, N, V);
@@ -558,6 +552,12 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
         float *dkv = m->dqkv[src];
         bool producer = src == l;
         float *dq = producer ? m->dqkv[l] : m->dq; /* rows of stride qkv_dim[l] */
+        /* K/V gradients sum over all readers of a producer; the highest reader, first in this
+         * reverse loop, starts the sum. */
+        bool first_reader = true;
+        for (int above = l + 1; above < L; above++) {
+            first_reader = first_reader && m->cfg.kv_src[above] != src;
+        }
 
         /* MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))) */
         loco_matmul_backward(ws, m->dfch, lg->fcprojw, lg->fcprojb, m->dresidual, a->fch_gelu,
@@ -570,7 +570,8 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
         loco_matmul_backward(ws, m->datty, lg->attprojw, lg->attprojb, m->dresidual, a->atty,
                              lw->attprojw, N, C, C);
         loco_attention_backward(ws, m->att_scratch, dq, m->qkv_dim[l], dkv + C,
-                                dkv + C + m->kv_dim, m->datty, a->att, a->qkv, m->qkv_dim[l],
+                                dkv + C + m->kv_dim, first_reader, m->datty, a->att, a->qkv,
+                                m->qkv_dim[l],
                                 kv + C, kv + C + m->kv_dim, m->qkv_dim[src], B, T, m->NH, m->NKV,
                                 m->hs);
         /* A producer is the lowest reader of its K/V: every consumer above has added its dK/dV

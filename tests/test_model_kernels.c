@@ -241,8 +241,8 @@ static void check_attention(int B, int T, int NH, int NKV, int hs)
                                hs);
     CHECK_CLOSE(out, outd, N * C, 2e-6, "attention out");
     CHECK_CLOSE(att, attd, (size_t)B * NH * T * T, 2e-6, "attention probabilities");
-    loco_attention_backward(&ws, scratch, dq, q_stride, dkv, dkv + KV, dout, att, q, q_stride, kv,
-                            kv + KV, kv_stride, B, T, NH, NKV, hs);
+    loco_attention_backward(&ws, scratch, dq, q_stride, dkv, dkv + KV, false, dout, att, q,
+                            q_stride, kv, kv + KV, kv_stride, B, T, NH, NKV, hs);
     loco_ref_attention_backward(dqd, q_stride, dkvd, dkvd + KV, doutd, attd, qd, q_stride, kvd,
                                 kvd + KV, kv_stride, B, T, NH, NKV, hs);
     for (size_t n = 0; n < N; n++) { /* only the query columns are dQ; the rest is untouched */
@@ -252,6 +252,19 @@ static void check_attention(int B, int T, int NH, int NKV, int hs)
     }
     CHECK_CLOSE(dq, dqd, N * q_stride, 1e-5, "attention dq");
     CHECK_CLOSE(dkv, dkvd, N * kv_stride, 1e-5, "attention dk, dv (accumulated)");
+    /* zero_dkv: the K/V head columns restart from 0, the other columns are untouched */
+    float *dkv2 = rand_floats(N * kv_stride, 5, 1.0f);
+    double *dkvd2 = calloc(N * kv_stride, 8);
+    loco_ref_attention_backward(dqd, q_stride, dkvd2, dkvd2 + KV, doutd, attd, qd, q_stride, kvd,
+                                kvd + KV, kv_stride, B, T, NH, NKV, hs);
+    for (size_t n = 0; n < N; n++) {
+        for (int j = 2 * KV; j < kv_stride; j++) {
+            dkvd2[n * kv_stride + j] = dkv2[n * kv_stride + j];
+        }
+    }
+    loco_attention_backward(&ws, scratch, dq, q_stride, dkv2, dkv2 + KV, true, dout, att, q,
+                            q_stride, kv, kv + KV, kv_stride, B, T, NH, NKV, hs);
+    CHECK_CLOSE(dkv2, dkvd2, N * kv_stride, 1e-5, "attention dk, dv (overwritten)");
     loco_gemm_workspace_free(&ws);
 }
 
