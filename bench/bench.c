@@ -6,6 +6,7 @@
 #include <string.h>
 
 const loco_bench_entry loco_bench_table[] = {
+    {"train", "CPU training throughput (forward+backward+AdamW) vs PyTorch", loco_bench_train},
     {NULL, NULL, NULL},
 };
 

@@ -1,12 +1,41 @@
-/* src/model.h — the GPT model (DESIGN.md §5).
+/* src/model.h — the GPT model on the CPU (DESIGN.md §5).
  *
- * The model issue fills in this header; the configuration struct is fixed here first because
- * src/config.c fills it from YAML (model: {...}).
+ * GPT-2 style decoder: token + learned position embeddings, pre-LayerNorm blocks (causal
+ * self-attention, tanh-GELU MLP), a final LayerNorm and an output layer tied to the token
+ * embedding. Two knobs shrink the K/V cache (research/kvshare.md §5):
+ *   n_kv_head  K/V heads per layer: n_head (MHA), a divisor (GQA), 1 (MQA); query head h reads
+ *              K/V head h / (n_head / n_kv_head) (contiguous groups);
+ *   kv_src[l]  the layer whose K/V layer l attends with. kv_src[l] == l: l produces K/V
+ *              (holds Q, K and V projections); otherwise l is a consumer (holds Q only) and
+ *              attends with the K/V activations of its producer. A producer's K/V gradient is
+ *              the sum over all its readers, summed before the producer's matmul backward.
+ *
+ * Parameters are one flat fp32 buffer described by a tensor table (base/tensor.h), in this
+ * order (C = n_embd, KV = n_kv_head * C / n_head, V = vocab):
+ *     wte (V, C), wpe (ctx, C), then per layer l:
+ *     h.l.ln_1.weight (C), h.l.ln_1.bias (C),
+ *     h.l.attn.q.weight (C, C), [h.l.attn.k.weight (KV, C), h.l.attn.v.weight (KV, C)],
+ *     h.l.attn.q.bias (C), [h.l.attn.k.bias (KV), h.l.attn.v.bias (KV)],
+ *     h.l.attn.c_proj.weight (C, C), h.l.attn.c_proj.bias (C),
+ *     h.l.ln_2.weight (C), h.l.ln_2.bias (C),
+ *     h.l.mlp.c_fc.weight (4C, C), h.l.mlp.c_fc.bias (4C),
+ *     h.l.mlp.c_proj.weight (C, 4C), h.l.mlp.c_proj.bias (C),
+ *     ln_f.weight (C), ln_f.bias (C).
+ * [k, v] exist only for producers. Weights are (out, in) like torch.nn.Linear (GPT-2's HF
+ * checkpoints store Conv1D (in, out): transpose when importing). A shared K/V tensor appears
+ * once, under its producer. Gradients are a second buffer with the same table.
+ *
+ * Memory: parameters, gradients, activations (sized for B x T at init) and scratch are each one
+ * allocation made by loco_model_init; forward, backward and decode_step allocate nothing.
+ * Threads: OpenMP, up to omp_get_max_threads() at init. Results are bit-identical for any
+ * thread count (layers.h), which makes resumed runs bit-identical to uninterrupted ones.
  */
 #ifndef LOCO_SRC_MODEL_H
 #define LOCO_SRC_MODEL_H
 
 #include "base/base.h"
+
+#include <stdint.h>
 
 #define LOCO_MAX_LAYERS 64
 
@@ -16,10 +45,99 @@ typedef struct loco_model_config {
     int n_head;    /* query heads */
     int n_kv_head; /* key/value heads: n_head (MHA), a divisor (GQA), 1 (MQA) */
     int ctx;       /* maximum sequence length (learned position embeddings) */
-    int vocab;     /* vocabulary size (256 for the byte tokenizer) */
+    int vocab;     /* vocabulary size (256 for the byte tokenizer), at most 65536 */
     int kv_src[LOCO_MAX_LAYERS]; /* layer whose K/V layer l attends with; kv_src[l] <= l and
                                     kv_src[kv_src[l]] == kv_src[l] (a producer) */
     float init_std; /* normal init std of weights (GPT-2: 0.02) */
 } loco_model_config;
+
+typedef struct loco_model loco_model;       /* opaque */
+typedef struct loco_kv_cache loco_kv_cache; /* opaque: one sequence's K/V cache */
+
+/* ---------------------------------------------------------------------------------------------
+ * Configuration */
+
+/* A small byte-level model: 4 layers, 128 wide, 4 heads (MHA), ctx 128, vocab 256, every layer
+ * its own K/V producer, init_std 0.02. */
+void loco_model_config_default(loco_model_config *cfg);
+
+/* Check every field; LOCO_ERR_CONFIG with a message naming the key (model.n_head, model.kv_src[3],
+ * ...) and the allowed values otherwise. */
+loco_status loco_model_config_validate(const loco_model_config *cfg, loco_error *err);
+
+/* Layers that produce K/V (kv_src[l] == l). cfg must be valid. */
+int loco_model_n_kv_layers(const loco_model_config *cfg);
+
+/* Floats one sequence of T tokens needs in a K/V cache:
+ * n_kv_layers * 2 * n_kv_head * (n_embd / n_head) * T. Bytes = 4x that. */
+size_t loco_model_kv_cache_numel(const loco_model_config *cfg, int T);
+
+/* Build the parameter table of cfg (layout above) into an empty table (the caller frees it with
+ * loco_tensor_table_free). Needs no model: checkpoints and converters use it too. */
+loco_status loco_model_build_table(const loco_model_config *cfg, loco_tensor_table *table,
+                                   loco_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Lifetime and buffers */
+
+/* Validate cfg and allocate a model whose activations fit batches of up to B sequences of up to
+ * T tokens (1 <= T <= cfg->ctx). Parameters start at zero: call loco_model_init_weights or load
+ * a checkpoint. On failure *model is NULL and err says why (config error or out of memory). */
+loco_status loco_model_init(loco_model **model, const loco_model_config *cfg, int B, int T,
+                            loco_error *err);
+void loco_model_free(loco_model *model); /* NULL is fine */
+
+/* GPT-2 initialisation: weights ~ N(0, init_std) (the two c_proj weights of each block scaled by
+ * 1/sqrt(2 n_layer)), biases 0, LayerNorm weights 1. Each tensor draws from a Philox stream keyed
+ * by (seed, hash of its name), so tensors of the same name get the same values in models that
+ * differ elsewhere (e.g. MHA vs a KV-sharing variant). */
+void loco_model_init_weights(loco_model *model, uint64_t seed);
+
+const loco_model_config *loco_model_get_config(const loco_model *model);
+const loco_tensor_table *loco_model_tensors(const loco_model *model);
+size_t loco_model_num_params(const loco_model *model);
+float *loco_model_params(loco_model *model); /* (num_params) */
+float *loco_model_grads(loco_model *model);  /* (num_params), same table */
+
+/* ---------------------------------------------------------------------------------------------
+ * Training */
+
+/* Run the model on tokens (B, T) (row-major, values < vocab). With targets (B, T), *loss is the
+ * mean next-token cross-entropy (it may be NaN/Inf if the parameters are; the caller checks) and
+ * backward may follow; with targets NULL only logits are computed and *loss is set to NAN.
+ * loss may be NULL. Errors (nothing computed): B or T out of range (T > ctx, or larger than the
+ * model was allocated for) -> LOCO_ERR_RANGE; a token or target >= vocab -> LOCO_ERR_RANGE naming
+ * its position. The inputs are copied: the caller may reuse its buffers at once. */
+loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const uint16_t *targets,
+                               int B, int T, float *loss, loco_error *err);
+
+/* The logits (B, T, vocab) of the last forward. Valid until the next backward or forward. */
+const float *loco_model_logits(const loco_model *model);
+
+/* Add the gradient of the last forward's mean loss to the gradient buffer (+=, so micro-batches
+ * accumulate; call loco_model_zero_grad to start afresh). LOCO_ERR_INVALID_ARG if the last
+ * forward had no targets or backward already ran for it. */
+loco_status loco_model_backward(loco_model *model, loco_error *err);
+
+void loco_model_zero_grad(loco_model *model);
+
+/* ---------------------------------------------------------------------------------------------
+ * Incremental decoding */
+
+/* A K/V cache for one sequence of up to max_T tokens (max_T <= ctx). It stores K and V only for
+ * producing layers: loco_kv_cache_numel(cache) == loco_model_kv_cache_numel(cfg, max_T). */
+loco_status loco_kv_cache_init(loco_kv_cache **cache, const loco_model *model, int max_T,
+                               loco_error *err);
+void loco_kv_cache_free(loco_kv_cache *cache); /* NULL is fine */
+void loco_kv_cache_reset(loco_kv_cache *cache);   /* forget the sequence; keep the memory */
+int loco_kv_cache_len(const loco_kv_cache *cache); /* tokens decoded so far */
+size_t loco_kv_cache_numel(const loco_kv_cache *cache); /* floats of K/V storage held */
+
+/* Feed the next token of the sequence (position loco_kv_cache_len) and write the logits of the
+ * next-token distribution to logits (vocab). Equals the full forward's logits at that position.
+ * Errors: token >= vocab, or the cache is full (max_T tokens) -> LOCO_ERR_RANGE (start a new
+ * sequence, or keep the last ctx tokens and re-feed them after loco_kv_cache_reset). */
+loco_status loco_model_decode_step(loco_model *model, loco_kv_cache *cache, uint16_t token,
+                                   float *logits, loco_error *err);
 
 #endif /* LOCO_SRC_MODEL_H */

@@ -1,0 +1,341 @@
+/* src/gemm.c — packed, register-tiled single-precision GEMM (see gemm.h).
+ *
+ * Loop nest (Goto/BLIS): for each NC-wide column block of B, for each KC-deep slice of K, pack
+ * that slice of B into NR-wide panels; for each MC-tall row block of A, run the MR x NR
+ * micro-kernel over every (MR rows of A, panel of B) pair. The micro-kernel keeps its whole
+ * MR x NR tile of C in registers for KC multiply-adds before touching memory. When A's rows are
+ * contiguous (a_cs == 1) it broadcasts A's elements straight from the six rows (six streams the
+ * prefetchers follow; packing them cost more than it saved); when A is transposed (a_rs == 1) its
+ * k-th column elements sit one row stride apart, which aliases in L1, so the MC x KC block is
+ * packed into MR-row panels first (a cheap copy of MR contiguous floats per k). One packed B
+ * panel (KC x NR) stays in L1.
+ *
+ * Parallelism: loco_sgemm cuts C into one contiguous stripe per thread (rows when M >= N,
+ * columns otherwise) and runs the serial routine on each; each thread packs what it reads. No
+ * barrier, no shared scratch, and the arithmetic per element does not depend on the split.
+ */
+#include "gemm.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__AVX2__) && defined(__FMA__)
+#define LOCO_GEMM_AVX2 1
+#include <immintrin.h>
+#else
+#define LOCO_GEMM_AVX2 0
+#endif
+
+enum {
+    GEMM_MR = 6,    /* micro-tile rows: 6 x 2 accumulators of 8 floats = 12 of the 16 ymm */
+    GEMM_NR = 16,   /* micro-tile columns */
+    GEMM_KC = 256,  /* depth of one packed slice */
+    GEMM_MC = 144,  /* rows of A packed at once (multiple of MR) */
+    GEMM_NC = 512, /* columns of B packed at once (multiple of NR) */
+};
+
+/* A micro-kernel: C tile (MR, NR) with row stride ldc = (or +=) A (MR, kc) · packed B (kc, NR),
+ * where A's rows start at a_row[0..MR) and step by a_cs along k. */
+typedef void (*gemm_kernel_fn)(int kc, const float *const *a_row, ptrdiff_t a_cs, const float *b,
+                               float *c, ptrdiff_t ldc, bool accumulate);
+
+size_t loco_gemm_workspace_floats(void)
+{
+    return (size_t)GEMM_MC * GEMM_KC + (size_t)GEMM_KC * GEMM_NC;
+}
+
+loco_status loco_gemm_workspace_init(loco_gemm_workspace *ws, int threads)
+{
+    LOCO_ASSERT(threads >= 1);
+    ws->threads = threads;
+    ws->buf = loco_alloc_aligned((size_t)threads * loco_gemm_workspace_floats() * sizeof(float));
+    return NULL == ws->buf ? LOCO_ERR_NOMEM : LOCO_OK;
+}
+
+void loco_gemm_workspace_free(loco_gemm_workspace *ws)
+{
+    free(ws->buf);
+    ws->buf = NULL;
+    ws->threads = 0;
+}
+
+float *loco_gemm_workspace_slice(const loco_gemm_workspace *ws, int t)
+{
+    LOCO_ASSERT(t >= 0 && t < ws->threads);
+    return ws->buf + (size_t)t * loco_gemm_workspace_floats();
+}
+
+bool loco_gemm_has_avx2(void) { return LOCO_GEMM_AVX2; }
+
+/* ---------------------------------------------------------------------------------------------
+ * Micro-kernels */
+
+static void kernel_portable(int kc, const float *const *a_row, ptrdiff_t a_cs,
+                            const float *restrict b, float *restrict c, ptrdiff_t ldc,
+                            bool accumulate)
+{
+    float acc[GEMM_MR][GEMM_NR];
+    memset(acc, 0, sizeof acc);
+    for (int k = 0; k < kc; k++) {
+        for (int i = 0; i < GEMM_MR; i++) {
+            float ai = a_row[i][k * a_cs];
+            for (int j = 0; j < GEMM_NR; j++) {
+                acc[i][j] += ai * b[j];
+            }
+        }
+        b += GEMM_NR;
+    }
+    for (int i = 0; i < GEMM_MR; i++) {
+        float *row = c + i * ldc;
+        for (int j = 0; j < GEMM_NR; j++) {
+            row[j] = accumulate ? row[j] + acc[i][j] : acc[i][j];
+        }
+    }
+}
+
+#if LOCO_GEMM_AVX2
+static void kernel_avx2(int kc, const float *const *a_row, ptrdiff_t a_cs,
+                        const float *restrict b, float *restrict c, ptrdiff_t ldc,
+                        bool accumulate)
+{
+    const float *a0 = a_row[0], *a1 = a_row[1], *a2 = a_row[2];
+    const float *a3 = a_row[3], *a4 = a_row[4], *a5 = a_row[5];
+    ptrdiff_t off = 0; /* one induction variable indexes all six rows */
+    for (int i = 0; i < GEMM_MR; i++) { /* C is read or written after the loop: fetch it now */
+        _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(c + i * ldc + GEMM_NR - 1), _MM_HINT_T0);
+    }
+    __m256 c00 = _mm256_setzero_ps(), c01 = _mm256_setzero_ps();
+    __m256 c10 = _mm256_setzero_ps(), c11 = _mm256_setzero_ps();
+    __m256 c20 = _mm256_setzero_ps(), c21 = _mm256_setzero_ps();
+    __m256 c30 = _mm256_setzero_ps(), c31 = _mm256_setzero_ps();
+    __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
+    __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
+    for (int k = 0; k < kc; k++) {
+        __m256 b0 = _mm256_load_ps(b);
+        __m256 b1 = _mm256_load_ps(b + 8);
+        __m256 ai = _mm256_broadcast_ss(a0 + off);
+        c00 = _mm256_fmadd_ps(ai, b0, c00);
+        c01 = _mm256_fmadd_ps(ai, b1, c01);
+        ai = _mm256_broadcast_ss(a1 + off);
+        c10 = _mm256_fmadd_ps(ai, b0, c10);
+        c11 = _mm256_fmadd_ps(ai, b1, c11);
+        ai = _mm256_broadcast_ss(a2 + off);
+        c20 = _mm256_fmadd_ps(ai, b0, c20);
+        c21 = _mm256_fmadd_ps(ai, b1, c21);
+        ai = _mm256_broadcast_ss(a3 + off);
+        c30 = _mm256_fmadd_ps(ai, b0, c30);
+        c31 = _mm256_fmadd_ps(ai, b1, c31);
+        ai = _mm256_broadcast_ss(a4 + off);
+        c40 = _mm256_fmadd_ps(ai, b0, c40);
+        c41 = _mm256_fmadd_ps(ai, b1, c41);
+        ai = _mm256_broadcast_ss(a5 + off);
+        c50 = _mm256_fmadd_ps(ai, b0, c50);
+        c51 = _mm256_fmadd_ps(ai, b1, c51);
+        off += a_cs;
+        b += GEMM_NR;
+    }
+    __m256 rows[GEMM_MR][2] = {{c00, c01}, {c10, c11}, {c20, c21},
+                               {c30, c31}, {c40, c41}, {c50, c51}};
+    for (int i = 0; i < GEMM_MR; i++) {
+        float *row = c + i * ldc;
+        __m256 lo = rows[i][0], hi = rows[i][1];
+        if (accumulate) {
+            lo = _mm256_add_ps(lo, _mm256_loadu_ps(row));
+            hi = _mm256_add_ps(hi, _mm256_loadu_ps(row + 8));
+        }
+        _mm256_storeu_ps(row, lo);
+        _mm256_storeu_ps(row + 8, hi);
+    }
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------------
+ * Packing B: zero-padded panels, so the micro-kernel never needs a bounds check on columns. */
+
+/* Pack A rows [0, mc) x depth [0, kc) into panels of MR rows: out[p][k][i] = A(p*MR + i, k),
+ * rows past mc repeat the last row. Used when A is stored transposed (a_rs == 1). */
+static void pack_a(int mc, int kc, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs,
+                   float *restrict out)
+{
+    for (int ir = 0; ir < mc; ir += GEMM_MR) {
+        int mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+        float *panel = out + (size_t)ir * kc; /* ir / MR panels of kc * MR */
+        for (int k = 0; k < kc; k++) {
+            for (int i = 0; i < GEMM_MR; i++) {
+                panel[k * GEMM_MR + i] = a[(ir + (i < mr ? i : mr - 1)) * a_rs + k * a_cs];
+            }
+        }
+    }
+}
+
+/* Pack B depth [0, kc) x columns [0, nc) into panels of NR columns: out[p][k][j] = B(k, p*NR+j). */
+static void pack_b(int kc, int nc, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
+                   float *restrict out)
+{
+    for (int jr = 0; jr < nc; jr += GEMM_NR) {
+        int nr = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
+        float *panel = out + (size_t)jr * kc; /* jr / NR panels of kc * NR */
+        if (nr < GEMM_NR) {
+            memset(panel, 0, (size_t)kc * GEMM_NR * sizeof(float));
+        }
+        if (1 == b_cs && GEMM_NR == nr) {
+            for (int k = 0; k < kc; k++) { /* fixed-size copy: vector moves, not rep movs */
+                memcpy(panel + k * GEMM_NR, b + k * b_rs + jr, GEMM_NR * sizeof(float));
+            }
+        } else if (1 == b_cs) {
+            for (int k = 0; k < kc; k++) {
+                for (int j = 0; j < nr; j++) {
+                    panel[k * GEMM_NR + j] = b[k * b_rs + jr + j];
+                }
+            }
+        } else {
+            for (int j = 0; j < nr; j++) {
+                const float *col = b + (jr + j) * b_cs;
+                for (int k = 0; k < kc; k++) {
+                    panel[k * GEMM_NR + j] = col[k * b_rs];
+                }
+            }
+        }
+    }
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Blocked driver */
+
+static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, int K,
+                         const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b,
+                         ptrdiff_t b_rs, ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate)
+{
+    if (M <= 0 || N <= 0) {
+        return;
+    }
+    if (K <= 0) {
+        if (!accumulate) {
+            for (int i = 0; i < M; i++) {
+                memset(c + i * ldc, 0, (size_t)N * sizeof(float));
+            }
+        }
+        return;
+    }
+    float *packed_b = scratch;                              /* (KC, NC) */
+    float *packed_a = scratch + (size_t)GEMM_KC * GEMM_NC; /* (MC, KC), transposed A only */
+    bool pack = 1 != a_cs;
+    float edge[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
+    for (int jc = 0; jc < N; jc += GEMM_NC) {
+        int nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
+        for (int pc = 0; pc < K; pc += GEMM_KC) {
+            int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+            bool acc = accumulate || pc > 0;
+            pack_b(kc, nc, b + pc * b_rs + jc * b_cs, b_rs, b_cs, packed_b);
+            for (int ic = 0; ic < M; ic += GEMM_MC) {
+                int mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
+                if (pack) {
+                    pack_a(mc, kc, a + ic * a_rs + pc * a_cs, a_rs, a_cs, packed_a);
+                }
+                /* where row i of the block starts, and the step along k */
+                const float *a_base = pack ? packed_a : a + ic * a_rs + pc * a_cs;
+                ptrdiff_t row_step = pack ? 1 : a_rs, k_step = pack ? GEMM_MR : a_cs;
+                for (int jr = 0; jr < nc; jr += GEMM_NR) {
+                    int nr = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
+                    const float *pb = packed_b + (size_t)jr * kc;
+                    for (int ir = 0; ir < mc; ir += GEMM_MR) {
+                        int mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+                        /* rows past the edge read the last valid row; their results are
+                         * discarded */
+                        const float *rows[GEMM_MR];
+                        const float *panel = pack ? a_base + (size_t)ir * kc : a_base + ir * a_rs;
+                        for (int i = 0; i < GEMM_MR; i++) {
+                            rows[i] = panel + (pack ? i : (i < mr ? i : mr - 1)) * row_step;
+                        }
+                        float *ct = c + (ic + ir) * ldc + jc + jr;
+                        if (GEMM_MR == mr && GEMM_NR == nr) {
+                            kernel(kc, rows, k_step, pb, ct, ldc, acc);
+                            continue;
+                        }
+                        /* Edge tile: compute the full tile aside, copy the valid part. */
+                        kernel(kc, rows, k_step, pb, edge, GEMM_NR, false);
+                        for (int i = 0; i < mr; i++) {
+                            for (int j = 0; j < nr; j++) {
+                                float v = edge[i * GEMM_NR + j];
+                                ct[i * ldc + j] = acc ? ct[i * ldc + j] + v : v;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+static gemm_kernel_fn best_kernel(void)
+{
+#if LOCO_GEMM_AVX2
+    return kernel_avx2;
+#else
+    return kernel_portable;
+#endif
+}
+
+void loco_sgemm_serial(float *scratch, int M, int N, int K, const float *a, ptrdiff_t a_rs,
+                       ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs, float *c,
+                       ptrdiff_t ldc, bool accumulate)
+{
+    gemm_blocked(best_kernel(), scratch, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc,
+                 accumulate);
+}
+
+void loco_sgemm_serial_portable(float *scratch, int M, int N, int K, const float *a,
+                                ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
+                                ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate)
+{
+    gemm_blocked(kernel_portable, scratch, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc,
+                 accumulate);
+}
+
+void loco_sgemm(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
+                ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
+                float *c, ptrdiff_t ldc, bool accumulate)
+{
+    int threads = omp_get_max_threads() < ws->threads ? omp_get_max_threads() : ws->threads;
+    double flops = 2.0 * M * N * K;
+    if (threads <= 1 || flops < 1e6) {
+        loco_sgemm_serial(ws->buf, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
+        return;
+    }
+    bool split_rows = M >= N;
+    int extent = split_rows ? M : N;
+    int unit = split_rows ? GEMM_MR : GEMM_NR;
+    int chunk = (extent + threads - 1) / threads;
+    chunk = (chunk + unit - 1) / unit * unit;
+#pragma omp parallel num_threads(threads)
+    {
+        int t = omp_get_thread_num();
+        int lo = t * chunk;
+        int hi = lo + chunk < extent ? lo + chunk : extent;
+        float *scratch = loco_gemm_workspace_slice(ws, t);
+        if (lo < hi && split_rows) {
+            loco_sgemm_serial(scratch, hi - lo, N, K, a + lo * a_rs, a_rs, a_cs, b, b_rs, b_cs,
+                              c + lo * ldc, ldc, accumulate);
+        } else if (lo < hi) {
+            loco_sgemm_serial(scratch, M, hi - lo, K, a, a_rs, a_cs, b + lo * b_cs, b_rs, b_cs,
+                              c + lo, ldc, accumulate);
+        }
+    }
+}
+
+void loco_sgemm_naive(int M, int N, int K, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs,
+                      const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs, float *c, ptrdiff_t ldc,
+                      bool accumulate)
+{
+    for (int i = 0; i < M; i++) {
+        for (int j = 0; j < N; j++) {
+            double sum = accumulate ? c[i * ldc + j] : 0.0;
+            for (int k = 0; k < K; k++) {
+                sum += (double)a[i * a_rs + k * a_cs] * (double)b[k * b_rs + j * b_cs];
+            }
+            c[i * ldc + j] = (float)sum;
+        }
+    }
+}

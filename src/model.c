@@ -1,0 +1,748 @@
+/* src/model.c — the GPT model: configuration, parameter table, buffers, forward, backward and
+ * cached decoding (see model.h). The per-layer math lives in layers.c.
+ *
+ * Read in this order: configuration checks, the parameter table, the structs that view the flat
+ * buffers, init/free, forward, backward, decode.
+ */
+#include "model.h"
+
+#include "src/layers.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------------------------------------
+ * Configuration */
+
+void loco_model_config_default(loco_model_config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->n_layer = 4;
+    cfg->n_embd = 128;
+    cfg->n_head = 4;
+    cfg->n_kv_head = 4;
+    cfg->ctx = 128;
+    cfg->vocab = 256;
+    for (int l = 0; l < LOCO_MAX_LAYERS; l++) {
+        cfg->kv_src[l] = l;
+    }
+    cfg->init_std = 0.02f;
+}
+
+loco_status loco_model_config_validate(const loco_model_config *cfg, loco_error *err)
+{
+    if (cfg->n_layer < 1 || cfg->n_layer > LOCO_MAX_LAYERS) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "model.n_layer = %d: must be 1..%d",
+                              cfg->n_layer, LOCO_MAX_LAYERS);
+    }
+    if (cfg->n_head < 1 || cfg->n_embd < 1 || 0 != cfg->n_embd % cfg->n_head) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "model.n_embd = %d, model.n_head = %d: both must be >= 1 and n_embd "
+                              "a multiple of n_head",
+                              cfg->n_embd, cfg->n_head);
+    }
+    if (cfg->n_kv_head < 1 || 0 != cfg->n_head % cfg->n_kv_head) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "model.n_kv_head = %d: must divide model.n_head = %d (n_head: MHA, "
+                              "a divisor: GQA, 1: MQA)",
+                              cfg->n_kv_head, cfg->n_head);
+    }
+    if (cfg->ctx < 1 || cfg->ctx > (1 << 20)) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "model.ctx = %d: must be 1..%d", cfg->ctx,
+                              1 << 20);
+    }
+    if (cfg->vocab < 1 || cfg->vocab > 65536) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "model.vocab = %d: must be 1..65536 (tokens are 16-bit)", cfg->vocab);
+    }
+    if (!(cfg->init_std >= 0.0f) || !isfinite(cfg->init_std)) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "model.init_std = %g: must be finite and >= 0",
+                              (double)cfg->init_std);
+    }
+    for (int l = 0; l < cfg->n_layer; l++) {
+        int src = cfg->kv_src[l];
+        if (src < 0 || src > l) {
+            return loco_error_set(err, LOCO_ERR_CONFIG,
+                                  "model.kv_src[%d] = %d: must name layer %d itself or a layer "
+                                  "below it (0..%d)",
+                                  l, src, l, l);
+        }
+        if (cfg->kv_src[src] != src) {
+            return loco_error_set(err, LOCO_ERR_CONFIG,
+                                  "model.kv_src[%d] = %d: layer %d does not produce K/V "
+                                  "(kv_src[%d] = %d); point layer %d at a producer",
+                                  l, src, src, src, cfg->kv_src[src], l);
+        }
+    }
+    return LOCO_OK;
+}
+
+int loco_model_n_kv_layers(const loco_model_config *cfg)
+{
+    int n = 0;
+    for (int l = 0; l < cfg->n_layer; l++) {
+        n += cfg->kv_src[l] == l;
+    }
+    return n;
+}
+
+size_t loco_model_kv_cache_numel(const loco_model_config *cfg, int T)
+{
+    size_t head_size = (size_t)(cfg->n_embd / cfg->n_head);
+    return (size_t)loco_model_n_kv_layers(cfg) * 2 * (size_t)cfg->n_kv_head * head_size *
+           (size_t)T;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The parameter table */
+
+static void table_add(loco_tensor_table *table, int layer, const char *suffix, int64_t d0,
+                      int64_t d1)
+{
+    char name[LOCO_TENSOR_NAME_MAX];
+    if (layer >= 0) {
+        snprintf(name, sizeof name, "h.%d.%s", layer, suffix);
+    } else {
+        snprintf(name, sizeof name, "%s", suffix);
+    }
+    int64_t dims[2] = {d0, d1};
+    loco_tensor_table_add(table, name, layer, d1 > 0 ? 2 : 1, dims);
+}
+
+loco_status loco_model_build_table(const loco_model_config *cfg, loco_tensor_table *table,
+                                   loco_error *err)
+{
+    LOCO_TRY(loco_model_config_validate(cfg, err));
+    int64_t C = cfg->n_embd;
+    int64_t KV = (int64_t)cfg->n_kv_head * (C / cfg->n_head);
+    if (LOCO_OK != loco_tensor_table_init(table, 4 + 20 * cfg->n_layer)) {
+        return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for the tensor table");
+    }
+    table_add(table, -1, "wte", cfg->vocab, C);
+    table_add(table, -1, "wpe", cfg->ctx, C);
+    for (int l = 0; l < cfg->n_layer; l++) {
+        bool producer = cfg->kv_src[l] == l;
+        table_add(table, l, "ln_1.weight", C, 0);
+        table_add(table, l, "ln_1.bias", C, 0);
+        /* q, k, v weights then q, k, v biases: adjacent, so a producer's three projections run
+         * as one (C + 2 KV, C) matmul. */
+        table_add(table, l, "attn.q.weight", C, C);
+        if (producer) {
+            table_add(table, l, "attn.k.weight", KV, C);
+            table_add(table, l, "attn.v.weight", KV, C);
+        }
+        table_add(table, l, "attn.q.bias", C, 0);
+        if (producer) {
+            table_add(table, l, "attn.k.bias", KV, 0);
+            table_add(table, l, "attn.v.bias", KV, 0);
+        }
+        table_add(table, l, "attn.c_proj.weight", C, C);
+        table_add(table, l, "attn.c_proj.bias", C, 0);
+        table_add(table, l, "ln_2.weight", C, 0);
+        table_add(table, l, "ln_2.bias", C, 0);
+        table_add(table, l, "mlp.c_fc.weight", 4 * C, C);
+        table_add(table, l, "mlp.c_fc.bias", 4 * C, 0);
+        table_add(table, l, "mlp.c_proj.weight", C, 4 * C);
+        table_add(table, l, "mlp.c_proj.bias", C, 0);
+    }
+    table_add(table, -1, "ln_f.weight", C, 0);
+    table_add(table, -1, "ln_f.bias", C, 0);
+    return LOCO_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Views into the flat buffers */
+
+/* One block's parameters (or their gradients): pointers into the flat buffer. */
+typedef struct layer_weights {
+    float *ln1w, *ln1b; /* (C) */
+    float *qkvw;        /* (QKV_l, C): q rows, then k and v rows for producers */
+    float *qkvb;        /* (QKV_l) */
+    float *attprojw;    /* (C, C) */
+    float *attprojb;    /* (C) */
+    float *ln2w, *ln2b; /* (C) */
+    float *fcw;         /* (4C, C) */
+    float *fcb;         /* (4C) */
+    float *fcprojw;     /* (C, 4C) */
+    float *fcprojb;     /* (C) */
+} layer_weights;
+
+typedef struct model_weights {
+    float *wte;         /* (V, C) */
+    float *wpe;         /* (ctx, C) */
+    float *lnfw, *lnfb; /* (C) */
+    layer_weights layer[LOCO_MAX_LAYERS];
+} model_weights;
+
+/* One block's saved activations, each sized for (B, T) at init. */
+typedef struct layer_acts {
+    float *ln1;                /* (B, T, C) */
+    float *ln1_mean, *ln1_rstd; /* (B, T) */
+    float *qkv;                /* (B, T, QKV_l) */
+    float *att;                /* (B, NH, T, T) softmax probabilities */
+    float *atty;               /* (B, T, C) attention output before c_proj */
+    float *res2;               /* (B, T, C) residual after attention */
+    float *ln2;                /* (B, T, C) */
+    float *ln2_mean, *ln2_rstd; /* (B, T) */
+    float *fch;                /* (B, T, 4C) before GELU */
+    float *fch_gelu;           /* (B, T, 4C) */
+    float *res3;               /* (B, T, C) block output */
+} layer_acts;
+
+struct loco_model {
+    loco_model_config cfg;
+    int C, NH, NKV, hs, kv_dim; /* kv_dim = NKV * hs */
+    int qkv_dim[LOCO_MAX_LAYERS]; /* C + 2 kv_dim for producers, C for consumers */
+    int kv_index[LOCO_MAX_LAYERS]; /* producer's slot in a K/V cache, -1 for consumers */
+    loco_tensor_table table;
+    float *params; /* (num_params) */
+    float *grads;  /* (num_params) */
+    model_weights w, g;
+
+    int max_B, max_T;
+    float *acts; /* one allocation for everything below */
+    float *encoded;            /* (B, T, C) */
+    layer_acts layer[LOCO_MAX_LAYERS];
+    float *lnf;                /* (B, T, C) */
+    float *lnf_mean, *lnf_rstd; /* (B, T) */
+    float *logits;             /* (B, T, V); dlogits in place during backward */
+    float *lse, *losses;       /* (B, T) */
+    /* gradients of activations */
+    float *dresidual;          /* (B, T, C) the residual stream's gradient */
+    float *dln;                /* (B, T, C) gradient of a LayerNorm output */
+    float *dfch;               /* (B, T, 4C) */
+    float *datty;              /* (B, T, C) */
+    float *dq;                 /* (B, T, C) a consumer's dQ */
+    float *dqkv[LOCO_MAX_LAYERS]; /* (B, T, QKV_l) per producer: [dQ | dK | dV], NULL else */
+    float *att_scratch;        /* (threads, T, T) */
+    uint16_t *tokens, *targets; /* (B, T) copies of the last forward's inputs */
+
+    loco_gemm_workspace ws;
+    int B, T;            /* shape of the last forward */
+    bool backward_ready; /* the last forward had targets and backward has not run */
+};
+
+static float *take(float **cursor, size_t n)
+{
+    float *p = *cursor;
+    *cursor += (n + 15) & ~(size_t)15; /* keep every buffer 64-byte aligned */
+    return p;
+}
+
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+/* Floats of activations for (B, T); with base non-NULL, also point the views into it. */
+static size_t layout_acts(loco_model *m, float *base, int B, int T)
+{
+    size_t BT = (size_t)B * T, C = m->C, V = m->cfg.vocab;
+    float *cur = base;
+    size_t total = 0;
+#define ACT(field, n)                                \
+    do {                                             \
+        size_t n_ = (n);                             \
+        if (NULL != base) {                          \
+            (field) = take(&cur, n_);                \
+        }                                            \
+        total += round16(n_);                        \
+    } while (0)
+    ACT(m->encoded, BT * C);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        layer_acts *a = &m->layer[l];
+        ACT(a->ln1, BT * C);
+        ACT(a->ln1_mean, BT);
+        ACT(a->ln1_rstd, BT);
+        ACT(a->qkv, BT * m->qkv_dim[l]);
+        ACT(a->att, (size_t)B * m->NH * T * T);
+        ACT(a->atty, BT * C);
+        ACT(a->res2, BT * C);
+        ACT(a->ln2, BT * C);
+        ACT(a->ln2_mean, BT);
+        ACT(a->ln2_rstd, BT);
+        ACT(a->fch, BT * 4 * C);
+        ACT(a->fch_gelu, BT * 4 * C);
+        ACT(a->res3, BT * C);
+    }
+    ACT(m->lnf, BT * C);
+    ACT(m->lnf_mean, BT);
+    ACT(m->lnf_rstd, BT);
+    ACT(m->logits, BT * V);
+    ACT(m->lse, BT);
+    ACT(m->losses, BT);
+    ACT(m->dresidual, BT * C);
+    ACT(m->dln, BT * C);
+    ACT(m->dfch, BT * 4 * C);
+    ACT(m->datty, BT * C);
+    ACT(m->dq, BT * C);
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        if (m->kv_index[l] >= 0) {
+            ACT(m->dqkv[l], BT * m->qkv_dim[l]);
+        } else if (NULL != base) {
+            m->dqkv[l] = NULL;
+        }
+    }
+    ACT(m->att_scratch, (size_t)m->ws.threads * loco_attention_scratch_floats(T));
+#undef ACT
+    return total;
+}
+
+/* Point a model_weights at the tensors of `buf` (params or grads). */
+static void view_weights(const loco_model *m, float *buf, model_weights *w)
+{
+    const loco_tensor_table *t = &m->table;
+#define AT(name) (buf + t->tensors[loco_tensor_table_find(t, name)].offset)
+    w->wte = AT("wte");
+    w->wpe = AT("wpe");
+    w->lnfw = AT("ln_f.weight");
+    w->lnfb = AT("ln_f.bias");
+    char name[LOCO_TENSOR_NAME_MAX];
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        layer_weights *lw = &w->layer[l];
+#define LAYER_AT(field, suffix)                               \
+    do {                                                      \
+        snprintf(name, sizeof name, "h.%d.%s", l, suffix);    \
+        lw->field = AT(name);                                 \
+    } while (0)
+        LAYER_AT(ln1w, "ln_1.weight");
+        LAYER_AT(ln1b, "ln_1.bias");
+        LAYER_AT(qkvw, "attn.q.weight");
+        LAYER_AT(qkvb, "attn.q.bias");
+        LAYER_AT(attprojw, "attn.c_proj.weight");
+        LAYER_AT(attprojb, "attn.c_proj.bias");
+        LAYER_AT(ln2w, "ln_2.weight");
+        LAYER_AT(ln2b, "ln_2.bias");
+        LAYER_AT(fcw, "mlp.c_fc.weight");
+        LAYER_AT(fcb, "mlp.c_fc.bias");
+        LAYER_AT(fcprojw, "mlp.c_proj.weight");
+        LAYER_AT(fcprojb, "mlp.c_proj.bias");
+#undef LAYER_AT
+    }
+#undef AT
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Lifetime */
+
+loco_status loco_model_init(loco_model **model, const loco_model_config *cfg, int B, int T,
+                            loco_error *err)
+{
+    *model = NULL;
+    LOCO_TRY(loco_model_config_validate(cfg, err));
+    if (B < 1 || T < 1 || T > cfg->ctx) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "model buffers for B = %d, T = %d: need B >= 1 and 1 <= T <= ctx "
+                              "(%d)",
+                              B, T, cfg->ctx);
+    }
+    loco_model *m = calloc(1, sizeof *m);
+    if (NULL == m) {
+        return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for the model");
+    }
+    m->cfg = *cfg;
+    m->C = cfg->n_embd;
+    m->NH = cfg->n_head;
+    m->NKV = cfg->n_kv_head;
+    m->hs = m->C / m->NH;
+    m->kv_dim = m->NKV * m->hs;
+    int slot = 0;
+    for (int l = 0; l < cfg->n_layer; l++) {
+        bool producer = cfg->kv_src[l] == l;
+        m->qkv_dim[l] = m->C + (producer ? 2 * m->kv_dim : 0);
+        m->kv_index[l] = producer ? slot++ : -1;
+    }
+    m->max_B = B;
+    m->max_T = T;
+    loco_status st = loco_model_build_table(cfg, &m->table, err);
+    if (LOCO_OK == st && LOCO_OK != loco_gemm_workspace_init(&m->ws, omp_get_max_threads())) {
+        st = loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for matmul scratch");
+    }
+    if (LOCO_OK == st) {
+        size_t n = m->table.numel;
+        size_t act_floats = layout_acts(m, NULL, B, T);
+        m->params = loco_alloc_aligned(n * sizeof(float));
+        m->grads = loco_alloc_aligned(n * sizeof(float));
+        m->acts = loco_alloc_aligned(act_floats * sizeof(float));
+        m->tokens = calloc(2 * (size_t)B * T, sizeof(uint16_t));
+        if (NULL == m->params || NULL == m->grads || NULL == m->acts || NULL == m->tokens) {
+            st = loco_error_set(err, LOCO_ERR_NOMEM,
+                                "out of memory: %zu parameters and %zu activation floats for "
+                                "B = %d, T = %d (lower the batch or sequence length)",
+                                n, act_floats, B, T);
+        }
+    }
+    if (LOCO_OK != st) {
+        loco_model_free(m);
+        return st;
+    }
+    m->targets = m->tokens + (size_t)B * T;
+    layout_acts(m, m->acts, B, T);
+    view_weights(m, m->params, &m->w);
+    view_weights(m, m->grads, &m->g);
+    *model = m;
+    return LOCO_OK;
+}
+
+void loco_model_free(loco_model *model)
+{
+    if (NULL == model) {
+        return;
+    }
+    free(model->params);
+    free(model->grads);
+    free(model->acts);
+    free(model->tokens);
+    loco_gemm_workspace_free(&model->ws);
+    loco_tensor_table_free(&model->table);
+    free(model);
+}
+
+static bool ends_with(const char *s, const char *suffix)
+{
+    size_t ls = strlen(s), lx = strlen(suffix);
+    return ls >= lx && 0 == strcmp(s + ls - lx, suffix);
+}
+
+void loco_model_init_weights(loco_model *model, uint64_t seed)
+{
+    const loco_tensor_table *t = &model->table;
+    float proj_std = model->cfg.init_std / sqrtf(2.0f * (float)model->cfg.n_layer);
+    for (int i = 0; i < t->count; i++) {
+        const loco_tensor *ti = &t->tensors[i];
+        float *p = model->params + ti->offset;
+        if (1 == ti->ndim) {
+            bool ln_weight = NULL != strstr(ti->name, "ln_") && ends_with(ti->name, ".weight");
+            for (size_t j = 0; j < ti->numel; j++) {
+                p[j] = ln_weight ? 1.0f : 0.0f;
+            }
+            continue;
+        }
+        float std = ends_with(ti->name, "c_proj.weight") ? proj_std : model->cfg.init_std;
+        loco_rng rng;
+        loco_rng_init(&rng, seed, loco_hash64(ti->name, strlen(ti->name), 0));
+        for (size_t j = 0; j < ti->numel; j++) {
+            p[j] = std * loco_rng_normal(&rng);
+        }
+    }
+}
+
+const loco_model_config *loco_model_get_config(const loco_model *model) { return &model->cfg; }
+const loco_tensor_table *loco_model_tensors(const loco_model *model) { return &model->table; }
+size_t loco_model_num_params(const loco_model *model) { return model->table.numel; }
+float *loco_model_params(loco_model *model) { return model->params; }
+float *loco_model_grads(loco_model *model) { return model->grads; }
+const float *loco_model_logits(const loco_model *model) { return model->logits; }
+
+void loco_model_zero_grad(loco_model *model)
+{
+    memset(model->grads, 0, model->table.numel * sizeof(float));
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Forward */
+
+static loco_status check_tokens(const uint16_t *tokens, size_t n, int vocab, const char *what,
+                                int T, loco_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (tokens[i] >= vocab) {
+            return loco_error_set(err, LOCO_ERR_RANGE,
+                                  "%s[%zu][%zu] = %u is not below the vocabulary size %d", what,
+                                  i / (size_t)T, i % (size_t)T, tokens[i], vocab);
+        }
+    }
+    return LOCO_OK;
+}
+
+loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const uint16_t *targets,
+                               int B, int T, float *loss, loco_error *err)
+{
+    loco_model *m = model;
+    if (T < 1 || T > m->cfg.ctx) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "sequence of %d tokens: the model's context is %d (model.ctx); feed "
+                              "at most ctx tokens",
+                              T, m->cfg.ctx);
+    }
+    if (B < 1 || B > m->max_B || T > m->max_T) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "batch %d x %d tokens: this model was allocated for at most %d x %d",
+                              B, T, m->max_B, m->max_T);
+    }
+    size_t BT = (size_t)B * T;
+    LOCO_TRY(check_tokens(tokens, BT, m->cfg.vocab, "tokens", T, err));
+    if (NULL != targets) {
+        LOCO_TRY(check_tokens(targets, BT, m->cfg.vocab, "targets", T, err));
+    }
+    memcpy(m->tokens, tokens, BT * sizeof(uint16_t));
+    if (NULL != targets) {
+        memcpy(m->targets, targets, BT * sizeof(uint16_t));
+    }
+    m->B = B;
+    m->T = T;
+    int N = (int)BT, C = m->C, V = m->cfg.vocab;
+    const loco_gemm_workspace *ws = &m->ws;
+
+    loco_encoder_forward(m->encoded, m->tokens, m->w.wte, m->w.wpe, B, T, C);
+    const float *residual = m->encoded; /* (B, T, C) */
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const layer_weights *lw = &m->w.layer[l];
+        layer_acts *a = &m->layer[l];
+        int src = m->cfg.kv_src[l];
+        const float *kv = m->layer[src].qkv; /* producer's [Q | K | V] rows */
+        loco_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N,
+                               C);
+        loco_matmul_forward(ws, a->qkv, a->ln1, lw->qkvw, lw->qkvb, NULL, N, C, m->qkv_dim[l]);
+        loco_attention_forward(ws, m->att_scratch, a->atty, a->att, a->qkv, m->qkv_dim[l], kv + C,
+                               kv + C + m->kv_dim, m->qkv_dim[src], B, T, m->NH, m->NKV, m->hs);
+        loco_matmul_forward(ws, a->res2, a->atty, lw->attprojw, lw->attprojb, residual, N, C, C);
+        loco_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N,
+                               C);
+        loco_matmul_forward(ws, a->fch, a->ln2, lw->fcw, lw->fcb, NULL, N, C, 4 * C);
+        loco_gelu_forward(a->fch_gelu, a->fch, BT * 4 * C);
+        loco_matmul_forward(ws, a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, a->res2, N, 4 * C,
+                            C);
+        residual = a->res3;
+    }
+    loco_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->w.lnfw, m->w.lnfb, N, C);
+    loco_matmul_forward(ws, m->logits, m->lnf, m->w.wte, NULL, NULL, N, C, V);
+
+    m->backward_ready = NULL != targets;
+    float mean_loss = NAN;
+    if (NULL != targets) {
+        mean_loss = (float)loco_crossentropy_forward(m->losses, m->lse, m->logits, m->targets, N, V);
+    }
+    if (NULL != loss) {
+        *loss = mean_loss;
+    }
+    return LOCO_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Backward */
+
+loco_status loco_model_backward(loco_model *model, loco_error *err)
+{
+    loco_model *m = model;
+    if (!m->backward_ready) {
+        return loco_error_set(err, LOCO_ERR_INVALID_ARG,
+                              "backward needs a forward with targets first (and runs once per "
+                              "forward)");
+    }
+    m->backward_ready = false;
+    int B = m->B, T = m->T, N = B * T, C = m->C, V = m->cfg.vocab, L = m->cfg.n_layer;
+    const loco_gemm_workspace *ws = &m->ws;
+
+    memset(m->dresidual, 0, (size_t)N * C * sizeof(float));
+
+    loco_crossentropy_backward(m->logits, m->lse, m->targets, 1.0f / (float)N, N, V);
+    float *dlogits = m->logits; /* (B, T, V) */
+    loco_matmul_backward(ws, m->dln, m->g.wte, NULL, dlogits, m->lnf, m->w.wte, N, C, V);
+    const float *last = m->layer[L - 1].res3;
+    loco_layernorm_backward(m->dresidual, m->g.lnfw, m->g.lnfb, m->dln, last, m->w.lnfw,
+                            m->lnf_mean, m->lnf_rstd, N, C);
+
+    for (int l = L - 1; l >= 0; l--) {
+        const layer_weights *lw = &m->w.layer[l];
+        const layer_weights *lg = &m->g.layer[l];
+        const layer_acts *a = &m->layer[l];
+        const float *residual = l > 0 ? m->layer[l - 1].res3 : m->encoded;
+        int src = m->cfg.kv_src[l];
+        const float *kv = m->layer[src].qkv;
+        float *dkv = m->dqkv[src];
+        bool producer = src == l;
+        float *dq = producer ? m->dqkv[l] : m->dq; /* rows of stride qkv_dim[l] */
+        /* K/V gradients sum over all readers of a producer; the highest reader, first in this
+         * reverse loop, starts the sum. */
+        bool first_reader = true;
+        for (int above = l + 1; above < L; above++) {
+            first_reader = first_reader && m->cfg.kv_src[above] != src;
+        }
+
+        /* MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))) */
+        loco_matmul_backward(ws, m->dfch, lg->fcprojw, lg->fcprojb, m->dresidual, a->fch_gelu,
+                             lw->fcprojw, N, 4 * C, C);
+        loco_gelu_backward(m->dfch, a->fch, m->dfch, (size_t)N * 4 * C);
+        loco_matmul_backward(ws, m->dln, lg->fcw, lg->fcb, m->dfch, a->ln2, lw->fcw, N, C, 4 * C);
+        loco_layernorm_backward(m->dresidual, lg->ln2w, lg->ln2b, m->dln, a->res2, lw->ln2w,
+                                a->ln2_mean, a->ln2_rstd, N, C);
+        /* attention: res2 = residual + c_proj(attn(q(ln_1), k, v)) */
+        loco_matmul_backward(ws, m->datty, lg->attprojw, lg->attprojb, m->dresidual, a->atty,
+                             lw->attprojw, N, C, C);
+        loco_attention_backward(ws, m->att_scratch, dq, m->qkv_dim[l], dkv + C,
+                                dkv + C + m->kv_dim, first_reader, m->datty, a->att, a->qkv,
+                                m->qkv_dim[l],
+                                kv + C, kv + C + m->kv_dim, m->qkv_dim[src], B, T, m->NH, m->NKV,
+                                m->hs);
+        /* A producer is the lowest reader of its K/V: every consumer above has added its dK/dV
+         * by now, so one matmul backward over [dQ | dK | dV] covers all readers. */
+        loco_matmul_backward(ws, m->dln, lg->qkvw, lg->qkvb, dq, a->ln1, lw->qkvw, N, C,
+                             m->qkv_dim[l]);
+        loco_layernorm_backward(m->dresidual, lg->ln1w, lg->ln1b, m->dln, residual, lw->ln1w,
+                                a->ln1_mean, a->ln1_rstd, N, C);
+    }
+    loco_encoder_backward(m->g.wte, m->g.wpe, m->dresidual, m->tokens, B, T, C);
+    return LOCO_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Incremental decoding with a K/V cache */
+
+struct loco_kv_cache {
+    int max_T;
+    int len;          /* tokens decoded so far */
+    size_t kv_numel;  /* floats of K/V storage */
+    float *kv;        /* (n_kv_layers, 2, NKV, max_T, hs): K then V per producing layer */
+    float *x;         /* (C) residual stream */
+    float *ln;        /* (C) */
+    float *qkv;       /* (C + 2 kv_dim) */
+    float *scores;    /* (max_T) */
+    float *atty;      /* (C) */
+    float *fch;       /* (4C) */
+    float *fch_gelu;  /* (4C) */
+    float stats[2];   /* a LayerNorm's mean and rstd */
+};
+
+loco_status loco_kv_cache_init(loco_kv_cache **cache, const loco_model *model, int max_T,
+                               loco_error *err)
+{
+    *cache = NULL;
+    const loco_model *m = model;
+    if (max_T < 1 || max_T > m->cfg.ctx) {
+        return loco_error_set(err, LOCO_ERR_RANGE, "K/V cache of %d tokens: must be 1..ctx (%d)",
+                              max_T, m->cfg.ctx);
+    }
+    loco_kv_cache *c = calloc(1, sizeof *c);
+    if (NULL == c) {
+        return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for a K/V cache");
+    }
+    size_t C = m->C;
+    c->max_T = max_T;
+    c->kv_numel = loco_model_kv_cache_numel(&m->cfg, max_T);
+    size_t scratch = round16(C) * 3 + round16(C + 2 * (size_t)m->kv_dim) + round16(max_T) +
+                     2 * round16(4 * C);
+    c->kv = loco_alloc_aligned((round16(c->kv_numel) + scratch) * sizeof(float));
+    if (NULL == c->kv) {
+        size_t want = c->kv_numel;
+        free(c);
+        return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for a K/V cache of %zu floats",
+                              want);
+    }
+    float *cur = c->kv + round16(c->kv_numel);
+    c->x = take(&cur, C);
+    c->ln = take(&cur, C);
+    c->qkv = take(&cur, C + 2 * (size_t)m->kv_dim);
+    c->scores = take(&cur, (size_t)max_T);
+    c->atty = take(&cur, C);
+    c->fch = take(&cur, 4 * C);
+    c->fch_gelu = take(&cur, 4 * C);
+    *cache = c;
+    return LOCO_OK;
+}
+
+void loco_kv_cache_free(loco_kv_cache *cache)
+{
+    if (NULL != cache) {
+        free(cache->kv);
+        free(cache);
+    }
+}
+
+void loco_kv_cache_reset(loco_kv_cache *cache) { cache->len = 0; }
+int loco_kv_cache_len(const loco_kv_cache *cache) { return cache->len; }
+size_t loco_kv_cache_numel(const loco_kv_cache *cache) { return cache->kv_numel; }
+
+/* y (OC) = W (OC, IC) · x (IC) + b (OC, may be NULL) (+ y when accumulate). */
+static void matvec(float *y, const float *W, const float *b, const float *x, int OC, int IC,
+                   bool accumulate)
+{
+#pragma omp parallel for schedule(static) if ((size_t)OC * IC >= 65536)
+    for (int o = 0; o < OC; o++) {
+        const float *row = W + (size_t)o * IC;
+        float sum = 0.0f;
+#pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < IC; i++) {
+            sum += row[i] * x[i];
+        }
+        sum += NULL != b ? b[o] : 0.0f;
+        y[o] = accumulate ? y[o] + sum : sum;
+    }
+}
+
+/* K or V of producing slot `slot`, head g: (max_T, hs). which = 0 for K, 1 for V. */
+static float *cache_head(const loco_model *m, loco_kv_cache *c, int slot, int which, int g)
+{
+    size_t head = (size_t)c->max_T * m->hs;
+    return c->kv + (((size_t)slot * 2 + which) * m->NKV + g) * head;
+}
+
+loco_status loco_model_decode_step(loco_model *model, loco_kv_cache *cache, uint16_t token,
+                                   float *logits, loco_error *err)
+{
+    loco_model *m = model;
+    loco_kv_cache *c = cache;
+    int pos = c->len, C = m->C, hs = m->hs, group = m->NH / m->NKV;
+    if (token >= m->cfg.vocab) {
+        return loco_error_set(err, LOCO_ERR_RANGE, "token %u is not below the vocabulary size %d",
+                              token, m->cfg.vocab);
+    }
+    if (pos >= c->max_T) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "K/V cache full: %d tokens decoded, capacity %d (model.ctx %d); "
+                              "reset it and re-feed a shorter window",
+                              pos, c->max_T, m->cfg.ctx);
+    }
+    float scale = 1.0f / sqrtf((float)hs);
+    for (int i = 0; i < C; i++) {
+        c->x[i] = m->w.wte[(size_t)token * C + i] + m->w.wpe[(size_t)pos * C + i];
+    }
+    for (int l = 0; l < m->cfg.n_layer; l++) {
+        const layer_weights *lw = &m->w.layer[l];
+        int slot = m->kv_index[m->cfg.kv_src[l]];
+        loco_layernorm_forward(c->ln, &c->stats[0], &c->stats[1], c->x, lw->ln1w, lw->ln1b, 1, C);
+        matvec(c->qkv, lw->qkvw, lw->qkvb, c->ln, m->qkv_dim[l], C, false);
+        if (m->kv_index[l] >= 0) { /* a producer writes its K/V row for this position */
+            for (int g = 0; g < m->NKV; g++) {
+                memcpy(cache_head(m, c, slot, 0, g) + (size_t)pos * hs, c->qkv + C + g * hs,
+                       (size_t)hs * sizeof(float));
+                memcpy(cache_head(m, c, slot, 1, g) + (size_t)pos * hs,
+                       c->qkv + C + m->kv_dim + g * hs, (size_t)hs * sizeof(float));
+            }
+        }
+        for (int h = 0; h < m->NH; h++) {
+            const float *q = c->qkv + h * hs;
+            const float *K = cache_head(m, c, slot, 0, h / group); /* (max_T, hs) */
+            const float *Vh = cache_head(m, c, slot, 1, h / group);
+            float maxv = -INFINITY, sum = 0.0f;
+            for (int t = 0; t <= pos; t++) {
+                float s = 0.0f;
+                for (int i = 0; i < hs; i++) {
+                    s += q[i] * K[(size_t)t * hs + i];
+                }
+                c->scores[t] = s * scale;
+                maxv = c->scores[t] > maxv ? c->scores[t] : maxv;
+            }
+            for (int t = 0; t <= pos; t++) {
+                c->scores[t] = expf(c->scores[t] - maxv);
+                sum += c->scores[t];
+            }
+            float *out = c->atty + h * hs;
+            memset(out, 0, (size_t)hs * sizeof(float));
+            for (int t = 0; t <= pos; t++) {
+                float p = c->scores[t] / sum;
+                for (int i = 0; i < hs; i++) {
+                    out[i] += p * Vh[(size_t)t * hs + i];
+                }
+            }
+        }
+        matvec(c->x, lw->attprojw, lw->attprojb, c->atty, C, C, true);
+        loco_layernorm_forward(c->ln, &c->stats[0], &c->stats[1], c->x, lw->ln2w, lw->ln2b, 1, C);
+        matvec(c->fch, lw->fcw, lw->fcb, c->ln, 4 * C, C, false);
+        loco_gelu_forward(c->fch_gelu, c->fch, 4 * (size_t)C);
+        matvec(c->x, lw->fcprojw, lw->fcprojb, c->fch_gelu, C, 4 * C, true);
+    }
+    loco_layernorm_forward(c->ln, &c->stats[0], &c->stats[1], c->x, m->w.lnfw, m->w.lnfb, 1, C);
+    matvec(logits, m->w.wte, NULL, c->ln, m->cfg.vocab, C, false);
+    c->len++;
+    return LOCO_OK;
+}
