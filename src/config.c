@@ -823,6 +823,13 @@ loco_status loco_config_load_string(loco_config *cfg, const char *name, const ch
     if (LOCO_OK == st) {
         st = loco_config_validate(cfg, err);
     }
+    /* Resolve "same as" defaults so the libraries see concrete values. */
+    if (LOCO_OK == st && 0 == cfg->model.n_kv_head) {
+        cfg->model.n_kv_head = cfg->model.n_head;
+    }
+    if (LOCO_OK == st && 0 == cfg->optim.total_steps) {
+        cfg->optim.total_steps = cfg->train.steps;
+    }
     return st;
 }
 
