@@ -839,11 +839,13 @@ loco_status loco_config_load(loco_config *cfg, const char *path, const char *con
     char *text = NULL;
     size_t len = 0;
     loco_status st = loco_file_read_all(path, CONFIG_MAX_FILE_BYTES, &text, &len, err);
-    if (LOCO_ERR_RANGE == st) {
-        return LOCO_ERR_CONFIG;
-    }
     if (LOCO_OK != st) {
-        return st;
+        /* An unreadable or oversized config file is a usage error (exit code 2); the message
+         * from the read names the file and the cause. */
+        if (NULL != err) {
+            err->status = LOCO_ERR_CONFIG;
+        }
+        return LOCO_ERR_CONFIG;
     }
     st = loco_config_load_string(cfg, path, text, len, overrides, n_overrides, err);
     free(text);

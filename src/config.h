@@ -64,9 +64,9 @@ typedef struct loco_config {
 void loco_config_defaults(loco_config *cfg);
 
 /* Load a YAML file over the defaults, then apply `overrides` ("a.b=v" strings), then validate
- * consistency. On error returns LOCO_ERR_CONFIG (or LOCO_ERR_IO / LOCO_ERR_NOT_FOUND for an
- * unreadable file) with err naming file:line:column, the key, the problem and what is allowed;
- * cfg is then unspecified. */
+ * consistency. Every failure — an unreadable or oversized file included — returns
+ * LOCO_ERR_CONFIG (exit code 2) with err naming file:line:column, the key, the problem and what
+ * is allowed; cfg is then unspecified. */
 loco_status loco_config_load(loco_config *cfg, const char *path, const char *const *overrides,
                              int n_overrides, loco_error *err);
 

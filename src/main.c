@@ -16,7 +16,10 @@ static const loco_command g_commands[] = {
     {"bench", "run a benchmark against a same-run baseline (loco bench --help)", loco_bench_main},
     {"data", "prepare token shards from text, inspect and decode them (loco data --help)",
      loco_cmd_data},
+    {"eval", "score a checkpoint on prepared text (loco eval --help)", loco_cmd_eval},
     {"report", "compare runs: Markdown table and PNG plots (loco report --help)", loco_cmd_report},
+    {"sample", "generate text from a checkpoint (loco sample --help)", loco_cmd_sample},
+    {"train", "train a model as a config describes (loco train --help)", loco_cmd_train},
     {"version", "print the version and build features", loco_cmd_version},
 };
 static const int g_command_count = (int)(sizeof g_commands / sizeof g_commands[0]);
@@ -40,6 +43,7 @@ static void usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    (void)loco_process_seconds(); /* log times count from here */
     const char *level = getenv("LOCO_LOG");
     int arg = 1;
     while (arg < argc && '-' == argv[arg][0]) {

@@ -135,11 +135,11 @@ Test(config, resolved_yaml_round_trips)
     free(text);
 }
 
-Test(config, missing_file_is_not_found)
+Test(config, missing_file_is_a_config_error_naming_it)
 {
     loco_config cfg;
     loco_error err = {0};
-    cr_assert_eq(loco_config_load(&cfg, "/nonexistent/x.yaml", NULL, 0, &err), LOCO_ERR_NOT_FOUND);
+    cr_assert_eq(loco_config_load(&cfg, "/nonexistent/x.yaml", NULL, 0, &err), LOCO_ERR_CONFIG);
     cr_assert(strstr(err.msg, "/nonexistent/x.yaml") != NULL);
 }
 

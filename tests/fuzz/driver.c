@@ -21,7 +21,7 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #define MAX_SEEDS 256
-#define MAX_INPUT (1 << 20)
+#define FUZZ_MAX_INPUT (1 << 20)
 
 typedef struct seed_set {
     uint8_t *data[MAX_SEEDS];
@@ -38,8 +38,8 @@ static void add_seed_file(seed_set *seeds, const char *path)
     if (NULL == fp) {
         return;
     }
-    uint8_t *buf = malloc(MAX_INPUT);
-    size_t n = fread(buf, 1, MAX_INPUT, fp);
+    uint8_t *buf = malloc(FUZZ_MAX_INPUT);
+    size_t n = fread(buf, 1, FUZZ_MAX_INPUT, fp);
     fclose(fp);
     seeds->data[seeds->count] = buf;
     seeds->size[seeds->count] = n;
@@ -144,10 +144,10 @@ int main(int argc, char **argv)
     }
     loco_rng rng;
     loco_rng_init(&rng, seed, 0);
-    uint8_t *buf = malloc(MAX_INPUT);
+    uint8_t *buf = malloc(FUZZ_MAX_INPUT);
     double start = loco_now_s();
     while (loco_now_s() - start < seconds) {
-        size_t n = mutate(&rng, &seeds, buf, MAX_INPUT);
+        size_t n = mutate(&rng, &seeds, buf, FUZZ_MAX_INPUT);
         uint8_t *copy = malloc(n ? n : 1);
         memcpy(copy, buf, n);
         LLVMFuzzerTestOneInput(copy, n);
