@@ -204,11 +204,11 @@ static void loop_break_epoch(loco_comm_t comm, int lost, loco_status st, bool te
     }
     LOCO_WARN("rank %d: %s", comm->rank, msg);
     uint64_t seq = NULL != comm->cur ? comm->cur->op.seq : comm->seq_done + 1;
-    if (tell) {
+    if (tell) { /* everyone still connected, the blamed peer too: it learns it was evicted */
         uint8_t payload[8 + LOCO_REASON_MAX];
         uint32_t len = (uint32_t)loco_abort_encode(lost, msg, payload);
         for (int r = 0; r < comm->world; r++) {
-            if (r != comm->rank && LOCO_PEER_ALIVE == comm->peer_state[r]) {
+            if (r != comm->rank && LOCO_PEER_LEFT != comm->peer_state[r]) {
                 loop_send_ctl(comm, comm->ctl[r], LOCO_FRAME_ABORT, seq, 0, payload, len);
             }
         }
@@ -238,14 +238,33 @@ static void loop_peer_failed(loco_comm_t comm, int rank, loco_status st, const c
     if (LOCO_PEER_ALIVE == comm->peer_state[rank]) {
         comm->peer_state[rank] = LOCO_PEER_LOST;
     }
+    loop_break_epoch(comm, rank, st, true, msg);
     if (LOCO_PEER_LOST == comm->peer_state[rank]) {
+        loco_conn *ctl = comm->ctl[rank];
+        if (ctl->live && ctl->out_off < ctl->out_len) { /* best effort: the ABORT, unshaped */
+            ssize_t ignored = send(ctl->fd, ctl->out + ctl->out_off, ctl->out_len - ctl->out_off,
+                                   MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)ignored;
+        }
         for (int i = 0; i < comm->nconns; i++) {
             if (comm->conns[i].peer == rank) {
                 conn_stop(comm, &comm->conns[i], true);
             }
         }
     }
-    loop_break_epoch(comm, rank, st, true, msg);
+}
+
+static void loop_read(loco_comm_t comm, loco_conn *c);
+
+/* Before blaming a peer for a closed data stream, read what the control connections already
+ * hold: an ABORT or a BYE explains the close better (epoll may report the data stream first). */
+static void loop_drain_control(loco_comm_t comm)
+{
+    for (int r = 0; r < comm->world; r++) {
+        if (r != comm->rank && comm->ctl[r]->live) {
+            loop_read(comm, comm->ctl[r]);
+        }
+    }
 }
 
 /* A connection reported EOF or an error. Whether that loses the peer depends on the
@@ -268,6 +287,8 @@ static void loop_conn_closed(loco_comm_t comm, loco_conn *c, int errnum)
     }
     bool had_tx = c->tx_count > 0;
     conn_stop(comm, c, true);
+    loop_drain_control(comm);
+    left = LOCO_PEER_LEFT == comm->peer_state[peer];
     loco_request *cur = comm->cur;
     if (NULL == cur || comm->broken) {
         return;
