@@ -390,13 +390,13 @@ static loco_status join_as_member(const loco_comm_config *cfg, loco_boot *boot, 
     uint64_t deadline = loco_now_ns() + (uint64_t)(cfg->connect_timeout_s * 1e9);
     int fd = -1;
     loco_error local = {0};
-    if (LOCO_OK != loco_net_dial(host, port, deadline, &fd, &local)) {
-        return loco_error_set(err, LOCO_ERR_PEER_LOST, "join: rank 0 at %s:%d: %s", host, port,
-                              local.msg);
+    loco_status st = loco_net_dial(host, port, deadline, &fd, &local);
+    if (LOCO_OK != st) {
+        return loco_error_set(err, st, "join: rank 0 at %s:%d: %s", host, port, local.msg);
     }
     loco_join j = {.rank = (uint32_t)boot->rank, .world = (uint32_t)boot->world,
                    .caps = (uint32_t)host_caps(), .port = (uint16_t)bound};
-    loco_status st = configured_nonce(cfg, &j.nonce, err);
+    st = configured_nonce(cfg, &j.nonce, err);
     if (cfg->advertise_host[0]) {
         loco_copy_str(j.host, sizeof j.host, cfg->advertise_host);
     } else {

@@ -621,7 +621,8 @@ static void loop_on_payload(loco_comm_t comm, loco_conn *c)
         return;
     }
     if (LOCO_ERR_PROTOCOL == st) {
-        loop_peer_failed(comm, c->peer, LOCO_ERR_PEER_LOST, "dropped %s: %s", c->name, e.msg);
+        loop_peer_failed(comm, c->peer, LOCO_ERR_PEER_LOST, "dropped %s: protocol violation: %s",
+                         c->name, e.msg);
     } else {
         loop_break_epoch(comm, -1, st, true, loco_error_msg(&e, st));
     }

@@ -300,7 +300,7 @@ static loco_status ring_decode_into(loco_comm_t comm, loco_op *op, int block, ui
                                           1.0f, &ctx);
     if (LOCO_OK != st) {
         return loco_error_set(err, LOCO_ERR_PROTOCOL,
-                              "%s: undecodable codec message for chunk %u of block %d: %s", from,
+                              "undecodable codec message (%s) for chunk %u of block %d: %s", from,
                               chunk, block, loco_status_str(st));
     }
     return LOCO_OK;
@@ -416,42 +416,42 @@ loco_status loco_op_accept_header(loco_comm_t comm, loco_op *op, loco_conn *conn
     const loco_frame_header *h = &conn->rx_frame;
     if (h->sig != op->sig) {
         return loco_error_set(err, LOCO_ERR_PROTOCOL,
-                              "%s started a different collective as operation %llu (signature "
+                              "it started a different collective as operation %llu (signature "
                               "%08x, ours %08x: kind, count, dtype, op, root, chunk size or "
                               "recvcounts differ)",
-                              conn->name, (unsigned long long)h->seq, h->sig, op->sig);
+                              (unsigned long long)h->seq, h->sig, op->sig);
     }
     int step = h->step;
     if (!ring_is_recv_step(comm, op, step)) {
-        return loco_error_set(err, LOCO_ERR_PROTOCOL, "%s sent step %d of a %d-step %s",
-                              conn->name, step, op->nsteps,
+        return loco_error_set(err, LOCO_ERR_PROTOCOL, "step %d of a %d-step %s", step,
+                              op->nsteps,
                               LOCO_OP_BROADCAST == op->kind ? "broadcast" : "collective");
     }
     int block = ring_recv_block(comm, op, step);
     if (h->chunk >= op->blocks[block].nchunks) {
-        return loco_error_set(err, LOCO_ERR_PROTOCOL, "%s sent chunk %u of a %u-chunk block",
-                              conn->name, h->chunk, op->blocks[block].nchunks);
+        return loco_error_set(err, LOCO_ERR_PROTOCOL, "chunk %u of a %u-chunk block", h->chunk,
+                              op->blocks[block].nchunks);
     }
     uint64_t bit = op->recv_base[step] + h->chunk;
     if (op->recv_seen[bit / 8] & (1u << (bit % 8))) {
-        return loco_error_set(err, LOCO_ERR_PROTOCOL, "%s sent chunk %u of step %d twice",
-                              conn->name, h->chunk, step);
+        return loco_error_set(err, LOCO_ERR_PROTOCOL, "chunk %u of step %d twice", h->chunk,
+                              step);
     }
     size_t n = ring_chunk_count(op, block, h->chunk);
     bool reduce_step = LOCO_OP_ALLREDUCE == op->kind && step < comm->world - 1;
     if (NULL != op->hops) {
         if (h->length > op->slot_bytes) {
             return loco_error_set(err, LOCO_ERR_PROTOCOL,
-                                  "%s sent a %u-byte codec message for %zu values (bound %zu)",
-                                  conn->name, h->length, n, op->slot_bytes);
+                                  "a %u-byte codec message for %zu values (bound %zu)",
+                                  h->length, n, op->slot_bytes);
         }
         conn->rx_dst = reduce_step ? conn->rx_buf : ring_slot(op, block, h->chunk);
         return LOCO_OK;
     }
     if ((size_t)h->length != n * op->esize) {
         return loco_error_set(err, LOCO_ERR_PROTOCOL,
-                              "%s sent %u bytes for chunk %u of step %d; expected %zu", conn->name,
-                              h->length, h->chunk, step, n * op->esize);
+                              "%u bytes for chunk %u of step %d; expected %zu", h->length,
+                              h->chunk, step, n * op->esize);
     }
     conn->rx_dst = reduce_step ? conn->rx_buf : ring_region(op, block, h->chunk);
     return LOCO_OK;
@@ -474,8 +474,8 @@ static loco_status ring_on_reduce(loco_comm_t comm, loco_op *op, loco_conn *conn
                                               (float *)region, n, 1.0f, &ctx);
         if (LOCO_OK != st) {
             return loco_error_set(err, LOCO_ERR_PROTOCOL,
-                                  "%s: undecodable codec message for chunk %u (%s)", conn->name,
-                                  chunk, loco_status_str(st));
+                                  "undecodable codec message for chunk %u (%s)", chunk,
+                                  loco_status_str(st));
         }
         if (last) {
             LOCO_TRY(ring_finalize_chunk(comm, op, block, chunk, err));
@@ -514,7 +514,7 @@ loco_status loco_op_on_payload(loco_comm_t comm, loco_op *op, loco_conn *conn, l
         op->slot_len[op->slot_base[block] + chunk] = h->length;
         int owner = mod(block - 1, comm->world);
         LOCO_TRY(ring_decode_into(comm, op, block, chunk, owner,
-                                  (float *)ring_region(op, block, chunk), n, conn->name, err));
+                                  (float *)ring_region(op, block, chunk), n, "received", err));
         if (step + 1 < op->nsteps) {
             return ring_send(comm, op, step + 1, chunk, ring_slot(op, block, chunk), h->length,
                              err);

@@ -15,6 +15,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_RANKS 8
 
@@ -51,7 +52,7 @@ static inline void *rank_thread(void *p)
 static inline loco_comm_config local_config(void)
 {
     loco_comm_config cfg = LOCO_COMM_CONFIG_INIT;
-    cfg.bootstrap = LOCO_BOOTSTRAP_LOCAL;
+    cfg.bootstrap = LOCO_BOOTSTRAP_LOCAL; /* run_ranks creates the group */
     cfg.connect_timeout_s = 20;
     cfg.streams = 2;
     cfg.chunk_bytes = 64 * 1024;
@@ -61,19 +62,21 @@ static inline loco_comm_config local_config(void)
 
 /* Run body on `world` ranks; cfg is each rank's template (bootstrap/local/rank are set here). */
 static inline void run_ranks(int world, const loco_comm_config *cfg, rank_body body, void *arg,
-                      rank_slot *slots)
+                             rank_slot *slots)
 {
     loco_local_group *group = NULL;
-    cr_assert_eq(LOCO_OK, loco_local_group_init(&group, world, NULL));
+    if (LOCO_BOOTSTRAP_LOCAL == cfg->bootstrap) {
+        cr_assert_eq(LOCO_OK, loco_local_group_init(&group, world, NULL));
+    }
     pthread_t th[MAX_RANKS];
     for (int r = 0; r < world; r++) {
         memset(&slots[r], 0, sizeof slots[r]);
         slots[r].rank = r;
         slots[r].world = world;
         slots[r].cfg = *cfg;
-        slots[r].cfg.bootstrap = LOCO_BOOTSTRAP_LOCAL;
         slots[r].cfg.local = group;
         slots[r].cfg.rank = r;
+        slots[r].cfg.world = world;
         slots[r].body = body;
         slots[r].arg = arg;
         pthread_create(&th[r], NULL, rank_thread, &slots[r]);
@@ -85,6 +88,15 @@ static inline void run_ranks(int world, const loco_comm_config *cfg, rank_body b
     for (int r = 0; r < world; r++) {
         cr_assert_eq(LOCO_OK, slots[r].init_status, "rank %d init: %s", r, slots[r].init_err.msg);
     }
+}
+
+/* A TCP port that was free a moment ago (bound to port 0, then closed). */
+static inline int free_port(void)
+{
+    int fd = -1, port = 0;
+    cr_assert_eq(LOCO_OK, loco_net_listen("127.0.0.1", 0, &fd, &port, NULL));
+    close(fd);
+    return port;
 }
 
 /* Deterministic inputs: rank r's element i. */
