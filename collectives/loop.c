@@ -159,9 +159,11 @@ static void loop_send_ctl(loco_comm_t comm, loco_conn *c, loco_frame_type type, 
         if (0 == c->out_off && need > 16u << 20) {
             return; /* a peer that reads nothing: it will time out */
         }
-        memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-        c->out_len -= c->out_off;
-        c->out_off = 0;
+        if (c->out_off > 0) {
+            memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
+            c->out_len -= c->out_off;
+            c->out_off = 0;
+        }
         need = c->out_len + LOCO_FRAME_HEADER_BYTES + len;
         if (need > c->out_cap) {
             size_t cap = need * 2;

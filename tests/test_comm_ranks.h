@@ -19,6 +19,25 @@
 
 #define MAX_RANKS 8
 
+/* Wall-clock assertions (rates, latencies) mean nothing in a sanitizer build, which runs several
+ * times slower; those tests skip themselves there. */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define LOCO_TIMING_RELIABLE 0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define LOCO_TIMING_RELIABLE 0
+#endif
+#endif
+#ifndef LOCO_TIMING_RELIABLE
+#define LOCO_TIMING_RELIABLE 1
+#endif
+#define SKIP_IF_TIMING_UNRELIABLE()                                                               \
+    do {                                                                                          \
+        if (!LOCO_TIMING_RELIABLE) {                                                              \
+            cr_skip_test("wall-clock timing is not meaningful in a sanitizer build");             \
+        }                                                                                         \
+    } while (0)
+
 typedef struct rank_slot rank_slot;
 typedef void (*rank_body)(rank_slot *slot);
 
