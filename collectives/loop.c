@@ -1009,14 +1009,17 @@ static uint64_t loop_next_deadline(loco_comm_t comm)
     return t;
 }
 
-/* Returns the epoll timeout in ms: 0 when something is due now, else -1 (the timerfd fires). */
+/* Returns the epoll timeout in ms: 0 when something is due now, else -1 (the timerfd fires).
+ * The timer is re-armed only when the next deadline moved earlier: a later one (heartbeats and
+ * progress push deadlines back all the time) costs one early wake-up instead of a syscall per
+ * iteration. */
 static int loop_arm_timer(loco_comm_t comm)
 {
     uint64_t t = loop_next_deadline(comm);
     if (t <= loco_now_ns()) {
         return 0;
     }
-    if (t != comm->timer_armed_ns) {
+    if (0 == comm->timer_armed_ns || t < comm->timer_armed_ns) {
         struct itimerspec its = {.it_value = {.tv_sec = (time_t)(t / 1000000000ull),
                                               .tv_nsec = (long)(t % 1000000000ull)}};
         timerfd_settime(comm->tfd, TFD_TIMER_ABSTIME, &its, NULL);
