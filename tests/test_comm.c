@@ -394,3 +394,47 @@ Test(comm, lost_peer_mid_allreduce_fails_every_survivor, .timeout = 60)
                   "no peer", r, slots[r].info[0].error);
     }
 }
+
+/* ---- accounting ----------------------------------------------------------------------------- */
+
+static void body_accounting(rank_slot *s)
+{
+    float x[1000];
+    for (int i = 0; i < 1000; i++) {
+        x[i] = 1.0f;
+    }
+    s->st[0] = loco_allreduce(s->comm, x, x, 1000, LOCO_DTYPE_F32, LOCO_REDUCE_SUM, &s->info[0]);
+    s->st[1] = loco_allreduce(s->comm, x, x, 1000, LOCO_DTYPE_F32, LOCO_REDUCE_SUM, &s->info[1]);
+    loco_comm_totals *t = s->out = calloc(1, sizeof *t);
+    loco_comm_get_totals(s->comm, t);
+}
+
+/* World 3, 1000 floats: blocks of 334, 333, 333 elements, one chunk each. Rank 0 sends blocks
+ * 0, 2 (reduce-scatter) and 1, 0 (allgather) = 1334 floats in 4 frames, and receives blocks
+ * 2, 1, 0, 2 = 1333 floats in 4 frames. */
+Test(comm, bytes_are_accounted_exactly_per_operation_and_in_totals, .timeout = 30)
+{
+    rank_slot slots[MAX_RANKS];
+    loco_comm_config cfg = local_config();
+    run_ranks(3, &cfg, body_accounting, NULL, slots);
+    for (int r = 0; r < 3; r++) {
+        cr_assert_eq(LOCO_OK, slots[r].st[0]);
+        cr_assert_eq(LOCO_OK, slots[r].st[1]);
+    }
+    const loco_op_info *i = &slots[0].info[0];
+    cr_assert_eq(i->payload_sent, 1334 * 4, "payload sent %llu", (unsigned long long)i->payload_sent);
+    cr_assert_eq(i->payload_received, 1333 * 4);
+    cr_assert_eq(i->bytes_sent, 1334 * 4 + 4 * LOCO_FRAME_HEADER_BYTES);
+    cr_assert_eq(i->bytes_received, 1333 * 4 + 4 * LOCO_FRAME_HEADER_BYTES);
+    cr_assert_eq(i->kind, LOCO_OP_ALLREDUCE);
+    cr_assert_eq(i->world, 3);
+    cr_assert(i->duration_s > 0);
+    const loco_comm_totals *t = slots[0].out;
+    cr_assert_eq(t->ops, 2);
+    cr_assert_eq(t->ops_failed, 0);
+    cr_assert_eq(t->payload_sent, 2 * 1334 * 4);
+    cr_assert(t->bytes_sent > t->payload_sent, "totals count handshakes and heartbeats too");
+    for (int r = 0; r < 3; r++) {
+        free(slots[r].out);
+    }
+}

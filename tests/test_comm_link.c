@@ -292,3 +292,20 @@ Test(link_wire, streams_fill_a_long_fat_pipe, .timeout = 120)
     cr_assert(got[1] >= 0.90e9, "four streams: %.0f Mbit/s, below 90%% of 1 Gbit/s",
               got[1] / 1e6);
 }
+
+/* Emulated loss shows up in the operation's retransmission count and costs time. */
+Test(link_wire, emulated_loss_is_counted_as_retransmissions, .timeout = 60)
+{
+    rank_slot slots[MAX_RANKS];
+    loco_comm_config cfg = local_config();
+    cfg.link.rate_bps = 400e6;
+    cfg.link.delay_s = 0.002;
+    cfg.link.loss = 0.01;
+    wire_case c = {.bytes = 4 << 20};
+    run_ranks(2, &cfg, body_stream, &c, slots);
+    cr_assert_eq(LOCO_OK, slots[0].st[0], "%s", slots[0].info[0].error);
+    double packets = (double)(4 << 20) / 1448;
+    cr_assert(slots[0].info[0].retransmits > 0.01 * packets / 3,
+              "%u retransmissions for %.0f packets at 1%% loss", slots[0].info[0].retransmits,
+              packets);
+}
