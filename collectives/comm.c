@@ -87,9 +87,10 @@ static loco_status comm_alloc_conns(loco_comm_t comm)
     comm->last_heard_ns = calloc((size_t)N, sizeof *comm->last_heard_ns);
     comm->done_seq = calloc((size_t)N, sizeof *comm->done_seq);
     comm->done_digest = calloc((size_t)N * 2, sizeof *comm->done_digest);
+    comm->peer_seq = calloc((size_t)N, sizeof *comm->peer_seq);
     if (NULL == comm->conns || NULL == comm->ctl || NULL == comm->out || NULL == comm->in ||
         NULL == comm->links || NULL == comm->peer_state || NULL == comm->last_heard_ns ||
-        NULL == comm->done_seq || NULL == comm->done_digest) {
+        NULL == comm->done_seq || NULL == comm->done_digest || NULL == comm->peer_seq) {
         return LOCO_ERR_NOMEM;
     }
     for (int i = 0; i < comm->nconns; i++) {
@@ -286,6 +287,7 @@ void loco_comm_free(loco_comm_t comm)
     free(comm->last_heard_ns);
     free(comm->done_seq);
     free(comm->done_digest);
+    free(comm->peer_seq);
     free(comm->members);
     free(comm->rules);
     free(comm->scratch);
@@ -502,7 +504,8 @@ loco_status loco_comm_allreduce_op(loco_comm_t comm, const void *sendbuf, void *
         return comm_refuse(comm, LOCO_OP_ALLREDUCE, LOCO_ERR_INVALID_ARG, info,
                            "allreduce: op %d (sum or avg)", (int)reduce);
     }
-    if (count > 0 && (NULL == sendbuf || NULL == recvbuf || !size_fits(count, 4))) {
+    if (count > 0 && (NULL == sendbuf || NULL == recvbuf || !size_fits(count, 4) ||
+                      count * 4 / comm->cfg.chunk_bytes >= (1u << 31))) {
         return comm_refuse(comm, LOCO_OP_ALLREDUCE, LOCO_ERR_INVALID_ARG, info,
                            "allreduce: NULL buffer or count %zu too large", count);
     }

@@ -52,6 +52,8 @@ static inline void loco_copy_str(char *dst, size_t cap, const char *src)
  *   24 u32 chunk    chunk index within the step's block (DATA)
  *   28 u32 sig      DATA: signature of the operation (kind, sizes, dtype, ...): members that
  *                   started different collectives as the same seq are caught; PING: sender rank
+ * A PING's seq is the operation its sender is in (or last finished): a progress timeout blames
+ * the member that never started the operation, not merely the one it waits on.
  */
 
 #define LOCO_FRAME_MAGIC 0x6f636f6cu
@@ -403,6 +405,7 @@ struct loco_comm {
     uint64_t *last_heard_ns;     /* (world) */
     uint64_t *done_seq;          /* (world) latest operation each peer confirmed (DONE) */
     uint64_t *done_digest;       /* (world * 2) its digests, indexed by seq parity */
+    uint64_t *peer_seq;          /* (world) the operation each peer last said it is in (PING) */
     uint64_t io_sent, io_received; /* every byte (atomic: read by loco_comm_get_totals) */
     loco_pending_conn pending[LOCO_MAX_PENDING];
     /* event loop (loop thread only, unless noted) */

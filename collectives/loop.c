@@ -545,7 +545,7 @@ static void loop_on_ctl_frame(loco_comm_t comm, loco_conn *c)
 {
     const loco_frame_header *h = &c->rx_frame;
     switch (h->type) {
-    case LOCO_FRAME_PING: break;
+    case LOCO_FRAME_PING: comm->peer_seq[c->peer] = h->seq; break;
     case LOCO_FRAME_BYE: comm->peer_state[c->peer] = LOCO_PEER_LEFT; break;
     case LOCO_FRAME_DONE: {
         uint64_t digest = 0;
@@ -938,10 +938,11 @@ static void loop_pending_read(loco_comm_t comm, loco_pending_conn *p)
 static void loop_timers(loco_comm_t comm, uint64_t now)
 {
     if (now >= comm->next_ping_ns) {
+        uint64_t in_op = NULL != comm->cur ? comm->cur->op.seq : comm->seq_done;
         for (int r = 0; r < comm->world; r++) {
             if (r != comm->rank && LOCO_PEER_ALIVE == comm->peer_state[r]) {
-                loop_send_ctl(comm, comm->ctl[r], LOCO_FRAME_PING, 0, (uint32_t)comm->rank, NULL,
-                              0);
+                loop_send_ctl(comm, comm->ctl[r], LOCO_FRAME_PING, in_op, (uint32_t)comm->rank,
+                              NULL, 0);
             }
         }
         comm->next_ping_ns = now + (uint64_t)(comm->cfg.heartbeat_s * 1e9);
@@ -959,19 +960,30 @@ static void loop_timers(loco_comm_t comm, uint64_t now)
     loco_request *cur = comm->cur;
     if (NULL != cur && now > cur->op.last_progress_ns + (uint64_t)(comm->cfg.op_timeout_s * 1e9)) {
         loco_op *op = &cur->op;
-        int blame = op->recv_done < op->recv_expected ? comm->prev : comm->next;
-        const char *what = op->recv_done < op->recv_expected ? "waiting for data from" : "sending to";
-        if (op->data_done) {
-            blame = -1;
-            for (int r = 0; r < comm->world && blame < 0; r++) {
-                blame = r != comm->rank && comm->done_seq[r] < op->seq ? r : -1;
+        bool receiving = op->recv_done < op->recv_expected;
+        int blame = receiving ? comm->prev : comm->next;
+        char why[96];
+        snprintf(why, sizeof why, "%s rank %d", receiving ? "waiting for data from" : "sending to",
+                 blame);
+        for (int d = 1; d < comm->world && !op->data_done; d++) { /* who never started it? */
+            int r = (comm->rank - d + comm->world) % comm->world;
+            if (comm->peer_seq[r] < op->seq) {
+                blame = r;
+                snprintf(why, sizeof why, "rank %d has not started it (per its heartbeats)", r);
+                break;
             }
-            what = "waiting for the confirmation of";
         }
-        loop_peer_failed(comm, blame < 0 ? comm->prev : blame, LOCO_ERR_PEER_LOST,
-                         "peer lost: no progress for %.1f s in %s #%llu, %s rank %d",
+        for (int r = 0; r < comm->world && op->data_done; r++) {
+            if (r != comm->rank && comm->done_seq[r] < op->seq) {
+                blame = r;
+                snprintf(why, sizeof why, "waiting for the confirmation of rank %d", r);
+                break;
+            }
+        }
+        loop_peer_failed(comm, blame, LOCO_ERR_PEER_LOST,
+                         "peer lost: no progress for %.1f s in %s #%llu: %s",
                          comm->cfg.op_timeout_s, op_name(op->kind), (unsigned long long)op->seq,
-                         what, blame < 0 ? comm->prev : blame);
+                         why);
     }
     for (int i = 0; i < LOCO_MAX_PENDING; i++) {
         loco_pending_conn *p = &comm->pending[i];

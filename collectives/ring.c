@@ -110,6 +110,9 @@ static size_t ring_chunk_count(const loco_op *op, int block, uint32_t chunk)
 /* The result's bytes of (block, chunk). */
 static uint8_t *ring_region(const loco_op *op, int block, uint32_t chunk)
 {
+    if (NULL == op->work) { /* a barrier: every block is empty */
+        return NULL;
+    }
     size_t elem = op->blocks[block].offset + (size_t)chunk * op->chunk_elems;
     return op->work + elem * op->esize;
 }
@@ -388,9 +391,9 @@ loco_status loco_op_start(loco_comm_t comm, loco_op *op, loco_error *err)
         return LOCO_OK;
     }
     const loco_block *own = &op->blocks[i];
-    if (LOCO_OP_ALLGATHERV == op->kind || LOCO_OP_BARRIER == op->kind) {
+    if ((LOCO_OP_ALLGATHERV == op->kind || LOCO_OP_BARRIER == op->kind) && own->count > 0) {
         uint8_t *dst = op->recvbuf + own->offset * op->esize;
-        if (own->count > 0 && dst != op->sendbuf) {
+        if (dst != op->sendbuf) {
             memcpy(dst, op->sendbuf, own->count * op->esize);
         }
     }
@@ -403,7 +406,7 @@ loco_status loco_op_start(loco_comm_t comm, loco_op *op, loco_error *err)
                                op->slot_len[op->slot_base[i] + c], err));
         } else {
             const uint8_t *src = LOCO_OP_ALLREDUCE == op->kind ? op->sendbuf : op->recvbuf;
-            LOCO_TRY(ring_send(comm, op, 0, c, src + off, n * op->esize, err));
+            LOCO_TRY(ring_send(comm, op, 0, c, n > 0 ? src + off : NULL, n * op->esize, err));
         }
     }
     return LOCO_OK;

@@ -326,6 +326,7 @@ Test(comm, progress_deadline_aborts_everyone_with_inputs_intact, .timeout = 60)
     rank_slot slots[MAX_RANKS];
     loco_comm_config cfg = local_config();
     cfg.op_timeout_s = 1.0;
+    cfg.heartbeat_s = 0.1;
     run_ranks(3, &cfg, body_straggler, NULL, slots);
     for (int r = 0; r < 3; r++) {
         cr_assert_eq(LOCO_ERR_PEER_LOST, slots[r].st[0], "rank %d: status %d", r, slots[r].st[0]);
@@ -338,6 +339,8 @@ Test(comm, progress_deadline_aborts_everyone_with_inputs_intact, .timeout = 60)
                   "rank %d gave up after %.2f s (deadline 1 s)", r, slots[r].seconds[0]);
         cr_assert(NULL != strstr(slots[r].info[0].error, "no progress"), "rank %d: %s", r,
                   slots[r].info[0].error);
+        cr_assert_eq(2, slots[r].info[0].lost_rank, "rank %d blamed rank %d: %s", r,
+                     slots[r].info[0].lost_rank, slots[r].info[0].error);
     }
     cr_assert(slots[2].seconds[0] < 0.5, "the late rank must fail at once, took %.2f s",
               slots[2].seconds[0]);
