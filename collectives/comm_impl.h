@@ -184,6 +184,8 @@ typedef struct loco_link_grant {
 
 typedef struct loco_link_stream {
     uint64_t pending;         /* queued bytes not yet scheduled */
+    uint64_t ready_ns;        /* the oldest pending byte could have left then (queued, or its
+                                 window reopened): the wire never waits for a late wake-up */
     uint64_t released;        /* bytes the writer may have written in total */
     uint64_t inflight;        /* scheduled bytes not yet acknowledged */
     uint64_t last_deliver_ns; /* a stream delivers in order (TCP) */
@@ -206,7 +208,8 @@ typedef struct loco_link {
 loco_status loco_link_init(loco_link *link, const loco_link_config *cfg, int nstreams,
                            uint64_t start_ns, uint64_t seed, uint64_t rng_stream);
 void loco_link_free(loco_link *link);
-void loco_link_enqueue(loco_link *link, int stream, uint64_t bytes);
+/* Queue bytes on a stream at now_ns (the time they became ready to leave). */
+void loco_link_enqueue(loco_link *link, int stream, uint64_t bytes, uint64_t now_ns);
 /* Schedule and release everything due at now_ns. */
 loco_status loco_link_advance(loco_link *link, uint64_t now_ns);
 /* Bytes stream may have written in total (UINT64_MAX when the link is inactive). */

@@ -107,9 +107,13 @@ void loco_link_free(loco_link *link)
     link->streams = NULL;
 }
 
-void loco_link_enqueue(loco_link *link, int stream, uint64_t bytes)
+void loco_link_enqueue(loco_link *link, int stream, uint64_t bytes, uint64_t now_ns)
 {
-    link->streams[stream].pending += bytes;
+    loco_link_stream *st = &link->streams[stream];
+    if (0 == st->pending && now_ns > st->ready_ns) {
+        st->ready_ns = now_ns;
+    }
+    st->pending += bytes;
 }
 
 uint64_t loco_link_released(const loco_link *link, int stream)
@@ -197,6 +201,11 @@ static loco_status link_push(loco_link_stream *st, const loco_link_grant *g)
     return LOCO_OK;
 }
 
+static bool link_window_open(const loco_link *link, const loco_link_stream *st)
+{
+    return link->cfg.window_bytes <= 0 || (double)st->inflight < link->cfg.window_bytes;
+}
+
 static void link_release_due(loco_link *link, uint64_t now_ns)
 {
     for (int s = 0; s < link->nstreams; s++) {
@@ -207,15 +216,15 @@ static void link_release_due(loco_link *link, uint64_t now_ns)
             st->rel++;
         }
         while (st->ack < st->rel && st->ring[st->ack % st->cap].ack_ns <= now_ns) {
-            st->inflight -= st->ring[st->ack % st->cap].bytes;
+            const loco_link_grant *g = &st->ring[st->ack % st->cap];
+            bool was_closed = !link_window_open(link, st);
+            st->inflight -= g->bytes;
             st->ack++;
+            if (was_closed && st->pending > 0 && g->ack_ns > st->ready_ns) {
+                st->ready_ns = g->ack_ns; /* the window reopened then, not when we woke */
+            }
         }
     }
-}
-
-static bool link_window_open(const loco_link *link, const loco_link_stream *st)
-{
-    return link->cfg.window_bytes <= 0 || (double)st->inflight < link->cfg.window_bytes;
 }
 
 /* The next stream (round robin) with bytes to send and room in its window, or -1. */
@@ -272,7 +281,10 @@ loco_status loco_link_advance(loco_link *link, uint64_t now_ns)
         }
         uint64_t lost = link_lost_packets(link, seg);
         uint64_t resent = lost * LINK_PACKET_BYTES < seg ? lost * LINK_PACKET_BYTES : seg;
-        uint64_t start = link_skip_outages(link, link->free_ns > now_ns ? link->free_ns : now_ns);
+        /* The wire starts when it is free and the bytes were ready — possibly in the past if
+         * this thread woke late: the emulated link keeps its rate under CPU contention. */
+        uint64_t start = link_skip_outages(link, link->free_ns > st->ready_ns ? link->free_ns
+                                                                             : st->ready_ns);
         uint64_t end = link_extend_over_outages(link, start,
                                                 start + link_wire_ns(link, seg + resent));
         double d = c->delay_s + c->jitter_s * (2.0 * link_uniform(link) - 1.0);

@@ -184,7 +184,7 @@ static void loop_send_ctl(loco_comm_t comm, loco_conn *c, loco_frame_type type, 
     c->out_len += LOCO_FRAME_HEADER_BYTES + len;
     loco_link *l = conn_link(comm, c);
     if (l->active) {
-        loco_link_enqueue(l, c->stream, LOCO_FRAME_HEADER_BYTES + len);
+        loco_link_enqueue(l, c->stream, LOCO_FRAME_HEADER_BYTES + len, loco_now_ns());
     }
 }
 
@@ -352,7 +352,7 @@ loco_status loco_loop_send_data(loco_comm_t comm, loco_op *op, int stream, int s
     op->tx_outstanding++;
     loco_link *l = conn_link(comm, c);
     if (l->active) {
-        loco_link_enqueue(l, c->stream, LOCO_FRAME_HEADER_BYTES + (uint64_t)len);
+        loco_link_enqueue(l, c->stream, LOCO_FRAME_HEADER_BYTES + (uint64_t)len, loco_now_ns());
     }
     return LOCO_OK;
 }
