@@ -8,15 +8,17 @@
  *   net.c        socket helpers: listen, dial with a deadline, options, blocking-with-deadline I/O
  *   bootstrap.c  MPI / JOIN / LOCAL: who the members are (the member table)
  *   wire.c       the handshake and the connection mesh of one epoch
- *   loop.c       the event-loop thread: reads, writes, timers, heartbeats, failure detection
+ *   conn.c       one connection: send queues gated by the emulator, the receive state machine
+ *   loop.c       the event-loop thread: timers, heartbeats, operations, failure detection
  *   ring.c       the collectives as ring schedules: what to send, where received bytes go
  *   codec_hops.c the compressed allreduce's per-chunk encode/decode (calls compress/codec.h)
  *   comm.c       the public API: init/free, requests, submit, wait/test
  *
- * Design for the control plane (issue 7): membership is data (comm_members: rank -> address) and
- * an epoch number; every frame carries (epoch, op sequence, step, chunk); wire.c's handshake has
- * one place (wire_handshake_*) where an HMAC challenge-response goes; comm_op_finish in ring.c is
- * where a verdict step (digest to the coordinator, COMMITTED/ABORTED) goes before completion.
+ * Design for the control plane (issue 7): membership is data (comm->members: rank -> address)
+ * plus an epoch number; every frame carries (epoch, op sequence, step, chunk); wire.c's handshake
+ * has one place (wire_handshake_dialer / _acceptor) where an HMAC challenge-response goes;
+ * loop.c's loop_check_op, between "data complete" and loco_op_commit, is where a coordinator's
+ * verdict (digest in, COMMITTED/ABORTED out) replaces today's all-to-all DONE confirmation.
  */
 #ifndef LOCO_COLLECTIVES_COMM_IMPL_H
 #define LOCO_COLLECTIVES_COMM_IMPL_H
@@ -467,8 +469,36 @@ void loco_op_digest(loco_comm_t comm, loco_op *op);
 /* Every member confirmed: hand the result over (a broadcast's staged copy). */
 void loco_op_commit(loco_comm_t comm, loco_op *op);
 
-/* loop.c */
+/* loop.c: the event-loop thread and what breaks an epoch */
 void *loco_loop_main(void *arg);
+/* The epoch cannot run collectives any more: fail the running and queued operations with st
+ * (inputs restored), tell the peers once (ABORT) when `tell`, stop the data connections. The
+ * first cause is kept. */
+void loco_loop_break_epoch(loco_comm_t comm, int lost, loco_status st, bool tell,
+                           const char *msg);
+/* Peer `rank` died, stalled or broke the protocol: break the epoch, then close its connections
+ * (after a best-effort ABORT telling it why). */
+void loco_loop_peer_failed(loco_comm_t comm, int rank, loco_status st, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+const char *loco_op_name(loco_op_kind kind);
+
+/* conn.c: one connection's bytes (event-loop thread only) */
+/* Stop using a connection (close its fd when close_fd; a broken epoch keeps data fds open so
+ * peers do not read our silence as a death). */
+void loco_conn_stop(loco_comm_t comm, loco_conn *c, bool close_fd);
+/* Queue a control frame (copied) through the link emulator. */
+void loco_conn_send_ctl(loco_comm_t comm, loco_conn *c, loco_frame_type type, uint64_t seq,
+                        uint32_t aux, const uint8_t *payload, uint32_t len);
+/* Write what the emulator allows; a write error closes the connection (loco_conn_closed). */
+void loco_conn_flush(loco_comm_t comm, loco_conn *c);
+/* Read what arrived, within a budget; frames are validated and dispatched. */
+void loco_conn_read(loco_comm_t comm, loco_conn *c);
+/* EOF or error (errnum, 0 = EOF): lose the peer, or not, depending on what still needs it. */
+void loco_conn_closed(loco_comm_t comm, loco_conn *c, int errnum);
+/* Drop the connection's peer for a protocol violation described by `what`. */
+void loco_conn_violation(loco_comm_t comm, loco_conn *c, const char *what);
+/* A new operation started: parked data connections deliver its first frames. */
+void loco_conn_unpark(loco_comm_t comm);
 /* Queue a DATA frame on data stream `stream` to the successor (zero-copy: payload must live
  * until written). */
 loco_status loco_loop_send_data(loco_comm_t comm, loco_op *op, int stream, int step,

@@ -2,22 +2,17 @@
  *
  * One thread per communicator waits in epoll on: an eventfd (operations submitted by the
  * caller), a timerfd (link emulator releases, heartbeats, deadlines), the listener, and every
- * connection. Each iteration it reads what arrived, starts queued operations, runs timers,
- * advances the link emulators, writes what they release, and completes finished operations.
- *
- * Reading is a small state machine per connection: 32 header bytes, validated at once, then the
- * payload straight into its destination (an operation buffer, or a staging buffer for chunks
- * that are reduced or decoded). A DATA header for the next operation "parks" its connection
- * until that operation starts; anything else unexpected is a protocol violation that drops the
- * peer. Writing is zero-copy for DATA (iovecs into operation buffers) and copied for the small
- * control frames; the link emulator decides how many bytes each connection may write.
+ * connection. Each iteration it reads what arrived (conn.c), starts queued operations (ring.c),
+ * runs timers, advances the link emulators, writes what they release, and completes finished
+ * operations: data complete -> digest -> DONE to every member -> all confirmed -> success.
  *
  * Failure handling: a peer is lost when its control connection breaks without a goodbye, when it
  * is silent for peer_timeout_s, when it breaks the protocol, or when the running operation makes
- * no progress for op_timeout_s (the peer it waits on is blamed). The epoch is then broken: the
- * running and queued operations fail with LOCO_ERR_PEER_LOST (in-place inputs restored), the
- * peers are told with ABORT frames, data connections stop, control connections keep
- * heartbeating so each member still knows who is alive (input for the control plane).
+ * no progress for op_timeout_s (the member that never started it, per heartbeats, is blamed; else
+ * the one waited on). The epoch is then broken: the running and queued operations fail with
+ * LOCO_ERR_PEER_LOST (in-place inputs restored), the peers are told with ABORT frames, data
+ * connections stop, control connections keep heartbeating so each member still knows who is
+ * alive (input for the control plane).
  */
 #define _GNU_SOURCE /* accept4 */
 #include "collectives/comm_impl.h"
@@ -38,15 +33,11 @@
 #define TAG_TIMER (2ull << 40)
 #define TAG_LISTEN (3ull << 40)
 #define TAG_PENDING (4ull << 40) /* + slot */
-#define READ_BUDGET (8u << 20)   /* bytes per connection per wake-up, for fairness */
-#define MAX_IOV 64
 #define PENDING_TIMEOUT_NS 5000000000ull
-
-static void loop_flush_conn(loco_comm_t comm, loco_conn *c);
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
-static const char *op_name(loco_op_kind kind)
+const char *loco_op_name(loco_op_kind kind)
 {
     switch (kind) {
     case LOCO_OP_ALLREDUCE: return "allreduce";
@@ -55,46 +46,6 @@ static const char *op_name(loco_op_kind kind)
     case LOCO_OP_BARRIER: return "barrier";
     }
     return "operation";
-}
-
-static void conn_set_events(loco_comm_t comm, loco_conn *c, uint32_t events)
-{
-    if (c->fd < 0 || events == c->events) {
-        return;
-    }
-    struct epoll_event ev = {.events = events, .data.u64 = (uint64_t)(c - comm->conns)};
-    epoll_ctl(comm->epfd, EPOLL_CTL_MOD, c->fd, &ev);
-    c->events = events;
-}
-
-/* Stop using a connection. Data connections of a broken epoch stay open (so peers do not read
- * our silence as a death); `close_fd` closes it. */
-static void conn_stop(loco_comm_t comm, loco_conn *c, bool close_fd)
-{
-    if (c->fd >= 0 && (c->live || close_fd)) {
-        epoll_ctl(comm->epfd, EPOLL_CTL_DEL, c->fd, NULL);
-        c->events = 0;
-    }
-    c->live = false;
-    c->tx_head = 0;
-    c->tx_count = 0;
-    c->rx_parked = false;
-    if (close_fd && c->fd >= 0) {
-        close(c->fd);
-        c->fd = -1;
-    }
-}
-
-static loco_link *conn_link(loco_comm_t comm, const loco_conn *c) { return &comm->links[c->peer]; }
-
-static void count_sent(loco_comm_t comm, uint64_t n)
-{
-    __atomic_fetch_add(&comm->io_sent, n, __ATOMIC_RELAXED);
-}
-
-static void count_received(loco_comm_t comm, uint64_t n)
-{
-    __atomic_fetch_add(&comm->io_received, n, __ATOMIC_RELAXED);
 }
 
 /* ---- completing requests -------------------------------------------------------------------- */
@@ -145,53 +96,10 @@ static void loop_fail_request(loco_comm_t comm, loco_request *req, loco_status s
     loop_complete(comm, req);
 }
 
-/* ---- control frames ------------------------------------------------------------------------- */
-
-/* Queue a control frame (copied) on a control connection. */
-static void loop_send_ctl(loco_comm_t comm, loco_conn *c, loco_frame_type type, uint64_t seq,
-                          uint32_t aux, const uint8_t *payload, uint32_t len)
-{
-    if (!c->live) {
-        return;
-    }
-    size_t need = c->out_len + LOCO_FRAME_HEADER_BYTES + len;
-    if (need > c->out_cap) {
-        if (0 == c->out_off && need > 16u << 20) {
-            return; /* a peer that reads nothing: it will time out */
-        }
-        if (c->out_off > 0) {
-            memmove(c->out, c->out + c->out_off, c->out_len - c->out_off);
-            c->out_len -= c->out_off;
-            c->out_off = 0;
-        }
-        need = c->out_len + LOCO_FRAME_HEADER_BYTES + len;
-        if (need > c->out_cap) {
-            size_t cap = need * 2;
-            uint8_t *grown = realloc(c->out, cap);
-            if (NULL == grown) {
-                return;
-            }
-            c->out = grown;
-            c->out_cap = cap;
-        }
-    }
-    loco_frame_header h = {.version = LOCO_PROTOCOL_VERSION, .type = (uint8_t)type,
-                           .epoch = comm->epoch, .length = len, .seq = seq, .sig = aux};
-    loco_frame_header_encode(&h, c->out + c->out_len);
-    if (len > 0) {
-        memcpy(c->out + c->out_len + LOCO_FRAME_HEADER_BYTES, payload, len);
-    }
-    c->out_len += LOCO_FRAME_HEADER_BYTES + len;
-    loco_link *l = conn_link(comm, c);
-    if (l->active) {
-        loco_link_enqueue(l, c->stream, LOCO_FRAME_HEADER_BYTES + len, loco_now_ns());
-    }
-}
-
 /* ---- failures ------------------------------------------------------------------------------- */
 
 /* The epoch cannot run collectives any more: fail everything, tell the peers once. */
-static void loop_break_epoch(loco_comm_t comm, int lost, loco_status st, bool tell, const char *msg)
+void loco_loop_break_epoch(loco_comm_t comm, int lost, loco_status st, bool tell, const char *msg)
 {
     pthread_mutex_lock(&comm->lock);
     bool already = comm->broken;
@@ -211,13 +119,13 @@ static void loop_break_epoch(loco_comm_t comm, int lost, loco_status st, bool te
         uint32_t len = (uint32_t)loco_abort_encode(lost, msg, payload);
         for (int r = 0; r < comm->world; r++) {
             if (r != comm->rank && LOCO_PEER_LEFT != comm->peer_state[r]) {
-                loop_send_ctl(comm, comm->ctl[r], LOCO_FRAME_ABORT, seq, 0, payload, len);
+                loco_conn_send_ctl(comm, comm->ctl[r], LOCO_FRAME_ABORT, seq, 0, payload, len);
             }
         }
     }
     for (int k = 0; k < comm->cfg.streams && comm->world > 1; k++) {
-        conn_stop(comm, comm->out[k], false);
-        conn_stop(comm, comm->in[k], false);
+        loco_conn_stop(comm, comm->out[k], false);
+        loco_conn_stop(comm, comm->in[k], false);
     }
     if (NULL != comm->cur) {
         loco_request *req = comm->cur;
@@ -227,10 +135,7 @@ static void loop_break_epoch(loco_comm_t comm, int lost, loco_status st, bool te
 }
 
 /* Peer `rank` is gone or misbehaved: close its connections and break the epoch. */
-static void loop_peer_failed(loco_comm_t comm, int rank, loco_status st, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
-static void loop_peer_failed(loco_comm_t comm, int rank, loco_status st, const char *fmt, ...)
+void loco_loop_peer_failed(loco_comm_t comm, int rank, loco_status st, const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -240,7 +145,7 @@ static void loop_peer_failed(loco_comm_t comm, int rank, loco_status st, const c
     if (LOCO_PEER_ALIVE == comm->peer_state[rank]) {
         comm->peer_state[rank] = LOCO_PEER_LOST;
     }
-    loop_break_epoch(comm, rank, st, true, msg);
+    loco_loop_break_epoch(comm, rank, st, true, msg);
     if (LOCO_PEER_LOST == comm->peer_state[rank]) {
         loco_conn *ctl = comm->ctl[rank];
         if (ctl->live && ctl->out_off < ctl->out_len) { /* best effort: the ABORT, unshaped */
@@ -250,454 +155,9 @@ static void loop_peer_failed(loco_comm_t comm, int rank, loco_status st, const c
         }
         for (int i = 0; i < comm->nconns; i++) {
             if (comm->conns[i].peer == rank) {
-                conn_stop(comm, &comm->conns[i], true);
+                loco_conn_stop(comm, &comm->conns[i], true);
             }
         }
-    }
-}
-
-static void loop_read(loco_comm_t comm, loco_conn *c);
-
-/* Before blaming a peer for a closed data stream, read what the control connections already
- * hold: an ABORT or a BYE explains the close better (epoll may report the data stream first). */
-static void loop_drain_control(loco_comm_t comm)
-{
-    for (int r = 0; r < comm->world; r++) {
-        if (r != comm->rank && comm->ctl[r]->live) {
-            loop_read(comm, comm->ctl[r]);
-        }
-    }
-}
-
-/* A connection reported EOF or an error. Whether that loses the peer depends on the
- * connection: a control connection without a goodbye, yes; a data connection only if the
- * running operation still needs it (a peer that finished and freed its communicator closes its
- * streams after everything we needed from it arrived). */
-static void loop_conn_closed(loco_comm_t comm, loco_conn *c, int errnum)
-{
-    char cause[128];
-    loco_copy_str(cause, sizeof cause, errnum ? strerror(errnum) : "connection closed");
-    int peer = c->peer;
-    bool left = LOCO_PEER_LEFT == comm->peer_state[peer];
-    if (LOCO_CONN_CONTROL == c->kind) {
-        if (left) {
-            conn_stop(comm, c, true);
-            return;
-        }
-        loop_peer_failed(comm, peer, LOCO_ERR_PEER_LOST, "peer lost: %s: %s", c->name, cause);
-        return;
-    }
-    bool had_tx = c->tx_count > 0;
-    conn_stop(comm, c, true);
-    loop_drain_control(comm);
-    left = LOCO_PEER_LEFT == comm->peer_state[peer];
-    loco_request *cur = comm->cur;
-    if (NULL == cur || comm->broken) {
-        return;
-    }
-    if (c->outbound && had_tx) {
-        loop_peer_failed(comm, peer, LOCO_ERR_PEER_LOST, "peer %s: %s: %s with data unsent",
-                         left ? "left" : "lost", c->name, cause);
-        return;
-    }
-    if (!c->outbound && cur->op.recv_done < cur->op.recv_expected) {
-        bool all_closed = true;
-        for (int k = 0; k < comm->cfg.streams; k++) {
-            all_closed = all_closed && comm->in[k]->fd < 0;
-        }
-        if (all_closed) {
-            loop_peer_failed(comm, peer, LOCO_ERR_PEER_LOST,
-                             "peer %s: rank %d closed its data streams during %s #%llu (%s)",
-                             left ? "left" : "lost", peer, op_name(cur->op.kind),
-                             (unsigned long long)cur->op.seq, cause);
-        }
-    }
-}
-
-/* ---- sending -------------------------------------------------------------------------------- */
-
-loco_status loco_loop_send_data(loco_comm_t comm, loco_op *op, int stream, int step,
-                                uint32_t chunk, const uint8_t *payload, uint32_t len,
-                                loco_error *err)
-{
-    loco_conn *c = comm->out[stream];
-    if (!c->live) {
-        return loco_error_set(err, LOCO_ERR_PEER_LOST, "peer %s: %s is closed",
-                              LOCO_PEER_LEFT == comm->peer_state[c->peer] ? "left" : "lost",
-                              c->name);
-    }
-    if (c->tx_count == c->tx_cap) {
-        uint32_t cap = c->tx_cap ? 2 * c->tx_cap : 64;
-        loco_tx_item *q = malloc(cap * sizeof *q);
-        if (NULL == q) {
-            return loco_error_set(err, LOCO_ERR_NOMEM, "no memory for a send queue");
-        }
-        for (uint32_t i = 0; i < c->tx_count; i++) {
-            q[i] = c->txq[(c->tx_head + i) % c->tx_cap];
-        }
-        free(c->txq);
-        c->txq = q;
-        c->tx_cap = cap;
-        c->tx_head = 0;
-    }
-    loco_tx_item *it = &c->txq[(c->tx_head + c->tx_count) % c->tx_cap];
-    loco_frame_header h = {.version = LOCO_PROTOCOL_VERSION, .type = LOCO_FRAME_DATA,
-                           .step = (uint16_t)step, .epoch = comm->epoch, .length = len,
-                           .seq = op->seq, .chunk = chunk, .sig = op->sig};
-    loco_frame_header_encode(&h, it->hdr);
-    it->payload = payload;
-    it->len = len;
-    it->done = 0;
-    c->tx_count++;
-    op->tx_outstanding++;
-    loco_link *l = conn_link(comm, c);
-    if (l->active) {
-        loco_link_enqueue(l, c->stream, LOCO_FRAME_HEADER_BYTES + (uint64_t)len, loco_now_ns());
-    }
-    return LOCO_OK;
-}
-
-/* How many bytes the link emulator lets this connection write now. */
-static uint64_t conn_allowance(loco_comm_t comm, const loco_conn *c)
-{
-    uint64_t released = loco_link_released(conn_link(comm, c), c->stream);
-    return UINT64_MAX == released ? UINT64_MAX : released - c->tx_written;
-}
-
-/* Write iovecs: returns the bytes written, 0 when the socket is full (want_out is set), or -1
- * on an error (*errnum). */
-static ssize_t conn_writev(loco_comm_t comm, loco_conn *c, struct iovec *iov, int n, int *errnum)
-{
-    for (;;) {
-        struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-        ssize_t w = sendmsg(c->fd, &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (w > 0) {
-            c->tx_written += (uint64_t)w;
-            count_sent(comm, (uint64_t)w);
-            return w;
-        }
-        if (w < 0 && EINTR == errno) {
-            continue;
-        }
-        if (w < 0 && (EAGAIN == errno || EWOULDBLOCK == errno)) {
-            c->want_out = true;
-            return 0;
-        }
-        *errnum = w < 0 ? errno : EPIPE;
-        return -1;
-    }
-}
-
-/* Data connection: gather queued items into iovecs and write as much as allowed. */
-static bool loop_write_data(loco_comm_t comm, loco_conn *c, int *errnum)
-{
-    loco_op *op = NULL != comm->cur ? &comm->cur->op : NULL;
-    while (c->tx_count > 0) {
-        uint64_t allow = conn_allowance(comm, c);
-        if (0 == allow) {
-            return true;
-        }
-        struct iovec iov[MAX_IOV];
-        int n = 0;
-        uint64_t total = 0;
-        for (uint32_t i = 0; i < c->tx_count && n + 2 <= MAX_IOV && total < allow; i++) {
-            loco_tx_item *it = &c->txq[(c->tx_head + i) % c->tx_cap];
-            uint32_t done = it->done;
-            if (done < LOCO_FRAME_HEADER_BYTES) {
-                iov[n++] = (struct iovec){it->hdr + done, LOCO_FRAME_HEADER_BYTES - done};
-                done = LOCO_FRAME_HEADER_BYTES;
-                total += iov[n - 1].iov_len;
-            }
-            if (it->len > done - LOCO_FRAME_HEADER_BYTES) {
-                uint32_t off = done - LOCO_FRAME_HEADER_BYTES;
-                iov[n++] = (struct iovec){(void *)(it->payload + off), it->len - off};
-                total += iov[n - 1].iov_len;
-            }
-        }
-        for (uint64_t excess = total > allow ? total - allow : 0; excess > 0;) {
-            if (iov[n - 1].iov_len <= excess) { /* trim to the allowance from the end */
-                excess -= iov[n - 1].iov_len;
-                n--;
-            } else {
-                iov[n - 1].iov_len -= (size_t)excess;
-                excess = 0;
-            }
-        }
-        ssize_t w = conn_writev(comm, c, iov, n, errnum);
-        if (w <= 0) {
-            return 0 == w;
-        }
-        if (NULL != op) {
-            op->info.bytes_sent += (uint64_t)w;
-            op->last_progress_ns = loco_now_ns();
-        }
-        uint64_t left = (uint64_t)w;
-        while (left > 0 && c->tx_count > 0) {
-            loco_tx_item *it = &c->txq[c->tx_head];
-            uint64_t rest = LOCO_FRAME_HEADER_BYTES + (uint64_t)it->len - it->done;
-            uint64_t take = left < rest ? left : rest;
-            it->done += (uint32_t)take;
-            left -= take;
-            if (it->done == LOCO_FRAME_HEADER_BYTES + it->len) {
-                if (NULL != op) {
-                    op->tx_outstanding--;
-                    op->info.payload_sent += it->len;
-                }
-                c->tx_head = (c->tx_head + 1) % c->tx_cap;
-                c->tx_count--;
-            }
-        }
-    }
-    c->want_out = false;
-    return true;
-}
-
-/* Control connection: write the copied frames as far as allowed. */
-static bool loop_write_ctl(loco_comm_t comm, loco_conn *c, int *errnum)
-{
-    while (c->out_off < c->out_len) {
-        uint64_t allow = conn_allowance(comm, c);
-        size_t len = c->out_len - c->out_off;
-        if (allow < len) {
-            len = (size_t)allow;
-        }
-        if (0 == len) {
-            return true;
-        }
-        struct iovec iov = {c->out + c->out_off, len};
-        ssize_t w = conn_writev(comm, c, &iov, 1, errnum);
-        if (w <= 0) {
-            return 0 == w;
-        }
-        c->out_off += (size_t)w;
-    }
-    c->out_off = c->out_len = 0;
-    c->want_out = false;
-    return true;
-}
-
-static void loop_flush_conn(loco_comm_t comm, loco_conn *c)
-{
-    if (!c->live) {
-        return;
-    }
-    int errnum = 0;
-    bool ok = LOCO_CONN_CONTROL == c->kind ? loop_write_ctl(comm, c, &errnum)
-                                           : loop_write_data(comm, c, &errnum);
-    if (!ok) {
-        loop_conn_closed(comm, c, errnum);
-        return;
-    }
-    conn_set_events(comm, c, EPOLLIN | EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0u));
-}
-
-/* ---- receiving ------------------------------------------------------------------------------ */
-
-static void loop_protocol_violation(loco_comm_t comm, loco_conn *c, const char *what)
-{
-    loop_peer_failed(comm, c->peer, LOCO_ERR_PEER_LOST, "dropped %s: protocol violation: %s",
-                     c->name, what);
-}
-
-/* A DATA header on a data connection: accept it for the running op, park it for the next one,
- * or reject it. Returns false if the connection must stop reading for now. */
-static bool loop_data_header(loco_comm_t comm, loco_conn *c)
-{
-    const loco_frame_header *h = &c->rx_frame;
-    char why[300];
-    if (LOCO_FRAME_DATA != h->type || c->outbound) {
-        snprintf(why, sizeof why, "unexpected %s frame on a %s data stream",
-                 loco_frame_type_name(h->type), c->outbound ? "sending" : "receiving");
-        loop_protocol_violation(comm, c, why);
-        return false;
-    }
-    if (h->epoch != comm->epoch) {
-        snprintf(why, sizeof why, "frame of epoch %u, this member is in epoch %u", h->epoch,
-                 comm->epoch);
-        loop_protocol_violation(comm, c, why);
-        return false;
-    }
-    loco_request *cur = comm->cur;
-    uint64_t expect = NULL != cur ? cur->op.seq : comm->seq_done + 1;
-    uint64_t next_op = NULL != cur ? cur->op.seq + 1 : comm->seq_done + 1;
-    if (h->seq == next_op) {
-        c->rx_parked = true; /* the next operation: wait until it starts here */
-        conn_set_events(comm, c, c->want_out ? EPOLLOUT : 0u);
-        return false;
-    }
-    if (NULL == cur || h->seq != cur->op.seq) {
-        snprintf(why, sizeof why, "frame of operation %llu, expected %llu",
-                 (unsigned long long)h->seq, (unsigned long long)expect);
-        loop_protocol_violation(comm, c, why);
-        return false;
-    }
-    loco_error e = {0};
-    if (LOCO_OK != loco_op_accept_header(comm, &cur->op, c, &e)) {
-        loop_peer_failed(comm, c->peer, LOCO_ERR_PEER_LOST, "dropped %s: protocol violation: %s",
-                         c->name, e.msg);
-        return false;
-    }
-    cur->op.info.bytes_received += LOCO_FRAME_HEADER_BYTES;
-    return true;
-}
-
-static void loop_on_ctl_frame(loco_comm_t comm, loco_conn *c)
-{
-    const loco_frame_header *h = &c->rx_frame;
-    switch (h->type) {
-    case LOCO_FRAME_PING: comm->peer_seq[c->peer] = h->seq; break;
-    case LOCO_FRAME_BYE: comm->peer_state[c->peer] = LOCO_PEER_LEFT; break;
-    case LOCO_FRAME_DONE: {
-        uint64_t digest = 0;
-        for (uint32_t i = 0; i < 8 && i < h->length; i++) {
-            digest |= (uint64_t)c->rx_buf[i] << (8 * i);
-        }
-        comm->done_seq[c->peer] = h->seq;
-        comm->done_digest[2 * c->peer + (h->seq & 1)] = digest;
-        break;
-    }
-    case LOCO_FRAME_ABORT: {
-        int lost = -1;
-        char reason[LOCO_REASON_MAX + 1];
-        loco_error e = {0};
-        if (LOCO_OK != loco_abort_decode(c->rx_buf, h->length, &lost, reason, &e)) {
-            loop_protocol_violation(comm, c, e.msg);
-            return;
-        }
-        char msg[256];
-        snprintf(msg, sizeof msg, "rank %d aborted operation %llu: %s", c->peer,
-                 (unsigned long long)h->seq, reason);
-        if (lost >= 0 && lost < comm->world && lost != comm->rank &&
-            LOCO_PEER_ALIVE == comm->peer_state[lost]) {
-            comm->peer_state[lost] = LOCO_PEER_LOST;
-        }
-        loop_break_epoch(comm, lost, LOCO_ERR_PEER_LOST, false, msg);
-        break;
-    }
-    default: {
-        char why[96];
-        snprintf(why, sizeof why, "unexpected %s frame on the control connection",
-                 loco_frame_type_name(h->type));
-        loop_protocol_violation(comm, c, why);
-    }
-    }
-}
-
-/* The header is complete: decide where its payload goes. */
-static bool loop_on_header(loco_comm_t comm, loco_conn *c)
-{
-    loco_error e = {0};
-    uint32_t max = LOCO_CONN_CONTROL == c->kind ? (uint32_t)(8 + LOCO_REASON_MAX)
-                                                : LOCO_FRAME_MAX_PAYLOAD;
-    if (LOCO_OK != loco_frame_header_decode(c->rx_hdr, max, &c->rx_frame, &e)) {
-        loop_protocol_violation(comm, c, e.msg);
-        return false;
-    }
-    if (LOCO_CONN_CONTROL == c->kind) {
-        if (c->rx_frame.epoch != comm->epoch) {
-            char why[96];
-            snprintf(why, sizeof why, "control frame of epoch %u, this member is in epoch %u",
-                     c->rx_frame.epoch, comm->epoch);
-            loop_protocol_violation(comm, c, why);
-            return false;
-        }
-        c->rx_dst = c->rx_buf;
-        return true;
-    }
-    return loop_data_header(comm, c);
-}
-
-static void loop_on_payload(loco_comm_t comm, loco_conn *c)
-{
-    if (LOCO_CONN_CONTROL == c->kind) {
-        loop_on_ctl_frame(comm, c);
-        return;
-    }
-    loco_request *cur = comm->cur;
-    loco_op *op = &cur->op;
-    op->info.payload_received += c->rx_frame.length;
-    op->last_progress_ns = loco_now_ns();
-    loco_error e = {0};
-    loco_status st = loco_op_on_payload(comm, op, c, &e);
-    if (LOCO_OK == st) {
-        return;
-    }
-    if (LOCO_ERR_PROTOCOL == st) {
-        loop_peer_failed(comm, c->peer, LOCO_ERR_PEER_LOST, "dropped %s: protocol violation: %s",
-                         c->name, e.msg);
-    } else {
-        loop_break_epoch(comm, -1, st, true, loco_error_msg(&e, st));
-    }
-}
-
-/* Read what a connection has, within a budget; stops early when parked or stopped. */
-static void loop_read(loco_comm_t comm, loco_conn *c)
-{
-    uint64_t budget = READ_BUDGET;
-    while (c->live && !c->rx_parked && budget > 0) {
-        ssize_t n;
-        if (!c->rx_in_payload) {
-            n = recv(c->fd, c->rx_hdr + c->rx_hdr_got, LOCO_FRAME_HEADER_BYTES - c->rx_hdr_got, 0);
-        } else {
-            n = recv(c->fd, c->rx_dst + c->rx_got, c->rx_frame.length - c->rx_got, 0);
-        }
-        if (n < 0 && EINTR == errno) {
-            continue;
-        }
-        if (n < 0 && (EAGAIN == errno || EWOULDBLOCK == errno)) {
-            return;
-        }
-        if (n <= 0) {
-            loop_conn_closed(comm, c, n < 0 ? errno : 0);
-            return;
-        }
-        budget -= (uint64_t)n < budget ? (uint64_t)n : budget;
-        count_received(comm, (uint64_t)n);
-        comm->last_heard_ns[c->peer] = loco_now_ns();
-        if (!c->rx_in_payload) {
-            c->rx_hdr_got += (uint32_t)n;
-            if (c->rx_hdr_got < LOCO_FRAME_HEADER_BYTES) {
-                continue;
-            }
-            c->rx_hdr_got = 0;
-            if (!loop_on_header(comm, c)) {
-                return;
-            }
-            c->rx_in_payload = true;
-            c->rx_got = 0;
-        } else {
-            c->rx_got += (uint32_t)n;
-            if (NULL != comm->cur && LOCO_CONN_DATA == c->kind) {
-                comm->cur->op.info.bytes_received += (uint64_t)n;
-            }
-        }
-        if (c->rx_got == c->rx_frame.length) {
-            c->rx_in_payload = false;
-            loop_on_payload(comm, c);
-        }
-    }
-}
-
-/* A new operation started: let parked connections deliver its first frames. */
-static void loop_unpark(loco_comm_t comm)
-{
-    for (int k = 0; k < comm->cfg.streams && comm->world > 1; k++) {
-        loco_conn *c = comm->in[k];
-        if (!c->live || !c->rx_parked || NULL == comm->cur) {
-            continue;
-        }
-        c->rx_parked = false;
-        conn_set_events(comm, c, EPOLLIN | EPOLLRDHUP | (c->want_out ? EPOLLOUT : 0u));
-        if (!loop_data_header(comm, c)) {
-            continue;
-        }
-        c->rx_in_payload = true;
-        c->rx_got = 0;
-        if (0 == c->rx_frame.length) {
-            c->rx_in_payload = false;
-            loop_on_payload(comm, c);
-        }
-        loop_read(comm, c);
     }
 }
 
@@ -750,10 +210,10 @@ static void loop_start_next(loco_comm_t comm)
         char why[200];
         if (!loop_epoch_usable(comm, why, sizeof why)) {
             char full[300];
-            snprintf(full, sizeof full, "%s #%llu cannot run: %s", op_name(op->kind),
+            snprintf(full, sizeof full, "%s #%llu cannot run: %s", loco_op_name(op->kind),
                      (unsigned long long)op->seq, why);
             comm->cur = req;
-            loop_break_epoch(comm, -1, LOCO_ERR_PEER_LOST, true, full);
+            loco_loop_break_epoch(comm, -1, LOCO_ERR_PEER_LOST, true, full);
             continue;
         }
         uint64_t now = loco_now_ns();
@@ -770,10 +230,10 @@ static void loop_start_next(loco_comm_t comm)
         loco_error e = {0};
         loco_status st = loco_op_start(comm, op, &e);
         if (LOCO_OK != st) {
-            loop_break_epoch(comm, -1, st, true, loco_error_msg(&e, st));
+            loco_loop_break_epoch(comm, -1, st, true, loco_error_msg(&e, st));
             continue;
         }
-        loop_unpark(comm);
+        loco_conn_unpark(comm);
     }
 }
 
@@ -800,7 +260,7 @@ static bool loop_check_op(loco_comm_t comm)
                 }
                 for (int r = 0; r < comm->world; r++) {
                     if (r != comm->rank) {
-                        loop_send_ctl(comm, comm->ctl[r], LOCO_FRAME_DONE, op->seq, 0, payload,
+                        loco_conn_send_ctl(comm, comm->ctl[r], LOCO_FRAME_DONE, op->seq, 0, payload,
                                       op->info.has_digest ? 8 : 0);
                     }
                 }
@@ -819,10 +279,10 @@ static bool loop_check_op(loco_comm_t comm)
                     snprintf(msg, sizeof msg,
                              "%s #%llu diverged: rank %d's result digest %016llx differs from "
                              "rank %d's %016llx",
-                             op_name(op->kind), (unsigned long long)op->seq, r,
+                             loco_op_name(op->kind), (unsigned long long)op->seq, r,
                              (unsigned long long)theirs, comm->rank,
                              (unsigned long long)op->info.digest);
-                    loop_break_epoch(comm, -1, LOCO_ERR_CHECKSUM, true, msg);
+                    loco_loop_break_epoch(comm, -1, LOCO_ERR_CHECKSUM, true, msg);
                     return true;
                 }
             }
@@ -941,7 +401,7 @@ static void loop_timers(loco_comm_t comm, uint64_t now)
         uint64_t in_op = NULL != comm->cur ? comm->cur->op.seq : comm->seq_done;
         for (int r = 0; r < comm->world; r++) {
             if (r != comm->rank && LOCO_PEER_ALIVE == comm->peer_state[r]) {
-                loop_send_ctl(comm, comm->ctl[r], LOCO_FRAME_PING, in_op, (uint32_t)comm->rank,
+                loco_conn_send_ctl(comm, comm->ctl[r], LOCO_FRAME_PING, in_op, (uint32_t)comm->rank,
                               NULL, 0);
             }
         }
@@ -951,7 +411,7 @@ static void loop_timers(loco_comm_t comm, uint64_t now)
     for (int r = 0; r < comm->world; r++) {
         if (r != comm->rank && LOCO_PEER_ALIVE == comm->peer_state[r] &&
             now > comm->last_heard_ns[r] + silence) {
-            loop_peer_failed(comm, r, LOCO_ERR_PEER_LOST,
+            loco_loop_peer_failed(comm, r, LOCO_ERR_PEER_LOST,
                              "peer lost: %s sent nothing for %.1f s (stopped, frozen link or dead "
                              "host)",
                              comm->ctl[r]->name, (double)(now - comm->last_heard_ns[r]) * 1e-9);
@@ -980,9 +440,9 @@ static void loop_timers(loco_comm_t comm, uint64_t now)
                 break;
             }
         }
-        loop_peer_failed(comm, blame, LOCO_ERR_PEER_LOST,
+        loco_loop_peer_failed(comm, blame, LOCO_ERR_PEER_LOST,
                          "peer lost: no progress for %.1f s in %s #%llu: %s",
-                         comm->cfg.op_timeout_s, op_name(op->kind), (unsigned long long)op->seq,
+                         comm->cfg.op_timeout_s, loco_op_name(op->kind), (unsigned long long)op->seq,
                          why);
     }
     for (int i = 0; i < LOCO_MAX_PENDING; i++) {
@@ -1050,7 +510,7 @@ static void loop_say_goodbye(loco_comm_t comm)
         if (NULL == c || !c->live) {
             continue;
         }
-        loop_send_ctl(comm, c, LOCO_FRAME_BYE, 0, 0, NULL, 0);
+        loco_conn_send_ctl(comm, c, LOCO_FRAME_BYE, 0, 0, NULL, 0);
         uint64_t deadline = loco_now_ns() + 200000000ull;
         while (c->out_off < c->out_len && loco_now_ns() < deadline) {
             ssize_t w = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
@@ -1100,18 +560,18 @@ void *loco_loop_main(void *arg)
             } else if (tag < (uint64_t)comm->nconns) {
                 loco_conn *c = &comm->conns[tag];
                 if (c->live && c->rx_parked && (ev & (EPOLLERR | EPOLLHUP))) {
-                    loop_conn_closed(comm, c, ECONNRESET);
+                    loco_conn_closed(comm, c, ECONNRESET);
                 } else if (c->live && (ev & (EPOLLIN | EPOLLERR | EPOLLHUP | EPOLLRDHUP))) {
                     if (c->outbound && LOCO_CONN_DATA == c->kind) {
                         uint8_t junk[64];
                         ssize_t r = recv(c->fd, junk, sizeof junk, 0);
                         if (r > 0) {
-                            loop_protocol_violation(comm, c, "bytes on a sending data stream");
+                            loco_conn_violation(comm, c, "bytes on a sending data stream");
                         } else if (0 == r || (EAGAIN != errno && EINTR != errno)) {
-                            loop_conn_closed(comm, c, r < 0 ? errno : 0);
+                            loco_conn_closed(comm, c, r < 0 ? errno : 0);
                         }
                     } else {
-                        loop_read(comm, c);
+                        loco_conn_read(comm, c);
                     }
                 }
                 if (c->live && (ev & EPOLLOUT)) {
@@ -1133,7 +593,7 @@ void *loco_loop_main(void *arg)
             }
             for (int i = 0; i < comm->nconns; i++) {
                 if (!comm->conns[i].want_out) {
-                    loop_flush_conn(comm, &comm->conns[i]);
+                    loco_conn_flush(comm, &comm->conns[i]);
                 }
             }
             again = loop_check_op(comm);
