@@ -109,8 +109,12 @@ static loco_status bootstrap_mpi(const loco_comm_config *cfg, loco_boot *boot, l
     bool all_local = NULL != local_size && NULL != size && 0 == strcmp(local_size, size);
     const char *listen_host = cfg->listen_host[0] ? cfg->listen_host
                                                    : (all_local ? "127.0.0.1" : "0.0.0.0");
+    /* A fixed port becomes a range: base + this rank's index on its host. */
+    const char *local_rank = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    int want = cfg->listen_port > 0 && NULL != local_rank ? cfg->listen_port + atoi(local_rank)
+                                                           : cfg->listen_port;
     int port = 0;
-    LOCO_TRY(loco_net_listen(listen_host, cfg->listen_port, &boot->listen_fd, &port, err));
+    LOCO_TRY(loco_net_listen(listen_host, want, &boot->listen_fd, &port, err));
 
     int initialized = 0;
     MPI_Initialized(&initialized);

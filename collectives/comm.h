@@ -104,7 +104,8 @@ typedef struct loco_comm_config {
     char listen_host[64];          /* bind address; "" = auto (127.0.0.1 when every rank is on
                                       this host, else 0.0.0.0) */
     char advertise_host[64];       /* address peers dial; "" = auto */
-    int listen_port;               /* 0 = any free port (JOIN rank 0 listens on the join port) */
+    int listen_port;               /* 0 = any free port; MPI: base of a range (+ the rank's index
+                                      on its host); JOIN rank 0 listens on the join port */
     loco_local_group *local;       /* LOCAL: the group the threads meet in */
     uint64_t run_nonce;            /* 0 = rank 0's (env LOCO_RUN_NONCE, else random) */
     int streams;                   /* data connections per ring neighbour, 1..64 */

@@ -5,7 +5,7 @@
  *   comm_driver --out DIR [--bootstrap mpi|join] [--join HOST:PORT --rank R --world W]
  *               [--counts 0,1,7,1000003] [--iters N] [--dtype f32|bf16] [--op sum|avg]
  *               [--streams K] [--chunk BYTES] [--heartbeat S] [--peer-timeout S]
- *               [--op-timeout S] [--connect-timeout S] [--link SPEC]
+ *               [--op-timeout S] [--connect-timeout S] [--link SPEC] [--listen-port P]
  *               [--die-rank R --die-after-ms MS]     rank R SIGKILLs itself MS into the first op
  *               [--stall-rank R --stall-after-ms MS] rank R SIGSTOPs itself MS into the first op
  *
@@ -42,6 +42,7 @@ static int usage(void)
                     "[--rank R] [--world W] [--counts LIST] [--iters N] [--dtype f32|bf16] "
                     "[--op sum|avg] [--streams K] [--chunk BYTES] [--heartbeat S] "
                     "[--peer-timeout S] [--op-timeout S] [--connect-timeout S] [--link SPEC] "
+                    "[--listen-port P] "
                     "[--die-rank R --die-after-ms MS] [--stall-rank R --stall-after-ms MS]\n");
     return 2;
 }
@@ -92,6 +93,8 @@ static loco_status parse_args(int argc, char **argv, driver_args *a, loco_comm_c
             cfg->rank = atoi(v);
         } else if (0 == strcmp(k, "--world")) {
             cfg->world = atoi(v);
+        } else if (0 == strcmp(k, "--listen-port")) {
+            cfg->listen_port = atoi(v);
         } else if (0 == strcmp(k, "--counts")) {
             LOCO_TRY(parse_counts(v, a, err));
         } else if (0 == strcmp(k, "--iters")) {
