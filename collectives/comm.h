@@ -25,13 +25,17 @@
  * Every call synchronises all members, even with zero elements.
  *
  * Failures (the data plane's part of DESIGN.md §6): a peer that dies (socket error), stalls (no
- * heartbeat for peer_timeout_s), or makes no progress in an operation for op_timeout_s makes the
- * operation return LOCO_ERR_PEER_LOST on every member — never success, never a hang — and the
- * member that noticed tells the others (ABORT frame). The caller's inputs are intact: in-place
- * buffers are restored from a copy, out-of-place sendbufs are only read. The current epoch is then
- * broken: every later call returns LOCO_ERR_PEER_LOST at once until the control plane re-forms
- * the group. Malformed frames (bad magic, version, nonce, epoch, length, sequence, chunk) drop the
- * peer that sent them with a one-line error naming it; nothing received is trusted.
+ * heartbeat for peer_timeout_s), or leaves an operation without progress for op_timeout_s makes
+ * the running operation return LOCO_ERR_PEER_LOST — never a hang — and the member that noticed
+ * tells the others (ABORT frame), so every member still waiting fails too. The caller's inputs
+ * are intact: in-place buffers are restored from a copy, out-of-place sendbufs are only read. The
+ * epoch is then broken: every later call returns LOCO_ERR_PEER_LOST at once until the control
+ * plane re-forms the group. With `confirm` (default) a member reports success only after every
+ * member said it holds the result, so success means the operation completed everywhere; a
+ * member dying right after confirming can still make others fail that same operation — making
+ * every member agree needs the control plane's single verdict (DESIGN.md §6, issue 7).
+ * Malformed frames (bad magic, version, nonce, epoch, length, sequence, chunk) drop the peer that
+ * sent them with a one-line error naming it; nothing received is trusted.
  *
  * Threading: one thread at a time calls into a communicator (like MPI_THREAD_SERIALIZED).
  */
