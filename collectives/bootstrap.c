@@ -248,8 +248,7 @@ static void send_refusal(int fd, loco_ack_code code, const char *reason, uint64_
 }
 
 /* Rank 0: read one JOIN from a fresh connection; refuse and return false if it is not welcome. */
-static bool join_accept_one(const loco_comm_config *cfg, loco_boot *boot, int fd, int *fds,
-                            uint64_t deadline_ns)
+static bool join_accept_one(loco_boot *boot, int fd, int *fds, uint64_t deadline_ns)
 {
     char who[96];
     loco_net_peer_name(fd, who, sizeof who);
@@ -302,7 +301,6 @@ static bool join_accept_one(const loco_comm_config *cfg, loco_boot *boot, int fd
     m->port = j.port;
     m->caps = j.caps;
     fds[j.rank] = fd;
-    (void)cfg;
     return true;
 }
 
@@ -353,7 +351,7 @@ static loco_status join_as_rank0(const loco_comm_config *cfg, loco_boot *boot, c
             poll(&pf, 1, 100);
             continue;
         }
-        if (join_accept_one(cfg, boot, fd, fds, deadline)) {
+        if (join_accept_one(boot, fd, fds, deadline)) {
             joined++;
         } else {
             close(fd);

@@ -182,6 +182,48 @@ Test(comm, allgatherv_uneven_empty_and_in_place, .timeout = 60)
     check_allgatherv(1, &alone);
 }
 
+/* The sparse-update pattern: members do not know each other's sizes, so they allgather the
+ * sizes first, then the payloads. */
+static void body_sizes_then_payloads(rank_slot *s)
+{
+    uint64_t mine = (uint64_t)(s->rank * 1000 + 3), sizes[MAX_RANKS];
+    s->st[0] = loco_allgather(s->comm, &mine, 8, sizes, LOCO_DTYPE_BYTE, &s->info[0]);
+    size_t counts[MAX_RANKS], displs[MAX_RANKS], total = 0;
+    for (int r = 0; r < s->world && LOCO_OK == s->st[0]; r++) {
+        counts[r] = (size_t)sizes[r];
+        displs[r] = total;
+        total += counts[r];
+    }
+    uint8_t *send = malloc(mine), *recv = malloc(total + 1);
+    for (size_t i = 0; i < mine; i++) {
+        send[i] = gather_byte(s->rank, i);
+    }
+    if (LOCO_OK == s->st[0]) {
+        s->st[1] = loco_allgatherv(s->comm, send, mine, recv, counts, displs, LOCO_DTYPE_BYTE,
+                                   &s->info[1]);
+    }
+    for (int r = 0; r < s->world && LOCO_OK == s->st[1]; r++) {
+        for (size_t i = 0; i < counts[r]; i++) {
+            s->st[2] |= recv[displs[r] + i] != gather_byte(r, i) ? LOCO_ERR_INTERNAL : LOCO_OK;
+        }
+    }
+    free(send);
+    free(recv);
+}
+
+Test(comm, allgather_sizes_then_allgatherv_payloads, .timeout = 60)
+{
+    rank_slot slots[MAX_RANKS];
+    loco_comm_config cfg = local_config();
+    run_ranks(3, &cfg, body_sizes_then_payloads, NULL, slots);
+    for (int r = 0; r < 3; r++) {
+        for (int k = 0; k < 3; k++) {
+            cr_assert_eq(LOCO_OK, slots[r].st[k], "rank %d step %d: %s", r, k,
+                         slots[r].info[k].error);
+        }
+    }
+}
+
 /* ---- broadcast and barrier ------------------------------------------------------------------ */
 
 static void body_broadcast(rank_slot *s)
