@@ -6,6 +6,8 @@
 #include <string.h>
 
 const loco_bench_entry loco_bench_table[] = {
+    {"allreduce", "ring allreduce bus bandwidth vs Open MPI over TCP (under launch/loco-mpirun)",
+     loco_bench_allreduce},
     {"train", "CPU training throughput (forward+backward+AdamW) vs PyTorch", loco_bench_train},
     {NULL, NULL, NULL},
 };

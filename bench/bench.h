@@ -44,7 +44,8 @@ loco_status loco_bench_records_write(const loco_bench_records *records, const ch
                                      loco_error *err);
 void loco_bench_records_free(loco_bench_records *records);
 
-/* The benchmarks (bench_NAME.c), argv[0] == NAME. */
+/* The benchmarks (one file each, bench/bench_NAME.c), argv[0] == NAME. */
+int loco_bench_allreduce(int argc, char **argv);
 int loco_bench_train(int argc, char **argv);
 
 /* Dispatch `loco bench NAME args...` (argv[0] == "bench"). */
