@@ -1,0 +1,317 @@
+/* compress/quant.c — dense codecs (none, fp16, bf16) and the bucketed b-bit quantizers:
+ * max-min (CGX), QSGD (Alistarh et al. 2017) and FP4 E3M0. The bucket framework (layout,
+ * statistics, parallel tiles, validate-then-apply) is quant_common.c.
+ *
+ *   max-min  scales {min, unit = (max - min) / (2^b - 1)}; code c in 0..2^b-1;
+ *            value = min + c * unit. Stochastic rounding is unbiased: |error| < unit; nearest:
+ *            |error| <= unit / 2.
+ *   QSGD     scale {norm = ||bucket||_2}; s = 2^(b-1) - 1 levels; code = s + sign * level with
+ *            level in 0..s (codes 0..2s; 2^b - 1 is invalid); value = (code - s) * norm / s.
+ *            Stochastic levels are unbiased; decoded values lie on the grid, signs never flip.
+ *   FP4 E3M0 scale {max |x|}; code = sign << 3 | e, e in 0..7: e = 0 is zero (negative zero,
+ *            code 8, is invalid), else value = sign * scale * 2^(e - 7). Rounding between the
+ *            two neighbouring powers of two (or 0 and 2^-6) is stochastic (unbiased) or nearest.
+ */
+#include "quant_impl.h"
+
+#include <float.h>
+
+/* ---- dense: none / fp16 / bf16 ------------------------------------------------------------- */
+
+static size_t dense_elem_bytes(loco_codec_id id) { return LOCO_CODEC_NONE == id ? 4 : 2; }
+
+static size_t dense_payload_bound(const loco_codec_params *p, size_t n, size_t rows, size_t cols)
+{
+    return n * dense_elem_bytes(p->id);
+}
+
+static loco_status dense_encode(const loco_codec *codec, loco_codec_state *state,
+                                const float *in, size_t n, const loco_codec_ctx *ctx,
+                                loco_wire *w, uint8_t *payload, size_t cap, size_t *len,
+                                loco_error *err)
+{
+    loco_codec_id id = codec->params.id;
+    size_t bytes = n * dense_elem_bytes(id);
+    if (bytes > cap) {
+        return loco_error_set(err, LOCO_ERR_RANGE, "%s encode: needs %zu bytes, capacity %zu",
+                              loco_codec_name(id), bytes, cap);
+    }
+    if (!loco_all_finite(in, n)) {
+        return loco_error_set(err, LOCO_ERR_NONFINITE, "%s encode: input has NaN or Inf",
+                              loco_codec_name(id));
+    }
+    w->bucket = 0;
+    if (LOCO_CODEC_NONE == id) {
+        memcpy(payload, in, bytes);
+        *len = bytes;
+        return LOCO_OK;
+    }
+    int overflow = 0;
+#pragma omp parallel for schedule(static) reduction(| : overflow) if (n >= 65536)
+    for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
+        size_t end = n - t < LOCO_CODEC_TILE ? n : t + LOCO_CODEC_TILE;
+        uint16_t h[LOCO_CODEC_TILE];
+        for (size_t i = t; i < end; i++) {
+            h[i - t] = LOCO_CODEC_FP16 == id ? loco_f32_to_f16(in[i]) : loco_f32_to_bf16(in[i]);
+            /* fp16 exponent 31 / bf16 exponent 255: the value overflowed to Inf */
+            overflow |= LOCO_CODEC_FP16 == id ? (0x7C00u == (h[i - t] & 0x7C00u))
+                                              : (0x7F80u == (h[i - t] & 0x7F80u));
+        }
+        memcpy(payload + 2 * t, h, 2 * (end - t));
+    }
+    if (overflow) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "%s encode: a value exceeds the format's range (fp16 max 65504); "
+                              "use bf16 or scale the input",
+                              loco_codec_name(id));
+    }
+    *len = bytes;
+    return LOCO_OK;
+}
+
+static loco_status dense_decode_add(const loco_wire *w, const uint8_t *payload, size_t len,
+                                    float *out, size_t n, float scale, loco_error *err)
+{
+    loco_codec_id id = (loco_codec_id)w->codec;
+    const char *name = loco_codec_name(id);
+    size_t bytes = n * dense_elem_bytes(id);
+    if (0 != w->bits || 0 != w->bucket || 0 != w->k || 0 != w->nonce || 0 != w->param ||
+        0 != w->rows || 0 != w->cols) {
+        return loco_error_set(err, LOCO_ERR_FORMAT,
+                              "%s message: header fields unused by this codec are not zero",
+                              name);
+    }
+    if (len != bytes) {
+        return loco_error_set(err, len < bytes ? LOCO_ERR_TRUNCATED : LOCO_ERR_FORMAT,
+                              "%s message: payload %zu bytes, exactly %zu expected", name, len,
+                              bytes);
+    }
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (n >= 65536)
+    for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
+        size_t end = n - t < LOCO_CODEC_TILE ? n : t + LOCO_CODEC_TILE;
+        if (LOCO_CODEC_NONE == id) {
+            float v[LOCO_CODEC_TILE];
+            memcpy(v, payload + 4 * t, 4 * (end - t));
+            bad |= !loco_all_finite(v, end - t);
+        } else {
+            uint16_t h[LOCO_CODEC_TILE];
+            uint16_t mask = LOCO_CODEC_FP16 == id ? 0x7C00u : 0x7F80u;
+            memcpy(h, payload + 2 * t, 2 * (end - t));
+            for (size_t i = 0; i < end - t; i++) {
+                bad |= mask == (h[i] & mask);
+            }
+        }
+    }
+    if (bad) {
+        return loco_error_set(err, LOCO_ERR_NONFINITE, "%s message: a value is NaN or Inf",
+                              name);
+    }
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
+        size_t end = n - t < LOCO_CODEC_TILE ? n : t + LOCO_CODEC_TILE;
+        if (LOCO_CODEC_NONE == id) {
+            float v[LOCO_CODEC_TILE];
+            memcpy(v, payload + 4 * t, 4 * (end - t));
+            for (size_t i = t; i < end; i++) {
+                out[i] += scale * v[i - t];
+            }
+        } else {
+            uint16_t h[LOCO_CODEC_TILE];
+            memcpy(h, payload + 2 * t, 2 * (end - t));
+            for (size_t i = t; i < end; i++) {
+                float v = LOCO_CODEC_FP16 == id ? loco_f16_to_f32(h[i - t])
+                                                : loco_bf16_to_f32(h[i - t]);
+                out[i] += scale * v;
+            }
+        }
+    }
+    return LOCO_OK;
+}
+
+const loco_codec_ops loco_codec_ops_dense = {
+    dense_payload_bound, dense_encode, dense_decode_add, NULL, false,
+};
+
+/* ---- shared rounding ----------------------------------------------------------------------- */
+
+/* Round t >= 0 down or up: stochastically with draw r (round up when r < frac * 65536), or to
+ * nearest when r is NULL. */
+static inline float round_level(float t, const uint16_t *r, size_t i)
+{
+    if (NULL == r) {
+        return floorf(t + 0.5f);
+    }
+    float fl = floorf(t);
+    return fl + ((float)r[i] < (t - fl) * 65536.0f ? 1.0f : 0.0f);
+}
+
+/* ---- max-min ------------------------------------------------------------------------------- */
+
+static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loco_qstats *st,
+                                 size_t len, float *scales)
+{
+    double levels = (double)((1u << bits) - 1u);
+    double unit = ((double)st->max - (double)st->min) / levels;
+    if (!(unit <= FLT_MAX)) {
+        return LOCO_ERR_RANGE;
+    }
+    scales[0] = st->min;
+    scales[1] = (float)unit;
+    return LOCO_OK;
+}
+
+static void maxmin_quantize(const float *x, size_t len, const float *scales, int bits,
+                            const uint16_t *r, uint8_t *codes)
+{
+    float mn = scales[0], unit = scales[1];
+    float inv = unit > 0.0f ? 1.0f / unit : 0.0f;
+    float top = (float)((1u << bits) - 1u);
+    for (size_t i = 0; i < len; i++) {
+        float c = round_level((x[i] - mn) * inv, r, i);
+        c = c > top ? top : c;
+        codes[i] = (uint8_t)c;
+    }
+}
+
+static loco_status maxmin_check_scales(const float *scales, int bits)
+{
+    if (!isfinite(scales[0]) || !isfinite(scales[1])) {
+        return LOCO_ERR_NONFINITE;
+    }
+    double top = (double)scales[0] + (double)scales[1] * (double)((1u << bits) - 1u);
+    if (scales[1] < 0.0f || !(fabs(top) <= FLT_MAX)) {
+        return LOCO_ERR_RANGE;
+    }
+    return LOCO_OK;
+}
+
+static void maxmin_dequant_add(const uint8_t *codes, size_t len, const float *scales, int bits,
+                               float scale, float *out)
+{
+    float mn = scales[0], unit = scales[1];
+    for (size_t i = 0; i < len; i++) {
+        out[i] += scale * (mn + (float)codes[i] * unit);
+    }
+}
+
+static const loco_qkind maxmin_kind = {
+    "maxmin", false, 0, 1, 8, 2, LOCO_QSTAT_MINMAX, NULL,
+    maxmin_scales, maxmin_quantize, maxmin_check_scales, maxmin_dequant_add,
+};
+
+/* ---- QSGD ---------------------------------------------------------------------------------- */
+
+static loco_status qsgd_scales(const loco_codec_params *p, int bits, const loco_qstats *st,
+                               size_t len, float *scales)
+{
+    double norm = sqrt(st->sumsq);
+    if (!(norm <= FLT_MAX)) {
+        return LOCO_ERR_RANGE;
+    }
+    scales[0] = (float)norm;
+    return LOCO_OK;
+}
+
+static void qsgd_quantize(const float *x, size_t len, const float *scales, int bits,
+                          const uint16_t *r, uint8_t *codes)
+{
+    float s = (float)((1u << (bits - 1)) - 1u);
+    float k = scales[0] > 0.0f ? s / scales[0] : 0.0f;
+    for (size_t i = 0; i < len; i++) {
+        float level = round_level(fabsf(x[i]) * k, r, i);
+        level = level > s ? s : level;
+        codes[i] = (uint8_t)(x[i] < 0.0f ? s - level : s + level);
+    }
+}
+
+static bool qsgd_codes_ok(const uint8_t *codes, size_t len, int bits)
+{
+    uint8_t top = (uint8_t)(2 * ((1u << (bits - 1)) - 1u));
+    uint8_t worst = 0;
+    for (size_t i = 0; i < len; i++) {
+        worst = codes[i] > worst ? codes[i] : worst;
+    }
+    return worst <= top;
+}
+
+static void qsgd_dequant_add(const uint8_t *codes, size_t len, const float *scales, int bits,
+                             float scale, float *out)
+{
+    float s = (float)((1u << (bits - 1)) - 1u);
+    float step = scales[0] / s;
+    for (size_t i = 0; i < len; i++) {
+        out[i] += scale * (((float)codes[i] - s) * step);
+    }
+}
+
+static const loco_qkind qsgd_kind = {
+    "qsgd", false, 0, 2, 8, 1, LOCO_QSTAT_SUMSQ, qsgd_codes_ok,
+    qsgd_scales, qsgd_quantize, loco_qcheck_nonneg_scale, qsgd_dequant_add,
+};
+
+/* ---- FP4 E3M0 ------------------------------------------------------------------------------ */
+
+static loco_status absmax_scales(const loco_codec_params *p, int bits, const loco_qstats *st,
+                                 size_t len, float *scales)
+{
+    scales[0] = loco_bits_f32(st->absmax_bits);
+    return LOCO_OK;
+}
+
+static void fp4_quantize(const float *x, size_t len, const float *scales, int bits,
+                         const uint16_t *r, uint8_t *codes)
+{
+    float inv = scales[0] > 0.0f ? 1.0f / scales[0] : 0.0f;
+    for (size_t i = 0; i < len; i++) {
+        float a = fabsf(x[i]) * inv;
+        a = a > 1.0f ? 1.0f : a;
+        uint32_t ab = loco_f32_bits(a);
+        int ea = (int)((ab >> 23) & 0xFFu) - 127;
+        float frac, lo_code;
+        if (ea >= -6) { /* between 2^ea and 2^(ea+1): codes ea + 7 and ea + 8 */
+            frac = (float)(ab & 0x7FFFFFu) * (1.0f / 8388608.0f);
+            lo_code = (float)(ea + 7);
+        } else { /* between 0 and 2^-6: codes 0 and 1 */
+            frac = a * 64.0f;
+            lo_code = 0.0f;
+        }
+        int up = NULL == r ? frac >= 0.5f : (float)r[i] < frac * 65536.0f;
+        int e = (int)lo_code + up;
+        codes[i] = (uint8_t)(0 == e ? 0 : ((x[i] < 0.0f ? 8 : 0) | e));
+    }
+}
+
+static bool fp4_codes_ok(const uint8_t *codes, size_t len, int bits)
+{
+    int bad = 0;
+    for (size_t i = 0; i < len; i++) {
+        bad |= 8 == codes[i];
+    }
+    return !bad;
+}
+
+static void fp4_dequant_add(const uint8_t *codes, size_t len, const float *scales, int bits,
+                            float scale, float *out)
+{
+    float lut[16];
+    for (int c = 0; c < 16; c++) {
+        int e = c & 7;
+        float v = 0 == e ? 0.0f : ldexpf(scales[0], e - 7);
+        lut[c] = scale * ((c & 8) ? -v : v);
+    }
+    for (size_t i = 0; i < len; i++) {
+        out[i] += lut[codes[i]];
+    }
+}
+
+static const loco_qkind fp4_kind = {
+    "fp4", false, 4, 4, 4, 1, 0, fp4_codes_ok,
+    absmax_scales, fp4_quantize, loco_qcheck_nonneg_scale, fp4_dequant_add,
+};
+
+/* ---- codec tables ---------------------------------------------------------------------------- */
+
+LOCO_QUANT_OPS(maxmin, maxmin_kind);
+LOCO_QUANT_OPS(qsgd, qsgd_kind);
+LOCO_QUANT_OPS(fp4, fp4_kind);

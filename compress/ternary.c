@@ -1,0 +1,57 @@
+/* compress/ternary.c — TernGrad (Wen et al., NeurIPS 2017): each value becomes one of
+ * {-s, 0, +s} with a per-bucket scaler s.
+ *
+ *   s = max |x| over the bucket, or with clipping (clip_sigma = c > 0, TernGrad uses 2.5)
+ *   s = min(c * std(x), max |x|): values with |x| >= s always become sign(x) * s.
+ *   stochastic: x -> sign(x) * s with probability |x| / s, else 0 (unbiased where |x| <= s);
+ *   nearest:    x -> sign(x) * s when |x| >= s / 2, else 0.
+ * Trits (0 = zero, 1 = +s, 2 = -s) pack 5 per byte (1.6 bits per value, quant_impl.h).
+ * bucket 0 gives TernGrad's per-tensor (per-message) scaler.
+ */
+#include "quant_impl.h"
+
+#include <float.h>
+
+static loco_status ternary_scales(const loco_codec_params *p, int bits, const loco_qstats *st,
+                                  size_t len, float *scales)
+{
+    float absmax = loco_bits_f32(st->absmax_bits);
+    float s = absmax;
+    if (p->clip_sigma > 0.0f && len > 0) {
+        double mean = st->sum / (double)len;
+        double var = st->sumsq / (double)len - mean * mean;
+        double clip = (double)p->clip_sigma * sqrt(var > 0.0 ? var : 0.0);
+        if (clip < (double)absmax) {
+            s = (float)clip;
+        }
+    }
+    scales[0] = s;
+    return LOCO_OK;
+}
+
+static void ternary_quantize(const float *x, size_t len, const float *scales, int bits,
+                             const uint16_t *r, uint8_t *codes)
+{
+    float inv = scales[0] > 0.0f ? 1.0f / scales[0] : 0.0f;
+    for (size_t i = 0; i < len; i++) {
+        float prob = fabsf(x[i]) * inv; /* >= 1 beyond the clip: always kept */
+        int keep = NULL == r ? prob >= 0.5f : (float)r[i] < prob * 65536.0f;
+        codes[i] = (uint8_t)(keep ? (x[i] < 0.0f ? 2 : 1) : 0);
+    }
+}
+
+static void ternary_dequant_add(const uint8_t *codes, size_t len, const float *scales, int bits,
+                                float scale, float *out)
+{
+    const float lut[3] = {0.0f, scale * scales[0], -(scale * scales[0])};
+    for (size_t i = 0; i < len; i++) {
+        out[i] += lut[codes[i]];
+    }
+}
+
+static const loco_qkind ternary_kind = {
+    "ternary", true, 0, 0, 0, 1, LOCO_QSTAT_SUM, NULL,
+    ternary_scales, ternary_quantize, loco_qcheck_nonneg_scale, ternary_dequant_add,
+};
+
+LOCO_QUANT_OPS(ternary, ternary_kind);
