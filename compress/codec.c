@@ -293,6 +293,30 @@ void loco_codec_state_reset(loco_codec_state *state)
     state->q_ready = false;
 }
 
+int loco_codec_state_buffers(loco_codec_state *state, loco_codec_buffer bufs[2])
+{
+    if (NULL == state) {
+        return 0;
+    }
+    if (state->has_dgc) {
+        bufs[0] = (loco_codec_buffer){"dgc.momentum", state->momentum, state->n};
+        bufs[1] = (loco_codec_buffer){"dgc.velocity", state->velocity, state->n};
+        return 2;
+    }
+    if (NULL != state->q) {
+        bufs[0] = (loco_codec_buffer){"powersgd.q", state->q, state->q_len};
+        return 1;
+    }
+    return 0;
+}
+
+void loco_codec_state_mark_restored(loco_codec_state *state)
+{
+    if (NULL != state && NULL != state->q) {
+        state->q_ready = true;
+    }
+}
+
 /* ---- shared helpers ----------------------------------------------------------------------- */
 
 size_t loco_codec_keep_count(float density, size_t n)
@@ -300,7 +324,8 @@ size_t loco_codec_keep_count(float density, size_t n)
     if (0 == n) {
         return 0;
     }
-    double k = ceil((double)density * (double)n);
+    /* density is a float: 0.001f is 0.0010000000475, and 1000 of them must keep 1, not 2 */
+    double k = ceil((double)density * (double)n * (1.0 - 1e-7));
     if (k < 1.0) {
         return 1;
     }

@@ -112,6 +112,10 @@ const loco_codec_params *loco_codec_get_params(const loco_codec *codec);
 /* Whether encode needs a loco_codec_state (DGC, PowerSGD). */
 bool loco_codec_needs_state(const loco_codec *codec);
 
+/* Entries top-k and random-k keep of n: ceil(density * n) (within float rounding of density),
+ * at least 1 when n > 0. */
+size_t loco_codec_keep_count(float density, size_t n);
+
 /* Bytes of the message header (the smallest message). */
 size_t loco_codec_header_bytes(void);
 
@@ -130,6 +134,20 @@ void loco_codec_state_free(loco_codec_state *state);
 
 /* Forget the state's history (DGC velocity, PowerSGD warm start) but keep its shape. */
 void loco_codec_state_reset(loco_codec_state *state);
+
+/* A persistent buffer of a codec state: what a checkpoint saves and restores. */
+typedef struct loco_codec_buffer {
+    const char *name; /* "dgc.momentum", "dgc.velocity", "powersgd.q" */
+    float *data;      /* (len) */
+    size_t len;
+} loco_codec_buffer;
+
+/* Fill bufs with the state's persistent buffers; returns how many (0..2). After writing
+ * restored contents into them, call loco_codec_state_mark_restored. */
+int loco_codec_state_buffers(loco_codec_state *state, loco_codec_buffer bufs[2]);
+
+/* The buffers hold restored history: PowerSGD uses its Q as the warm start. */
+void loco_codec_state_mark_restored(loco_codec_state *state);
 
 /* Encode n values into out (capacity cap >= loco_codec_bound(n)); *out_len receives the bytes
  * written. state may be NULL for stateless use (a collective's chunks): the message is then

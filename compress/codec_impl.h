@@ -132,9 +132,6 @@ static inline float loco_get_f32(const uint8_t *p)
 /* True when every one of the n floats is finite (checks the exponent bits). */
 bool loco_all_finite(const float *x, size_t n);
 
-/* Number of kept entries for top-k / random-k: ceil(density * n), at least 1 when n > 0. */
-size_t loco_codec_keep_count(float density, size_t n);
-
 /* The stochastic-rounding stream of a message (see codec.h). */
 static inline uint64_t loco_codec_stream(const loco_codec_ctx *ctx)
 {
