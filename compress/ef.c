@@ -18,7 +18,7 @@ static const char *const ef_names[LOCO_EF_MODE_COUNT] = {"none", "ef", "ef21", "
 
 loco_ef_params loco_ef_params_default(void)
 {
-    loco_ef_params p = {LOCO_EF_EF, 0.1f, 1.0f};
+    loco_ef_params p = {LOCO_EF_EF, 0.01f, 1.0f};
     return p;
 }
 
