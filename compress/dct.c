@@ -250,7 +250,8 @@ static loco_status dct_encode(const loco_codec *codec, loco_codec_state *state, 
     loco_dct_basis(g.rc, Br);
     loco_dct_basis(g.cc, Bc);
     uint8_t *idx_region = payload + 4 * g.K;
-#pragma omp parallel for schedule(static) if (n >= 65536)
+    int overflow = 0;
+#pragma omp parallel for schedule(static) reduction(| : overflow) if (n >= 65536)
     for (size_t q = 0; q < g.nchunks; q++) {
         float tmp[DCT_MAX * DCT_MAX], C[DCT_MAX * DCT_MAX];
         uint64_t keys[DCT_MAX * DCT_MAX];
@@ -269,8 +270,14 @@ static loco_status dct_encode(const loco_codec *codec, loco_codec_state *state, 
         for (size_t t = 0; t < g.kc; t++) {
             loco_put_f32(payload + 4 * (q * g.kc + t), C[local[t]]);
             loco_bitwriter_put(&bw, local[t], g.ib);
+            overflow |= !isfinite(C[local[t]]);
         }
         loco_bitwriter_finish(&bw);
+    }
+    if (overflow) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "dct_topk encode: a DCT coefficient overflows fp32 (values too "
+                              "large); scale the input down");
     }
     w->k = g.K;
     w->param = (uint32_t)codec->params.chunk_topk;

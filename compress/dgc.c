@@ -139,6 +139,11 @@ static loco_status dgc_encode(const loco_codec *codec, loco_codec_state *s, cons
             count = count_at_least(v, n, thr);
         }
     }
+    if (!loco_all_finite(v, n)) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "dgc encode: the velocity overflowed fp32 (gradients too large; "
+                              "use dgc_clip_norm); reset the state");
+    }
     loco_status st = LOCO_OK;
     if (count > k + (size_t)(0.3 * (double)k) || count > s->sel_cap) {
         count = k;

@@ -151,11 +151,20 @@ static loco_status powersgd_encode(const loco_codec *codec, loco_codec_state *s,
         loco_powersgd_init_q(s->q, cols, r, ctx->seed, ctx->tensor);
         s->q_ready = true;
     }
+    /* Keep the old Q in the payload's Q slot until the new one is known to be finite. */
+    uint8_t *q_slot = payload + 4 * rows * r;
+    memcpy(q_slot, s->q, 4 * cols * r);
     loco_powersgd_project(in, rows, cols, s->q, r, s->p);
     loco_powersgd_orthogonalize(s->p, rows, r);
     loco_powersgd_back(in, rows, cols, s->p, r, s->q);
+    if (!loco_all_finite(s->p, rows * r) || !loco_all_finite(s->q, cols * r)) {
+        memcpy(s->q, q_slot, 4 * cols * r);
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "powersgd encode: the factors overflow fp32 (values too large); "
+                              "scale the input down");
+    }
     memcpy(payload, s->p, 4 * rows * r);
-    memcpy(payload + 4 * rows * r, s->q, 4 * cols * r);
+    memcpy(q_slot, s->q, 4 * cols * r);
     /* Keep the warm start alive: redraw Q columns that became zero. */
     for (size_t c = 0; c < r; c++) {
         bool zero = true;

@@ -42,7 +42,9 @@ static loco_status dense_encode(const loco_codec *codec, loco_codec_state *state
     }
     w->bucket = 0;
     if (LOCO_CODEC_NONE == id) {
-        memcpy(payload, in, bytes);
+        if (bytes > 0) {
+            memcpy(payload, in, bytes);
+        }
         *len = bytes;
         return LOCO_OK;
     }
@@ -148,32 +150,6 @@ static inline float round_level(float t, const uint16_t *r, size_t i)
 
 /* ---- max-min ------------------------------------------------------------------------------- */
 
-static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loco_qstats *st,
-                                 size_t len, float *scales)
-{
-    double levels = (double)((1u << bits) - 1u);
-    double unit = ((double)st->max - (double)st->min) / levels;
-    if (!(unit <= FLT_MAX)) {
-        return LOCO_ERR_RANGE;
-    }
-    scales[0] = st->min;
-    scales[1] = (float)unit;
-    return LOCO_OK;
-}
-
-static void maxmin_quantize(const float *x, size_t len, const float *scales, int bits,
-                            const uint16_t *r, uint8_t *codes)
-{
-    float mn = scales[0], unit = scales[1];
-    float inv = unit > 0.0f ? 1.0f / unit : 0.0f;
-    float top = (float)((1u << bits) - 1u);
-    for (size_t i = 0; i < len; i++) {
-        float c = round_level((x[i] - mn) * inv, r, i);
-        c = c > top ? top : c;
-        codes[i] = (uint8_t)c;
-    }
-}
-
 static loco_status maxmin_check_scales(const float *scales, int bits)
 {
     if (!isfinite(scales[0]) || !isfinite(scales[1])) {
@@ -184,6 +160,33 @@ static loco_status maxmin_check_scales(const float *scales, int bits)
         return LOCO_ERR_RANGE;
     }
     return LOCO_OK;
+}
+
+static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loco_qstats *st,
+                                 size_t len, float *scales)
+{
+    double levels = (double)((1u << bits) - 1u);
+    double unit = ((double)st->max - (double)st->min) / levels;
+    if (!(unit <= FLT_MAX)) {
+        return LOCO_ERR_RANGE;
+    }
+    scales[0] = st->min;
+    scales[1] = (float)unit;
+    /* the decoder refuses a top level beyond fp32 (maxmin_check_scales): so does the encoder */
+    return maxmin_check_scales(scales, bits);
+}
+
+static void maxmin_quantize(const float *x, size_t len, const float *scales, int bits,
+                            const uint16_t *r, uint8_t *codes)
+{
+    float mn = scales[0], unit = scales[1];
+    bool divide;
+    float inv = loco_qinverse(unit, &divide);
+    float top = (float)((1u << bits) - 1u);
+    for (size_t i = 0; i < len; i++) {
+        float c = round_level(loco_qdiv(x[i] - mn, unit, inv, divide), r, i);
+        codes[i] = (uint8_t)fminf(fmaxf(c, 0.0f), top); /* fmaxf also maps NaN to 0 */
+    }
 }
 
 static void maxmin_dequant_add(const uint8_t *codes, size_t len, const float *scales, int bits,
@@ -217,10 +220,11 @@ static void qsgd_quantize(const float *x, size_t len, const float *scales, int b
                           const uint16_t *r, uint8_t *codes)
 {
     float s = (float)((1u << (bits - 1)) - 1u);
-    float k = scales[0] > 0.0f ? s / scales[0] : 0.0f;
+    bool divide;
+    float inv = loco_qinverse(scales[0], &divide);
     for (size_t i = 0; i < len; i++) {
-        float level = round_level(fabsf(x[i]) * k, r, i);
-        level = level > s ? s : level;
+        float level = round_level(loco_qdiv(fabsf(x[i]), scales[0], inv, divide) * s, r, i);
+        level = fminf(fmaxf(level, 0.0f), s);
         codes[i] = (uint8_t)(x[i] < 0.0f ? s - level : s + level);
     }
 }
@@ -262,10 +266,10 @@ static loco_status absmax_scales(const loco_codec_params *p, int bits, const loc
 static void fp4_quantize(const float *x, size_t len, const float *scales, int bits,
                          const uint16_t *r, uint8_t *codes)
 {
-    float inv = scales[0] > 0.0f ? 1.0f / scales[0] : 0.0f;
+    bool divide;
+    float inv = loco_qinverse(scales[0], &divide);
     for (size_t i = 0; i < len; i++) {
-        float a = fabsf(x[i]) * inv;
-        a = a > 1.0f ? 1.0f : a;
+        float a = fminf(fmaxf(loco_qdiv(fabsf(x[i]), scales[0], inv, divide), 0.0f), 1.0f);
         uint32_t ab = loco_f32_bits(a);
         int ea = (int)((ab >> 23) & 0xFFu) - 127;
         float frac, lo_code;

@@ -55,6 +55,20 @@ typedef struct loco_qkind {
 /* Code bits of a family under params (0 for base-3); the header's bits field carries them. */
 int loco_quant_bits(const loco_qkind *kind, const loco_codec_params *p);
 
+/* v / scale for scale > 0, else 0. Multiplies by the reciprocal unless that overflows (a
+ * subnormal scale), where it divides; `inv` and `divide` come from loco_qinverse. */
+static inline float loco_qdiv(float v, float scale, float inv, bool divide)
+{
+    return divide ? v / scale : v * inv;
+}
+
+static inline float loco_qinverse(float scale, bool *divide)
+{
+    float inv = scale > 0.0f ? 1.0f / scale : 0.0f;
+    *divide = scale > 0.0f && !(inv <= 3.0e38f);
+    return inv;
+}
+
 /* Largest payload of a family for n elements. */
 size_t loco_quant_payload_bound(const loco_qkind *kind, const loco_codec_params *p, size_t n);
 

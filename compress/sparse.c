@@ -29,7 +29,9 @@ loco_status loco_sparse_write(const uint32_t *idx, const float *val, size_t k, s
         k > 0) {
         return loco_error_set(err, LOCO_ERR_INTERNAL, "sparse encode: index coder overflow");
     }
-    memcpy(section + index_bytes, val, 4 * k);
+    if (k > 0) {
+        memcpy(section + index_bytes, val, 4 * k);
+    }
     *len = total;
     return LOCO_OK;
 }

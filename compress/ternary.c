@@ -32,9 +32,11 @@ static loco_status ternary_scales(const loco_codec_params *p, int bits, const lo
 static void ternary_quantize(const float *x, size_t len, const float *scales, int bits,
                              const uint16_t *r, uint8_t *codes)
 {
-    float inv = scales[0] > 0.0f ? 1.0f / scales[0] : 0.0f;
+    bool divide;
+    float inv = loco_qinverse(scales[0], &divide);
     for (size_t i = 0; i < len; i++) {
-        float prob = fabsf(x[i]) * inv; /* >= 1 beyond the clip: always kept */
+        /* >= 1 beyond the clip: always kept */
+        float prob = loco_qdiv(fabsf(x[i]), scales[0], inv, divide);
         int keep = NULL == r ? prob >= 0.5f : (float)r[i] < prob * 65536.0f;
         codes[i] = (uint8_t)(keep ? (x[i] < 0.0f ? 2 : 1) : 0);
     }
