@@ -6,6 +6,8 @@
 #include <string.h>
 
 const loco_bench_entry loco_bench_table[] = {
+    {"compress", "codec encode/decode GB/s vs memcpy, bytes/elem, top-k vs nth_element",
+     loco_bench_compress},
     {NULL, NULL, NULL},
 };
 

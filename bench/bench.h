@@ -44,6 +44,9 @@ loco_status loco_bench_records_write(const loco_bench_records *records, const ch
                                      loco_error *err);
 void loco_bench_records_free(loco_bench_records *records);
 
+/* The benchmarks (one file each). */
+int loco_bench_compress(int argc, char **argv); /* bench_compress.c */
+
 /* Dispatch `loco bench NAME args...` (argv[0] == "bench"). */
 int loco_bench_main(int argc, char **argv);
 

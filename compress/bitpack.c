@@ -3,56 +3,86 @@
 
 #include <string.h>
 
-/* Pack 8 codes into `bits` bytes. */
-static inline void pack8(const uint8_t *c, int bits, uint8_t *out)
+/* w ones repeated every p bits across 64 bits. */
+static inline uint64_t lanes_mask(int w, int p)
 {
-    uint64_t v = 0;
-    for (int j = 0; j < 8; j++) {
-        v |= (uint64_t)c[j] << (j * bits);
+    uint64_t m = 0, one = (w >= 64) ? ~0ull : ((1ull << w) - 1);
+    for (int s = 0; s < 64; s += p) {
+        m |= one << s;
     }
-    for (int b = 0; b < bits; b++) {
-        out[b] = (uint8_t)(v >> (8 * b));
+    return m;
+}
+
+/* Pack 8 codes (one per byte of v, each < 2^bits) into the low 8 * bits bits: three halving
+ * steps join neighbours (bytes -> 16-bit pairs -> 32-bit quads -> one run). */
+static inline uint64_t pack8_word(uint64_t v, int bits)
+{
+    uint64_t m1 = lanes_mask(bits, 16), m2 = lanes_mask(2 * bits, 32), m3 = lanes_mask(4 * bits, 64);
+    v = (v & m1) | ((v >> (8 - bits)) & (m1 << bits));
+    v = (v & m2) | ((v >> (16 - 2 * bits)) & (m2 << (2 * bits)));
+    v = (v & m3) | ((v >> (32 - 4 * bits)) & (m3 << (4 * bits)));
+    return v;
+}
+
+/* The inverse: spread 8 * bits bits into 8 bytes of `bits` bits each. */
+static inline uint64_t unpack8_word(uint64_t v, int bits)
+{
+    uint64_t m1 = lanes_mask(bits, 16), m2 = lanes_mask(2 * bits, 32), m3 = lanes_mask(4 * bits, 64);
+    v = (v & m3) | ((v << (32 - 4 * bits)) & (m3 << 32));
+    v = (v & m2) | ((v << (16 - 2 * bits)) & (m2 << 16));
+    v = (v & m1) | ((v << (8 - bits)) & (m1 << 8));
+    return v;
+}
+
+/* Pack 8 codes into `bits` bytes at out; with `room`, 8 bytes may be stored (the bytes past
+ * `bits` are zero and the next group overwrites them). */
+static inline void pack8(const uint8_t *c, int bits, uint8_t *out, bool room)
+{
+    uint64_t v;
+    memcpy(&v, c, 8);
+    v = pack8_word(v, bits);
+    if (room) {
+        memcpy(out, &v, 8);
+    } else {
+        for (int j = 0; j < bits && j < 8; j++) { /* little-endian: the low `bits` bytes */
+            out[j] = (uint8_t)(v >> (8 * j));
+        }
     }
 }
 
-static inline void unpack8(const uint8_t *in, int bits, uint8_t *c)
+/* Unpack 8 codes from `bits` bytes at in; with `room`, 8 bytes may be loaded. */
+static inline void unpack8(const uint8_t *in, int bits, uint8_t *c, bool room)
 {
     uint64_t v = 0;
-    for (int b = 0; b < bits; b++) {
-        v |= (uint64_t)in[b] << (8 * b);
+    if (room) {
+        memcpy(&v, in, 8);
+        v &= bits >= 8 ? ~0ull : ((1ull << (8 * bits)) - 1);
+    } else {
+        for (int j = 0; j < bits && j < 8; j++) {
+            v |= (uint64_t)in[j] << (8 * j);
+        }
     }
-    uint64_t mask = (1u << bits) - 1u;
-    for (int j = 0; j < 8; j++) {
-        c[j] = (uint8_t)((v >> (j * bits)) & mask);
-    }
+    v = unpack8_word(v, bits);
+    memcpy(c, &v, 8);
 }
 
 void loco_bitpack(const uint8_t *codes, size_t count, int bits, uint8_t *out)
 {
-    size_t full = count / 8;
     if (8 == bits) {
         memcpy(out, codes, count);
         return;
     }
-    if (4 == bits) {
-        for (size_t i = 0; i < count / 2; i++) {
-            out[i] = (uint8_t)(codes[2 * i] | (codes[2 * i + 1] << 4));
-        }
-        if (count & 1) {
-            out[count / 2] = codes[count - 1];
-        }
-        return;
-    }
+    size_t full = count / 8, bytes = loco_bitpack_bytes(count, bits);
     for (size_t g = 0; g < full; g++) {
-        pack8(codes + 8 * g, bits, out + (size_t)bits * g);
+        pack8(codes + 8 * g, bits, out + (size_t)bits * g, (size_t)bits * g + 8 <= bytes);
     }
     size_t rest = count - 8 * full;
     if (rest > 0) {
         uint8_t tail[8] = {0};
         memcpy(tail, codes + 8 * full, rest);
-        uint8_t bytes[16] = {0};
-        pack8(tail, bits & 15, bytes);
-        memcpy(out + (size_t)bits * full, bytes, loco_bitpack_bytes(rest, bits));
+        uint8_t packed[8];
+        pack8(tail, bits, packed, true);
+        memcpy(out + (size_t)bits * full, packed, bytes - (size_t)bits * full);
     }
 }
 
@@ -62,26 +92,15 @@ void loco_bitunpack(const uint8_t *in, size_t count, int bits, uint8_t *codes)
         memcpy(codes, in, count);
         return;
     }
-    if (4 == bits) {
-        for (size_t i = 0; i < count / 2; i++) {
-            codes[2 * i] = in[i] & 0x0F;
-            codes[2 * i + 1] = in[i] >> 4;
-        }
-        if (count & 1) {
-            codes[count - 1] = in[count / 2] & 0x0F;
-        }
-        return;
-    }
-    size_t full = count / 8;
+    size_t full = count / 8, bytes = loco_bitpack_bytes(count, bits);
     for (size_t g = 0; g < full; g++) {
-        unpack8(in + (size_t)bits * g, bits, codes + 8 * g);
+        unpack8(in + (size_t)bits * g, bits, codes + 8 * g, (size_t)bits * g + 8 <= bytes);
     }
     size_t rest = count - 8 * full;
     if (rest > 0) {
-        uint8_t bytes[16] = {0};
-        memcpy(bytes, in + (size_t)bits * full, loco_bitpack_bytes(rest, bits));
-        uint8_t tail[8];
-        unpack8(bytes, bits & 15, tail);
+        uint8_t packed[8] = {0}, tail[8];
+        memcpy(packed, in + (size_t)bits * full, bytes - (size_t)bits * full);
+        unpack8(packed, bits, tail, true);
         memcpy(codes + 8 * full, tail, rest);
     }
 }

@@ -2,10 +2,10 @@
  * framing every message shares: header, CRC32, optional deflate of the payload (codec_impl.h
  * documents the header layout). The codec families live in their own files. */
 #include "codec_impl.h"
+#include "crc32.h"
 #include "entropy.h"
 
 #include <stdlib.h>
-#include <zlib.h>
 
 /* ---- registry ----------------------------------------------------------------------------- */
 
@@ -355,10 +355,8 @@ static void wire_write(uint8_t *h, const loco_wire *w)
 
 static uint32_t wire_crc(const uint8_t *msg, size_t payload_len)
 {
-    uLong crc = crc32_z(0L, Z_NULL, 0);
-    crc = crc32_z(crc, msg, 68);
-    crc = crc32_z(crc, msg + LOCO_WIRE_HEADER_BYTES, payload_len);
-    return (uint32_t)crc;
+    uint32_t crc = loco_crc32(0, msg, 68);
+    return loco_crc32(crc, msg + LOCO_WIRE_HEADER_BYTES, payload_len);
 }
 
 /* Check framing (magic, version, reserved, flags, lengths, CRC, codec id) and parse. */

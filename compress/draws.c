@@ -1,9 +1,9 @@
 /* compress/draws.c — bulk random draws for stochastic rounding (the layout codec.h documents)
  * and the finiteness check every encoder runs.
  *
- * Philox4x32-10 is computed for 8 counters at once in structure-of-arrays form so the compiler
- * vectorises the 32x32->64-bit multiplies; the result equals base/rng.h's loco_rng_block
- * (tests/test_compress.c checks this). */
+ * Philox4x32-10 is computed for 8 counters at once with AVX2 (vpmuludq on even and odd lanes)
+ * where the compiler targets it, else one block at a time through base/rng.h; either way the
+ * result equals loco_rng_block (tests/test_compress.c checks this). */
 #include "codec_impl.h"
 
 #define PHILOX_M0 0xD2511F53u
@@ -11,56 +11,89 @@
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
 
-/* Philox4x32-10 of counters ctr0 .. ctr0+7 (stream in the high words): out[word][lane]. */
-static void philox_x8(uint64_t seed, uint64_t stream, uint64_t ctr0, uint32_t out[4][8])
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+/* hi and lo 32-bit halves of m * c for 8 lanes (vpmuludq handles the even lanes; the odd ones
+ * are shifted down first). */
+static inline void mulhilo_x8(__m256i c, __m256i m, __m256i *hi, __m256i *lo)
 {
-    uint32_t c0[8], c1[8], c2[8], c3[8];
+    __m256i even = _mm256_mul_epu32(c, m);
+    __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(c, 32), m);
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+    *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+/* The 64 draws of blocks ctr0 .. ctr0+7 in element order: block l's four words, little-endian,
+ * are draws 8 l .. 8 l + 7 (the 4 x 8 word transpose is done in registers). */
+static void philox_draws64(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[64])
+{
+    uint32_t lo[8], hi[8];
     for (int l = 0; l < 8; l++) {
         uint64_t ctr = ctr0 + (uint64_t)l;
-        c0[l] = (uint32_t)ctr;
-        c1[l] = (uint32_t)(ctr >> 32);
-        c2[l] = (uint32_t)stream;
-        c3[l] = (uint32_t)(stream >> 32);
+        lo[l] = (uint32_t)ctr;
+        hi[l] = (uint32_t)(ctr >> 32);
     }
+    __m256i c0 = _mm256_loadu_si256((const __m256i *)lo);
+    __m256i c1 = _mm256_loadu_si256((const __m256i *)hi);
+    __m256i c2 = _mm256_set1_epi32((int)(uint32_t)stream);
+    __m256i c3 = _mm256_set1_epi32((int)(uint32_t)(stream >> 32));
+    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int round = 0; round < 10; round++) {
         if (round > 0) {
             k0 += PHILOX_W0;
             k1 += PHILOX_W1;
         }
-        for (int l = 0; l < 8; l++) {
-            uint64_t p0 = (uint64_t)PHILOX_M0 * c0[l];
-            uint64_t p1 = (uint64_t)PHILOX_M1 * c2[l];
-            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[l] ^ k0;
-            uint32_t n2 = (uint32_t)(p0 >> 32) ^ c3[l] ^ k1;
-            c0[l] = n0;
-            c1[l] = (uint32_t)p1;
-            c2[l] = n2;
-            c3[l] = (uint32_t)p0;
+        __m256i hi0, lo0, hi1, lo1;
+        mulhilo_x8(c0, m0, &hi0, &lo0);
+        mulhilo_x8(c2, m1, &hi1, &lo1);
+        c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, c1), _mm256_set1_epi32((int)k0));
+        c1 = lo1;
+        c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, c3), _mm256_set1_epi32((int)k1));
+        c3 = lo0;
+    }
+    __m256i t0 = _mm256_unpacklo_epi32(c0, c1), t1 = _mm256_unpackhi_epi32(c0, c1);
+    __m256i t2 = _mm256_unpacklo_epi32(c2, c3), t3 = _mm256_unpackhi_epi32(c2, c3);
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2); /* blocks 0 | 4 */
+    __m256i u1 = _mm256_unpackhi_epi64(t0, t2); /* blocks 1 | 5 */
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3); /* blocks 2 | 6 */
+    __m256i u3 = _mm256_unpackhi_epi64(t1, t3); /* blocks 3 | 7 */
+    _mm256_storeu_si256((__m256i *)(r + 0), _mm256_permute2x128_si256(u0, u1, 0x20));
+    _mm256_storeu_si256((__m256i *)(r + 16), _mm256_permute2x128_si256(u2, u3, 0x20));
+    _mm256_storeu_si256((__m256i *)(r + 32), _mm256_permute2x128_si256(u0, u1, 0x31));
+    _mm256_storeu_si256((__m256i *)(r + 48), _mm256_permute2x128_si256(u2, u3, 0x31));
+}
+#else
+/* The 64 draws of blocks ctr0 .. ctr0+7 in element order (one block at a time). */
+static void philox_draws64(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[64])
+{
+    for (int l = 0; l < 8; l++) {
+        uint32_t w[4];
+        loco_rng_block(seed, stream, ctr0 + (uint64_t)l, w);
+        for (int j = 0; j < 8; j++) {
+            r[8 * l + j] = (uint16_t)(w[j / 2] >> (16 * (j % 2)));
         }
     }
-    for (int l = 0; l < 8; l++) {
-        out[0][l] = c0[l];
-        out[1][l] = c1[l];
-        out[2][l] = c2[l];
-        out[3][l] = c3[l];
-    }
 }
+#endif
 
 void loco_codec_draws16(uint64_t seed, uint64_t stream, size_t first, size_t len, uint16_t *r)
 {
-    /* Element i uses block i / 8, word (i % 8) / 2, half i % 2; 8 blocks cover 64 elements. */
+    /* Element i uses block i / 8, word (i % 8) / 2, half i % 2: 8 blocks cover 64 elements. */
     size_t i = first, end = first + len;
     while (i < end) {
-        uint64_t block0 = (uint64_t)(i / 64) * 8;
-        uint32_t w[4][8];
-        philox_x8(seed, stream, block0, w);
-        size_t group_end = (size_t)(block0 + 8) * 8;
-        for (; i < end && i < group_end; i++) {
-            size_t e = i % 64;
-            uint32_t word = w[(e % 8) / 2][e / 8];
-            r[i - first] = (uint16_t)(word >> (16 * (e % 2)));
+        size_t group = i / 64 * 64;
+        if (i == group && end - i >= 64) {
+            philox_draws64(seed, stream, (uint64_t)(group / 8), r + (i - first));
+            i += 64;
+            continue;
         }
+        uint16_t tmp[64];
+        philox_draws64(seed, stream, (uint64_t)(group / 8), tmp);
+        size_t stop = end < group + 64 ? end : group + 64;
+        memcpy(r + (i - first), tmp + (i - group), (stop - i) * sizeof *r);
+        i = stop;
     }
 }
 

@@ -137,15 +137,43 @@ const loco_codec_ops loco_codec_ops_dense = {
 
 /* ---- shared rounding ----------------------------------------------------------------------- */
 
-/* Round t >= 0 down or up: stochastically with draw r (round up when r < frac * 65536), or to
- * nearest when r is NULL. */
-static inline float round_level(float t, const uint16_t *r, size_t i)
+/* Round t[0..len) (finite, >= 0) to integer levels in [0, top] as codes: stochastically with
+ * draws r (round up when r < frac * 65536) or to nearest when r is NULL. Integer arithmetic
+ * after one truncation (= floor for t >= 0), so the compiler vectorises the loops. */
+static void round_levels(const float *t, size_t len, const uint16_t *r, int top, uint8_t *codes)
 {
     if (NULL == r) {
-        return floorf(t + 0.5f);
+        for (size_t i = 0; i < len; i++) {
+            int c = (int)(t[i] + 0.5f);
+            c = c < top ? c : top;
+            codes[i] = (uint8_t)c;
+        }
+        return;
     }
-    float fl = floorf(t);
-    return fl + ((float)r[i] < (t - fl) * 65536.0f ? 1.0f : 0.0f);
+    for (size_t i = 0; i < len; i++) {
+        int c = (int)t[i];
+        float frac = t[i] - (float)c;
+        c += (int)((float)r[i] < frac * 65536.0f);
+        c = c < top ? c : top;
+        codes[i] = (uint8_t)c;
+    }
+}
+
+/* t[i] = (x[i] - offset) / scale, by the reciprocal unless it overflows (loco_qinverse). */
+static void scale_values(const float *x, size_t len, float offset, float scale, bool absolute,
+                         float *t)
+{
+    bool divide;
+    float inv = loco_qinverse(scale, &divide);
+    if (divide) {
+        for (size_t i = 0; i < len; i++) {
+            t[i] = ((absolute ? fabsf(x[i]) : x[i]) - offset) / scale;
+        }
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            t[i] = ((absolute ? fabsf(x[i]) : x[i]) - offset) * inv;
+        }
+    }
 }
 
 /* ---- max-min ------------------------------------------------------------------------------- */
@@ -179,14 +207,9 @@ static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loc
 static void maxmin_quantize(const float *x, size_t len, const float *scales, int bits,
                             const uint16_t *r, uint8_t *codes)
 {
-    float mn = scales[0], unit = scales[1];
-    bool divide;
-    float inv = loco_qinverse(unit, &divide);
-    float top = (float)((1u << bits) - 1u);
-    for (size_t i = 0; i < len; i++) {
-        float c = round_level(loco_qdiv(x[i] - mn, unit, inv, divide), r, i);
-        codes[i] = (uint8_t)fminf(fmaxf(c, 0.0f), top); /* fmaxf also maps NaN to 0 */
-    }
+    float t[LOCO_CODEC_TILE];
+    scale_values(x, len, scales[0], scales[1], false, t);
+    round_levels(t, len, r, (int)((1u << bits) - 1u), codes);
 }
 
 static void maxmin_dequant_add(const uint8_t *codes, size_t len, const float *scales, int bits,
@@ -199,7 +222,7 @@ static void maxmin_dequant_add(const uint8_t *codes, size_t len, const float *sc
 }
 
 static const loco_qkind maxmin_kind = {
-    "maxmin", false, 0, 1, 8, 2, LOCO_QSTAT_MINMAX, NULL,
+    "maxmin", false, 0, 1, 8, true, 2, LOCO_QSTAT_MINMAX, NULL,
     maxmin_scales, maxmin_quantize, maxmin_check_scales, maxmin_dequant_add,
 };
 
@@ -219,13 +242,16 @@ static loco_status qsgd_scales(const loco_codec_params *p, int bits, const loco_
 static void qsgd_quantize(const float *x, size_t len, const float *scales, int bits,
                           const uint16_t *r, uint8_t *codes)
 {
-    float s = (float)((1u << (bits - 1)) - 1u);
-    bool divide;
-    float inv = loco_qinverse(scales[0], &divide);
+    int s = (int)((1u << (bits - 1)) - 1u);
+    float t[LOCO_CODEC_TILE];
+    uint8_t level[LOCO_CODEC_TILE];
+    scale_values(x, len, 0.0f, scales[0], true, t);
     for (size_t i = 0; i < len; i++) {
-        float level = round_level(loco_qdiv(fabsf(x[i]), scales[0], inv, divide) * s, r, i);
-        level = fminf(fmaxf(level, 0.0f), s);
-        codes[i] = (uint8_t)(x[i] < 0.0f ? s - level : s + level);
+        t[i] *= (float)s;
+    }
+    round_levels(t, len, r, s, level);
+    for (size_t i = 0; i < len; i++) {
+        codes[i] = (uint8_t)(x[i] < 0.0f ? s - level[i] : s + level[i]);
     }
 }
 
@@ -250,7 +276,7 @@ static void qsgd_dequant_add(const uint8_t *codes, size_t len, const float *scal
 }
 
 static const loco_qkind qsgd_kind = {
-    "qsgd", false, 0, 2, 8, 1, LOCO_QSTAT_SUMSQ, qsgd_codes_ok,
+    "qsgd", false, 0, 2, 8, true, 1, LOCO_QSTAT_SUMSQ, qsgd_codes_ok,
     qsgd_scales, qsgd_quantize, loco_qcheck_nonneg_scale, qsgd_dequant_add,
 };
 
@@ -263,26 +289,42 @@ static loco_status absmax_scales(const loco_codec_params *p, int bits, const loc
     return LOCO_OK;
 }
 
+/* FP4 codes of t = |x| / max|x| (finite, >= 0). Above 2^-6, t lies between 2^ea and 2^(ea+1):
+ * codes ea + 7 and ea + 8, the fraction is the mantissa; below, between 0 and 2^-6 (codes 0
+ * and 1). Branch-free and inlined with a constant `stochastic`, so both loops vectorise. */
+static inline __attribute__((always_inline)) void fp4_codes(const float *t, const float *x,
+                                                            size_t len, const uint16_t *r,
+                                                            bool stochastic, uint8_t *codes)
+{
+    for (size_t i = 0; i < len; i++) {
+        uint32_t ab, xb; /* t >= 0 orders like its bits: min with 1.0f in integers */
+        memcpy(&ab, &t[i], 4);
+        memcpy(&xb, &x[i], 4);
+        ab = ab < 0x3F800000u ? ab : 0x3F800000u;
+        int ea = (int)(ab >> 23) - 127;
+        int big = ea >= -6;
+        float a;
+        memcpy(&a, &ab, 4);
+        /* both candidates computed unconditionally: a conditional int->float conversion
+         * "could trap" and blocks if-conversion (vectorisation) under -ftrapping-math */
+        float mantissa = (float)(int)(ab & 0x7FFFFFu) * (1.0f / 8388608.0f), small = a * 64.0f;
+        float frac = big ? mantissa : small;
+        int up = stochastic ? (float)r[i] < frac * 65536.0f : frac * 2.0f >= 1.0f;
+        int e = (big ? ea + 7 : 0) + up;
+        int neg = (int)(xb >> 31) << 3;
+        codes[i] = (uint8_t)(0 == e ? 0 : (neg | e));
+    }
+}
+
 static void fp4_quantize(const float *x, size_t len, const float *scales, int bits,
                          const uint16_t *r, uint8_t *codes)
 {
-    bool divide;
-    float inv = loco_qinverse(scales[0], &divide);
-    for (size_t i = 0; i < len; i++) {
-        float a = fminf(fmaxf(loco_qdiv(fabsf(x[i]), scales[0], inv, divide), 0.0f), 1.0f);
-        uint32_t ab = loco_f32_bits(a);
-        int ea = (int)((ab >> 23) & 0xFFu) - 127;
-        float frac, lo_code;
-        if (ea >= -6) { /* between 2^ea and 2^(ea+1): codes ea + 7 and ea + 8 */
-            frac = (float)(ab & 0x7FFFFFu) * (1.0f / 8388608.0f);
-            lo_code = (float)(ea + 7);
-        } else { /* between 0 and 2^-6: codes 0 and 1 */
-            frac = a * 64.0f;
-            lo_code = 0.0f;
-        }
-        int up = NULL == r ? frac >= 0.5f : (float)r[i] < frac * 65536.0f;
-        int e = (int)lo_code + up;
-        codes[i] = (uint8_t)(0 == e ? 0 : ((x[i] < 0.0f ? 8 : 0) | e));
+    float t[LOCO_CODEC_TILE];
+    scale_values(x, len, 0.0f, scales[0], true, t);
+    if (NULL != r) {
+        fp4_codes(t, x, len, r, true, codes);
+    } else {
+        fp4_codes(t, x, len, NULL, false, codes);
     }
 }
 
@@ -310,7 +352,7 @@ static void fp4_dequant_add(const uint8_t *codes, size_t len, const float *scale
 }
 
 static const loco_qkind fp4_kind = {
-    "fp4", false, 4, 4, 4, 1, 0, fp4_codes_ok,
+    "fp4", false, 4, 4, 4, true, 1, 0, fp4_codes_ok,
     absmax_scales, fp4_quantize, loco_qcheck_nonneg_scale, fp4_dequant_add,
 };
 

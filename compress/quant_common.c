@@ -80,21 +80,27 @@ static void qstats_merge(loco_qstats *a, const loco_qstats *b)
     a->sumabs += b->sumabs;
 }
 
-/* One tile's statistics: sums over 8 interleaved double lanes, lanes added 0..7. */
+/* One tile's statistics: sums over 8 interleaved double lanes, lanes added 0..7. Only the
+ * statistics in `want` are computed; a NaN/Inf input shows as absmax_bits >= 0x7F800000 (from the
+ * bits for min/max and absmax, from a non-finite double sum otherwise: double sums of fp32
+ * values cannot overflow). */
 static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *st)
 {
     qstats_identity(st);
-    uint32_t am = 0;
+    const bool sums = 0 != (want & (LOCO_QSTAT_SUM | LOCO_QSTAT_SUMSQ | LOCO_QSTAT_SUMABS));
+    if (!sums || (want & LOCO_QSTAT_MINMAX) || (want & LOCO_QSTAT_SUM)) {
+        uint32_t am = 0;
 #pragma omp simd reduction(max : am)
-    for (size_t i = 0; i < len; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], 4);
-        u &= 0x7FFFFFFFu;
-        am = u > am ? u : am;
-    }
-    st->absmax_bits = am;
-    if (am >= 0x7F800000u) {
-        return; /* NaN or Inf: the caller rejects the input */
+        for (size_t i = 0; i < len; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            u &= 0x7FFFFFFFu;
+            am = u > am ? u : am;
+        }
+        st->absmax_bits = am;
+        if (am >= 0x7F800000u) {
+            return; /* NaN or Inf: the caller rejects the input */
+        }
     }
     if (want & LOCO_QSTAT_MINMAX) {
         float mn = FLT_MAX, mx = -FLT_MAX;
@@ -106,28 +112,41 @@ static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *
         st->min = mn;
         st->max = mx;
     }
-    if (want & (LOCO_QSTAT_SUM | LOCO_QSTAT_SUMSQ | LOCO_QSTAT_SUMABS)) {
-        double s[8] = {0}, q[8] = {0}, a[8] = {0};
-        size_t full = len / 8 * 8;
+    size_t full = len / 8 * 8;
+    if (want & (LOCO_QSTAT_SUM | LOCO_QSTAT_SUMSQ)) {
+        double s[8] = {0}, q[8] = {0};
         for (size_t i = 0; i < full; i += 8) {
             for (int l = 0; l < 8; l++) {
                 double v = x[i + (size_t)l];
                 s[l] += v;
                 q[l] += v * v;
-                a[l] += fabs(v);
             }
         }
         for (size_t i = full; i < len; i++) {
-            double v = x[i];
-            s[i % 8] += v;
-            q[i % 8] += v * v;
-            a[i % 8] += fabs(v);
+            s[i % 8] += x[i];
+            q[i % 8] += (double)x[i] * x[i];
         }
         for (int l = 0; l < 8; l++) {
             st->sum += s[l];
             st->sumsq += q[l];
+        }
+    }
+    if (want & LOCO_QSTAT_SUMABS) {
+        double a[8] = {0};
+        for (size_t i = 0; i < full; i += 8) {
+            for (int l = 0; l < 8; l++) {
+                a[l] += fabs((double)x[i + (size_t)l]);
+            }
+        }
+        for (size_t i = full; i < len; i++) {
+            a[i % 8] += fabs((double)x[i]);
+        }
+        for (int l = 0; l < 8; l++) {
             st->sumabs += a[l];
         }
+    }
+    if (sums && !(isfinite(st->sum) && isfinite(st->sumsq) && isfinite(st->sumabs))) {
+        st->absmax_bits = 0x7F800000u;
     }
 }
 
@@ -183,26 +202,47 @@ static void run_pack(int bits, const uint8_t *codes, size_t len, uint8_t *out)
     }
 }
 
-/* Unpack a run; false if a byte is outside the alphabet or padding is not zero. */
-static bool run_unpack(int bits, const uint8_t *in, size_t len, uint8_t *codes)
+/* The 5 trits of a byte value (< 243); division by the constant 3 compiles to a multiply. */
+static inline void trits_of(unsigned v, uint8_t t[5])
+{
+    for (int j = 0; j < 5; j++) {
+        t[j] = (uint8_t)(v % 3);
+        v /= 3;
+    }
+}
+
+/* Is a packed run well formed: zero padding bits; for base-3, every byte below 243 and the trits
+ * beyond the run zero? (Cheap: no unpacking.) */
+static bool run_valid(int bits, const uint8_t *in, size_t len)
+{
+    if (bits > 0) {
+        return loco_bitpack_padding_zero(in, len, bits);
+    }
+    size_t full = len / 5, rest = len - 5 * full;
+    uint8_t worst = 0;
+    for (size_t g = 0; g < full; g++) {
+        worst = in[g] > worst ? in[g] : worst;
+    }
+    static const unsigned limit[5] = {1, 3, 9, 27, 81};
+    return worst < 243 && (0 == rest || in[full] < limit[rest]);
+}
+
+/* Unpack a run that run_valid accepted. */
+static void run_unpack(int bits, const uint8_t *in, size_t len, uint8_t *codes)
 {
     if (bits > 0) {
         loco_bitunpack(in, len, bits, codes);
-        return loco_bitpack_padding_zero(in, len, bits);
+        return;
     }
-    size_t groups = (len + 4) / 5;
-    bool ok = true;
-    for (size_t g = 0; g < groups; g++) {
-        size_t count = len - 5 * g < 5 ? len - 5 * g : 5;
-        static const unsigned limit[6] = {1, 3, 9, 27, 81, 243};
-        unsigned v = in[g];
-        ok &= v < limit[count];
-        for (size_t j = 0; j < count; j++) {
-            codes[5 * g + j] = (uint8_t)(v % 3);
-            v /= 3;
-        }
+    size_t full = len / 5;
+    for (size_t g = 0; g < full; g++) {
+        trits_of(in[g], codes + 5 * g);
     }
-    return ok;
+    if (len > 5 * full) {
+        uint8_t t[5];
+        trits_of(in[full], t);
+        memcpy(codes + 5 * full, t, len - 5 * full);
+    }
 }
 
 /* ---- encode --------------------------------------------------------------------------------- */
@@ -245,7 +285,7 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
                               "loco_codec_bound)",
                               kind->name, L.total, cap);
     }
-    const bool stochastic = p->stochastic;
+    const bool stochastic = p->stochastic && kind->stochastic;
     const uint64_t seed = ctx->seed, stream = loco_codec_stream(ctx);
     const int sf = kind->scale_floats;
     int status = LOCO_OK;
@@ -368,13 +408,15 @@ loco_status loco_quant_decode_add(const loco_qkind *kind, const loco_wire *w,
     for (size_t i = 0; i < L.items; i++) {
         qitem it = qlayout_item(&L, i);
         uint8_t codes[LOCO_CODEC_TILE];
-        if (it.len > 0) {
-            bool ok = run_unpack(L.bits, payload + it.code_off, it.len, codes);
-            if (ok && NULL != kind->codes_ok) {
-                ok = kind->codes_ok(codes, it.len, bits);
-            }
-            bad |= !ok;
+        if (0 == it.len) {
+            continue;
         }
+        bool ok = run_valid(L.bits, payload + it.code_off, it.len);
+        if (ok && NULL != kind->codes_ok) { /* not every b-bit value is a code */
+            run_unpack(L.bits, payload + it.code_off, it.len, codes);
+            ok = kind->codes_ok(codes, it.len, bits);
+        }
+        bad |= !ok;
     }
     if (bad) {
         return loco_error_set(err, LOCO_ERR_FORMAT,

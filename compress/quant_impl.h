@@ -33,6 +33,7 @@ typedef struct loco_qkind {
     bool base3;             /* ternary: 5 trits per byte instead of b-bit codes */
     int fixed_bits;         /* code bits when fixed by the family (sign 1, FP4 4), else 0 */
     int min_bits, max_bits; /* allowed params.bits when not fixed */
+    bool stochastic;   /* uses random draws when params.stochastic (sign never does) */
     int scale_floats;  /* fp32 values per bucket in the scales region */
     unsigned stats;    /* LOCO_QSTAT_* the scales need */
     /* Decoder check that every code is in the alphabet (NULL: every b-bit value is valid). */
@@ -55,13 +56,8 @@ typedef struct loco_qkind {
 /* Code bits of a family under params (0 for base-3); the header's bits field carries them. */
 int loco_quant_bits(const loco_qkind *kind, const loco_codec_params *p);
 
-/* v / scale for scale > 0, else 0. Multiplies by the reciprocal unless that overflows (a
- * subnormal scale), where it divides; `inv` and `divide` come from loco_qinverse. */
-static inline float loco_qdiv(float v, float scale, float inv, bool divide)
-{
-    return divide ? v / scale : v * inv;
-}
-
+/* 1 / scale for scale > 0, else 0; *divide is set when the reciprocal overflows (a subnormal
+ * scale), so callers divide instead of multiplying. */
 static inline float loco_qinverse(float scale, bool *divide)
 {
     float inv = scale > 0.0f ? 1.0f / scale : 0.0f;

@@ -34,11 +34,18 @@ static void ternary_quantize(const float *x, size_t len, const float *scales, in
 {
     bool divide;
     float inv = loco_qinverse(scales[0], &divide);
+    float t[LOCO_CODEC_TILE]; /* keep probability, >= 1 beyond the clip: always kept */
     for (size_t i = 0; i < len; i++) {
-        /* >= 1 beyond the clip: always kept */
-        float prob = loco_qdiv(fabsf(x[i]), scales[0], inv, divide);
-        int keep = NULL == r ? prob >= 0.5f : (float)r[i] < prob * 65536.0f;
-        codes[i] = (uint8_t)(keep ? (x[i] < 0.0f ? 2 : 1) : 0);
+        t[i] = divide ? fabsf(x[i]) / scales[0] : fabsf(x[i]) * inv;
+    }
+    if (NULL == r) {
+        for (size_t i = 0; i < len; i++) {
+            codes[i] = (uint8_t)(t[i] >= 0.5f ? (x[i] < 0.0f ? 2 : 1) : 0);
+        }
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            codes[i] = (uint8_t)((float)r[i] < t[i] * 65536.0f ? (x[i] < 0.0f ? 2 : 1) : 0);
+        }
     }
 }
 
@@ -52,7 +59,7 @@ static void ternary_dequant_add(const uint8_t *codes, size_t len, const float *s
 }
 
 static const loco_qkind ternary_kind = {
-    "ternary", true, 0, 0, 0, 1, LOCO_QSTAT_SUM, NULL,
+    "ternary", true, 0, 0, 0, true, 1, LOCO_QSTAT_SUM, NULL,
     ternary_scales, ternary_quantize, loco_qcheck_nonneg_scale, ternary_dequant_add,
 };
 

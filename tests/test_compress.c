@@ -3,6 +3,7 @@
  * sizes, error bounds, statistical unbiasedness, thread-count independence, the deflate stage. */
 #include "test_compress_util.h"
 #include "compress/codec_impl.h" /* loco_codec_draws16 */
+#include "compress/crc32.h"
 
 #include <omp.h>
 
@@ -75,6 +76,24 @@ Test(codec, invalid_params_name_the_field)
     p = loco_codec_params_default(LOCO_CODEC_NONE);
     p.id = LOCO_CODEC_COUNT;
     expect_config_error(p, "codec.id");
+}
+
+Test(codec, crc32_equals_zlib_at_every_length_and_alignment)
+{
+    uint8_t *buf = malloc(5000);
+    loco_rng r;
+    loco_rng_init(&r, 4, 4);
+    for (int i = 0; i < 5000; i++) {
+        buf[i] = (uint8_t)loco_rng_u32(&r);
+    }
+    for (size_t len = 0; len < 4096; len += 1 + len / 64) {
+        for (size_t off = 0; off < 3; off++) {
+            uint32_t seed = (uint32_t)(len * 2654435761u);
+            cr_assert_eq(loco_crc32(seed, buf + off, len),
+                         (uint32_t)crc32_z(seed, buf + off, len), "len %zu off %zu", len, off);
+        }
+    }
+    free(buf);
 }
 
 Test(codec, draws_follow_the_documented_philox_layout)
