@@ -212,8 +212,8 @@ static int bench_size(const compress_opts *o, size_t n, loco_bench_records *rec)
     size_t kmax = n / 10 + 1;
     uint32_t *idx = malloc(kmax * sizeof *idx), *idx2 = malloc(kmax * sizeof *idx2);
     float *val = malloc(kmax * sizeof *val), *val2 = malloc(kmax * sizeof *val2);
-    size_t cand_cap = loco_topk_cand_cap(kmax, n);
-    uint32_t *cand = malloc(2 * cand_cap * sizeof *cand);
+    size_t cand_cap = loco_topk_scratch_words(kmax, n);
+    uint32_t *cand = malloc(cand_cap * sizeof *cand);
     if (NULL == x || NULL == dec || NULL == dst || NULL == idx || NULL == idx2 || NULL == val ||
         NULL == val2 || NULL == cand) {
         fprintf(stderr, "loco bench compress: out of memory for n = %zu\n", n);

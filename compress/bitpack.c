@@ -66,10 +66,75 @@ static inline void unpack8(const uint8_t *in, int bits, uint8_t *c, bool room)
     memcpy(c, &v, 8);
 }
 
+/* Whole bytes of 8 / bits codes each for bits 1, 2, 4: plain loops the compiler vectorises. */
+static size_t pack_bytes_simple(const uint8_t *c, size_t count, int bits, uint8_t *out)
+{
+    size_t per = 8 / (size_t)bits, whole = count / per;
+    if (4 == bits) {
+        for (size_t i = 0; i < whole; i++) {
+            out[i] = (uint8_t)(c[2 * i] | c[2 * i + 1] << 4);
+        }
+    } else if (2 == bits) {
+        for (size_t i = 0; i < whole; i++) {
+            out[i] = (uint8_t)(c[4 * i] | c[4 * i + 1] << 2 | c[4 * i + 2] << 4 | c[4 * i + 3] << 6);
+        }
+    } else {
+        for (size_t i = 0; i < whole; i++) {
+            const uint8_t *g = c + 8 * i;
+            out[i] = (uint8_t)(g[0] | g[1] << 1 | g[2] << 2 | g[3] << 3 | g[4] << 4 | g[5] << 5 |
+                               g[6] << 6 | g[7] << 7);
+        }
+    }
+    return whole * per;
+}
+
+static size_t unpack_bytes_simple(const uint8_t *in, size_t count, int bits, uint8_t *c)
+{
+    size_t per = 8 / (size_t)bits, whole = count / per;
+    if (4 == bits) {
+        for (size_t i = 0; i < whole; i++) {
+            c[2 * i] = in[i] & 0x0F;
+            c[2 * i + 1] = in[i] >> 4;
+        }
+    } else if (2 == bits) {
+        for (size_t i = 0; i < whole; i++) {
+            c[4 * i] = in[i] & 3;
+            c[4 * i + 1] = (in[i] >> 2) & 3;
+            c[4 * i + 2] = (in[i] >> 4) & 3;
+            c[4 * i + 3] = in[i] >> 6;
+        }
+    } else {
+        for (size_t i = 0; i < whole; i++) {
+            uint8_t v = in[i];
+            uint8_t *g = c + 8 * i;
+            g[0] = v & 1;
+            g[1] = (v >> 1) & 1;
+            g[2] = (v >> 2) & 1;
+            g[3] = (v >> 3) & 1;
+            g[4] = (v >> 4) & 1;
+            g[5] = (v >> 5) & 1;
+            g[6] = (v >> 6) & 1;
+            g[7] = v >> 7;
+        }
+    }
+    return whole * per;
+}
+
 void loco_bitpack(const uint8_t *codes, size_t count, int bits, uint8_t *out)
 {
     if (8 == bits) {
         memcpy(out, codes, count);
+        return;
+    }
+    if (1 == bits || 2 == bits || 4 == bits) {
+        size_t done = pack_bytes_simple(codes, count, bits, out);
+        if (done < count) { /* the last partial byte, high bits zero */
+            uint8_t v = 0;
+            for (size_t j = done; j < count; j++) {
+                v |= (uint8_t)(codes[j] << (bits * (int)(j - done)));
+            }
+            out[done * (size_t)bits / 8] = v;
+        }
         return;
     }
     size_t full = count / 8, bytes = loco_bitpack_bytes(count, bits);
@@ -90,6 +155,14 @@ void loco_bitunpack(const uint8_t *in, size_t count, int bits, uint8_t *codes)
 {
     if (8 == bits) {
         memcpy(codes, in, count);
+        return;
+    }
+    if (1 == bits || 2 == bits || 4 == bits) {
+        size_t done = unpack_bytes_simple(in, count, bits, codes);
+        for (size_t j = done; j < count; j++) {
+            codes[j] = (uint8_t)((in[done * (size_t)bits / 8] >> (bits * (int)(j - done))) &
+                                 ((1u << bits) - 1u));
+        }
         return;
     }
     size_t full = count / 8, bytes = loco_bitpack_bytes(count, bits);

@@ -201,7 +201,7 @@ static loco_status state_alloc(loco_codec_state *s, loco_error *err)
 {
     size_t sizes[8] = {
         s->sel_cap * sizeof(uint32_t), s->sel_cap * sizeof(float),
-        2 * s->cand_cap * sizeof(uint32_t), s->has_dgc ? s->n * sizeof(float) : 0,
+        s->scratch_words * sizeof(uint32_t), s->has_dgc ? s->n * sizeof(float) : 0,
         s->has_dgc ? s->n * sizeof(float) : 0, s->sample_cap * sizeof(float),
         s->q_len * sizeof(float), s->p_len * sizeof(float),
     };
@@ -217,7 +217,7 @@ static loco_status state_alloc(loco_codec_state *s, loco_error *err)
         return loco_error_set(err, LOCO_ERR_NOMEM, "codec state: cannot allocate %zu bytes",
                               total);
     }
-    void **slots[8] = {(void **)&s->sel_idx,  (void **)&s->sel_val,  (void **)&s->cand,
+    void **slots[8] = {(void **)&s->sel_idx,  (void **)&s->sel_val,  (void **)&s->scratch,
                        (void **)&s->momentum, (void **)&s->velocity, (void **)&s->sample,
                        (void **)&s->q,        (void **)&s->p};
     size_t off = 0;

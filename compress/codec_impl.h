@@ -52,8 +52,8 @@ struct loco_codec_state {
     uint32_t *sel_idx;  /* (sel_cap) */
     float *sel_val;     /* (sel_cap) */
     size_t sel_cap;
-    uint32_t *cand;     /* (2 * cand_cap): (index, key) pairs of radix-select candidates */
-    size_t cand_cap;
+    uint32_t *scratch;  /* (scratch_words): radix-select histograms and candidates (topk.h) */
+    size_t scratch_words;
     /* DGC */
     float *momentum;    /* u (n) */
     float *velocity;    /* v (n) */
@@ -81,7 +81,7 @@ typedef struct loco_codec_ops {
                           uint8_t *payload, size_t cap, size_t *len, loco_error *err);
     loco_status (*decode_add)(const loco_wire *w, const uint8_t *payload, size_t len,
                               float *out, size_t n, float scale, loco_error *err);
-    /* Size the state's scratch (sel_cap, cand_cap, sample_cap, q_len, p_len, has_dgc) for a
+    /* Size the state's scratch (sel_cap, scratch_words, sample_cap, q_len, p_len, has_dgc) for a
      * rows x cols tensor; NULL when the codec needs no scratch. */
     void (*state_plan)(const loco_codec_params *p, loco_codec_state *s);
     bool needs_state;

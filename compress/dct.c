@@ -80,28 +80,32 @@ static inline size_t chunk_origin(const dct_geom *g, size_t q)
 
 /* ---- per-chunk transforms ----------------------------------------------------------------- */
 
+/* The chunk transforms are written as sums of scaled rows (axpy) rather than dot products, so
+ * they vectorise without reassociating any sum (the results do not depend on the compiler's
+ * vector width). BcT is Bc transposed: BcT[j * cc + v] = Bc[v * cc + j]. */
+
 /* X (rc x cc) = Br * x_chunk * Bc^T, reading the chunk from the tensor at x (row stride cols). */
 static void chunk_forward(const float *x, size_t stride, size_t rc, size_t cc, const float *Br,
-                          const float *Bc, float *tmp, float *X)
+                          const float *BcT, float *tmp, float *X)
 {
-    for (size_t i = 0; i < rc; i++) {
+    for (size_t i = 0; i < rc; i++) { /* tmp row i = sum_j x[i][j] * Bc[:, j] */
         const float *row = x + i * stride;
-        for (size_t v = 0; v < cc; v++) {
-            float s = 0.0f;
-            for (size_t j = 0; j < cc; j++) {
-                s += Bc[v * cc + j] * row[j];
+        float *t = tmp + i * cc;
+        memset(t, 0, cc * sizeof(float));
+        for (size_t j = 0; j < cc; j++) {
+            const float a = row[j], *b = BcT + j * cc;
+            for (size_t v = 0; v < cc; v++) {
+                t[v] += a * b[v];
             }
-            tmp[i * cc + v] = s;
         }
     }
-    for (size_t u = 0; u < rc; u++) {
-        for (size_t v = 0; v < cc; v++) {
-            X[u * cc + v] = 0.0f;
-        }
+    memset(X, 0, rc * cc * sizeof(float));
+    for (size_t u = 0; u < rc; u++) { /* X row u = sum_i Br[u][i] * tmp row i */
+        float *xu = X + u * cc;
         for (size_t i = 0; i < rc; i++) {
-            float b = Br[u * rc + i];
+            const float b = Br[u * rc + i], *t = tmp + i * cc;
             for (size_t v = 0; v < cc; v++) {
-                X[u * cc + v] += b * tmp[i * cc + v];
+                xu[v] += b * t[v];
             }
         }
     }
@@ -111,25 +115,37 @@ static void chunk_forward(const float *x, size_t stride, size_t rc, size_t cc, c
 static void chunk_inverse_add(const float *X, size_t rc, size_t cc, const float *Br,
                               const float *Bc, float scale, float *tmp, float *out, size_t stride)
 {
-    for (size_t i = 0; i < rc; i++) {
-        for (size_t v = 0; v < cc; v++) {
-            tmp[i * cc + v] = 0.0f;
-        }
+    memset(tmp, 0, rc * cc * sizeof(float));
+    for (size_t i = 0; i < rc; i++) { /* tmp row i = sum_u Br[u][i] * X row u */
+        float *t = tmp + i * cc;
         for (size_t u = 0; u < rc; u++) {
-            float b = Br[u * rc + i];
+            const float b = Br[u * rc + i], *xu = X + u * cc;
             for (size_t v = 0; v < cc; v++) {
-                tmp[i * cc + v] += b * X[u * cc + v];
+                t[v] += b * xu[v];
             }
         }
     }
-    for (size_t i = 0; i < rc; i++) {
+    for (size_t i = 0; i < rc; i++) { /* out row i += scale * sum_v tmp[i][v] * Bc row v */
+        float acc[DCT_MAX] = {0};
+        for (size_t v = 0; v < cc; v++) {
+            const float a = tmp[i * cc + v], *b = Bc + v * cc;
+            for (size_t j = 0; j < cc; j++) {
+                acc[j] += a * b[j];
+            }
+        }
         float *row = out + i * stride;
         for (size_t j = 0; j < cc; j++) {
-            float s = 0.0f;
-            for (size_t v = 0; v < cc; v++) {
-                s += Bc[v * cc + j] * tmp[i * cc + v];
-            }
-            row[j] += scale * s;
+            row[j] += scale * acc[j];
+        }
+    }
+}
+
+/* Bc transposed (m x m). */
+static void basis_transpose(const float *B, size_t m, float *BT)
+{
+    for (size_t v = 0; v < m; v++) {
+        for (size_t j = 0; j < m; j++) {
+            BT[j * m + v] = B[v * m + j];
         }
     }
 }
@@ -139,9 +155,10 @@ static void dct_transform(const float *in, size_t rows, size_t cols, float *out,
 {
     dct_geom g;
     dct_geom_init(&g, rows, cols, 1);
-    float Br[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX];
+    float Br[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX], BcT[DCT_MAX * DCT_MAX];
     loco_dct_basis(g.rc, Br);
     loco_dct_basis(g.cc, Bc);
+    basis_transpose(Bc, g.cc, BcT);
 #pragma omp parallel for schedule(static) if (rows * cols >= 65536)
     for (size_t q = 0; q < g.nchunks; q++) {
         float tmp[DCT_MAX * DCT_MAX], C[DCT_MAX * DCT_MAX];
@@ -153,7 +170,7 @@ static void dct_transform(const float *in, size_t rows, size_t cols, float *out,
             }
             chunk_inverse_add(C, g.rc, g.cc, Br, Bc, 1.0f, tmp, out + o, cols);
         } else {
-            chunk_forward(in + o, cols, g.rc, g.cc, Br, Bc, tmp, C);
+            chunk_forward(in + o, cols, g.rc, g.cc, Br, BcT, tmp, C);
             for (size_t u = 0; u < g.rc; u++) {
                 memcpy(out + o + u * cols, C + u * g.cc, g.cc * sizeof(float));
             }
@@ -213,12 +230,6 @@ static void select_largest(uint64_t *a, size_t m, size_t k)
     }
 }
 
-static int by_u32(const void *a, const void *b)
-{
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
-    return x < y ? -1 : (x > y);
-}
-
 /* ---- the codec ------------------------------------------------------------------------------ */
 
 static size_t dct_payload_bound(const loco_codec_params *p, size_t n, size_t rows, size_t cols)
@@ -246,9 +257,10 @@ static loco_status dct_encode(const loco_codec *codec, loco_codec_state *state, 
     if (!loco_all_finite(in, n)) {
         return loco_error_set(err, LOCO_ERR_NONFINITE, "dct_topk encode: input has NaN or Inf");
     }
-    float Br[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX];
+    float Br[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX], BcT[DCT_MAX * DCT_MAX];
     loco_dct_basis(g.rc, Br);
     loco_dct_basis(g.cc, Bc);
+    basis_transpose(Bc, g.cc, BcT);
     uint8_t *idx_region = payload + 4 * g.K;
     int overflow = 0;
 #pragma omp parallel for schedule(static) reduction(| : overflow) if (n >= 65536)
@@ -256,15 +268,21 @@ static loco_status dct_encode(const loco_codec *codec, loco_codec_state *state, 
         float tmp[DCT_MAX * DCT_MAX], C[DCT_MAX * DCT_MAX];
         uint64_t keys[DCT_MAX * DCT_MAX];
         uint32_t local[DCT_MAX * DCT_MAX];
-        chunk_forward(in + chunk_origin(&g, q), cols, g.rc, g.cc, Br, Bc, tmp, C);
+        chunk_forward(in + chunk_origin(&g, q), cols, g.rc, g.cc, Br, BcT, tmp, C);
         for (size_t l = 0; l < g.m; l++) {
             keys[l] = coef_key(C[l], l);
         }
         select_largest(keys, g.m, g.kc);
+        /* the kept local indices in ascending order: mark, then scan (no sort) */
+        uint8_t kept[DCT_MAX * DCT_MAX];
+        memset(kept, 0, g.m);
         for (size_t t = 0; t < g.kc; t++) {
-            local[t] = 0xFFFFFFFFu - (uint32_t)keys[t];
+            kept[0xFFFFFFFFu - (uint32_t)keys[t]] = 1;
         }
-        qsort(local, g.kc, sizeof *local, by_u32);
+        for (size_t l = 0, t = 0; l < g.m; l++) {
+            local[t] = (uint32_t)l;
+            t += kept[l];
+        }
         loco_bitwriter bw;
         loco_bitwriter_init(&bw, idx_region + q * g.idx_bytes, g.idx_bytes);
         for (size_t t = 0; t < g.kc; t++) {

@@ -41,7 +41,7 @@ static void dgc_state_plan(const loco_codec_params *p, loco_codec_state *s)
 {
     float d = p->dgc_warmup_steps > 0 && p->density < 0.25f ? 0.25f : p->density;
     s->sel_cap = dgc_max_keep(p, s->n);
-    s->cand_cap = loco_topk_cand_cap(loco_codec_keep_count(d, s->n), s->n);
+    s->scratch_words = loco_topk_scratch_words(loco_codec_keep_count(d, s->n), s->n);
     s->has_dgc = true;
     s->sample_cap = (s->n + dgc_sample_stride(p) - 1) / dgc_sample_stride(p) + 1;
 }
@@ -78,16 +78,6 @@ static float kth_largest(float *a, size_t m, size_t k)
     return a[lo];
 }
 
-static size_t count_at_least(const float *v, size_t n, float thr)
-{
-    size_t c = 0;
-#pragma omp parallel for schedule(static) reduction(+ : c) if (n >= 65536)
-    for (size_t i = 0; i < n; i++) {
-        c += fabsf(v[i]) >= thr;
-    }
-    return c;
-}
-
 static loco_status dgc_encode(const loco_codec *codec, loco_codec_state *s, const float *in,
                               size_t n, const loco_codec_ctx *ctx, loco_wire *w,
                               uint8_t *payload, size_t cap, size_t *len, loco_error *err)
@@ -113,16 +103,26 @@ static loco_status dgc_encode(const loco_codec *codec, loco_codec_state *s, cons
         }
     }
     float m = p->dgc_momentum, *u = s->momentum, *v = s->velocity;
-#pragma omp parallel for schedule(static) if (n >= 65536)
+    uint32_t overflow = 0;
+#pragma omp parallel for schedule(static) reduction(| : overflow) if (n >= 65536)
     for (size_t i = 0; i < n; i++) {
         u[i] = m * u[i] + factor * in[i];
         v[i] += u[i];
+        uint32_t bits;
+        memcpy(&bits, &v[i], 4);
+        overflow |= (uint32_t)((bits & 0x7F800000u) == 0x7F800000u);
+    }
+    if (overflow) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "dgc encode: the velocity overflowed fp32 (gradients too large; "
+                              "use dgc_clip_norm); reset the state");
     }
     size_t k = loco_codec_keep_count(loco_dgc_density(p, ctx->step), n);
-    size_t count = 0;
-    float thr = 0.0f;
+    size_t count = 0, most = k + (size_t)(0.3 * (double)k);
+    most = most < s->sel_cap ? most : s->sel_cap;
     if (n > 0) {
-        /* Threshold from a strided sample with a random start. */
+        /* Threshold from a strided sample with a random start, then gather in one pass; lower
+         * the threshold while fewer than 0.8 k qualify. */
         size_t stride = dgc_sample_stride(p);
         uint32_t r[4];
         loco_rng_block(ctx->seed, loco_codec_stream(ctx), 0, r);
@@ -132,31 +132,17 @@ static loco_status dgc_encode(const loco_codec *codec, loco_codec_state *s, cons
             s->sample[ns++] = fabsf(v[i]);
         }
         size_t ks = loco_codec_keep_count(loco_dgc_density(p, ctx->step), ns);
-        thr = kth_largest(s->sample, ns, ks);
-        count = count_at_least(v, n, thr);
+        float thr = kth_largest(s->sample, ns, ks);
+        count = loco_topk_gather_at_least(v, n, thr, s->sel_idx, s->sel_val, most);
         for (int tries = 0; tries < 10 && count < k - k / 5 && thr > 0.0f; tries++) {
             thr *= 0.8f;
-            count = count_at_least(v, n, thr);
+            count = loco_topk_gather_at_least(v, n, thr, s->sel_idx, s->sel_val, most);
         }
-    }
-    if (!loco_all_finite(v, n)) {
-        return loco_error_set(err, LOCO_ERR_RANGE,
-                              "dgc encode: the velocity overflowed fp32 (gradients too large; "
-                              "use dgc_clip_norm); reset the state");
     }
     loco_status st = LOCO_OK;
-    if (count > k + (size_t)(0.3 * (double)k) || count > s->sel_cap) {
+    if (count > most) { /* too many above the sampled threshold: exact top-k */
         count = k;
-        st = loco_topk_select(v, n, k, s->sel_idx, s->sel_val, s->cand, s->cand_cap, err);
-    } else {
-        size_t c = 0;
-        for (size_t i = 0; i < n; i++) {
-            if (fabsf(v[i]) >= thr) {
-                s->sel_idx[c] = (uint32_t)i;
-                s->sel_val[c] = v[i];
-                c++;
-            }
-        }
+        st = loco_topk_select(v, n, k, s->sel_idx, s->sel_val, s->scratch, s->scratch_words, err);
     }
     if (LOCO_OK == st) {
         w->k = count;

@@ -18,18 +18,27 @@ void loco_powersgd_init_q(float *q, size_t cols, size_t r, uint64_t seed, uint32
 void loco_powersgd_project(const float *m, size_t rows, size_t cols, const float *q, size_t r,
                            float *p)
 {
+    /* Row i of P: sum_j M[i][j] Q[j][:]. Each row accumulates its own r sums in j order (eight
+     * interleaved partial sums per column of Q, added in order), so the result is fixed. */
 #pragma omp parallel for schedule(static) if (rows * cols >= 65536)
     for (size_t i = 0; i < rows; i++) {
-        double acc[1024] = {0};
         const float *mi = m + i * cols;
-        for (size_t j = 0; j < cols; j++) {
-            double v = mi[j];
-            for (size_t c = 0; c < r; c++) {
-                acc[c] += v * q[j * r + c];
-            }
-        }
         for (size_t c = 0; c < r; c++) {
-            p[i * r + c] = (float)acc[c];
+            float part[8] = {0};
+            size_t full = cols / 8 * 8;
+            for (size_t j = 0; j < full; j += 8) {
+                for (int l = 0; l < 8; l++) {
+                    part[l] += mi[j + (size_t)l] * q[(j + (size_t)l) * r + c];
+                }
+            }
+            for (size_t j = full; j < cols; j++) {
+                part[j % 8] += mi[j] * q[j * r + c];
+            }
+            float s = 0.0f;
+            for (int l = 0; l < 8; l++) {
+                s += part[l];
+            }
+            p[i * r + c] = s;
         }
     }
 }
@@ -68,26 +77,30 @@ void loco_powersgd_orthogonalize(float *p, size_t rows, size_t r)
 void loco_powersgd_back(const float *m, size_t rows, size_t cols, const float *p, size_t r,
                         float *q)
 {
-    /* Each thread owns a block of Q's rows (columns of M), summing over i in order. */
+    /* Q[j][c] = sum_i M[i][j] P[i][c], summed in i order: each thread owns a block of 256
+     * columns of M and adds the scaled rows M[i][block] into a column-major accumulator. */
 #pragma omp parallel for schedule(static) if (rows * cols >= 65536)
-    for (size_t j0 = 0; j0 < cols; j0 += 64) {
-        size_t j1 = cols - j0 < 64 ? cols : j0 + 64;
-        double acc[64 * 16];
+    for (size_t j0 = 0; j0 < cols; j0 += 256) {
+        size_t width = cols - j0 < 256 ? cols - j0 : 256;
+        float acc[16][256];
         for (size_t c0 = 0; c0 < r; c0 += 16) {
-            size_t c1 = r - c0 < 16 ? r : c0 + 16;
-            memset(acc, 0, sizeof acc);
+            size_t cn = r - c0 < 16 ? r - c0 : 16;
+            for (size_t c = 0; c < cn; c++) {
+                memset(acc[c], 0, width * sizeof(float));
+            }
             for (size_t i = 0; i < rows; i++) {
-                const float *mi = m + i * cols;
-                for (size_t j = j0; j < j1; j++) {
-                    double v = mi[j];
-                    for (size_t c = c0; c < c1; c++) {
-                        acc[(j - j0) * 16 + (c - c0)] += v * p[i * r + c];
+                const float *mi = m + i * cols + j0;
+                for (size_t c = 0; c < cn; c++) {
+                    const float a = p[i * r + c0 + c];
+                    float *t = acc[c];
+                    for (size_t j = 0; j < width; j++) {
+                        t[j] += a * mi[j];
                     }
                 }
             }
-            for (size_t j = j0; j < j1; j++) {
-                for (size_t c = c0; c < c1; c++) {
-                    q[j * r + c] = (float)acc[(j - j0) * 16 + (c - c0)];
+            for (size_t j = 0; j < width; j++) {
+                for (size_t c = 0; c < cn; c++) {
+                    q[(j0 + j) * r + c0 + c] = acc[c][j];
                 }
             }
         }
@@ -97,14 +110,31 @@ void loco_powersgd_back(const float *m, size_t rows, size_t cols, const float *p
 void loco_powersgd_reconstruct_add(const float *p, const float *q, size_t rows, size_t cols,
                                    size_t r, float scale, float *out)
 {
+    /* out row i += scale * sum_c P[i][c] Q[:, c], as scaled rows of Q^T (vectorises). */
 #pragma omp parallel for schedule(static) if (rows * cols >= 65536)
-    for (size_t i = 0; i < rows; i++) {
-        for (size_t j = 0; j < cols; j++) {
-            float s = 0.0f;
-            for (size_t c = 0; c < r; c++) {
-                s += p[i * r + c] * q[j * r + c];
+    for (size_t j0 = 0; j0 < cols; j0 += 256) {
+        size_t width = cols - j0 < 256 ? cols - j0 : 256;
+        float qt[16][256]; /* Q^T for columns j0 .. j0 + width, 16 factors at a time */
+        for (size_t c0 = 0; c0 < r; c0 += 16) {
+            size_t cn = r - c0 < 16 ? r - c0 : 16;
+            for (size_t j = 0; j < width; j++) {
+                for (size_t c = 0; c < cn; c++) {
+                    qt[c][j] = q[(j0 + j) * r + c0 + c];
+                }
             }
-            out[i * cols + j] += scale * s;
+            for (size_t i = 0; i < rows; i++) {
+                float *o = out + i * cols + j0;
+                float acc[256] = {0};
+                for (size_t c = 0; c < cn; c++) {
+                    const float a = p[i * r + c0 + c];
+                    for (size_t j = 0; j < width; j++) {
+                        acc[j] += a * qt[c][j];
+                    }
+                }
+                for (size_t j = 0; j < width; j++) {
+                    o[j] += scale * acc[j];
+                }
+            }
         }
     }
 }

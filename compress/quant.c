@@ -291,10 +291,16 @@ static loco_status absmax_scales(const loco_codec_params *p, int bits, const loc
 
 /* FP4 codes of t = |x| / max|x| (finite, >= 0). Above 2^-6, t lies between 2^ea and 2^(ea+1):
  * codes ea + 7 and ea + 8, the fraction is the mantissa; below, between 0 and 2^-6 (codes 0
- * and 1). Branch-free and inlined with a constant `stochastic`, so both loops vectorise. */
-static inline __attribute__((always_inline)) void fp4_codes(const float *t, const float *x,
-                                                            size_t len, const uint16_t *r,
-                                                            bool stochastic, uint8_t *codes)
+ * and 1). Inlined with a constant `stochastic`. GCC only if-converts (vectorises) this loop
+ * without -ftrapping-math, which changes no result here (loco never reads FP exception flags). */
+#if defined(__GNUC__) && !defined(__clang__)
+#define LOCO_NO_TRAPPING_MATH __attribute__((optimize("no-trapping-math")))
+#else
+#define LOCO_NO_TRAPPING_MATH
+#endif
+static inline __attribute__((always_inline)) LOCO_NO_TRAPPING_MATH void
+fp4_codes(const float *t, const float *x, size_t len, const uint16_t *r, bool stochastic,
+          uint8_t *codes)
 {
     for (size_t i = 0; i < len; i++) {
         uint32_t ab, xb; /* t >= 0 orders like its bits: min with 1.0f in integers */
@@ -305,18 +311,16 @@ static inline __attribute__((always_inline)) void fp4_codes(const float *t, cons
         int big = ea >= -6;
         float a;
         memcpy(&a, &ab, 4);
-        /* both candidates computed unconditionally: a conditional int->float conversion
-         * "could trap" and blocks if-conversion (vectorisation) under -ftrapping-math */
-        float mantissa = (float)(int)(ab & 0x7FFFFFu) * (1.0f / 8388608.0f), small = a * 64.0f;
-        float frac = big ? mantissa : small;
-        int up = stochastic ? (float)r[i] < frac * 65536.0f : frac * 2.0f >= 1.0f;
+        float frac = big ? (float)(int)(ab & 0x7FFFFFu) * (1.0f / 8388608.0f) : a * 64.0f;
+        int up = stochastic ? (float)r[i] < frac * 65536.0f : frac >= 0.5f;
         int e = (big ? ea + 7 : 0) + up;
         int neg = (int)(xb >> 31) << 3;
         codes[i] = (uint8_t)(0 == e ? 0 : (neg | e));
     }
 }
 
-static void fp4_quantize(const float *x, size_t len, const float *scales, int bits,
+static LOCO_NO_TRAPPING_MATH void fp4_quantize(const float *x, size_t len, const float *scales,
+                                               int bits,
                          const uint16_t *r, uint8_t *codes)
 {
     float t[LOCO_CODEC_TILE];

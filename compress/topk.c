@@ -6,6 +6,10 @@
 
 #include <stdlib.h>
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 #define D1_SHIFT 20                      /* first digit: top 11 bits of the 31-bit key */
 #define D1_BINS 2048
 #define DL_BITS 10                       /* second and third digits: 10 bits each */
@@ -20,10 +24,17 @@ static inline uint32_t mag_key(float x)
     return u & 0x7FFFFFFFu;
 }
 
-size_t loco_topk_cand_cap(size_t k, size_t n)
+/* Partitions of [0, n): fixed by n (never by the thread count), at most 64. */
+static size_t partition_count(size_t n)
 {
-    size_t c = 2 * k + 4096;
-    return c < n ? c : n;
+    return n >= 65536 ? (n / 32768 < 64 ? n / 32768 : 64) : 1;
+}
+
+size_t loco_topk_scratch_words(size_t k, size_t n)
+{
+    size_t cand = 2 * k + 4096;
+    cand = cand < n ? cand : n;
+    return partition_count(n) * (D1_BINS + 2 * DL_BINS) + 2 * cand;
 }
 
 /* The bin holding the k-th largest (1 <= k <= total): *above gets the count in higher bins. */
@@ -82,20 +93,20 @@ static void hist_digit(const float *x, size_t lo, size_t hi, int shift, uint32_t
     }
 }
 
-/* Resolve the threshold key T among candidates (index, key pairs) that share the top digit b:
- * T is the need-th largest key; *ties gets how many keys equal to T to keep. */
+/* Resolve the threshold key T among candidates (index, value-bits pairs) that share the top
+ * digit b: T is the need-th largest key; *ties gets how many keys equal to T to keep. */
 static uint32_t refine_candidates(const uint32_t *cand, size_t m, uint32_t b, uint64_t need,
                                   uint64_t *ties)
 {
     uint64_t h[DL_BINS] = {0};
     for (size_t c = 0; c < m; c++) {
-        h[(cand[2 * c + 1] >> DL_BITS) & (DL_BINS - 1)]++;
+        h[((cand[2 * c + 1] & 0x7FFFFFFFu) >> DL_BITS) & (DL_BINS - 1)]++;
     }
     uint64_t above2;
     uint32_t b2 = (uint32_t)find_bin(h, DL_BINS, need, &above2);
     memset(h, 0, sizeof h);
     for (size_t c = 0; c < m; c++) {
-        uint32_t key = cand[2 * c + 1];
+        uint32_t key = cand[2 * c + 1] & 0x7FFFFFFFu;
         if (((key >> DL_BITS) & (DL_BINS - 1)) == b2) {
             h[key & (DL_BINS - 1)]++;
         }
@@ -104,6 +115,48 @@ static uint32_t refine_candidates(const uint32_t *cand, size_t m, uint32_t b, ui
     uint32_t b3 = (uint32_t)find_bin(h, DL_BINS, need - above2, &above3);
     *ties = need - above2 - above3;
     return (b << D1_SHIFT) | (b2 << DL_BITS) | b3;
+}
+
+/* Pass 2 over x[lo, hi): elements whose top digit is above b go to (idx, val) in order; those
+ * equal to b go to cand as (index, value bits) pairs. With AVX2, 8 elements are tested at a
+ * time and groups without a hit (almost all of them) are skipped. */
+static void collect_range(const float *x, size_t lo, size_t hi, uint32_t b, uint32_t *idx,
+                          float *val, uint32_t *cand)
+{
+    size_t i = lo, o = 0, c = 0;
+#if defined(__AVX2__)
+    const __m256i abs_mask = _mm256_set1_epi32(0x7FFFFFFF);
+    const __m256i below = _mm256_set1_epi32((int)((b << D1_SHIFT) - 1)); /* key > below: bin >= b */
+    for (; i + 8 <= hi; i += 8) {
+        __m256i key = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), abs_mask);
+        int hits = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(key, below)));
+        while (hits) {
+            size_t at = i + (size_t)__builtin_ctz((unsigned)hits);
+            hits &= hits - 1;
+            uint32_t bits;
+            memcpy(&bits, &x[at], 4);
+            if ((bits & 0x7FFFFFFFu) >> D1_SHIFT > b) {
+                idx[o] = (uint32_t)at;
+                val[o++] = x[at];
+            } else {
+                cand[2 * c] = (uint32_t)at;
+                cand[2 * c++ + 1] = bits;
+            }
+        }
+    }
+#endif
+    for (; i < hi; i++) {
+        uint32_t bits;
+        memcpy(&bits, &x[i], 4);
+        uint32_t bin = (bits & 0x7FFFFFFFu) >> D1_SHIFT;
+        if (bin > b) {
+            idx[o] = (uint32_t)i;
+            val[o++] = x[i];
+        } else if (bin == b) {
+            cand[2 * c] = (uint32_t)i;
+            cand[2 * c++ + 1] = bits;
+        }
+    }
 }
 
 static loco_status select_all(const float *x, size_t n, uint32_t *idx, float *val,
@@ -120,7 +173,7 @@ static loco_status select_all(const float *x, size_t n, uint32_t *idx, float *va
 }
 
 loco_status loco_topk_select(const float *x, size_t n, size_t k, uint32_t *idx, float *val,
-                             uint32_t *cand, size_t cand_cap, loco_error *err)
+                             uint32_t *scratch, size_t words, loco_error *err)
 {
     if (k > n || n > LOCO_CODEC_MAX_N) {
         return loco_error_set(err, LOCO_ERR_INVALID_ARG, "top-k: k = %zu of n = %zu", k, n);
@@ -133,13 +186,21 @@ loco_status loco_topk_select(const float *x, size_t n, size_t k, uint32_t *idx, 
     if (k == n) {
         return select_all(x, n, idx, val, err);
     }
-    const size_t P = n >= 65536 ? (n / 32768 < 64 ? n / 32768 : 64) : 1;
-    uint32_t *h1 = malloc(P * (D1_BINS + 2 * DL_BINS) * sizeof *h1);
-    size_t *offs = malloc(4 * P * sizeof *offs);
-    if (NULL == h1 || NULL == offs) {
-        free(h1);
-        free(offs);
-        return loco_error_set(err, LOCO_ERR_NOMEM, "top-k: cannot allocate histograms");
+    const size_t P = partition_count(n), hist_words = P * (D1_BINS + 2 * DL_BINS);
+    size_t offs[4 * 64];
+    uint32_t *h1 = NULL, *owned = NULL, *cand = NULL;
+    size_t cand_cap = 0;
+    if (NULL != scratch && words >= hist_words) {
+        h1 = scratch;
+        cand = scratch + hist_words;
+        cand_cap = (words - hist_words) / 2;
+    } else {
+        h1 = owned = malloc(hist_words * sizeof *h1);
+        cand = scratch;
+        cand_cap = NULL == scratch ? 0 : words / 2;
+        if (NULL == owned) {
+            return loco_error_set(err, LOCO_ERR_NOMEM, "top-k: cannot allocate histograms");
+        }
     }
     uint32_t *h2 = h1 + P * D1_BINS, *h3 = h2 + P * DL_BINS;
     size_t *gt = offs, *eq = offs + P, *off = offs + 2 * P, *take = offs + 3 * P;
@@ -194,7 +255,7 @@ loco_status loco_topk_select(const float *x, size_t n, size_t k, uint32_t *idx, 
                 }
             }
         }
-    } else if (NULL != cand && in_bin <= cand_cap) {
+    } else if (in_bin <= cand_cap) {
         /* Pass 2: elements above bin b go straight to the output; bin b's are candidates. */
         for (size_t p = 0, acc_gt = 0, acc_eq = 0; p < P; p++) {
             off[p] = acc_gt;
@@ -204,43 +265,34 @@ loco_status loco_topk_select(const float *x, size_t n, size_t k, uint32_t *idx, 
         }
 #pragma omp parallel for schedule(static) if (P > 1)
         for (size_t p = 0; p < P; p++) {
-            size_t lo, hi, o = off[p], c = take[p];
+            size_t lo, hi;
             part_range(n, P, p, &lo, &hi);
-            for (size_t i = lo; i < hi; i++) {
-                uint32_t key = mag_key(x[i]);
-                uint32_t bin = key >> D1_SHIFT;
-                if (bin > b) {
-                    idx[o] = (uint32_t)i;
-                    val[o] = x[i];
-                    o++;
-                } else if (bin == b) {
-                    cand[2 * c] = (uint32_t)i;
-                    cand[2 * c + 1] = key;
-                    c++;
-                }
-            }
+            collect_range(x, lo, hi, b, idx + off[p], val + off[p], cand + 2 * take[p]);
         }
         uint64_t ties;
         uint32_t T = refine_candidates(cand, (size_t)in_bin, b, need, &ties);
         /* Keep candidates above T and the first `ties` equal to T, in index order (in place). */
         size_t kept = 0;
         for (size_t c = 0; c < in_bin; c++) {
-            uint32_t key = cand[2 * c + 1];
+            uint32_t key = cand[2 * c + 1] & 0x7FFFFFFFu;
             if (key > T || (key == T && ties > 0)) {
                 ties -= key == T;
-                cand[kept++] = cand[2 * c];
+                cand[2 * kept] = cand[2 * c];
+                cand[2 * kept + 1] = cand[2 * c + 1];
+                kept++;
             }
         }
-        /* Merge the two index-sorted lists from the back into idx[0..k). */
+        /* Merge the two index-sorted lists from the back into idx[0..k) (candidates carry their
+         * values, so nothing is gathered from x). */
         size_t i = (size_t)above, j = kept, o = k;
         while (j > 0) {
-            if (i > 0 && idx[i - 1] > cand[j - 1]) {
+            if (i > 0 && idx[i - 1] > cand[2 * (j - 1)]) {
                 idx[o - 1] = idx[i - 1];
                 val[o - 1] = val[i - 1];
                 i--;
             } else {
-                idx[o - 1] = cand[j - 1];
-                val[o - 1] = x[cand[j - 1]];
+                idx[o - 1] = cand[2 * (j - 1)];
+                memcpy(&val[o - 1], &cand[2 * (j - 1) + 1], 4);
                 j--;
             }
             o--;
@@ -307,9 +359,40 @@ loco_status loco_topk_select(const float *x, size_t n, size_t k, uint32_t *idx, 
             }
         }
     }
-    free(h1);
-    free(offs);
+    free(owned);
     return st;
+}
+
+size_t loco_topk_gather_at_least(const float *x, size_t n, float thr, uint32_t *idx, float *val,
+                                 size_t cap)
+{
+    size_t i = 0, c = 0;
+#if defined(__AVX2__)
+    const __m256 t = _mm256_set1_ps(thr), abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    for (; i + 8 <= n; i += 8) {
+        __m256 a = _mm256_and_ps(_mm256_loadu_ps(x + i), abs_mask);
+        int hits = _mm256_movemask_ps(_mm256_cmp_ps(a, t, _CMP_GE_OQ));
+        while (hits) {
+            size_t at = i + (size_t)__builtin_ctz((unsigned)hits);
+            hits &= hits - 1;
+            if (c < cap) {
+                idx[c] = (uint32_t)at;
+                val[c] = x[at];
+            }
+            c++;
+        }
+    }
+#endif
+    for (; i < n; i++) {
+        if (fabsf(x[i]) >= thr) {
+            if (c < cap) {
+                idx[c] = (uint32_t)i;
+                val[c] = x[i];
+            }
+            c++;
+        }
+    }
+    return c;
 }
 
 /* ---- reference ------------------------------------------------------------------------------ */
@@ -367,7 +450,7 @@ static void topk_state_plan(const loco_codec_params *p, loco_codec_state *s)
 {
     size_t k = loco_codec_keep_count(p->density, s->n);
     s->sel_cap = k;
-    s->cand_cap = loco_topk_cand_cap(k, s->n);
+    s->scratch_words = loco_topk_scratch_words(k, s->n);
 }
 
 static loco_status topk_encode(const loco_codec *codec, loco_codec_state *state,
@@ -381,8 +464,8 @@ static loco_status topk_encode(const loco_codec *codec, loco_codec_state *state,
         state = scratch;
     }
     size_t k = loco_codec_keep_count(codec->params.density, n);
-    loco_status st = loco_topk_select(in, n, k, state->sel_idx, state->sel_val, state->cand,
-                                      state->cand_cap, err);
+    loco_status st = loco_topk_select(in, n, k, state->sel_idx, state->sel_val, state->scratch,
+                                      state->scratch_words, err);
     if (LOCO_OK == st) {
         w->k = k;
         st = loco_sparse_write(state->sel_idx, state->sel_val, k, n, codec->params.entropy,

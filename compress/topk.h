@@ -22,14 +22,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Scratch entries loco_topk_select uses for candidates when selecting k (2 uint32 each). */
-size_t loco_topk_cand_cap(size_t k, size_t n);
+/* uint32 words of scratch for the fast path of selecting k of n: the partition histograms and
+ * room for 2 k + 4096 candidates. */
+size_t loco_topk_scratch_words(size_t k, size_t n);
 
-/* Select the top k of x[0..n) (k <= n) into idx[0..k) (ascending) and val[k] = x[idx]. cand is
- * optional scratch of 2 * cand_cap uint32 (NULL/0: the all-pass path). LOCO_ERR_NONFINITE if x
- * has a NaN or Inf, LOCO_ERR_NOMEM if the partition histograms cannot be allocated. */
+/* Select the top k of x[0..n) (k <= n) into idx[0..k) (ascending) and val[k] = x[idx]. scratch
+ * (words uint32) is optional: with loco_topk_scratch_words(k, n) words nothing is allocated;
+ * with fewer, the histograms are allocated per call and candidates that do not fit take the
+ * all-pass path (still exact). LOCO_ERR_NONFINITE if x has a NaN or Inf, LOCO_ERR_NOMEM if the
+ * histograms cannot be allocated. */
 loco_status loco_topk_select(const float *x, size_t n, size_t k, uint32_t *idx, float *val,
-                             uint32_t *cand, size_t cand_cap, loco_error *err);
+                             uint32_t *scratch, size_t words, loco_error *err);
+
+/* Gather (i, x_i) for every |x_i| >= thr, in index order, into idx/val: at most cap are written,
+ * the rest only counted. Returns how many qualify. (DGC's threshold pass; AVX2 tests 8 values
+ * at a time.) */
+size_t loco_topk_gather_at_least(const float *x, size_t n, float thr, uint32_t *idx, float *val,
+                                 size_t cap);
 
 /* The reference: sort all indices by (|x| descending, index ascending), keep k, sort them.
  * O(n log n) and allocating; for tests and the benchmark's check only. */

@@ -9,13 +9,13 @@
 
 /* ---- top-k selection ---------------------------------------------------------------------------- */
 
-static void check_select(const float *x, size_t n, size_t k, size_t cand_cap, const char *what)
+static void check_select(const float *x, size_t n, size_t k, size_t words, const char *what)
 {
     uint32_t *idx = malloc((k ? k : 1) * 4), *ref = malloc((k ? k : 1) * 4);
     float *val = malloc((k ? k : 1) * 4), *rval = malloc((k ? k : 1) * 4);
-    uint32_t *cand = cand_cap ? malloc(2 * cand_cap * 4) : NULL;
+    uint32_t *cand = words ? malloc(words * 4) : NULL;
     loco_error err = {0};
-    cr_assert_eq(LOCO_OK, loco_topk_select(x, n, k, idx, val, cand, cand_cap, &err), "%s: %s",
+    cr_assert_eq(LOCO_OK, loco_topk_select(x, n, k, idx, val, cand, words, &err), "%s: %s",
                  what, err.msg);
     cr_assert_eq(LOCO_OK, loco_topk_select_naive(x, n, k, ref, rval));
     for (size_t j = 0; j < k; j++) {
@@ -41,7 +41,7 @@ Test(topk, radix_select_equals_the_reference_at_odd_sizes)
         for (int f = 0; f < 5; f++) {
             size_t k = (size_t)(fractions[f] * (double)n);
             k = 1 == f && 0 == k ? 1 : k;
-            check_select(x, n, k, loco_topk_cand_cap(k, n), "candidates");
+            check_select(x, n, k, loco_topk_scratch_words(k, n), "candidates");
             check_select(x, n, k, 0, "all-pass");
         }
         free(x);
@@ -64,14 +64,14 @@ Test(topk, ties_go_to_the_lowest_index)
     }
     const size_t ks[] = {1, 17, 1000, 42857, 100000, 200000, n - 1};
     for (int j = 0; j < 7; j++) {
-        check_select(x, n, ks[j], loco_topk_cand_cap(ks[j], n), "ties, candidates");
+        check_select(x, n, ks[j], loco_topk_scratch_words(ks[j], n), "ties, candidates");
         check_select(x, n, ks[j], 16, "ties, scratch too small");
     }
     /* all equal */
     for (size_t i = 0; i < n; i++) {
         x[i] = 2.5f;
     }
-    check_select(x, n, 1234, loco_topk_cand_cap(1234, n), "all equal");
+    check_select(x, n, 1234, loco_topk_scratch_words(1234, n), "all equal");
     free(x);
 }
 
