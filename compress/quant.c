@@ -25,6 +25,57 @@ static size_t dense_payload_bound(const loco_codec_params *p, size_t n, size_t r
     return n * dense_elem_bytes(p->id);
 }
 
+/* fp16 / bf16 of a tile of finite values; returns nonzero if one overflowed to Inf. bf16 rounds
+ * to nearest even with integer arithmetic (exactly loco_f32_to_bf16 for finite values, and
+ * vectorisable); fp16 uses base/half.h. */
+static uint32_t half_encode_tile(loco_codec_id id, const float *x, size_t len, uint16_t *h)
+{
+    uint32_t overflow = 0;
+    if (LOCO_CODEC_BF16 == id) {
+        for (size_t i = 0; i < len; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+            h[i] = (uint16_t)r;
+            overflow |= (uint32_t)(0x7F80u == (r & 0x7F80u));
+        }
+        return overflow;
+    }
+    for (size_t i = 0; i < len; i++) {
+        h[i] = loco_f32_to_f16(x[i]);
+        overflow |= (uint32_t)(0x7C00u == (h[i] & 0x7C00u));
+    }
+    return overflow;
+}
+
+/* out[i] += scale * value(h[i]) for validated (finite) fp16 / bf16 values. fp16 builds both the
+ * normal and the subnormal reading and picks one on integer bits (vectorisable; equal to
+ * loco_f16_to_f32 for finite values). */
+static LOCO_NO_TRAPPING_MATH void half_decode_add_tile(loco_codec_id id, const uint16_t *h,
+                                                       size_t len, float scale, float *out)
+{
+    if (LOCO_CODEC_BF16 == id) {
+        for (size_t i = 0; i < len; i++) {
+            uint32_t u = (uint32_t)h[i] << 16;
+            float v;
+            memcpy(&v, &u, 4);
+            out[i] += scale * v;
+        }
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        uint32_t sign = (uint32_t)(h[i] & 0x8000u) << 16, e = (h[i] >> 10) & 0x1Fu,
+                 m = h[i] & 0x3FFu;
+        float sub = (float)(int)m * (1.0f / 16777216.0f); /* mant * 2^-24, exact */
+        uint32_t sub_bits, normal_bits = sign | ((e + 112u) << 23) | (m << 13);
+        memcpy(&sub_bits, &sub, 4);
+        uint32_t bits = 0 == e ? (sub_bits | sign) : normal_bits;
+        float v;
+        memcpy(&v, &bits, 4);
+        out[i] += scale * v;
+    }
+}
+
 static loco_status dense_encode(const loco_codec *codec, loco_codec_state *state,
                                 const float *in, size_t n, const loco_codec_ctx *ctx,
                                 loco_wire *w, uint8_t *payload, size_t cap, size_t *len,
@@ -48,18 +99,13 @@ static loco_status dense_encode(const loco_codec *codec, loco_codec_state *state
         *len = bytes;
         return LOCO_OK;
     }
-    int overflow = 0;
+    uint32_t overflow = 0;
 #pragma omp parallel for schedule(static) reduction(| : overflow) if (n >= 65536)
     for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
-        size_t end = n - t < LOCO_CODEC_TILE ? n : t + LOCO_CODEC_TILE;
+        size_t len = n - t < LOCO_CODEC_TILE ? n - t : LOCO_CODEC_TILE;
         uint16_t h[LOCO_CODEC_TILE];
-        for (size_t i = t; i < end; i++) {
-            h[i - t] = LOCO_CODEC_FP16 == id ? loco_f32_to_f16(in[i]) : loco_f32_to_bf16(in[i]);
-            /* fp16 exponent 31 / bf16 exponent 255: the value overflowed to Inf */
-            overflow |= LOCO_CODEC_FP16 == id ? (0x7C00u == (h[i - t] & 0x7C00u))
-                                              : (0x7F80u == (h[i - t] & 0x7F80u));
-        }
-        memcpy(payload + 2 * t, h, 2 * (end - t));
+        overflow |= half_encode_tile(id, in + t, len, h);
+        memcpy(payload + 2 * t, h, 2 * len);
     }
     if (overflow) {
         return loco_error_set(err, LOCO_ERR_RANGE,
@@ -121,11 +167,7 @@ static loco_status dense_decode_add(const loco_wire *w, const uint8_t *payload, 
         } else {
             uint16_t h[LOCO_CODEC_TILE];
             memcpy(h, payload + 2 * t, 2 * (end - t));
-            for (size_t i = t; i < end; i++) {
-                float v = LOCO_CODEC_FP16 == id ? loco_f16_to_f32(h[i - t])
-                                                : loco_bf16_to_f32(h[i - t]);
-                out[i] += scale * v;
-            }
+            half_decode_add_tile(id, h, end - t, scale, out + t);
         }
     }
     return LOCO_OK;
@@ -291,13 +333,7 @@ static loco_status absmax_scales(const loco_codec_params *p, int bits, const loc
 
 /* FP4 codes of t = |x| / max|x| (finite, >= 0). Above 2^-6, t lies between 2^ea and 2^(ea+1):
  * codes ea + 7 and ea + 8, the fraction is the mantissa; below, between 0 and 2^-6 (codes 0
- * and 1). Inlined with a constant `stochastic`. GCC only if-converts (vectorises) this loop
- * without -ftrapping-math, which changes no result here (loco never reads FP exception flags). */
-#if defined(__GNUC__) && !defined(__clang__)
-#define LOCO_NO_TRAPPING_MATH __attribute__((optimize("no-trapping-math")))
-#else
-#define LOCO_NO_TRAPPING_MATH
-#endif
+ * and 1). Inlined with a constant `stochastic`. */
 static inline __attribute__((always_inline)) LOCO_NO_TRAPPING_MATH void
 fp4_codes(const float *t, const float *x, size_t len, const uint16_t *r, bool stochastic,
           uint8_t *codes)

@@ -13,6 +13,14 @@
 
 #include "codec_impl.h"
 
+/* GCC if-converts (and so vectorises) loops with conditional float operations only without
+ * -ftrapping-math; loco never reads FP exception flags, so this changes no result. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define LOCO_NO_TRAPPING_MATH __attribute__((optimize("no-trapping-math")))
+#else
+#define LOCO_NO_TRAPPING_MATH
+#endif
+
 /* Statistics of a bucket; which ones are computed is a mask of LOCO_QSTAT_*. */
 enum {
     LOCO_QSTAT_MINMAX = 1, /* min, max */

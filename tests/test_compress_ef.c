@@ -73,6 +73,35 @@ Test(ef, mass_is_conserved_exactly_for_sparsifiers_and_to_a_rounding_for_dense)
     free(total_sent);
 }
 
+Test(ef, decay_scales_the_residual_like_demo_momentum)
+{
+    /* identity-like codec on one element that top-k drops: e_t = decay * e_{t-1} + g */
+    const size_t n = 200;
+    float g[200];
+    for (size_t i = 0; i < n; i++) {
+        g[i] = i == 0 ? 10.0f : 1.0f; /* element 0 is always the one sent */
+    }
+    loco_codec_params p = loco_codec_params_default(LOCO_CODEC_TOPK);
+    p.density = 0.005f; /* k = 1 */
+    loco_codec *c = test_codec(p);
+    loco_ef_params ep = {LOCO_EF_EF, 0.01f, 0.5f};
+    loco_ef *ef = NULL;
+    cr_assert_eq(LOCO_OK, loco_ef_init(&ef, &ep, n, NULL));
+    float *e, *h;
+    loco_ef_buffers(ef, &e, &h);
+    uint8_t msg[4096];
+    size_t len;
+    for (int step = 0; step < 3; step++) {
+        cr_assert_eq(LOCO_OK, loco_ef_encode(ef, c, NULL, g, n, NULL, msg, sizeof msg, &len, NULL));
+    }
+    cr_expect_float_eq(e[5], 1.0f + 0.5f * (1.0f + 0.5f * 1.0f), 1e-6, "decayed residual");
+    cr_expect_eq(e[0], 0.0f, "the sent element leaves nothing behind");
+    loco_ef_reset(ef);
+    cr_expect_eq(e[5], 0.0f);
+    loco_ef_free(ef);
+    loco_codec_free(c);
+}
+
 Test(ef, bad_params_and_mode_names)
 {
     loco_ef *ef = NULL;
@@ -524,6 +553,36 @@ Test(stateful, dgc_and_powersgd_bytes_do_not_depend_on_threads)
     }
     omp_set_num_threads(saved);
     free(x);
+}
+
+Test(powersgd, restored_warm_start_continues_identically)
+{
+    const size_t rows = 24, cols = 16, n = rows * cols;
+    float *m = test_floats(n);
+    fill_normal(m, n, 31);
+    loco_codec *c = test_codec(loco_codec_params_default(LOCO_CODEC_POWERSGD));
+    loco_codec_state *a = NULL, *b = NULL;
+    cr_assert_eq(LOCO_OK, loco_codec_state_init(&a, c, rows, cols, NULL));
+    cr_assert_eq(LOCO_OK, loco_codec_state_init(&b, c, rows, cols, NULL));
+    size_t len1, len2;
+    free(test_encode(c, a, m, n, NULL, &len1));
+    free(test_encode(c, a, m, n, NULL, &len1));
+    /* checkpoint a's Q into b */
+    loco_codec_buffer ba[2], bb[2];
+    cr_assert_eq(1, loco_codec_state_buffers(a, ba));
+    cr_assert_eq(1, loco_codec_state_buffers(b, bb));
+    cr_assert_str_eq(ba[0].name, "powersgd.q");
+    memcpy(bb[0].data, ba[0].data, ba[0].len * sizeof(float));
+    loco_codec_state_mark_restored(b);
+    uint8_t *m1 = test_encode(c, a, m, n, NULL, &len1);
+    uint8_t *m2 = test_encode(c, b, m, n, NULL, &len2);
+    cr_expect(len1 == len2 && 0 == memcmp(m1, m2, len1), "restored state differs");
+    free(m1);
+    free(m2);
+    loco_codec_state_free(a);
+    loco_codec_state_free(b);
+    loco_codec_free(c);
+    free(m);
 }
 
 Test(powersgd, hostile_messages)
