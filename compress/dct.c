@@ -313,8 +313,8 @@ static loco_status dct_validate(const loco_wire *w, const uint8_t *payload, size
         return loco_error_set(err, LOCO_ERR_FORMAT,
                               "dct_topk message: header fields unused by this codec are not zero");
     }
-    if (w->param < 1 || w->param > 4096 || (uint64_t)w->rows * w->cols != n ||
-        (n > 0 && (0 == w->rows || 0 == w->cols))) {
+    if (w->param < 1 || w->param > 4096 || (uint64_t)w->rows * w->cols != n || 0 == w->rows ||
+        (n > 0 && 0 == w->cols) || (0 == n && 1 != w->rows)) {
         return loco_error_set(err, LOCO_ERR_RANGE,
                               "dct_topk message: chunk_topk %u, shape %u x %u for %zu elements",
                               w->param, w->rows, w->cols, n);

@@ -225,7 +225,7 @@ static loco_status powersgd_decode_add(const loco_wire *w, const uint8_t *payloa
                               "powersgd message: header fields unused by this codec are not zero");
     }
     size_t rows = w->rows, cols = w->cols, r = w->param;
-    if ((uint64_t)rows * cols != n || r > rows || r > cols || r > 1024 || (n > 0 && 0 == r)) {
+    if ((uint64_t)rows * cols != n || 0 == n || 0 == r || r > rows || r > cols || r > 1024) {
         return loco_error_set(err, LOCO_ERR_RANGE,
                               "powersgd message: rank %zu, shape %zu x %zu for %zu elements", r,
                               rows, cols, n);

@@ -5,8 +5,10 @@
 #include "test_compress_util.h"
 #include "compress/codec_impl.h" /* loco_codec_draws16 */
 #include "compress/crc32.h"
+#include "bench/bench.h"
 
 #include <omp.h>
+#include <unistd.h>
 
 /* ---- registry, params, RNG layout ------------------------------------------------------------ */
 
@@ -669,4 +671,34 @@ Test(wire, dense_payload_nan_and_peek)
         free(m);
         loco_codec_free(c);
     }
+}
+
+/* ---- the benchmark runs and writes its records ------------------------------------------------- */
+
+Test(bench, compress_bench_runs_on_a_small_size_and_writes_json)
+{
+    char path[] = "/tmp/loco_bench_compress_XXXXXX";
+    int fd = mkstemp(path);
+    cr_assert_geq(fd, 0);
+    close(fd);
+    char *argv[] = {"compress", "--sizes", "8K", "--reps", "1", "--json", path, NULL};
+    cr_assert_eq(0, loco_bench_compress(7, argv));
+    char *text = NULL;
+    size_t len = 0;
+    cr_assert_eq(LOCO_OK, loco_file_read_all(path, 1 << 20, &text, &len, NULL));
+    loco_json_doc doc;
+    cr_assert_eq(LOCO_OK, loco_json_parse(&doc, text, len, NULL, NULL));
+    int records = 0, with_baseline = 0;
+    for (const loco_json_node *r = loco_json_child(&doc, loco_json_root(&doc)); NULL != r;
+         r = loco_json_next(&doc, r)) {
+        records++;
+        with_baseline += NULL != loco_json_get(&doc, r, "baseline_value");
+    }
+    cr_expect_eq(records, 1 + 3 * LOCO_CODEC_COUNT + 2, "memcpy + 3 per codec + 2 top-k");
+    cr_expect_eq(with_baseline, records);
+    loco_json_free(&doc);
+    free(text);
+    unlink(path);
+    char *bad[] = {"compress", "--codecs", "zip", NULL};
+    cr_expect_eq(2, loco_bench_compress(3, bad));
 }
