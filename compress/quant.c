@@ -246,12 +246,43 @@ static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loc
     return maxmin_check_scales(scales, bits);
 }
 
+/* levels[i] = round((v_i - offset) * mul) in [0, top] with v_i = x[i] (or |x[i]|), stochastic
+ * with draws r or nearest: the fused one-pass form of scale_values + round_levels for scales
+ * whose reciprocal is finite. */
+static inline __attribute__((always_inline)) void affine_levels(const float *x, size_t len,
+                                                                float offset, float mul,
+                                                                bool absolute, int top,
+                                                                const uint16_t *r,
+                                                                uint8_t *levels)
+{
+    if (NULL == r) {
+        for (size_t i = 0; i < len; i++) {
+            int c = (int)(((absolute ? fabsf(x[i]) : x[i]) - offset) * mul + 0.5f);
+            levels[i] = (uint8_t)(c < top ? c : top);
+        }
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        float t = ((absolute ? fabsf(x[i]) : x[i]) - offset) * mul;
+        int c = (int)t;
+        c += (int)((float)r[i] < (t - (float)c) * 65536.0f);
+        levels[i] = (uint8_t)(c < top ? c : top);
+    }
+}
+
 static void maxmin_quantize(const float *x, size_t len, const float *scales, int bits,
                             const uint16_t *r, uint8_t *codes)
 {
+    int top = (int)((1u << bits) - 1u);
+    bool divide;
+    float inv = loco_qinverse(scales[1], &divide);
+    if (!divide) {
+        affine_levels(x, len, scales[0], inv, false, top, r, codes);
+        return;
+    }
     float t[LOCO_CODEC_TILE];
     scale_values(x, len, scales[0], scales[1], false, t);
-    round_levels(t, len, r, (int)((1u << bits) - 1u), codes);
+    round_levels(t, len, r, top, codes);
 }
 
 static void maxmin_dequant_add(const uint8_t *codes, size_t len, const float *scales, int bits,
@@ -265,7 +296,7 @@ static void maxmin_dequant_add(const uint8_t *codes, size_t len, const float *sc
 
 static const loco_qkind maxmin_kind = {
     "maxmin", false, 0, 1, 8, true, 2, LOCO_QSTAT_MINMAX, NULL,
-    maxmin_scales, maxmin_quantize, maxmin_check_scales, maxmin_dequant_add,
+    maxmin_scales, maxmin_quantize, maxmin_check_scales, maxmin_dequant_add, NULL,
 };
 
 /* ---- QSGD ---------------------------------------------------------------------------------- */
@@ -285,15 +316,23 @@ static void qsgd_quantize(const float *x, size_t len, const float *scales, int b
                           const uint16_t *r, uint8_t *codes)
 {
     int s = (int)((1u << (bits - 1)) - 1u);
-    float t[LOCO_CODEC_TILE];
     uint8_t level[LOCO_CODEC_TILE];
-    scale_values(x, len, 0.0f, scales[0], true, t);
-    for (size_t i = 0; i < len; i++) {
-        t[i] *= (float)s;
+    bool divide;
+    float inv = loco_qinverse(scales[0], &divide);
+    if (!divide) {
+        affine_levels(x, len, 0.0f, inv * (float)s, true, s, r, level);
+    } else {
+        float t[LOCO_CODEC_TILE];
+        scale_values(x, len, 0.0f, scales[0], true, t);
+        for (size_t i = 0; i < len; i++) {
+            t[i] *= (float)s;
+        }
+        round_levels(t, len, r, s, level);
     }
-    round_levels(t, len, r, s, level);
-    for (size_t i = 0; i < len; i++) {
-        codes[i] = (uint8_t)(x[i] < 0.0f ? s - level[i] : s + level[i]);
+    for (size_t i = 0; i < len; i++) { /* sign from the sign bit: -0.0 has level 0 anyway */
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        codes[i] = (uint8_t)((u >> 31) ? s - level[i] : s + level[i]);
     }
 }
 
@@ -319,7 +358,7 @@ static void qsgd_dequant_add(const uint8_t *codes, size_t len, const float *scal
 
 static const loco_qkind qsgd_kind = {
     "qsgd", false, 0, 2, 8, true, 1, LOCO_QSTAT_SUMSQ, qsgd_codes_ok,
-    qsgd_scales, qsgd_quantize, loco_qcheck_nonneg_scale, qsgd_dequant_add,
+    qsgd_scales, qsgd_quantize, loco_qcheck_nonneg_scale, qsgd_dequant_add, NULL,
 };
 
 /* ---- FP4 E3M0 ------------------------------------------------------------------------------ */
@@ -393,7 +432,7 @@ static void fp4_dequant_add(const uint8_t *codes, size_t len, const float *scale
 
 static const loco_qkind fp4_kind = {
     "fp4", false, 4, 4, 4, true, 1, 0, fp4_codes_ok,
-    absmax_scales, fp4_quantize, loco_qcheck_nonneg_scale, fp4_dequant_add,
+    absmax_scales, fp4_quantize, loco_qcheck_nonneg_scale, fp4_dequant_add, NULL,
 };
 
 /* ---- codec tables ---------------------------------------------------------------------------- */

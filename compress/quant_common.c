@@ -88,7 +88,25 @@ static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *
 {
     qstats_identity(st);
     const bool sums = 0 != (want & (LOCO_QSTAT_SUM | LOCO_QSTAT_SUMSQ | LOCO_QSTAT_SUMABS));
-    if (!sums || (want & LOCO_QSTAT_MINMAX) || (want & LOCO_QSTAT_SUM)) {
+    if (want & LOCO_QSTAT_MINMAX) { /* min, max and the NaN/Inf check in one pass */
+        uint32_t am = 0;
+        float mn = FLT_MAX, mx = -FLT_MAX;
+#pragma omp simd reduction(max : am) reduction(min : mn) reduction(max : mx)
+        for (size_t i = 0; i < len; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            u &= 0x7FFFFFFFu;
+            am = u > am ? u : am;
+            mn = x[i] < mn ? x[i] : mn;
+            mx = x[i] > mx ? x[i] : mx;
+        }
+        st->absmax_bits = am;
+        st->min = mn;
+        st->max = mx;
+        if (am >= 0x7F800000u) {
+            return;
+        }
+    } else if (!sums || (want & LOCO_QSTAT_SUM)) {
         uint32_t am = 0;
 #pragma omp simd reduction(max : am)
         for (size_t i = 0; i < len; i++) {
@@ -101,16 +119,6 @@ static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *
         if (am >= 0x7F800000u) {
             return; /* NaN or Inf: the caller rejects the input */
         }
-    }
-    if (want & LOCO_QSTAT_MINMAX) {
-        float mn = FLT_MAX, mx = -FLT_MAX;
-#pragma omp simd reduction(min : mn) reduction(max : mx)
-        for (size_t i = 0; i < len; i++) {
-            mn = x[i] < mn ? x[i] : mn;
-            mx = x[i] > mx ? x[i] : mx;
-        }
-        st->min = mn;
-        st->max = mx;
     }
     size_t full = len / 8 * 8;
     if (want & (LOCO_QSTAT_SUM | LOCO_QSTAT_SUMSQ)) {
@@ -202,14 +210,14 @@ static void run_pack(int bits, const uint8_t *codes, size_t len, uint8_t *out)
     }
 }
 
-/* The 5 trits of a byte value (< 243); division by the constant 3 compiles to a multiply. */
-static inline void trits_of(unsigned v, uint8_t t[5])
-{
-    for (int j = 0; j < 5; j++) {
-        t[j] = (uint8_t)(v % 3);
-        v /= 3;
-    }
-}
+/* The 5 trits of every byte value 0..242 (t0 + 3 t1 + 9 t2 + 27 t3 + 81 t4), built by the
+ * preprocessor: a constant table, no runtime state. */
+#define LOCO_T5(v) {(v) % 3, (v) / 3 % 3, (v) / 9 % 3, (v) / 27 % 3, (v) / 81 % 3}
+#define LOCO_R3(v) LOCO_T5(v), LOCO_T5((v) + 1), LOCO_T5((v) + 2)
+#define LOCO_R9(v) LOCO_R3(v), LOCO_R3((v) + 3), LOCO_R3((v) + 6)
+#define LOCO_R27(v) LOCO_R9(v), LOCO_R9((v) + 9), LOCO_R9((v) + 18)
+#define LOCO_R81(v) LOCO_R27(v), LOCO_R27((v) + 27), LOCO_R27((v) + 54)
+const uint8_t loco_trit_table[243][5] = {LOCO_R81(0), LOCO_R81(81), LOCO_R81(162)};
 
 /* Is a packed run well formed: zero padding bits; for base-3, every byte below 243 and the trits
  * beyond the run zero? (Cheap: no unpacking.) */
@@ -236,12 +244,10 @@ static void run_unpack(int bits, const uint8_t *in, size_t len, uint8_t *codes)
     }
     size_t full = len / 5;
     for (size_t g = 0; g < full; g++) {
-        trits_of(in[g], codes + 5 * g);
+        memcpy(codes + 5 * g, loco_trit_table[in[g]], 5);
     }
     if (len > 5 * full) {
-        uint8_t t[5];
-        trits_of(in[full], t);
-        memcpy(codes + 5 * full, t, len - 5 * full);
+        memcpy(codes + 5 * full, loco_trit_table[in[full]], len - 5 * full);
     }
 }
 
@@ -433,6 +439,11 @@ loco_status loco_quant_decode_add(const loco_qkind *kind, const loco_wire *w,
         uint8_t codes[LOCO_CODEC_TILE];
         float scales[4];
         memcpy(scales, payload + it.bucket * (size_t)sf * 4, (size_t)sf * 4);
+        if (NULL != kind->dequant_add_packed) {
+            kind->dequant_add_packed(payload + it.code_off, it.len, scales, bits, scale,
+                                     out + it.start);
+            continue;
+        }
         run_unpack(L.bits, payload + it.code_off, it.len, codes);
         kind->dequant_add(codes, it.len, scales, bits, scale, out + it.start);
     }

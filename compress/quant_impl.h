@@ -59,6 +59,9 @@ typedef struct loco_qkind {
     /* out[i] += scale * value(codes[i]) for len elements. */
     void (*dequant_add)(const uint8_t *codes, size_t len, const float *scales, int bits,
                         float scale, float *out);
+    /* Optional: the same straight from a validated packed run (skips unpacking); NULL if none. */
+    void (*dequant_add_packed)(const uint8_t *packed, size_t len, const float *scales, int bits,
+                               float scale, float *out);
 } loco_qkind;
 
 /* Code bits of a family under params (0 for base-3); the header's bits field carries them. */
@@ -72,6 +75,9 @@ static inline float loco_qinverse(float scale, bool *divide)
     *divide = scale > 0.0f && !(inv <= 3.0e38f);
     return inv;
 }
+
+/* The 5 trits of each byte value 0..242 of a ternary run (quant_common.c). */
+extern const uint8_t loco_trit_table[243][5];
 
 /* Largest payload of a family for n elements. */
 size_t loco_quant_payload_bound(const loco_qkind *kind, const loco_codec_params *p, size_t n);

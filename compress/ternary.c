@@ -38,14 +38,12 @@ static void ternary_quantize(const float *x, size_t len, const float *scales, in
     for (size_t i = 0; i < len; i++) {
         t[i] = divide ? fabsf(x[i]) / scales[0] : fabsf(x[i]) * inv;
     }
-    if (NULL == r) {
-        for (size_t i = 0; i < len; i++) {
-            codes[i] = (uint8_t)(t[i] >= 0.5f ? (x[i] < 0.0f ? 2 : 1) : 0);
-        }
-    } else {
-        for (size_t i = 0; i < len; i++) {
-            codes[i] = (uint8_t)((float)r[i] < t[i] * 65536.0f ? (x[i] < 0.0f ? 2 : 1) : 0);
-        }
+    /* keep -> 1 + sign bit (2 for negative); integer selects so the loops vectorise */
+    for (size_t i = 0; i < len; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        int keep = NULL == r ? t[i] * 2.0f >= 1.0f : (float)r[i] < t[i] * 65536.0f;
+        codes[i] = (uint8_t)(keep ? 1 + (u >> 31) : 0);
     }
 }
 
@@ -58,9 +56,30 @@ static void ternary_dequant_add(const uint8_t *codes, size_t len, const float *s
     }
 }
 
+/* Straight from the packed bytes (validated), through the constant trit table. */
+static void ternary_dequant_add_packed(const uint8_t *packed, size_t len, const float *scales,
+                                       int bits, float scale, float *out)
+{
+    const float v[3] = {0.0f, scale * scales[0], -(scale * scales[0])};
+    size_t full = len / 5;
+    for (size_t g = 0; g < full; g++) {
+        const uint8_t *t = loco_trit_table[packed[g]];
+        float *o = out + 5 * g;
+        o[0] += v[t[0]];
+        o[1] += v[t[1]];
+        o[2] += v[t[2]];
+        o[3] += v[t[3]];
+        o[4] += v[t[4]];
+    }
+    for (size_t j = 0; j < len - 5 * full; j++) {
+        out[5 * full + j] += v[loco_trit_table[packed[full]][j]];
+    }
+}
+
 static const loco_qkind ternary_kind = {
     "ternary", true, 0, 0, 0, true, 1, LOCO_QSTAT_SUM, NULL,
     ternary_scales, ternary_quantize, loco_qcheck_nonneg_scale, ternary_dequant_add,
+    ternary_dequant_add_packed,
 };
 
 LOCO_QUANT_OPS(ternary, ternary_kind);
