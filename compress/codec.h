@@ -153,8 +153,9 @@ void loco_codec_state_mark_restored(loco_codec_state *state);
  * written. state may be NULL for stateless use (a collective's chunks): the message is then
  * shaped 1 x n and scratch is allocated per call; DGC and PowerSGD need a state and return
  * LOCO_ERR_INVALID_ARG without one. A state's n must equal n. Non-finite input gives
- * LOCO_ERR_NONFINITE, cap too small LOCO_ERR_RANGE; on error *out_len is 0 and state is
- * unchanged. */
+ * LOCO_ERR_NONFINITE; cap too small, or values whose scale/coefficients overflow fp32,
+ * LOCO_ERR_RANGE. On error *out_len is 0 and the state is unchanged, except that a DGC velocity
+ * that overflowed stays in the state (reset it with loco_codec_state_reset). */
 loco_status loco_codec_encode(const loco_codec *codec, loco_codec_state *state, const float *in,
                               size_t n, const loco_codec_ctx *ctx, uint8_t *out, size_t cap,
                               size_t *out_len);
