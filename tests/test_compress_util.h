@@ -44,7 +44,7 @@ static inline loco_codec *test_codec(loco_codec_params p)
 static inline uint8_t *test_encode(const loco_codec *c, loco_codec_state *s, const float *x,
                                    size_t n, const loco_codec_ctx *ctx, size_t *len)
 {
-    size_t cap = NULL == s ? loco_codec_bound(c, n) : loco_codec_bound(c, n);
+    size_t cap = loco_codec_bound(c, n);
     uint8_t *msg = malloc(cap);
     cr_assert_not_null(msg);
     loco_error err = {0};
