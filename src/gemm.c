@@ -204,18 +204,36 @@ static void pack_b(int kc, int nc, const float *b, ptrdiff_t b_rs, ptrdiff_t b_c
 /* ---------------------------------------------------------------------------------------------
  * Blocked driver */
 
+/* C tile (mr, nr) at row r0, column c0 of C += bias[c0..] + residual[r0.., c0..]. */
+static void add_to_tile(float *ct, ptrdiff_t ldc, int mr, int nr, const loco_gemm_addend *add,
+                        int r0, int c0)
+{
+    for (int i = 0; i < mr; i++) {
+        float *row = ct + i * ldc;
+        const float *res = NULL != add->residual ? add->residual + (r0 + i) * add->ld + c0 : NULL;
+        const float *bias = NULL != add->bias ? add->bias + c0 : NULL;
+#pragma omp simd
+        for (int j = 0; j < nr; j++) {
+            row[j] += (NULL != bias ? bias[j] : 0.0f) + (NULL != res ? res[j] : 0.0f);
+        }
+    }
+}
+
 static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, int K,
                          const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b,
-                         ptrdiff_t b_rs, ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate)
+                         ptrdiff_t b_rs, ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate,
+                         const loco_gemm_addend *add)
 {
+    LOCO_ASSERT(NULL == add || !accumulate);
     if (M <= 0 || N <= 0) {
         return;
     }
     if (K <= 0) {
-        if (!accumulate) {
-            for (int i = 0; i < M; i++) {
-                memset(c + i * ldc, 0, (size_t)N * sizeof(float));
-            }
+        for (int i = 0; i < M && !accumulate; i++) {
+            memset(c + i * ldc, 0, (size_t)N * sizeof(float));
+        }
+        if (NULL != add) {
+            add_to_tile(c, ldc, M, N, add, 0, 0);
         }
         return;
     }
@@ -252,15 +270,17 @@ static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, in
                         float *ct = c + (ic + ir) * ldc + jc + jr;
                         if (GEMM_MR == mr && GEMM_NR == nr) {
                             kernel(kc, rows, k_step, pb, ct, ldc, acc);
-                            continue;
-                        }
-                        /* Edge tile: compute the full tile aside, copy the valid part. */
-                        kernel(kc, rows, k_step, pb, edge, GEMM_NR, false);
-                        for (int i = 0; i < mr; i++) {
-                            for (int j = 0; j < nr; j++) {
-                                float v = edge[i * GEMM_NR + j];
-                                ct[i * ldc + j] = acc ? ct[i * ldc + j] + v : v;
+                        } else { /* edge tile: compute the full tile aside, copy the valid part */
+                            kernel(kc, rows, k_step, pb, edge, GEMM_NR, false);
+                            for (int i = 0; i < mr; i++) {
+                                for (int j = 0; j < nr; j++) {
+                                    float v = edge[i * GEMM_NR + j];
+                                    ct[i * ldc + j] = acc ? ct[i * ldc + j] + v : v;
+                                }
                             }
+                        }
+                        if (NULL != add && 0 == pc) { /* the tile is hot in L1 */
+                            add_to_tile(ct, ldc, mr, nr, add, ic + ir, jc + jr);
                         }
                     }
                 }
@@ -283,7 +303,7 @@ void loco_sgemm_serial(float *scratch, int M, int N, int K, const float *a, ptrd
                        ptrdiff_t ldc, bool accumulate)
 {
     gemm_blocked(best_kernel(), scratch, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc,
-                 accumulate);
+                 accumulate, NULL);
 }
 
 void loco_sgemm_serial_portable(float *scratch, int M, int N, int K, const float *a,
@@ -291,17 +311,20 @@ void loco_sgemm_serial_portable(float *scratch, int M, int N, int K, const float
                                 ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate)
 {
     gemm_blocked(kernel_portable, scratch, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc,
-                 accumulate);
+                 accumulate, NULL);
 }
 
-void loco_sgemm(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
-                ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
-                float *c, ptrdiff_t ldc, bool accumulate)
+/* Split C into one stripe per thread (rows when M >= N, else columns) and run each. */
+static void gemm_parallel(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
+                          ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
+                          ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate,
+                          const loco_gemm_addend *add)
 {
     int threads = omp_get_max_threads() < ws->threads ? omp_get_max_threads() : ws->threads;
     double flops = 2.0 * M * N * K;
     if (threads <= 1 || flops < 1e6) {
-        loco_sgemm_serial(ws->buf, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
+        gemm_blocked(best_kernel(), ws->buf, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc,
+                     accumulate, add);
         return;
     }
     bool split_rows = M >= N;
@@ -315,14 +338,37 @@ void loco_sgemm(const loco_gemm_workspace *ws, int M, int N, int K, const float 
         int lo = t * chunk;
         int hi = lo + chunk < extent ? lo + chunk : extent;
         float *scratch = loco_gemm_workspace_slice(ws, t);
+        loco_gemm_addend part = {0};
+        if (NULL != add) { /* the addends of this stripe */
+            part = *add;
+            part.residual = NULL != add->residual
+                                ? add->residual + (split_rows ? lo * add->ld : lo)
+                                : NULL;
+            part.bias = NULL != add->bias && !split_rows ? add->bias + lo : add->bias;
+        }
+        const loco_gemm_addend *my_add = NULL != add ? &part : NULL;
         if (lo < hi && split_rows) {
-            loco_sgemm_serial(scratch, hi - lo, N, K, a + lo * a_rs, a_rs, a_cs, b, b_rs, b_cs,
-                              c + lo * ldc, ldc, accumulate);
+            gemm_blocked(best_kernel(), scratch, hi - lo, N, K, a + lo * a_rs, a_rs, a_cs, b,
+                         b_rs, b_cs, c + lo * ldc, ldc, accumulate, my_add);
         } else if (lo < hi) {
-            loco_sgemm_serial(scratch, M, hi - lo, K, a, a_rs, a_cs, b + lo * b_cs, b_rs, b_cs,
-                              c + lo, ldc, accumulate);
+            gemm_blocked(best_kernel(), scratch, M, hi - lo, K, a, a_rs, a_cs, b + lo * b_cs,
+                         b_rs, b_cs, c + lo, ldc, accumulate, my_add);
         }
     }
+}
+
+void loco_sgemm(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
+                ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
+                float *c, ptrdiff_t ldc, bool accumulate)
+{
+    gemm_parallel(ws, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, NULL);
+}
+
+void loco_sgemm_add(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
+                    ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
+                    float *c, ptrdiff_t ldc, const loco_gemm_addend *add)
+{
+    gemm_parallel(ws, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, false, add);
 }
 
 void loco_sgemm_naive(int M, int N, int K, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs,

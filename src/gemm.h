@@ -45,6 +45,19 @@ void loco_sgemm(const loco_gemm_workspace *ws, int M, int N, int K, const float 
                 ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
                 float *c, ptrdiff_t ldc, bool accumulate);
 
+/* Optional addends for loco_sgemm_add: C = A·B + bias + residual. */
+typedef struct loco_gemm_addend {
+    const float *bias;     /* (N): added to every row, or NULL */
+    const float *residual; /* (M, N) with row stride ld, or NULL; must not alias C */
+    ptrdiff_t ld;
+} loco_gemm_addend;
+
+/* C = A·B + bias + residual (C is overwritten), like loco_sgemm. The addends are applied to each
+ * tile of C while it is in L1, right after its first K slice, instead of in a separate pass. */
+void loco_sgemm_add(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
+                    ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
+                    float *c, ptrdiff_t ldc, const loco_gemm_addend *add);
+
 /* The same on the calling thread only, with one thread's scratch slice (`scratch` has
  * loco_gemm_workspace_floats() floats). Safe inside a parallel region. */
 void loco_sgemm_serial(float *scratch, int M, int N, int K, const float *a, ptrdiff_t a_rs,

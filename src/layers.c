@@ -294,20 +294,10 @@ void loco_matmul_forward(const loco_gemm_workspace *ws, float *out, const float 
                          const float *weight, const float *bias, const float *residual, int N,
                          int C, int OC)
 {
-    bool prefill = NULL != bias || NULL != residual;
-    if (prefill) {
-#pragma omp parallel for schedule(static) if ((size_t)N * OC >= PARALLEL_MIN)
-        for (int n = 0; n < N; n++) {
-            float *o = out + (size_t)n * OC;
-            const float *r = NULL != residual ? residual + (size_t)n * OC : NULL;
-#pragma omp simd
-            for (int j = 0; j < OC; j++) {
-                o[j] = (NULL != bias ? bias[j] : 0.0f) + (NULL != r ? r[j] : 0.0f);
-            }
-        }
-    }
-    /* A(n, c) = inp[n*C + c]; B(c, o) = weight[o*C + c]. */
-    loco_sgemm(ws, N, OC, C, inp, C, 1, weight, 1, C, out, OC, prefill);
+    /* A(n, c) = inp[n*C + c]; B(c, o) = weight[o*C + c]; bias and residual join each tile of
+     * out while it is in L1. */
+    loco_gemm_addend add = {bias, residual, OC};
+    loco_sgemm_add(ws, N, OC, C, inp, C, 1, weight, 1, C, out, OC, &add);
 }
 
 void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dweight,

@@ -104,6 +104,38 @@ Test(gemm, matches_naive_on_every_layout_and_edge)
     }
 }
 
+Test(gemm, bias_and_residual_addends_on_every_split)
+{
+    const int dims[][3] = {{300, 70, 600}, {40, 700, 300}, {7, 9, 0}, {13, 40, 5}};
+    loco_gemm_workspace ws;
+    cr_assert_eq(loco_gemm_workspace_init(&ws, 2), LOCO_OK);
+    omp_set_num_threads(2);
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        int M = dims[d][0], N = dims[d][1], K = dims[d][2];
+        ptrdiff_t ldc = N + 2, ldr = N + 5;
+        float *a = rand_floats((size_t)M * K + 1, 1, 1.0f), *b = rand_floats((size_t)K * N + 1, 2, 1.0f);
+        float *bias = rand_floats(N, 3, 1.0f), *res = rand_floats((size_t)M * ldr, 4, 1.0f);
+        float *c = rand_floats((size_t)M * ldc, 5, 1.0f), *want = calloc((size_t)M * ldc, 4);
+        loco_sgemm_naive(M, N, K, a, K, 1, b, N, 1, want, ldc, false);
+        loco_gemm_addend add = {bias, res, ldr};
+        loco_sgemm_add(&ws, M, N, K, a, K, 1, b, N, 1, c, ldc, &add);
+        for (int i = 0; i < M; i++) {
+            for (int j = 0; j < N; j++) {
+                float exp = want[i * ldc + j] + bias[j] + res[i * ldr + j];
+                cr_assert(fabsf(c[i * ldc + j] - exp) <= 1e-5f * (K + 2), "M=%d N=%d K=%d [%d][%d]: %g want %g",
+                          M, N, K, i, j, c[i * ldc + j], exp);
+            }
+        }
+        free(a);
+        free(b);
+        free(bias);
+        free(res);
+        free(c);
+        free(want);
+    }
+    loco_gemm_workspace_free(&ws);
+}
+
 Test(gemm, zero_depth_clears_or_keeps)
 {
     gemm_case overwrite = {4, 5, 0, 0, 0, 0, false};
