@@ -29,27 +29,28 @@ typedef struct train_args {
 
 static void train_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: loco bench train [options]\n\n"
-            "Training throughput (tokens/s: forward + backward + clip + AdamW) of loco's CPU model\n"
-            "and of the same model in PyTorch (bench/torch_train.py), same shape, batch, threads.\n\n"
-            "  --layers N      transformer blocks (4)\n"
-            "  --width C       embedding width (128)\n"
-            "  --heads H       query heads (4)\n"
-            "  --kv-heads G    K/V heads (= heads)\n"
-            "  --share S       layers per cross-layer K/V group (1)\n"
-            "  --vocab V       vocabulary (256)\n"
-            "  --seq T         sequence length (128)\n"
-            "  --batch B       sequences per step (16)\n"
-            "  --threads N     OpenMP / torch threads (2)\n"
-            "  --steps N       timed steps (20)\n"
-            "  --warmup N      untimed steps first (3)\n"
-            "  --rounds R      alternate loco and torch R times, keep each one's best (1)\n"
-            "  --python PATH   interpreter with torch (default: $LOCO_PYTHON, python3,\n"
-            "                  /usr/bin/python3 - the first that imports torch)\n"
-            "  --torch-script PATH   bench/torch_train.py (default: found next to the binary)\n"
-            "  --no-torch      measure loco only\n"
-            "  --json FILE     write the records\n");
+    fprintf(
+        out,
+        "usage: loco bench train [options]\n\n"
+        "Training throughput (tokens/s: forward + backward + clip + AdamW) of loco's CPU model\n"
+        "and of the same model in PyTorch (bench/torch_train.py), same shape, batch, threads.\n\n"
+        "  --layers N      transformer blocks (4)\n"
+        "  --width C       embedding width (128)\n"
+        "  --heads H       query heads (4)\n"
+        "  --kv-heads G    K/V heads (= heads)\n"
+        "  --share S       layers per cross-layer K/V group (1)\n"
+        "  --vocab V       vocabulary (256)\n"
+        "  --seq T         sequence length (128)\n"
+        "  --batch B       sequences per step (16)\n"
+        "  --threads N     OpenMP / torch threads (2)\n"
+        "  --steps N       timed steps (20)\n"
+        "  --warmup N      untimed steps first (3)\n"
+        "  --rounds R      alternate loco and torch R times, keep each one's best (1)\n"
+        "  --python PATH   interpreter with torch (default: $LOCO_PYTHON, python3,\n"
+        "                  /usr/bin/python3 - the first that imports torch)\n"
+        "  --torch-script PATH   bench/torch_train.py (default: found next to the binary)\n"
+        "  --no-torch      measure loco only\n"
+        "  --json FILE     write the records\n");
 }
 
 static int parse_int(const char *flag, const char *value, int lo, int hi, int *out)

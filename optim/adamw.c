@@ -3,8 +3,8 @@
 
 #include <math.h>
 
-void loco_adamw_update(const loco_optim *opt, float *params, const float *grads, float lr,
-                       float wd, int64_t t, size_t begin, size_t end)
+void loco_adamw_update(const loco_optim *opt, float *params, const float *grads, float lr, float wd,
+                       int64_t t, size_t begin, size_t end)
 {
     const loco_optim_params *p = &opt->params;
     float *m = loco_optim_slot(opt, 0); /* exp_avg (n) */

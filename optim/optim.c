@@ -80,8 +80,7 @@ loco_status loco_optim_params_validate(const loco_optim_params *p, loco_error *e
     return LOCO_OK;
 }
 
-loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t n,
-                            loco_error *err)
+loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t n, loco_error *err)
 {
     memset(opt, 0, sizeof *opt);
     LOCO_TRY(loco_optim_params_validate(p, err));

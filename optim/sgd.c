@@ -2,8 +2,8 @@
  * (dampening 0), with decoupled weight decay (see optim.h). */
 #include "optim/optim_impl.h"
 
-void loco_sgd_update(const loco_optim *opt, float *params, const float *grads, float lr,
-                     float wd, size_t begin, size_t end)
+void loco_sgd_update(const loco_optim *opt, float *params, const float *grads, float lr, float wd,
+                     size_t begin, size_t end)
 {
     const loco_optim_params *p = &opt->params;
     float decay = (float)(1.0 - (double)lr * (double)wd);

@@ -28,10 +28,10 @@
 #endif
 
 enum {
-    GEMM_MR = 6,    /* micro-tile rows: 6 x 2 accumulators of 8 floats = 12 of the 16 ymm */
-    GEMM_NR = 16,   /* micro-tile columns */
-    GEMM_KC = 256,  /* depth of one packed slice */
-    GEMM_MC = 144,  /* rows of A packed at once (multiple of MR) */
+    GEMM_MR = 6,   /* micro-tile rows: 6 x 2 accumulators of 8 floats = 12 of the 16 ymm */
+    GEMM_NR = 16,  /* micro-tile columns */
+    GEMM_KC = 256, /* depth of one packed slice */
+    GEMM_MC = 144, /* rows of A packed at once (multiple of MR) */
     GEMM_NC = 512, /* columns of B packed at once (multiple of NR) */
 };
 
@@ -95,13 +95,12 @@ static void kernel_portable(int kc, const float *const *a_row, ptrdiff_t a_cs,
 }
 
 #if LOCO_GEMM_AVX2
-static void kernel_avx2(int kc, const float *const *a_row, ptrdiff_t a_cs,
-                        const float *restrict b, float *restrict c, ptrdiff_t ldc,
-                        bool accumulate)
+static void kernel_avx2(int kc, const float *const *a_row, ptrdiff_t a_cs, const float *restrict b,
+                        float *restrict c, ptrdiff_t ldc, bool accumulate)
 {
     const float *a0 = a_row[0], *a1 = a_row[1], *a2 = a_row[2];
     const float *a3 = a_row[3], *a4 = a_row[4], *a5 = a_row[5];
-    ptrdiff_t off = 0; /* one induction variable indexes all six rows */
+    ptrdiff_t off = 0;                  /* one induction variable indexes all six rows */
     for (int i = 0; i < GEMM_MR; i++) { /* C is read or written after the loop: fetch it now */
         _mm_prefetch((const char *)(c + i * ldc), _MM_HINT_T0);
         _mm_prefetch((const char *)(c + i * ldc + GEMM_NR - 1), _MM_HINT_T0);
@@ -219,9 +218,9 @@ static void add_to_tile(float *ct, ptrdiff_t ldc, int mr, int nr, const loco_gem
     }
 }
 
-static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, int K,
-                         const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b,
-                         ptrdiff_t b_rs, ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate,
+static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, int K, const float *a,
+                         ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
+                         ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate,
                          const loco_gemm_addend *add)
 {
     LOCO_ASSERT(NULL == add || !accumulate);
@@ -237,7 +236,7 @@ static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, in
         }
         return;
     }
-    float *packed_b = scratch;                              /* (KC, NC) */
+    float *packed_b = scratch;                             /* (KC, NC) */
     float *packed_a = scratch + (size_t)GEMM_KC * GEMM_NC; /* (MC, KC), transposed A only */
     bool pack = 1 != a_cs;
     float edge[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
@@ -302,13 +301,13 @@ void loco_sgemm_serial(float *scratch, int M, int N, int K, const float *a, ptrd
                        ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs, float *c,
                        ptrdiff_t ldc, bool accumulate)
 {
-    gemm_blocked(best_kernel(), scratch, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc,
-                 accumulate, NULL);
+    gemm_blocked(best_kernel(), scratch, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate,
+                 NULL);
 }
 
-void loco_sgemm_serial_portable(float *scratch, int M, int N, int K, const float *a,
-                                ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
-                                ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate)
+void loco_sgemm_serial_portable(float *scratch, int M, int N, int K, const float *a, ptrdiff_t a_rs,
+                                ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
+                                float *c, ptrdiff_t ldc, bool accumulate)
 {
     gemm_blocked(kernel_portable, scratch, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc,
                  accumulate, NULL);
@@ -341,25 +340,24 @@ static void gemm_parallel(const loco_gemm_workspace *ws, int M, int N, int K, co
         loco_gemm_addend part = {0};
         if (NULL != add) { /* the addends of this stripe */
             part = *add;
-            part.residual = NULL != add->residual
-                                ? add->residual + (split_rows ? lo * add->ld : lo)
-                                : NULL;
+            part.residual =
+                NULL != add->residual ? add->residual + (split_rows ? lo * add->ld : lo) : NULL;
             part.bias = NULL != add->bias && !split_rows ? add->bias + lo : add->bias;
         }
         const loco_gemm_addend *my_add = NULL != add ? &part : NULL;
         if (lo < hi && split_rows) {
-            gemm_blocked(best_kernel(), scratch, hi - lo, N, K, a + lo * a_rs, a_rs, a_cs, b,
-                         b_rs, b_cs, c + lo * ldc, ldc, accumulate, my_add);
+            gemm_blocked(best_kernel(), scratch, hi - lo, N, K, a + lo * a_rs, a_rs, a_cs, b, b_rs,
+                         b_cs, c + lo * ldc, ldc, accumulate, my_add);
         } else if (lo < hi) {
-            gemm_blocked(best_kernel(), scratch, M, hi - lo, K, a, a_rs, a_cs, b + lo * b_cs,
-                         b_rs, b_cs, c + lo, ldc, accumulate, my_add);
+            gemm_blocked(best_kernel(), scratch, M, hi - lo, K, a, a_rs, a_cs, b + lo * b_cs, b_rs,
+                         b_cs, c + lo, ldc, accumulate, my_add);
         }
     }
 }
 
-void loco_sgemm(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
-                ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
-                float *c, ptrdiff_t ldc, bool accumulate)
+void loco_sgemm(const loco_gemm_workspace *ws, int M, int N, int K, const float *a, ptrdiff_t a_rs,
+                ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs, float *c,
+                ptrdiff_t ldc, bool accumulate)
 {
     gemm_parallel(ws, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, NULL);
 }

@@ -41,9 +41,9 @@ float *loco_gemm_workspace_slice(const loco_gemm_workspace *ws, int t);
 /* C = A·B (accumulate false) or C += A·B (accumulate true), split over up to ws->threads OpenMP
  * threads. M, N, K >= 0; K == 0 sets C to zero (or leaves it, with accumulate). Must not be
  * called from inside an OpenMP parallel region (use loco_sgemm_serial there). */
-void loco_sgemm(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
-                ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
-                float *c, ptrdiff_t ldc, bool accumulate);
+void loco_sgemm(const loco_gemm_workspace *ws, int M, int N, int K, const float *a, ptrdiff_t a_rs,
+                ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs, float *c,
+                ptrdiff_t ldc, bool accumulate);
 
 /* Optional addends for loco_sgemm_add: C = A·B + bias + residual. */
 typedef struct loco_gemm_addend {
@@ -65,9 +65,9 @@ void loco_sgemm_serial(float *scratch, int M, int N, int K, const float *a, ptrd
                        ptrdiff_t ldc, bool accumulate);
 
 /* loco_sgemm_serial with the portable C micro-kernel forced (for testing it on AVX2 machines). */
-void loco_sgemm_serial_portable(float *scratch, int M, int N, int K, const float *a,
-                                ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
-                                ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate);
+void loco_sgemm_serial_portable(float *scratch, int M, int N, int K, const float *a, ptrdiff_t a_rs,
+                                ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
+                                float *c, ptrdiff_t ldc, bool accumulate);
 
 /* Reference: the textbook triple loop with a double accumulator. */
 void loco_sgemm_naive(int M, int N, int K, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs,

@@ -143,8 +143,8 @@ static float row_max(const float *x, int n)
 
 /* GELU (tanh form): gelu(x) = x/2 (1 + tanh(u)), u = sqrt(2/pi) (x + 0.044715 x^3). Computed as
  * x s with s = (1 + tanh(u))/2 = 1 / (1 + e^{-2u}), which keeps full relative precision where
- * tanh(u) rounds to -1; gelu'(x) = s + x s (1 - s) 2 du/dx with 1 - s = e^{-2u} s. -2u is clamped to +-80, where s is
- * 0 or 1 to float precision. */
+ * tanh(u) rounds to -1; gelu'(x) = s + x s (1 - s) 2 du/dx with 1 - s = e^{-2u} s. -2u is clamped
+ * to +-80, where s is 0 or 1 to float precision. */
 #define GELU_K0 0.7978845608028654f /* sqrt(2/pi) */
 #define GELU_K1 0.044715f
 
@@ -300,9 +300,9 @@ void loco_matmul_forward(const loco_gemm_workspace *ws, float *out, const float 
     loco_sgemm_add(ws, N, OC, C, inp, C, 1, weight, 1, C, out, OC, &add);
 }
 
-void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dweight,
-                          float *dbias, const float *dout, const float *inp, const float *weight,
-                          int N, int C, int OC)
+void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dweight, float *dbias,
+                          const float *dout, const float *inp, const float *weight, int N, int C,
+                          int OC)
 {
     if (NULL != dinp) {
         /* dinp (N, C) = dout (N, OC) · weight (OC, C) */
@@ -347,11 +347,11 @@ void loco_attention_forward(const loco_gemm_workspace *ws, float *scratch, float
     for (int p = 0; p < B * NH; p++) {
         int b = p / NH, h = p % NH, g = h / group;
         float *gemm_scratch = loco_gemm_workspace_slice(ws, omp_get_thread_num());
-        const float *qb = q + (size_t)b * T * q_stride + h * hs;     /* (T, hs), stride q_stride */
-        const float *kb = k + (size_t)b * T * kv_stride + g * hs;    /* (T, hs), stride kv_stride */
-        const float *vb = v + (size_t)b * T * kv_stride + g * hs;    /* (T, hs), stride kv_stride */
-        float *P = att + (size_t)p * T * T;                          /* (T, T) */
-        float *ob = out + (size_t)b * T * C + h * hs;                /* (T, hs), stride C */
+        const float *qb = q + (size_t)b * T * q_stride + h * hs;  /* (T, hs), stride q_stride */
+        const float *kb = k + (size_t)b * T * kv_stride + g * hs; /* (T, hs), stride kv_stride */
+        const float *vb = v + (size_t)b * T * kv_stride + g * hs; /* (T, hs), stride kv_stride */
+        float *P = att + (size_t)p * T * T;                       /* (T, T) */
+        float *ob = out + (size_t)b * T * C + h * hs;             /* (T, hs), stride C */
         for (int i0 = 0; i0 < T; i0 += ATT_BLOCK) {
             int i1 = i0 + ATT_BLOCK < T ? i0 + ATT_BLOCK : T;
             /* S[i0:i1, 0:i1] = Q[i0:i1] · K[0:i1]^T: B(d, j) = kb[j*kv_stride + d] */
@@ -376,10 +376,9 @@ void loco_attention_forward(const loco_gemm_workspace *ws, float *scratch, float
 }
 
 void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, float *dq,
-                             int dq_stride, float *dk, float *dv, bool zero_dkv,
-                             const float *dout, const float *att, const float *q, int q_stride,
-                             const float *k, const float *v, int kv_stride, int B, int T, int NH,
-                             int NKV, int hs)
+                             int dq_stride, float *dk, float *dv, bool zero_dkv, const float *dout,
+                             const float *att, const float *q, int q_stride, const float *k,
+                             const float *v, int kv_stride, int B, int T, int NH, int NKV, int hs)
 {
     int C = NH * hs;
     int group = NH / NKV;
@@ -411,8 +410,8 @@ void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, floa
                 float *dPb = dP + (size_t)i0 * T;
                 const float *Pb = P + (size_t)i0 * T;
                 /* dP[i0:i1, 0:i1] = dO[i0:i1] · V[0:i1]^T */
-                loco_sgemm_serial(gemm_scratch, i1 - i0, i1, hs, dob + (size_t)i0 * C, C, 1, vb,
-                                  1, kv_stride, dPb, T, false);
+                loco_sgemm_serial(gemm_scratch, i1 - i0, i1, hs, dob + (size_t)i0 * C, C, 1, vb, 1,
+                                  kv_stride, dPb, T, false);
                 /* dS = P (dP - rowsum(P dP)) * scale; P is 0 above the diagonal, so is dS. */
                 for (int t = i0; t < i1; t++) {
                     const float *pr = P + (size_t)t * T;
@@ -434,8 +433,8 @@ void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, floa
                 loco_sgemm_serial(gemm_scratch, i1, hs, i1 - i0, dPb, 1, T,
                                   qb + (size_t)i0 * q_stride, q_stride, 1, dkb, kv_stride, true);
                 /* dV[0:i1] += P[i0:i1, 0:i1]^T · dO[i0:i1] */
-                loco_sgemm_serial(gemm_scratch, i1, hs, i1 - i0, Pb, 1, T, dob + (size_t)i0 * C,
-                                  C, 1, dvb, kv_stride, true);
+                loco_sgemm_serial(gemm_scratch, i1, hs, i1 - i0, Pb, 1, T, dob + (size_t)i0 * C, C,
+                                  1, dvb, kv_stride, true);
             }
         }
     }

@@ -39,9 +39,9 @@ void loco_matmul_forward(const loco_gemm_workspace *ws, float *out, const float 
                          int C, int OC);
 /* dinp (N, C) = dout · weight (dinp may be NULL to skip), dweight (OC, C) += dout^T · inp,
  * dbias (OC) += column sums of dout (may be NULL). */
-void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dweight,
-                          float *dbias, const float *dout, const float *inp, const float *weight,
-                          int N, int C, int OC);
+void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dweight, float *dbias,
+                          const float *dout, const float *inp, const float *weight, int N, int C,
+                          int OC);
 
 /* Causal multi-head attention with grouped K/V heads. Query head h of NH reads K/V head
  * h / (NH / NKV). q rows have stride q_stride (query head h at columns h*hs), k and v rows have
@@ -57,10 +57,9 @@ void loco_attention_forward(const loco_gemm_workspace *ws, float *scratch, float
  * true (the first reader in the backward pass starts the sum; only the K/V head columns of dk
  * and dv are touched). */
 void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, float *dq,
-                             int dq_stride, float *dk, float *dv, bool zero_dkv,
-                             const float *dout, const float *att, const float *q, int q_stride,
-                             const float *k, const float *v, int kv_stride, int B, int T, int NH,
-                             int NKV, int hs);
+                             int dq_stride, float *dk, float *dv, bool zero_dkv, const float *dout,
+                             const float *att, const float *q, int q_stride, const float *k,
+                             const float *v, int kv_stride, int B, int T, int NH, int NKV, int hs);
 
 /* GELU, tanh approximation (GPT-2, torch approximate="tanh"). n elements. */
 void loco_gelu_forward(float *out, const float *inp, size_t n);

@@ -91,8 +91,7 @@ int loco_model_n_kv_layers(const loco_model_config *cfg)
 size_t loco_model_kv_cache_numel(const loco_model_config *cfg, int T)
 {
     size_t head_size = (size_t)(cfg->n_embd / cfg->n_head);
-    return (size_t)loco_model_n_kv_layers(cfg) * 2 * (size_t)cfg->n_kv_head * head_size *
-           (size_t)T;
+    return (size_t)loco_model_n_kv_layers(cfg) * 2 * (size_t)cfg->n_kv_head * head_size * (size_t)T;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -178,23 +177,23 @@ typedef struct model_weights {
 
 /* One block's saved activations, each sized for (B, T) at init. */
 typedef struct layer_acts {
-    float *ln1;                /* (B, T, C) */
+    float *ln1;                 /* (B, T, C) */
     float *ln1_mean, *ln1_rstd; /* (B, T) */
-    float *qkv;                /* (B, T, QKV_l) */
-    float *att;                /* (B, NH, T, T) softmax probabilities */
-    float *atty;               /* (B, T, C) attention output before c_proj */
-    float *res2;               /* (B, T, C) residual after attention */
-    float *ln2;                /* (B, T, C) */
+    float *qkv;                 /* (B, T, QKV_l) */
+    float *att;                 /* (B, NH, T, T) softmax probabilities */
+    float *atty;                /* (B, T, C) attention output before c_proj */
+    float *res2;                /* (B, T, C) residual after attention */
+    float *ln2;                 /* (B, T, C) */
     float *ln2_mean, *ln2_rstd; /* (B, T) */
-    float *fch;                /* (B, T, 4C) before GELU */
-    float *fch_gelu;           /* (B, T, 4C) */
-    float *res3;               /* (B, T, C) block output */
+    float *fch;                 /* (B, T, 4C) before GELU */
+    float *fch_gelu;            /* (B, T, 4C) */
+    float *res3;                /* (B, T, C) block output */
 } layer_acts;
 
 struct loco_model {
     loco_model_config cfg;
-    int C, NH, NKV, hs, kv_dim; /* kv_dim = NKV * hs */
-    int qkv_dim[LOCO_MAX_LAYERS]; /* C + 2 kv_dim for producers, C for consumers */
+    int C, NH, NKV, hs, kv_dim;    /* kv_dim = NKV * hs */
+    int qkv_dim[LOCO_MAX_LAYERS];  /* C + 2 kv_dim for producers, C for consumers */
     int kv_index[LOCO_MAX_LAYERS]; /* producer's slot in a K/V cache, -1 for consumers */
     loco_tensor_table table;
     float *params; /* (num_params) */
@@ -202,22 +201,22 @@ struct loco_model {
     model_weights w, g;
 
     int max_B, max_T;
-    float *acts; /* one allocation for everything below */
-    float *encoded;            /* (B, T, C) */
+    float *acts;    /* one allocation for everything below */
+    float *encoded; /* (B, T, C) */
     layer_acts layer[LOCO_MAX_LAYERS];
-    float *lnf;                /* (B, T, C) */
+    float *lnf;                 /* (B, T, C) */
     float *lnf_mean, *lnf_rstd; /* (B, T) */
-    float *logits;             /* (B, T, V); dlogits in place during backward */
-    float *lse, *losses;       /* (B, T) */
+    float *logits;              /* (B, T, V); dlogits in place during backward */
+    float *lse, *losses;        /* (B, T) */
     /* gradients of activations */
-    float *dresidual;          /* (B, T, C) the residual stream's gradient */
-    float *dln;                /* (B, T, C) gradient of a LayerNorm output */
-    float *dfch;               /* (B, T, 4C) */
-    float *datty;              /* (B, T, C) */
-    float *dq;                 /* (B, T, C) a consumer's dQ */
+    float *dresidual;             /* (B, T, C) the residual stream's gradient */
+    float *dln;                   /* (B, T, C) gradient of a LayerNorm output */
+    float *dfch;                  /* (B, T, 4C) */
+    float *datty;                 /* (B, T, C) */
+    float *dq;                    /* (B, T, C) a consumer's dQ */
     float *dqkv[LOCO_MAX_LAYERS]; /* (B, T, QKV_l) per producer: [dQ | dK | dV], NULL else */
-    float *att_scratch;        /* (threads, T, T) */
-    uint16_t *tokens, *targets; /* (B, T) copies of the last forward's inputs */
+    float *att_scratch;           /* (threads, T, T) */
+    uint16_t *tokens, *targets;   /* (B, T) copies of the last forward's inputs */
 
     loco_gemm_workspace ws;
     int B, T;            /* shape of the last forward */
@@ -239,13 +238,13 @@ static size_t layout_acts(loco_model *m, float *base, int B, int T)
     size_t BT = (size_t)B * T, C = m->C, V = m->cfg.vocab;
     float *cur = base;
     size_t total = 0;
-#define ACT(field, n)                                \
-    do {                                             \
-        size_t n_ = (n);                             \
-        if (NULL != base) {                          \
-            (field) = take(&cur, n_);                \
-        }                                            \
-        total += round16(n_);                        \
+#define ACT(field, n)                                                                              \
+    do {                                                                                           \
+        size_t n_ = (n);                                                                           \
+        if (NULL != base) {                                                                        \
+            (field) = take(&cur, n_);                                                              \
+        }                                                                                          \
+        total += round16(n_);                                                                      \
     } while (0)
     ACT(m->encoded, BT * C);
     for (int l = 0; l < m->cfg.n_layer; l++) {
@@ -299,10 +298,10 @@ static void view_weights(const loco_model *m, float *buf, model_weights *w)
     char name[LOCO_TENSOR_NAME_MAX];
     for (int l = 0; l < m->cfg.n_layer; l++) {
         layer_weights *lw = &w->layer[l];
-#define LAYER_AT(field, suffix)                               \
-    do {                                                      \
-        snprintf(name, sizeof name, "h.%d.%s", l, suffix);    \
-        lw->field = AT(name);                                 \
+#define LAYER_AT(field, suffix)                                                                    \
+    do {                                                                                           \
+        snprintf(name, sizeof name, "h.%d.%s", l, suffix);                                         \
+        lw->field = AT(name);                                                                      \
     } while (0)
         LAYER_AT(ln1w, "ln_1.weight");
         LAYER_AT(ln1b, "ln_1.bias");
@@ -496,8 +495,7 @@ loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const 
         loco_attention_forward(ws, m->att_scratch, a->atty, a->att, a->qkv, m->qkv_dim[l], kv + C,
                                kv + C + m->kv_dim, m->qkv_dim[src], B, T, m->NH, m->NKV, m->hs);
         loco_matmul_forward(ws, a->res2, a->atty, lw->attprojw, lw->attprojb, residual, N, C, C);
-        loco_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N,
-                               C);
+        loco_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C);
         loco_matmul_forward(ws, a->fch, a->ln2, lw->fcw, lw->fcb, NULL, N, C, 4 * C);
         loco_gelu_forward(a->fch_gelu, a->fch, BT * 4 * C);
         loco_matmul_forward(ws, a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, a->res2, N, 4 * C,
@@ -510,7 +508,8 @@ loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const 
     m->backward_ready = NULL != targets;
     float mean_loss = NAN;
     if (NULL != targets) {
-        mean_loss = (float)loco_crossentropy_forward(m->losses, m->lse, m->logits, m->targets, N, V);
+        mean_loss =
+            (float)loco_crossentropy_forward(m->losses, m->lse, m->logits, m->targets, N, V);
     }
     if (NULL != loss) {
         *loss = mean_loss;
@@ -569,11 +568,9 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
         /* attention: res2 = residual + c_proj(attn(q(ln_1), k, v)) */
         loco_matmul_backward(ws, m->datty, lg->attprojw, lg->attprojb, m->dresidual, a->atty,
                              lw->attprojw, N, C, C);
-        loco_attention_backward(ws, m->att_scratch, dq, m->qkv_dim[l], dkv + C,
-                                dkv + C + m->kv_dim, first_reader, m->datty, a->att, a->qkv,
-                                m->qkv_dim[l],
-                                kv + C, kv + C + m->kv_dim, m->qkv_dim[src], B, T, m->NH, m->NKV,
-                                m->hs);
+        loco_attention_backward(ws, m->att_scratch, dq, m->qkv_dim[l], dkv + C, dkv + C + m->kv_dim,
+                                first_reader, m->datty, a->att, a->qkv, m->qkv_dim[l], kv + C,
+                                kv + C + m->kv_dim, m->qkv_dim[src], B, T, m->NH, m->NKV, m->hs);
         /* A producer is the lowest reader of its K/V: every consumer above has added its dK/dV
          * by now, so one matmul backward over [dQ | dK | dV] covers all readers. */
         loco_matmul_backward(ws, m->dln, lg->qkvw, lg->qkvb, dq, a->ln1, lw->qkvw, N, C,
@@ -590,17 +587,17 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
 
 struct loco_kv_cache {
     int max_T;
-    int len;          /* tokens decoded so far */
-    size_t kv_numel;  /* floats of K/V storage */
-    float *kv;        /* (n_kv_layers, 2, NKV, max_T, hs): K then V per producing layer */
-    float *x;         /* (C) residual stream */
-    float *ln;        /* (C) */
-    float *qkv;       /* (C + 2 kv_dim) */
-    float *scores;    /* (max_T) */
-    float *atty;      /* (C) */
-    float *fch;       /* (4C) */
-    float *fch_gelu;  /* (4C) */
-    float stats[2];   /* a LayerNorm's mean and rstd */
+    int len;         /* tokens decoded so far */
+    size_t kv_numel; /* floats of K/V storage */
+    float *kv;       /* (n_kv_layers, 2, NKV, max_T, hs): K then V per producing layer */
+    float *x;        /* (C) residual stream */
+    float *ln;       /* (C) */
+    float *qkv;      /* (C + 2 kv_dim) */
+    float *scores;   /* (max_T) */
+    float *atty;     /* (C) */
+    float *fch;      /* (4C) */
+    float *fch_gelu; /* (4C) */
+    float stats[2];  /* a LayerNorm's mean and rstd */
 };
 
 loco_status loco_kv_cache_init(loco_kv_cache **cache, const loco_model *model, int max_T,
@@ -619,8 +616,8 @@ loco_status loco_kv_cache_init(loco_kv_cache **cache, const loco_model *model, i
     size_t C = m->C;
     c->max_T = max_T;
     c->kv_numel = loco_model_kv_cache_numel(&m->cfg, max_T);
-    size_t scratch = round16(C) * 3 + round16(C + 2 * (size_t)m->kv_dim) + round16(max_T) +
-                     2 * round16(4 * C);
+    size_t scratch =
+        round16(C) * 3 + round16(C + 2 * (size_t)m->kv_dim) + round16(max_T) + 2 * round16(4 * C);
     c->kv = loco_alloc_aligned((round16(c->kv_numel) + scratch) * sizeof(float));
     if (NULL == c->kv) {
         size_t want = c->kv_numel;

@@ -68,8 +68,8 @@ static void run_gemm_case(const gemm_case *gc, int variant)
         for (int j = 0; j < ldc; j++) {
             float got = c[i * ldc + j], exp = want[i * ldc + j];
             if (j >= N) { /* padding must be untouched */
-                cr_assert_eq(loco_f32_bits(got), loco_f32_bits(exp), "padding written at %d,%d",
-                             i, j);
+                cr_assert_eq(loco_f32_bits(got), loco_f32_bits(exp), "padding written at %d,%d", i,
+                             j);
                 continue;
             }
             cr_assert(fabsf(got - exp) <= 1e-5f * (float)(K + 1),
@@ -88,7 +88,7 @@ static void run_gemm_case(const gemm_case *gc, int variant)
 
 Test(gemm, matches_naive_on_every_layout_and_edge)
 {
-    const int dims[][3] = {{1, 1, 1},    {6, 16, 1},   {7, 17, 3},     {5, 15, 300},
+    const int dims[][3] = {{1, 1, 1},     {6, 16, 1},    {7, 17, 3},     {5, 15, 300},
                            {13, 40, 257}, {150, 33, 64}, {64, 1030, 20}, {200, 200, 513}};
     for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
         for (int ta = 0; ta < 2; ta++) {
@@ -113,7 +113,8 @@ Test(gemm, bias_and_residual_addends_on_every_split)
     for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
         int M = dims[d][0], N = dims[d][1], K = dims[d][2];
         ptrdiff_t ldc = N + 2, ldr = N + 5;
-        float *a = rand_floats((size_t)M * K + 1, 1, 1.0f), *b = rand_floats((size_t)K * N + 1, 2, 1.0f);
+        float *a = rand_floats((size_t)M * K + 1, 1, 1.0f),
+              *b = rand_floats((size_t)K * N + 1, 2, 1.0f);
         float *bias = rand_floats(N, 3, 1.0f), *res = rand_floats((size_t)M * ldr, 4, 1.0f);
         float *c = rand_floats((size_t)M * ldc, 5, 1.0f), *want = calloc((size_t)M * ldc, 4);
         loco_sgemm_naive(M, N, K, a, K, 1, b, N, 1, want, ldc, false);
@@ -122,8 +123,9 @@ Test(gemm, bias_and_residual_addends_on_every_split)
         for (int i = 0; i < M; i++) {
             for (int j = 0; j < N; j++) {
                 float exp = want[i * ldc + j] + bias[j] + res[i * ldr + j];
-                cr_assert(fabsf(c[i * ldc + j] - exp) <= 1e-5f * (K + 2), "M=%d N=%d K=%d [%d][%d]: %g want %g",
-                          M, N, K, i, j, c[i * ldc + j], exp);
+                cr_assert(fabsf(c[i * ldc + j] - exp) <= 1e-5f * (K + 2),
+                          "M=%d N=%d K=%d [%d][%d]: %g want %g", M, N, K, i, j, c[i * ldc + j],
+                          exp);
             }
         }
         free(a);
@@ -193,12 +195,12 @@ Test(vmath, exp_matches_libm)
 /* ---------------------------------------------------------------------------------------------
  * Layers against the double references */
 
-#define CHECK_CLOSE(got, want, n, tol, what)                                                   \
-    do {                                                                                       \
-        size_t worst_;                                                                         \
-        double e_ = norm_err_fd((got), (want), (n), 1e-6, &worst_);                            \
-        cr_assert(e_ <= (tol), "%s: normalised error %.3g at %zu (%g vs %g)", (what), e_,      \
-                  worst_, (double)(got)[worst_], (want)[worst_]);                              \
+#define CHECK_CLOSE(got, want, n, tol, what)                                                       \
+    do {                                                                                           \
+        size_t worst_;                                                                             \
+        double e_ = norm_err_fd((got), (want), (n), 1e-6, &worst_);                                \
+        cr_assert(e_ <= (tol), "%s: normalised error %.3g at %zu (%g vs %g)", (what), e_, worst_,  \
+                  (double)(got)[worst_], (want)[worst_]);                                          \
     } while (0)
 
 Test(layers, layernorm_forward_backward)
