@@ -219,6 +219,7 @@ struct loco_model {
     uint16_t *tokens, *targets;   /* (B, T) copies of the last forward's inputs */
 
     loco_gemm_workspace ws;
+    loco_model_profile profile;
     int B, T;            /* shape of the last forward */
     bool backward_ready; /* the last forward had targets and backward has not run */
 };
@@ -432,6 +433,28 @@ float *loco_model_params(loco_model *model) { return model->params; }
 float *loco_model_grads(loco_model *model) { return model->grads; }
 const float *loco_model_logits(const loco_model *model) { return model->logits; }
 
+loco_model_profile loco_model_get_profile(const loco_model *model) { return model->profile; }
+
+void loco_model_reset_profile(loco_model *model)
+{
+    memset(&model->profile, 0, sizeof model->profile);
+}
+
+const char *loco_model_op_name(loco_model_op op)
+{
+    static const char *names[LOCO_OP_COUNT] = {"embedding", "layernorm", "matmul",
+                                               "attention", "gelu",      "loss"};
+    return op >= 0 && op < LOCO_OP_COUNT ? names[op] : "?";
+}
+
+/* Add the time since *t to *slot and restart *t. */
+static void lap(double *slot, uint64_t *t)
+{
+    uint64_t now = loco_now_ns();
+    *slot += 1e-9 * (double)(now - *t);
+    *t = now;
+}
+
 void loco_model_zero_grad(loco_model *model)
 {
     memset(model->grads, 0, model->table.numel * sizeof(float));
@@ -482,7 +505,10 @@ loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const 
     int N = (int)BT, C = m->C, V = m->cfg.vocab;
     const loco_gemm_workspace *ws = &m->ws;
 
+    double *prof = m->profile.forward_s;
+    uint64_t t = loco_now_ns();
     loco_encoder_forward(m->encoded, m->tokens, m->w.wte, m->w.wpe, B, T, C);
+    lap(&prof[LOCO_OP_EMBEDDING], &t);
     const float *residual = m->encoded; /* (B, T, C) */
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const layer_weights *lw = &m->w.layer[l];
@@ -491,26 +517,38 @@ loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const 
         const float *kv = m->layer[src].qkv; /* producer's [Q | K | V] rows */
         loco_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N,
                                C);
+        lap(&prof[LOCO_OP_LAYERNORM], &t);
         loco_matmul_forward(ws, a->qkv, a->ln1, lw->qkvw, lw->qkvb, NULL, N, C, m->qkv_dim[l]);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_attention_forward(ws, m->att_scratch, a->atty, a->att, a->qkv, m->qkv_dim[l], kv + C,
                                kv + C + m->kv_dim, m->qkv_dim[src], B, T, m->NH, m->NKV, m->hs);
+        lap(&prof[LOCO_OP_ATTENTION], &t);
         loco_matmul_forward(ws, a->res2, a->atty, lw->attprojw, lw->attprojb, residual, N, C, C);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C);
+        lap(&prof[LOCO_OP_LAYERNORM], &t);
         loco_matmul_forward(ws, a->fch, a->ln2, lw->fcw, lw->fcb, NULL, N, C, 4 * C);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_gelu_forward(a->fch_gelu, a->fch, BT * 4 * C);
+        lap(&prof[LOCO_OP_GELU], &t);
         loco_matmul_forward(ws, a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, a->res2, N, 4 * C,
                             C);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         residual = a->res3;
     }
     loco_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->w.lnfw, m->w.lnfb, N, C);
+    lap(&prof[LOCO_OP_LAYERNORM], &t);
     loco_matmul_forward(ws, m->logits, m->lnf, m->w.wte, NULL, NULL, N, C, V);
+    lap(&prof[LOCO_OP_MATMUL], &t);
 
     m->backward_ready = NULL != targets;
     float mean_loss = NAN;
     if (NULL != targets) {
         mean_loss =
             (float)loco_crossentropy_forward(m->losses, m->lse, m->logits, m->targets, N, V);
+        lap(&prof[LOCO_OP_LOSS], &t);
     }
+    m->profile.forwards++;
     if (NULL != loss) {
         *loss = mean_loss;
     }
@@ -532,14 +570,18 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
     int B = m->B, T = m->T, N = B * T, C = m->C, V = m->cfg.vocab, L = m->cfg.n_layer;
     const loco_gemm_workspace *ws = &m->ws;
 
+    double *prof = m->profile.backward_s;
+    uint64_t t = loco_now_ns();
     memset(m->dresidual, 0, (size_t)N * C * sizeof(float));
-
     loco_crossentropy_backward(m->logits, m->lse, m->targets, 1.0f / (float)N, N, V);
+    lap(&prof[LOCO_OP_LOSS], &t);
     float *dlogits = m->logits; /* (B, T, V) */
     loco_matmul_backward(ws, m->dln, m->g.wte, NULL, dlogits, m->lnf, m->w.wte, N, C, V);
+    lap(&prof[LOCO_OP_MATMUL], &t);
     const float *last = m->layer[L - 1].res3;
     loco_layernorm_backward(m->dresidual, m->g.lnfw, m->g.lnfb, m->dln, last, m->w.lnfw,
                             m->lnf_mean, m->lnf_rstd, N, C);
+    lap(&prof[LOCO_OP_LAYERNORM], &t);
 
     for (int l = L - 1; l >= 0; l--) {
         const layer_weights *lw = &m->w.layer[l];
@@ -561,24 +603,34 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
         /* MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))) */
         loco_matmul_backward(ws, m->dfch, lg->fcprojw, lg->fcprojb, m->dresidual, a->fch_gelu,
                              lw->fcprojw, N, 4 * C, C);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_gelu_backward(m->dfch, a->fch, m->dfch, (size_t)N * 4 * C);
+        lap(&prof[LOCO_OP_GELU], &t);
         loco_matmul_backward(ws, m->dln, lg->fcw, lg->fcb, m->dfch, a->ln2, lw->fcw, N, C, 4 * C);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_layernorm_backward(m->dresidual, lg->ln2w, lg->ln2b, m->dln, a->res2, lw->ln2w,
                                 a->ln2_mean, a->ln2_rstd, N, C);
+        lap(&prof[LOCO_OP_LAYERNORM], &t);
         /* attention: res2 = residual + c_proj(attn(q(ln_1), k, v)) */
         loco_matmul_backward(ws, m->datty, lg->attprojw, lg->attprojb, m->dresidual, a->atty,
                              lw->attprojw, N, C, C);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_attention_backward(ws, m->att_scratch, dq, m->qkv_dim[l], dkv + C, dkv + C + m->kv_dim,
                                 first_reader, m->datty, a->att, a->qkv, m->qkv_dim[l], kv + C,
                                 kv + C + m->kv_dim, m->qkv_dim[src], B, T, m->NH, m->NKV, m->hs);
+        lap(&prof[LOCO_OP_ATTENTION], &t);
         /* A producer is the lowest reader of its K/V: every consumer above has added its dK/dV
          * by now, so one matmul backward over [dQ | dK | dV] covers all readers. */
         loco_matmul_backward(ws, m->dln, lg->qkvw, lg->qkvb, dq, a->ln1, lw->qkvw, N, C,
                              m->qkv_dim[l]);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_layernorm_backward(m->dresidual, lg->ln1w, lg->ln1b, m->dln, residual, lw->ln1w,
                                 a->ln1_mean, a->ln1_rstd, N, C);
+        lap(&prof[LOCO_OP_LAYERNORM], &t);
     }
     loco_encoder_backward(m->g.wte, m->g.wpe, m->dresidual, m->tokens, B, T, C);
+    lap(&prof[LOCO_OP_EMBEDDING], &t);
+    m->profile.backwards++;
     return LOCO_OK;
 }
 

@@ -121,6 +121,28 @@ loco_status loco_model_backward(loco_model *model, loco_error *err);
 
 void loco_model_zero_grad(loco_model *model);
 
+/* Where forward and backward spend their time, by kind of layer: seconds summed since init or
+ * the last reset (a clock read per layer call, ~0.1% of a step). */
+typedef enum loco_model_op {
+    LOCO_OP_EMBEDDING = 0, /* token + position embeddings */
+    LOCO_OP_LAYERNORM,
+    LOCO_OP_MATMUL, /* every linear layer, the tied output layer included */
+    LOCO_OP_ATTENTION,
+    LOCO_OP_GELU,
+    LOCO_OP_LOSS, /* softmax cross-entropy */
+    LOCO_OP_COUNT,
+} loco_model_op;
+
+typedef struct loco_model_profile {
+    double forward_s[LOCO_OP_COUNT];
+    double backward_s[LOCO_OP_COUNT];
+    int64_t forwards, backwards; /* calls counted */
+} loco_model_profile;
+
+loco_model_profile loco_model_get_profile(const loco_model *model);
+void loco_model_reset_profile(loco_model *model);
+const char *loco_model_op_name(loco_model_op op); /* "matmul", ... */
+
 /* ---------------------------------------------------------------------------------------------
  * Incremental decoding */
 
