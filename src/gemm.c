@@ -203,17 +203,25 @@ static void pack_b(int kc, int nc, const float *b, ptrdiff_t b_rs, ptrdiff_t b_c
 /* ---------------------------------------------------------------------------------------------
  * Blocked driver */
 
-/* C tile (mr, nr) at row r0, column c0 of C += bias[c0..] + residual[r0.., c0..]. */
+/* C tile (mr, nr) at row r0, column c0 of C += bias[c0..] + residual[r0.., c0..]. One loop per
+ * case: a conditional load of a NULL pointer inside a vectorised loop becomes a masked load from
+ * address 0, which is legal but takes a microcode assist on every iteration on AMD cores. */
 static void add_to_tile(float *ct, ptrdiff_t ldc, int mr, int nr, const loco_gemm_addend *add,
                         int r0, int c0)
 {
+    const float *bias = NULL != add->bias ? add->bias + c0 : NULL;
     for (int i = 0; i < mr; i++) {
         float *row = ct + i * ldc;
-        const float *res = NULL != add->residual ? add->residual + (r0 + i) * add->ld + c0 : NULL;
-        const float *bias = NULL != add->bias ? add->bias + c0 : NULL;
-#pragma omp simd
-        for (int j = 0; j < nr; j++) {
-            row[j] += (NULL != bias ? bias[j] : 0.0f) + (NULL != res ? res[j] : 0.0f);
+        if (NULL != add->residual) {
+            const float *res = add->residual + (r0 + i) * add->ld + c0;
+            for (int j = 0; j < nr; j++) {
+                row[j] += res[j];
+            }
+        }
+        if (NULL != bias) {
+            for (int j = 0; j < nr; j++) {
+                row[j] += bias[j];
+            }
         }
     }
 }
