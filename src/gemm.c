@@ -112,8 +112,8 @@ static void kernel_avx2(int kc, const float *const *a_row, ptrdiff_t a_cs, const
     __m256 c40 = _mm256_setzero_ps(), c41 = _mm256_setzero_ps();
     __m256 c50 = _mm256_setzero_ps(), c51 = _mm256_setzero_ps();
     for (int k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(b);
-        __m256 b1 = _mm256_load_ps(b + 8);
+        __m256 b0 = _mm256_loadu_ps(b);
+        __m256 b1 = _mm256_loadu_ps(b + 8);
         __m256 ai = _mm256_broadcast_ss(a0 + off);
         c00 = _mm256_fmadd_ps(ai, b0, c00);
         c01 = _mm256_fmadd_ps(ai, b1, c01);
@@ -226,72 +226,89 @@ static void add_to_tile(float *ct, ptrdiff_t ldc, int mr, int nr, const loco_gem
     }
 }
 
-static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, int K, const float *a,
-                         ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
-                         ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate,
+/* One KC-deep slice: C (M, nc) (+)= A (M, kc) · B, B already packed in NR-column panels, panel p
+ * at packed_b + p * panel_stride with row k at + k * NR. (r0, c0): where C starts in the whole
+ * product, for the addends; add is applied only when add_now. */
+static void gemm_slice(gemm_kernel_fn kernel, float *packed_a, int M, int nc, int kc,
+                       const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *packed_b,
+                       size_t panel_stride, float *c, ptrdiff_t ldc, bool acc,
+                       const loco_gemm_addend *add, int c0)
+{
+    bool pack = 1 != a_cs;
+    float edge[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
+    for (int ic = 0; ic < M; ic += GEMM_MC) {
+        int mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
+        if (pack) {
+            pack_a(mc, kc, a + ic * a_rs, a_rs, a_cs, packed_a);
+        }
+        /* where row i of the block starts, and the step along k */
+        const float *a_base = pack ? packed_a : a + ic * a_rs;
+        ptrdiff_t row_step = pack ? 1 : a_rs, k_step = pack ? GEMM_MR : a_cs;
+        for (int jr = 0; jr < nc; jr += GEMM_NR) {
+            int nr = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
+            const float *pb = packed_b + (size_t)(jr / GEMM_NR) * panel_stride;
+            for (int ir = 0; ir < mc; ir += GEMM_MR) {
+                int mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
+                /* rows past the edge read the last valid row; their results are discarded */
+                const float *rows[GEMM_MR];
+                const float *panel = pack ? a_base + (size_t)ir * kc : a_base + ir * a_rs;
+                for (int i = 0; i < GEMM_MR; i++) {
+                    rows[i] = panel + (pack ? i : (i < mr ? i : mr - 1)) * row_step;
+                }
+                float *ct = c + (ic + ir) * ldc + jr;
+                if (GEMM_MR == mr && GEMM_NR == nr) {
+                    kernel(kc, rows, k_step, pb, ct, ldc, acc);
+                } else { /* edge tile: compute the full tile aside, copy the valid part */
+                    kernel(kc, rows, k_step, pb, edge, GEMM_NR, false);
+                    for (int i = 0; i < mr; i++) {
+                        for (int j = 0; j < nr; j++) {
+                            float v = edge[i * GEMM_NR + j];
+                            ct[i * ldc + j] = acc ? ct[i * ldc + j] + v : v;
+                        }
+                    }
+                }
+                if (NULL != add) { /* the tile is hot in L1 */
+                    add_to_tile(ct, ldc, mr, nr, add, ic + ir, c0 + jr);
+                }
+            }
+        }
+    }
+}
+
+/* C = or += A·B (+ addends) on one thread; K == 0 clears C (or leaves it, with accumulate). */
+static bool gemm_trivial(int M, int N, int K, float *c, ptrdiff_t ldc, bool accumulate,
                          const loco_gemm_addend *add)
 {
     LOCO_ASSERT(NULL == add || !accumulate);
-    if (M <= 0 || N <= 0) {
-        return;
-    }
-    if (K <= 0) {
+    if (M > 0 && N > 0 && K <= 0) {
         for (int i = 0; i < M && !accumulate; i++) {
             memset(c + i * ldc, 0, (size_t)N * sizeof(float));
         }
         if (NULL != add) {
             add_to_tile(c, ldc, M, N, add, 0, 0);
         }
+    }
+    return M <= 0 || N <= 0 || K <= 0;
+}
+
+static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, int K, const float *a,
+                         ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
+                         ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate,
+                         const loco_gemm_addend *add)
+{
+    if (gemm_trivial(M, N, K, c, ldc, accumulate, add)) {
         return;
     }
     float *packed_b = scratch;                             /* (KC, NC) */
     float *packed_a = scratch + (size_t)GEMM_KC * GEMM_NC; /* (MC, KC), transposed A only */
-    bool pack = 1 != a_cs;
-    float edge[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
     for (int jc = 0; jc < N; jc += GEMM_NC) {
         int nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
         for (int pc = 0; pc < K; pc += GEMM_KC) {
             int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
-            bool acc = accumulate || pc > 0;
             pack_b(kc, nc, b + pc * b_rs + jc * b_cs, b_rs, b_cs, packed_b);
-            for (int ic = 0; ic < M; ic += GEMM_MC) {
-                int mc = M - ic < GEMM_MC ? M - ic : GEMM_MC;
-                if (pack) {
-                    pack_a(mc, kc, a + ic * a_rs + pc * a_cs, a_rs, a_cs, packed_a);
-                }
-                /* where row i of the block starts, and the step along k */
-                const float *a_base = pack ? packed_a : a + ic * a_rs + pc * a_cs;
-                ptrdiff_t row_step = pack ? 1 : a_rs, k_step = pack ? GEMM_MR : a_cs;
-                for (int jr = 0; jr < nc; jr += GEMM_NR) {
-                    int nr = nc - jr < GEMM_NR ? nc - jr : GEMM_NR;
-                    const float *pb = packed_b + (size_t)jr * kc;
-                    for (int ir = 0; ir < mc; ir += GEMM_MR) {
-                        int mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
-                        /* rows past the edge read the last valid row; their results are
-                         * discarded */
-                        const float *rows[GEMM_MR];
-                        const float *panel = pack ? a_base + (size_t)ir * kc : a_base + ir * a_rs;
-                        for (int i = 0; i < GEMM_MR; i++) {
-                            rows[i] = panel + (pack ? i : (i < mr ? i : mr - 1)) * row_step;
-                        }
-                        float *ct = c + (ic + ir) * ldc + jc + jr;
-                        if (GEMM_MR == mr && GEMM_NR == nr) {
-                            kernel(kc, rows, k_step, pb, ct, ldc, acc);
-                        } else { /* edge tile: compute the full tile aside, copy the valid part */
-                            kernel(kc, rows, k_step, pb, edge, GEMM_NR, false);
-                            for (int i = 0; i < mr; i++) {
-                                for (int j = 0; j < nr; j++) {
-                                    float v = edge[i * GEMM_NR + j];
-                                    ct[i * ldc + j] = acc ? ct[i * ldc + j] + v : v;
-                                }
-                            }
-                        }
-                        if (NULL != add && 0 == pc) { /* the tile is hot in L1 */
-                            add_to_tile(ct, ldc, mr, nr, add, ic + ir, jc + jr);
-                        }
-                    }
-                }
-            }
+            gemm_slice(kernel, packed_a, M, nc, kc, a + pc * a_cs, a_rs, a_cs, packed_b,
+                       (size_t)kc * GEMM_NR, c + jc, ldc, accumulate || pc > 0,
+                       0 == pc ? add : NULL, jc);
         }
     }
 }
@@ -375,6 +392,33 @@ void loco_sgemm_add(const loco_gemm_workspace *ws, int M, int N, int K, const fl
                     float *c, ptrdiff_t ldc, const loco_gemm_addend *add)
 {
     gemm_parallel(ws, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, false, add);
+}
+
+size_t loco_gemm_packed_floats(int K, int N)
+{
+    return (size_t)K * (size_t)((N + GEMM_NR - 1) / GEMM_NR * GEMM_NR);
+}
+
+void loco_gemm_pack(int K, int N, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs, float *packed)
+{
+    pack_b(K, N, b, b_rs, b_cs, packed);
+}
+
+void loco_sgemm_prepacked(float *scratch, int M, int N, int K, const float *a, ptrdiff_t a_rs,
+                          ptrdiff_t a_cs, const float *packed, int packed_k, float *c,
+                          ptrdiff_t ldc, bool accumulate)
+{
+    LOCO_ASSERT(K <= packed_k);
+    if (gemm_trivial(M, N, K, c, ldc, accumulate, NULL)) {
+        return;
+    }
+    float *packed_a = scratch + (size_t)GEMM_KC * GEMM_NC;
+    for (int pc = 0; pc < K; pc += GEMM_KC) {
+        int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+        gemm_slice(best_kernel(), packed_a, M, N, kc, a + pc * a_cs, a_rs, a_cs,
+                   packed + (size_t)pc * GEMM_NR, (size_t)packed_k * GEMM_NR, c, ldc,
+                   accumulate || pc > 0, NULL, 0);
+    }
 }
 
 void loco_sgemm_naive(int M, int N, int K, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs,

@@ -69,6 +69,17 @@ void loco_sgemm_serial_portable(float *scratch, int M, int N, int K, const float
                                 ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
                                 float *c, ptrdiff_t ldc, bool accumulate);
 
+/* Packing B once for many products (attention reuses a head's K and V across query blocks and
+ * heads). loco_gemm_pack stores B (K, N) as loco_gemm_packed_floats(K, N) floats; then
+ * loco_sgemm_prepacked computes C (M, N) = (or +=) A (M, K) · B[0:K, 0:N] for any K <= the packed
+ * depth packed_k and any N <= the packed width, on the calling thread, with one thread's scratch
+ * slice. Results equal loco_sgemm_serial's bit for bit. */
+size_t loco_gemm_packed_floats(int K, int N);
+void loco_gemm_pack(int K, int N, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs, float *packed);
+void loco_sgemm_prepacked(float *scratch, int M, int N, int K, const float *a, ptrdiff_t a_rs,
+                          ptrdiff_t a_cs, const float *packed, int packed_k, float *c,
+                          ptrdiff_t ldc, bool accumulate);
+
 /* Reference: the textbook triple loop with a double accumulator. */
 void loco_sgemm_naive(int M, int N, int K, const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs,
                       const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs, float *c, ptrdiff_t ldc,

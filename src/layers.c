@@ -105,16 +105,21 @@ void loco_vexp(float *out, const float *inp, size_t n)
     }
 }
 
-/* x[i] = exp(scale * (x[i] - shift)) for i < n; returns the sum (vector lanes, then in order). */
-static float exp_shifted_sum(float *x, int n, float shift, float scale)
+/* x[i] = exp(scale * (x[i] - shift)) for i < n; returns the sum (vector lanes, then in order).
+ * x has room for cap >= n floats: while a whole vector fits, the last partial vector is computed
+ * whole with its lanes past n set to 0 (whatever they held) instead of a slow scalar tail. */
+static float exp_shifted_sum(float *x, int n, int cap, float shift, float scale)
 {
     int i = 0;
     float sum = 0.0f;
 #if LOCO_LAYERS_AVX2
     __m256 vsum = _mm256_setzero_ps();
     __m256 vshift = _mm256_set1_ps(shift), vscale = _mm256_set1_ps(scale);
-    for (; i + 8 <= n; i += 8) {
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    for (; i < n && i + 8 <= cap; i += 8) {
         __m256 e = exp_avx2(_mm256_mul_ps(_mm256_sub_ps(_mm256_loadu_ps(x + i), vshift), vscale));
+        __m256i valid = _mm256_cmpgt_epi32(_mm256_set1_epi32(n - i), lane);
+        e = _mm256_and_ps(e, _mm256_castsi256_ps(valid));
         _mm256_storeu_ps(x + i, e);
         vsum = _mm256_add_ps(vsum, e);
     }
@@ -330,47 +335,63 @@ void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dwe
 /* ---------------------------------------------------------------------------------------------
  * Causal attention. Per (batch, head): S = Q K^T, P = softmax(S / sqrt(hs)) over keys <= query,
  * O = P V — as GEMMs over blocks of ATT_BLOCK query rows, each reading only the keys it can see.
+ * Work items are (batch, K/V head) pairs: K and V of the head are packed for the GEMM once and
+ * serve every query head of its group and every row block.
  */
 
-size_t loco_attention_scratch_floats(int T) { return (size_t)T * T; }
+/* Per-thread scratch: [dP (T, T) | packed (hs, T) | packed (T, hs)], each part 64-byte aligned
+ * when the slice is. */
+static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+size_t loco_attention_scratch_floats(int T, int hs)
+{
+    return round16((size_t)T * T) + round16(loco_gemm_packed_floats(hs, T)) +
+           round16(loco_gemm_packed_floats(T, hs));
+}
 
 void loco_attention_forward(const loco_gemm_workspace *ws, float *scratch, float *out, float *att,
                             const float *q, int q_stride, const float *k, const float *v,
                             int kv_stride, int B, int T, int NH, int NKV, int hs)
 {
-    (void)scratch;
     int C = NH * hs;
     int group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(static) num_threads(team_size(ws)) \
-    if ((size_t)B * NH * T * T * hs >= PARALLEL_MIN)
-    for (int p = 0; p < B * NH; p++) {
-        int b = p / NH, h = p % NH, g = h / group;
-        float *gemm_scratch = loco_gemm_workspace_slice(ws, omp_get_thread_num());
-        const float *qb = q + (size_t)b * T * q_stride + h * hs;  /* (T, hs), stride q_stride */
+#pragma omp parallel for schedule(static)                                                          \
+    num_threads(team_size(ws)) if ((size_t)B * NH * T * T * hs >= PARALLEL_MIN)
+    for (int p = 0; p < B * NKV; p++) {
+        int b = p / NKV, g = p % NKV, tid = omp_get_thread_num();
+        float *gemm_scratch = loco_gemm_workspace_slice(ws, tid);
+        float *mine = scratch + (size_t)tid * loco_attention_scratch_floats(T, hs);
+        float *kt_packed = mine + round16((size_t)T * T);                      /* K^T (hs, T) */
+        float *v_packed = kt_packed + round16(loco_gemm_packed_floats(hs, T)); /* V (T, hs) */
         const float *kb = k + (size_t)b * T * kv_stride + g * hs; /* (T, hs), stride kv_stride */
         const float *vb = v + (size_t)b * T * kv_stride + g * hs; /* (T, hs), stride kv_stride */
-        float *P = att + (size_t)p * T * T;                       /* (T, T) */
-        float *ob = out + (size_t)b * T * C + h * hs;             /* (T, hs), stride C */
-        for (int i0 = 0; i0 < T; i0 += ATT_BLOCK) {
-            int i1 = i0 + ATT_BLOCK < T ? i0 + ATT_BLOCK : T;
-            /* S[i0:i1, 0:i1] = Q[i0:i1] · K[0:i1]^T: B(d, j) = kb[j*kv_stride + d] */
-            loco_sgemm_serial(gemm_scratch, i1 - i0, i1, hs, qb + (size_t)i0 * q_stride, q_stride,
-                              1, kb, 1, kv_stride, P + (size_t)i0 * T, T, false);
-            for (int t = i0; t < i1; t++) {
-                float *row = P + (size_t)t * T;
-                float m = row_max(row, t + 1);
-                float sum = exp_shifted_sum(row, t + 1, m, scale);
-                float inv = 1.0f / sum;
+        loco_gemm_pack(hs, T, kb, 1, kv_stride, kt_packed);
+        loco_gemm_pack(T, hs, vb, kv_stride, 1, v_packed);
+        for (int h = g * group; h < (g + 1) * group; h++) {
+            const float *qb = q + (size_t)b * T * q_stride + h * hs; /* (T, hs), stride q_stride */
+            float *P = att + ((size_t)b * NH + h) * T * T;           /* (T, T) */
+            float *ob = out + (size_t)b * T * C + h * hs;            /* (T, hs), stride C */
+            for (int i0 = 0; i0 < T; i0 += ATT_BLOCK) {
+                int i1 = i0 + ATT_BLOCK < T ? i0 + ATT_BLOCK : T;
+                /* S[i0:i1, 0:i1] = Q[i0:i1] · K[0:i1]^T */
+                loco_sgemm_prepacked(gemm_scratch, i1 - i0, i1, hs, qb + (size_t)i0 * q_stride,
+                                     q_stride, 1, kt_packed, hs, P + (size_t)i0 * T, T, false);
+                for (int t = i0; t < i1; t++) {
+                    float *row = P + (size_t)t * T;
+                    float m = row_max(row, t + 1);
+                    float sum = exp_shifted_sum(row, t + 1, T, m, scale);
+                    float inv = 1.0f / sum;
 #pragma omp simd
-                for (int j = 0; j <= t; j++) {
-                    row[j] *= inv;
+                    for (int j = 0; j <= t; j++) {
+                        row[j] *= inv;
+                    }
+                    memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
                 }
-                memset(row + t + 1, 0, (size_t)(T - t - 1) * sizeof(float));
+                /* O[i0:i1] = P[i0:i1, 0:i1] · V[0:i1] */
+                loco_sgemm_prepacked(gemm_scratch, i1 - i0, hs, i1, P + (size_t)i0 * T, T, 1,
+                                     v_packed, T, ob + (size_t)i0 * C, C, false);
             }
-            /* O[i0:i1] = P[i0:i1, 0:i1] · V[0:i1] */
-            loco_sgemm_serial(gemm_scratch, i1 - i0, hs, i1, P + (size_t)i0 * T, T, 1, vb,
-                              kv_stride, 1, ob + (size_t)i0 * C, C, false);
         }
     }
 }
@@ -385,17 +406,20 @@ void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, floa
     float scale = 1.0f / sqrtf((float)hs);
     /* One work item per (batch, K/V head): it owns dk/dv of that head, so the query heads of a
      * group add into them in a fixed order and no two threads write the same element. */
-#pragma omp parallel for schedule(static) num_threads(team_size(ws)) \
-    if ((size_t)B * NH * T * T * hs >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static)                                                          \
+    num_threads(team_size(ws)) if ((size_t)B * NH * T * T * hs >= PARALLEL_MIN)
     for (int p = 0; p < B * NKV; p++) {
-        int b = p / NKV, g = p % NKV;
-        int tid = omp_get_thread_num();
+        int b = p / NKV, g = p % NKV, tid = omp_get_thread_num();
         float *gemm_scratch = loco_gemm_workspace_slice(ws, tid);
-        float *dP = scratch + (size_t)tid * loco_attention_scratch_floats(T); /* (T, T) */
+        float *dP = scratch + (size_t)tid * loco_attention_scratch_floats(T, hs); /* (T, T) */
+        float *vt_packed = dP + round16((size_t)T * T);                           /* V^T (hs, T) */
+        float *k_packed = vt_packed + round16(loco_gemm_packed_floats(hs, T));    /* K (T, hs) */
         const float *kb = k + (size_t)b * T * kv_stride + g * hs;
         const float *vb = v + (size_t)b * T * kv_stride + g * hs;
         float *dkb = dk + (size_t)b * T * kv_stride + g * hs;
         float *dvb = dv + (size_t)b * T * kv_stride + g * hs;
+        loco_gemm_pack(hs, T, vb, 1, kv_stride, vt_packed);
+        loco_gemm_pack(T, hs, kb, kv_stride, 1, k_packed);
         for (int t = 0; zero_dkv && t < T; t++) {
             memset(dkb + (size_t)t * kv_stride, 0, (size_t)hs * sizeof(float));
             memset(dvb + (size_t)t * kv_stride, 0, (size_t)hs * sizeof(float));
@@ -410,8 +434,8 @@ void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, floa
                 float *dPb = dP + (size_t)i0 * T;
                 const float *Pb = P + (size_t)i0 * T;
                 /* dP[i0:i1, 0:i1] = dO[i0:i1] · V[0:i1]^T */
-                loco_sgemm_serial(gemm_scratch, i1 - i0, i1, hs, dob + (size_t)i0 * C, C, 1, vb, 1,
-                                  kv_stride, dPb, T, false);
+                loco_sgemm_prepacked(gemm_scratch, i1 - i0, i1, hs, dob + (size_t)i0 * C, C, 1,
+                                     vt_packed, hs, dPb, T, false);
                 /* dS = P (dP - rowsum(P dP)) * scale; P is 0 above the diagonal, so is dS. */
                 for (int t = i0; t < i1; t++) {
                     const float *pr = P + (size_t)t * T;
@@ -427,8 +451,8 @@ void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, floa
                     }
                 }
                 /* dQ[i0:i1] = dS[i0:i1, 0:i1] · K[0:i1] */
-                loco_sgemm_serial(gemm_scratch, i1 - i0, hs, i1, dPb, T, 1, kb, kv_stride, 1,
-                                  dqb + (size_t)i0 * dq_stride, dq_stride, false);
+                loco_sgemm_prepacked(gemm_scratch, i1 - i0, hs, i1, dPb, T, 1, k_packed, T,
+                                     dqb + (size_t)i0 * dq_stride, dq_stride, false);
                 /* dK[0:i1] += dS[i0:i1, 0:i1]^T · Q[i0:i1]: A(j, t) = dS[t*T + j] */
                 loco_sgemm_serial(gemm_scratch, i1, hs, i1 - i0, dPb, 1, T,
                                   qb + (size_t)i0 * q_stride, q_stride, 1, dkb, kv_stride, true);
@@ -519,7 +543,7 @@ double loco_crossentropy_forward(float *losses, float *lse, const float *logits,
             for (int v0 = 0; v0 < V; v0 += 256) {
                 int len = V - v0 < 256 ? V - v0 : 256;
                 memcpy(row, x + v0, (size_t)len * sizeof(float));
-                sum += exp_shifted_sum(row, len, m, 1.0f);
+                sum += exp_shifted_sum(row, len, 256, m, 1.0f);
             }
             lse[n] = m + logf(sum);
             losses[n] = lse[n] - x[targets[n]];
@@ -538,7 +562,7 @@ void loco_crossentropy_backward(float *logits, const float *lse, const uint16_t 
 #pragma omp parallel for schedule(static) if ((size_t)N * V >= PARALLEL_MIN)
     for (int n = 0; n < N; n++) {
         float *x = logits + (size_t)n * V;
-        exp_shifted_sum(x, V, lse[n], 1.0f);
+        exp_shifted_sum(x, V, V, lse[n], 1.0f);
         x[targets[n]] -= 1.0f;
 #pragma omp simd
         for (int v = 0; v < V; v++) {

@@ -47,8 +47,8 @@ void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dwe
  * h / (NH / NKV). q rows have stride q_stride (query head h at columns h*hs), k and v rows have
  * stride kv_stride (K/V head g at columns g*hs). out (N, NH*hs); att (B, NH, T, T) saves the
  * softmax probabilities (zero above the diagonal). scratch: per-thread slices of
- * loco_attention_scratch_floats(T) floats, for up to ws->threads threads. */
-size_t loco_attention_scratch_floats(int T);
+ * loco_attention_scratch_floats(T, hs) floats, for up to ws->threads threads. */
+size_t loco_attention_scratch_floats(int T, int hs);
 void loco_attention_forward(const loco_gemm_workspace *ws, float *scratch, float *out, float *att,
                             const float *q, int q_stride, const float *k, const float *v,
                             int kv_stride, int B, int T, int NH, int NKV, int hs);

@@ -215,7 +215,7 @@ struct loco_model {
     float *datty;                 /* (B, T, C) */
     float *dq;                    /* (B, T, C) a consumer's dQ */
     float *dqkv[LOCO_MAX_LAYERS]; /* (B, T, QKV_l) per producer: [dQ | dK | dV], NULL else */
-    float *att_scratch;           /* (threads, T, T) */
+    float *att_scratch;           /* (threads, loco_attention_scratch_floats(T, hs)) */
     uint16_t *tokens, *targets;   /* (B, T) copies of the last forward's inputs */
 
     loco_gemm_workspace ws;
@@ -282,7 +282,7 @@ static size_t layout_acts(loco_model *m, float *base, int B, int T)
             m->dqkv[l] = NULL;
         }
     }
-    ACT(m->att_scratch, (size_t)m->ws.threads * loco_attention_scratch_floats(T));
+    ACT(m->att_scratch, (size_t)m->ws.threads * loco_attention_scratch_floats(T, m->hs));
 #undef ACT
     return total;
 }

@@ -138,6 +138,42 @@ Test(gemm, bias_and_residual_addends_on_every_split)
     loco_gemm_workspace_free(&ws);
 }
 
+Test(gemm, prepacked_b_prefixes_match_naive_and_serial)
+{
+    int PK = 300, PN = 45; /* packed depth and width */
+    float *b = rand_floats((size_t)PK * PN, 7, 1.0f);
+    float *packed = malloc(loco_gemm_packed_floats(PK, PN) * sizeof(float));
+    loco_gemm_pack(PK, PN, b, 1, PK, packed); /* B(k, n) = b[n*PK + k]: stored transposed */
+    loco_gemm_workspace ws;
+    cr_assert_eq(loco_gemm_workspace_init(&ws, 1), LOCO_OK);
+    const int cases[][4] = {{7, 45, 300, 0}, {13, 16, 17, 1}, {6, 33, 1, 0}, {20, 45, 260, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int M = cases[i][0], N = cases[i][1], K = cases[i][2], ta = cases[i][3];
+        float *a = rand_floats((size_t)M * K, 8, 1.0f);
+        ptrdiff_t a_rs = ta ? 1 : K, a_cs = ta ? M : 1;
+        float *c = rand_floats((size_t)M * N, 9, 1.0f), *want = malloc((size_t)M * N * 4);
+        float *serial = malloc((size_t)M * N * 4);
+        memcpy(want, c, (size_t)M * N * 4);
+        memcpy(serial, c, (size_t)M * N * 4);
+        loco_sgemm_naive(M, N, K, a, a_rs, a_cs, b, 1, PK, want, N, true);
+        loco_sgemm_serial(ws.buf, M, N, K, a, a_rs, a_cs, b, 1, PK, serial, N, true);
+        loco_sgemm_prepacked(ws.buf, M, N, K, a, a_rs, a_cs, packed, PK, c, N, true);
+        cr_assert_arr_eq(c, serial, (size_t)M * N * 4,
+                         "prepacked differs from serial (M=%d N=%d K=%d)", M, N, K);
+        for (int j = 0; j < M * N; j++) {
+            cr_assert(fabsf(c[j] - want[j]) <= 1e-5f * (K + 1), "M=%d N=%d K=%d: %g vs %g", M, N, K,
+                      c[j], want[j]);
+        }
+        free(a);
+        free(c);
+        free(want);
+        free(serial);
+    }
+    loco_gemm_workspace_free(&ws);
+    free(b);
+    free(packed);
+}
+
 Test(gemm, zero_depth_clears_or_keeps)
 {
     gemm_case overwrite = {4, 5, 0, 0, 0, 0, false};
@@ -264,7 +300,7 @@ static void check_attention(int B, int T, int NH, int NKV, int hs)
     float *dout = rand_floats(N * C, 3, 1.0f), *out = calloc(N * C, 4);
     float *att = calloc((size_t)B * NH * T * T, 4);
     float *dq = rand_floats(N * q_stride, 4, 1.0f), *dkv = rand_floats(N * kv_stride, 5, 1.0f);
-    float *scratch = calloc(2 * loco_attention_scratch_floats(T), 4);
+    float *scratch = calloc(2 * loco_attention_scratch_floats(T, hs), 4);
     double *qd = to_double(q, N * q_stride), *kvd = to_double(kv, N * kv_stride);
     double *doutd = to_double(dout, N * C), *outd = calloc(N * C, 8);
     double *attd = calloc((size_t)B * NH * T * T, 8), *dqd = calloc(N * q_stride, 8);
