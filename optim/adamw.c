@@ -19,7 +19,7 @@ void loco_adamw_update(const loco_optim *opt, float *params, const float *grads,
     float step_size = (float)((double)lr / bias_correction1);
     float bc2_sqrt = (float)sqrt(bias_correction2);
     float eps = p->eps;
-#pragma omp parallel for schedule(static) if (end - begin >= LOCO_OPTIM_PARALLEL_MIN)
+#pragma omp for schedule(static) nowait
     for (size_t i = begin; i < end; i++) {
         float g = grads[i];
         params[i] *= decay;

@@ -10,7 +10,7 @@ void loco_sgd_update(const loco_optim *opt, float *params, const float *grads, f
     float mu = p->momentum;
     float *buf = opt->slots > 0 ? loco_optim_slot(opt, 0) : NULL; /* momentum_buffer (n) */
     bool nesterov = p->nesterov;
-#pragma omp parallel for schedule(static) if (end - begin >= LOCO_OPTIM_PARALLEL_MIN)
+#pragma omp for schedule(static) nowait
     for (size_t i = begin; i < end; i++) {
         float g = grads[i];
         float d = g;

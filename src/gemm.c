@@ -203,17 +203,17 @@ static void pack_b(int kc, int nc, const float *b, ptrdiff_t b_rs, ptrdiff_t b_c
 /* ---------------------------------------------------------------------------------------------
  * Blocked driver */
 
-/* C tile (mr, nr) at row r0, column c0 of C += bias[c0..] + residual[r0.., c0..]. One loop per
- * case: a conditional load of a NULL pointer inside a vectorised loop becomes a masked load from
- * address 0, which is legal but takes a microcode assist on every iteration on AMD cores. */
-static void add_to_tile(float *ct, ptrdiff_t ldc, int mr, int nr, const loco_gemm_addend *add,
+/* Tile (mr, nr) at row r0, column c0 of the whole C += bias[c0..] + residual[r0.., c0..]. One
+ * loop per case: a conditional load of a NULL pointer inside a vectorised loop becomes a masked
+ * load from address 0, which is legal but takes a microcode assist on every iteration on AMD. */
+static void add_to_tile(float *ct, ptrdiff_t ldc, int mr, int nr, const loco_gemm_epilogue *epi,
                         int r0, int c0)
 {
-    const float *bias = NULL != add->bias ? add->bias + c0 : NULL;
+    const float *bias = NULL != epi->bias ? epi->bias + c0 : NULL;
     for (int i = 0; i < mr; i++) {
         float *row = ct + i * ldc;
-        if (NULL != add->residual) {
-            const float *res = add->residual + (r0 + i) * add->ld + c0;
+        if (NULL != epi->residual) {
+            const float *res = epi->residual + (r0 + i) * epi->ld + c0;
             for (int j = 0; j < nr; j++) {
                 row[j] += res[j];
             }
@@ -226,13 +226,35 @@ static void add_to_tile(float *ct, ptrdiff_t ldc, int mr, int nr, const loco_gem
     }
 }
 
+/* What happens to each tile after its kernel call: the addends after the first K slice, the
+ * epilogue function after the last. */
+static void finish_tile(float *ct, ptrdiff_t ldc, int mr, int nr, const loco_gemm_epilogue *epi,
+                        bool first, bool last, int r0, int c0)
+{
+    if (NULL == epi) {
+        return;
+    }
+    if (first && (NULL != epi->bias || NULL != epi->residual)) {
+        add_to_tile(ct, ldc, mr, nr, epi, r0, c0);
+    }
+    if (last && NULL != epi->fn) {
+        epi->fn(epi->ctx, ct, ldc, r0, c0, mr, nr);
+    }
+}
+
+/* Where a thread's part of C sits in the whole product (the epilogue works in whole-C
+ * coordinates), and which K slice this is. */
+typedef struct slice_pos {
+    int row0, col0;
+    bool first, last;
+} slice_pos;
+
 /* One KC-deep slice: C (M, nc) (+)= A (M, kc) · B, B already packed in NR-column panels, panel p
- * at packed_b + p * panel_stride with row k at + k * NR. (r0, c0): where C starts in the whole
- * product, for the addends; add is applied only when add_now. */
+ * at packed_b + p * panel_stride with row k at + k * NR. */
 static void gemm_slice(gemm_kernel_fn kernel, float *packed_a, int M, int nc, int kc,
                        const float *a, ptrdiff_t a_rs, ptrdiff_t a_cs, const float *packed_b,
                        size_t panel_stride, float *c, ptrdiff_t ldc, bool acc,
-                       const loco_gemm_addend *add, int c0)
+                       const loco_gemm_epilogue *epi, slice_pos pos)
 {
     bool pack = 1 != a_cs;
     float edge[GEMM_MR * GEMM_NR] __attribute__((aligned(64)));
@@ -267,36 +289,34 @@ static void gemm_slice(gemm_kernel_fn kernel, float *packed_a, int M, int nc, in
                         }
                     }
                 }
-                if (NULL != add) { /* the tile is hot in L1 */
-                    add_to_tile(ct, ldc, mr, nr, add, ic + ir, c0 + jr);
-                }
+                /* the tile is hot in L1 */
+                finish_tile(ct, ldc, mr, nr, epi, pos.first, pos.last, pos.row0 + ic + ir,
+                            pos.col0 + jr);
             }
         }
     }
 }
 
-/* C = or += A·B (+ addends) on one thread; K == 0 clears C (or leaves it, with accumulate). */
+/* M, N or K is 0: C = 0 (+ epilogue), or C unchanged with accumulate. Returns true then. */
 static bool gemm_trivial(int M, int N, int K, float *c, ptrdiff_t ldc, bool accumulate,
-                         const loco_gemm_addend *add)
+                         const loco_gemm_epilogue *epi, int row0, int col0)
 {
-    LOCO_ASSERT(NULL == add || !accumulate);
     if (M > 0 && N > 0 && K <= 0) {
         for (int i = 0; i < M && !accumulate; i++) {
             memset(c + i * ldc, 0, (size_t)N * sizeof(float));
         }
-        if (NULL != add) {
-            add_to_tile(c, ldc, M, N, add, 0, 0);
-        }
+        finish_tile(c, ldc, M, N, epi, true, true, row0, col0);
     }
     return M <= 0 || N <= 0 || K <= 0;
 }
 
+/* C (M, N) at (row0, col0) of the whole product = or += A · B on one thread. */
 static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, int K, const float *a,
                          ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
                          ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate,
-                         const loco_gemm_addend *add)
+                         const loco_gemm_epilogue *epi, int row0, int col0)
 {
-    if (gemm_trivial(M, N, K, c, ldc, accumulate, add)) {
+    if (gemm_trivial(M, N, K, c, ldc, accumulate, epi, row0, col0)) {
         return;
     }
     float *packed_b = scratch;                             /* (KC, NC) */
@@ -305,10 +325,10 @@ static void gemm_blocked(gemm_kernel_fn kernel, float *scratch, int M, int N, in
         int nc = N - jc < GEMM_NC ? N - jc : GEMM_NC;
         for (int pc = 0; pc < K; pc += GEMM_KC) {
             int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+            slice_pos pos = {row0, col0 + jc, 0 == pc, pc + kc == K};
             pack_b(kc, nc, b + pc * b_rs + jc * b_cs, b_rs, b_cs, packed_b);
             gemm_slice(kernel, packed_a, M, nc, kc, a + pc * a_cs, a_rs, a_cs, packed_b,
-                       (size_t)kc * GEMM_NR, c + jc, ldc, accumulate || pc > 0,
-                       0 == pc ? add : NULL, jc);
+                       (size_t)kc * GEMM_NR, c + jc, ldc, accumulate || pc > 0, epi, pos);
         }
     }
 }
@@ -327,7 +347,7 @@ void loco_sgemm_serial(float *scratch, int M, int N, int K, const float *a, ptrd
                        ptrdiff_t ldc, bool accumulate)
 {
     gemm_blocked(best_kernel(), scratch, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate,
-                 NULL);
+                 NULL, 0, 0);
 }
 
 void loco_sgemm_serial_portable(float *scratch, int M, int N, int K, const float *a, ptrdiff_t a_rs,
@@ -335,20 +355,21 @@ void loco_sgemm_serial_portable(float *scratch, int M, int N, int K, const float
                                 float *c, ptrdiff_t ldc, bool accumulate)
 {
     gemm_blocked(kernel_portable, scratch, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc,
-                 accumulate, NULL);
+                 accumulate, NULL, 0, 0);
 }
 
 /* Split C into one stripe per thread (rows when M >= N, else columns) and run each. */
 static void gemm_parallel(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
                           ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs,
                           ptrdiff_t b_cs, float *c, ptrdiff_t ldc, bool accumulate,
-                          const loco_gemm_addend *add)
+                          const loco_gemm_epilogue *epi)
 {
+    LOCO_ASSERT(NULL == epi || !accumulate || (NULL == epi->bias && NULL == epi->residual));
     int threads = omp_get_max_threads() < ws->threads ? omp_get_max_threads() : ws->threads;
     double flops = 2.0 * M * N * K;
     if (threads <= 1 || flops < 1e6) {
         gemm_blocked(best_kernel(), ws->buf, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc,
-                     accumulate, add);
+                     accumulate, epi, 0, 0);
         return;
     }
     bool split_rows = M >= N;
@@ -362,20 +383,12 @@ static void gemm_parallel(const loco_gemm_workspace *ws, int M, int N, int K, co
         int lo = t * chunk;
         int hi = lo + chunk < extent ? lo + chunk : extent;
         float *scratch = loco_gemm_workspace_slice(ws, t);
-        loco_gemm_addend part = {0};
-        if (NULL != add) { /* the addends of this stripe */
-            part = *add;
-            part.residual =
-                NULL != add->residual ? add->residual + (split_rows ? lo * add->ld : lo) : NULL;
-            part.bias = NULL != add->bias && !split_rows ? add->bias + lo : add->bias;
-        }
-        const loco_gemm_addend *my_add = NULL != add ? &part : NULL;
         if (lo < hi && split_rows) {
             gemm_blocked(best_kernel(), scratch, hi - lo, N, K, a + lo * a_rs, a_rs, a_cs, b, b_rs,
-                         b_cs, c + lo * ldc, ldc, accumulate, my_add);
+                         b_cs, c + lo * ldc, ldc, accumulate, epi, lo, 0);
         } else if (lo < hi) {
             gemm_blocked(best_kernel(), scratch, M, hi - lo, K, a, a_rs, a_cs, b + lo * b_cs, b_rs,
-                         b_cs, c + lo, ldc, accumulate, my_add);
+                         b_cs, c + lo, ldc, accumulate, epi, 0, lo);
         }
     }
 }
@@ -387,11 +400,11 @@ void loco_sgemm(const loco_gemm_workspace *ws, int M, int N, int K, const float 
     gemm_parallel(ws, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, NULL);
 }
 
-void loco_sgemm_add(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
-                    ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
-                    float *c, ptrdiff_t ldc, const loco_gemm_addend *add)
+void loco_sgemm_ex(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
+                   ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
+                   float *c, ptrdiff_t ldc, bool accumulate, const loco_gemm_epilogue *epi)
 {
-    gemm_parallel(ws, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, false, add);
+    gemm_parallel(ws, M, N, K, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate, epi);
 }
 
 size_t loco_gemm_packed_floats(int K, int N)
@@ -409,15 +422,16 @@ void loco_sgemm_prepacked(float *scratch, int M, int N, int K, const float *a, p
                           ptrdiff_t ldc, bool accumulate)
 {
     LOCO_ASSERT(K <= packed_k);
-    if (gemm_trivial(M, N, K, c, ldc, accumulate, NULL)) {
+    if (gemm_trivial(M, N, K, c, ldc, accumulate, NULL, 0, 0)) {
         return;
     }
     float *packed_a = scratch + (size_t)GEMM_KC * GEMM_NC;
     for (int pc = 0; pc < K; pc += GEMM_KC) {
         int kc = K - pc < GEMM_KC ? K - pc : GEMM_KC;
+        slice_pos pos = {0, 0, 0 == pc, pc + kc == K};
         gemm_slice(best_kernel(), packed_a, M, N, kc, a + pc * a_cs, a_rs, a_cs,
                    packed + (size_t)pc * GEMM_NR, (size_t)packed_k * GEMM_NR, c, ldc,
-                   accumulate || pc > 0, NULL, 0);
+                   accumulate || pc > 0, NULL, pos);
     }
 }
 

@@ -45,18 +45,23 @@ void loco_sgemm(const loco_gemm_workspace *ws, int M, int N, int K, const float 
                 ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs, float *c,
                 ptrdiff_t ldc, bool accumulate);
 
-/* Optional addends for loco_sgemm_add: C = A·B + bias + residual. */
-typedef struct loco_gemm_addend {
-    const float *bias;     /* (N): added to every row, or NULL */
-    const float *residual; /* (M, N) with row stride ld, or NULL; must not alias C */
+/* What to do to C's tiles while they are hot in L1, instead of in separate passes over C:
+ * bias (N, added to every row) and residual (M, N, row stride ld; must not alias C) are added after
+ * a tile's first K slice (only without accumulate); fn (may be NULL) runs on each finished tile
+ * (after the last K slice) with the tile's position (row, col) in the whole C and its size, e.g.
+ * to apply an activation or write a second output. */
+typedef struct loco_gemm_epilogue {
+    const float *bias;
+    const float *residual;
     ptrdiff_t ld;
-} loco_gemm_addend;
+    void (*fn)(void *ctx, float *tile, ptrdiff_t ldc, int row, int col, int mr, int nr);
+    void *ctx;
+} loco_gemm_epilogue;
 
-/* C = A·B + bias + residual (C is overwritten), like loco_sgemm. The addends are applied to each
- * tile of C while it is in L1, right after its first K slice, instead of in a separate pass. */
-void loco_sgemm_add(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
-                    ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
-                    float *c, ptrdiff_t ldc, const loco_gemm_addend *add);
+/* loco_sgemm with an epilogue (epi may be NULL). */
+void loco_sgemm_ex(const loco_gemm_workspace *ws, int M, int N, int K, const float *a,
+                   ptrdiff_t a_rs, ptrdiff_t a_cs, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
+                   float *c, ptrdiff_t ldc, bool accumulate, const loco_gemm_epilogue *epi);
 
 /* The same on the calling thread only, with one thread's scratch slice (`scratch` has
  * loco_gemm_workspace_floats() floats). Safe inside a parallel region. */

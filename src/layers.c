@@ -301,8 +301,8 @@ void loco_matmul_forward(const loco_gemm_workspace *ws, float *out, const float 
 {
     /* A(n, c) = inp[n*C + c]; B(c, o) = weight[o*C + c]; bias and residual join each tile of
      * out while it is in L1. */
-    loco_gemm_addend add = {bias, residual, OC};
-    loco_sgemm_add(ws, N, OC, C, inp, C, 1, weight, 1, C, out, OC, &add);
+    loco_gemm_epilogue epi = {bias, residual, OC, NULL, NULL};
+    loco_sgemm_ex(ws, N, OC, C, inp, C, 1, weight, 1, C, out, OC, false, &epi);
 }
 
 void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dweight, float *dbias,
@@ -356,8 +356,8 @@ void loco_attention_forward(const loco_gemm_workspace *ws, float *scratch, float
     int C = NH * hs;
     int group = NH / NKV;
     float scale = 1.0f / sqrtf((float)hs);
-#pragma omp parallel for schedule(static)                                                          \
-    num_threads(team_size(ws)) if ((size_t)B * NH * T * T * hs >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(team_size(ws)) \
+    if ((size_t)B * NH * T * T * hs >= PARALLEL_MIN)
     for (int p = 0; p < B * NKV; p++) {
         int b = p / NKV, g = p % NKV, tid = omp_get_thread_num();
         float *gemm_scratch = loco_gemm_workspace_slice(ws, tid);
@@ -406,8 +406,8 @@ void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, floa
     float scale = 1.0f / sqrtf((float)hs);
     /* One work item per (batch, K/V head): it owns dk/dv of that head, so the query heads of a
      * group add into them in a fixed order and no two threads write the same element. */
-#pragma omp parallel for schedule(static)                                                          \
-    num_threads(team_size(ws)) if ((size_t)B * NH * T * T * hs >= PARALLEL_MIN)
+#pragma omp parallel for schedule(static) num_threads(team_size(ws)) \
+    if ((size_t)B * NH * T * T * hs >= PARALLEL_MIN)
     for (int p = 0; p < B * NKV; p++) {
         int b = p / NKV, g = p % NKV, tid = omp_get_thread_num();
         float *gemm_scratch = loco_gemm_workspace_slice(ws, tid);
@@ -467,63 +467,121 @@ void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, floa
 /* ---------------------------------------------------------------------------------------------
  * GELU */
 
+/* out[i] = gelu(inp[i]) for i < n, on the calling thread. */
+static void gelu_forward_range(float *out, const float *inp, size_t n)
+{
+    size_t i = 0;
+#if LOCO_LAYERS_AVX2
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(inp + i);
+        __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
+        __m256 u =
+            _mm256_mul_ps(_mm256_set1_ps(GELU_K0), _mm256_fmadd_ps(_mm256_set1_ps(GELU_K1), x3, x));
+        __m256 e;
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(x, gelu_sigmoid_avx2(u, &e)));
+    }
+#endif
+    for (; i < n; i++) {
+        float x = inp[i], e;
+        out[i] = x * gelu_sigmoid_scalar(GELU_K0 * (x + GELU_K1 * x * x * x), &e);
+    }
+}
+
+/* dinp[i] = dout[i] gelu'(inp[i]) for i < n (dinp may alias dout), on the calling thread. */
+static void gelu_backward_range(float *dinp, const float *inp, const float *dout, size_t n)
+{
+    size_t i = 0;
+#if LOCO_LAYERS_AVX2
+    for (; i + 8 <= n; i += 8) {
+        __m256 x = _mm256_loadu_ps(inp + i);
+        __m256 x2 = _mm256_mul_ps(x, x);
+        __m256 k0 = _mm256_set1_ps(GELU_K0), k1 = _mm256_set1_ps(GELU_K1);
+        __m256 one = _mm256_set1_ps(1.0f);
+        __m256 u = _mm256_mul_ps(k0, _mm256_fmadd_ps(_mm256_mul_ps(k1, x2), x, x));
+        __m256 e;
+        __m256 s = gelu_sigmoid_avx2(u, &e);
+        __m256 du2 = _mm256_mul_ps(_mm256_set1_ps(2.0f * GELU_K0),
+                                   _mm256_fmadd_ps(_mm256_set1_ps(3.0f * GELU_K1), x2, one));
+        /* gelu' = s + x s (1 - s) 2 du/dx */
+        __m256 xs = _mm256_mul_ps(x, s);
+        __m256 grad = _mm256_fmadd_ps(_mm256_mul_ps(xs, _mm256_mul_ps(e, s)), du2, s);
+        _mm256_storeu_ps(dinp + i, _mm256_mul_ps(grad, _mm256_loadu_ps(dout + i)));
+    }
+#endif
+    for (; i < n; i++) {
+        float x = inp[i], e;
+        float s = gelu_sigmoid_scalar(GELU_K0 * (x + GELU_K1 * x * x * x), &e);
+        float du2 = 2.0f * GELU_K0 * (1.0f + 3.0f * GELU_K1 * x * x);
+        dinp[i] = (s + x * s * (e * s) * du2) * dout[i];
+    }
+}
+
+#define GELU_CHUNK 4096
+
 void loco_gelu_forward(float *out, const float *inp, size_t n)
 {
-    const size_t chunk = 4096;
-    size_t chunks = (n + chunk - 1) / chunk;
+    size_t chunks = (n + GELU_CHUNK - 1) / GELU_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (size_t ch = 0; ch < chunks; ch++) {
-        size_t i = ch * chunk;
-        size_t end = i + chunk < n ? i + chunk : n;
-#if LOCO_LAYERS_AVX2
-        for (; i + 8 <= end; i += 8) {
-            __m256 x = _mm256_loadu_ps(inp + i);
-            __m256 x3 = _mm256_mul_ps(_mm256_mul_ps(x, x), x);
-            __m256 u = _mm256_mul_ps(_mm256_set1_ps(GELU_K0),
-                                     _mm256_fmadd_ps(_mm256_set1_ps(GELU_K1), x3, x));
-            __m256 e;
-            _mm256_storeu_ps(out + i, _mm256_mul_ps(x, gelu_sigmoid_avx2(u, &e)));
-        }
-#endif
-        for (; i < end; i++) {
-            float x = inp[i], e;
-            out[i] = x * gelu_sigmoid_scalar(GELU_K0 * (x + GELU_K1 * x * x * x), &e);
-        }
+        size_t i = ch * GELU_CHUNK;
+        gelu_forward_range(out + i, inp + i, i + GELU_CHUNK < n ? GELU_CHUNK : n - i);
     }
 }
 
 void loco_gelu_backward(float *dinp, const float *inp, const float *dout, size_t n)
 {
-    const size_t chunk = 4096;
-    size_t chunks = (n + chunk - 1) / chunk;
+    size_t chunks = (n + GELU_CHUNK - 1) / GELU_CHUNK;
 #pragma omp parallel for schedule(static) if (n >= PARALLEL_MIN)
     for (size_t ch = 0; ch < chunks; ch++) {
-        size_t i = ch * chunk;
-        size_t end = i + chunk < n ? i + chunk : n;
-#if LOCO_LAYERS_AVX2
-        for (; i + 8 <= end; i += 8) {
-            __m256 x = _mm256_loadu_ps(inp + i);
-            __m256 x2 = _mm256_mul_ps(x, x);
-            __m256 k0 = _mm256_set1_ps(GELU_K0), k1 = _mm256_set1_ps(GELU_K1);
-            __m256 one = _mm256_set1_ps(1.0f);
-            __m256 u = _mm256_mul_ps(k0, _mm256_fmadd_ps(_mm256_mul_ps(k1, x2), x, x));
-            __m256 e;
-            __m256 s = gelu_sigmoid_avx2(u, &e);
-            __m256 du2 = _mm256_mul_ps(_mm256_set1_ps(2.0f * GELU_K0),
-                                       _mm256_fmadd_ps(_mm256_set1_ps(3.0f * GELU_K1), x2, one));
-            /* gelu' = s + x s (1 - s) 2 du/dx */
-            __m256 xs = _mm256_mul_ps(x, s);
-            __m256 grad = _mm256_fmadd_ps(_mm256_mul_ps(xs, _mm256_mul_ps(e, s)), du2, s);
-            _mm256_storeu_ps(dinp + i, _mm256_mul_ps(grad, _mm256_loadu_ps(dout + i)));
-        }
-#endif
-        for (; i < end; i++) {
-            float x = inp[i], e;
-            float s = gelu_sigmoid_scalar(GELU_K0 * (x + GELU_K1 * x * x * x), &e);
-            float du2 = 2.0f * GELU_K0 * (1.0f + 3.0f * GELU_K1 * x * x);
-            dinp[i] = (s + x * s * (e * s) * du2) * dout[i];
-        }
+        size_t i = ch * GELU_CHUNK;
+        gelu_backward_range(dinp + i, inp + i, dout + i, i + GELU_CHUNK < n ? GELU_CHUNK : n - i);
     }
+}
+
+/* Matmul epilogues: a GELU applied to each finished tile of the product while it is in L1. */
+typedef struct gelu_tile_ctx {
+    float *act;       /* forward: where gelu(tile) goes, (N, OC) */
+    const float *pre; /* backward: the GELU's input, (N, C) */
+    ptrdiff_t ld;
+} gelu_tile_ctx;
+
+static void gelu_forward_tile(void *ctx, float *tile, ptrdiff_t ldc, int row, int col, int mr,
+                              int nr)
+{
+    const gelu_tile_ctx *g = ctx;
+    for (int i = 0; i < mr; i++) {
+        gelu_forward_range(g->act + (row + i) * g->ld + col, tile + i * ldc, (size_t)nr);
+    }
+}
+
+static void gelu_backward_tile(void *ctx, float *tile, ptrdiff_t ldc, int row, int col, int mr,
+                               int nr)
+{
+    const gelu_tile_ctx *g = ctx;
+    for (int i = 0; i < mr; i++) {
+        gelu_backward_range(tile + i * ldc, g->pre + (row + i) * g->ld + col, tile + i * ldc,
+                            (size_t)nr);
+    }
+}
+
+void loco_matmul_gelu_forward(const loco_gemm_workspace *ws, float *out, float *act,
+                              const float *inp, const float *weight, const float *bias, int N,
+                              int C, int OC)
+{
+    gelu_tile_ctx ctx = {act, NULL, OC};
+    loco_gemm_epilogue epi = {bias, NULL, 0, gelu_forward_tile, &ctx};
+    loco_sgemm_ex(ws, N, OC, C, inp, C, 1, weight, 1, C, out, OC, false, &epi);
+}
+
+void loco_matmul_backward_gelu(const loco_gemm_workspace *ws, float *dinp, float *dweight,
+                               float *dbias, const float *dout, const float *inp,
+                               const float *weight, const float *gelu_in, int N, int C, int OC)
+{
+    gelu_tile_ctx ctx = {NULL, gelu_in, C};
+    loco_gemm_epilogue epi = {NULL, NULL, 0, gelu_backward_tile, &ctx};
+    /* dinp (N, C) = (dout · weight) * gelu'(gelu_in), tile by tile */
+    loco_sgemm_ex(ws, N, C, OC, dout, OC, 1, weight, C, 1, dinp, C, false, &epi);
+    loco_matmul_backward(ws, NULL, dweight, dbias, dout, inp, weight, N, C, OC);
 }
 
 /* ---------------------------------------------------------------------------------------------

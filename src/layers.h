@@ -43,6 +43,17 @@ void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dwe
                           const float *dout, const float *inp, const float *weight, int N, int C,
                           int OC);
 
+/* The MLP's two GELU-adjacent matmuls with the GELU fused in (applied to each output tile while
+ * it is in L1, no separate pass): forward out (N, OC) = inp · weight^T + bias and act = gelu(out);
+ * backward of a layer whose input inp = gelu(gelu_in): dinp (N, C) = (dout · weight) *
+ * gelu'(gelu_in), dweight (OC, C) +=, dbias (OC) += as loco_matmul_backward. */
+void loco_matmul_gelu_forward(const loco_gemm_workspace *ws, float *out, float *act,
+                              const float *inp, const float *weight, const float *bias, int N,
+                              int C, int OC);
+void loco_matmul_backward_gelu(const loco_gemm_workspace *ws, float *dinp, float *dweight,
+                               float *dbias, const float *dout, const float *inp,
+                               const float *weight, const float *gelu_in, int N, int C, int OC);
+
 /* Causal multi-head attention with grouped K/V heads. Query head h of NH reads K/V head
  * h / (NH / NKV). q rows have stride q_stride (query head h at columns h*hs), k and v rows have
  * stride kv_stride (K/V head g at columns g*hs). out (N, NH*hs); att (B, NH, T, T) saves the

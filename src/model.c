@@ -442,8 +442,8 @@ void loco_model_reset_profile(loco_model *model)
 
 const char *loco_model_op_name(loco_model_op op)
 {
-    static const char *names[LOCO_OP_COUNT] = {"embedding", "layernorm", "matmul",
-                                               "attention", "gelu",      "loss"};
+    static const char *names[LOCO_OP_COUNT] = {"embedding", "layernorm", "matmul", "attention",
+                                               "loss"};
     return op >= 0 && op < LOCO_OP_COUNT ? names[op] : "?";
 }
 
@@ -527,10 +527,8 @@ loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const 
         lap(&prof[LOCO_OP_MATMUL], &t);
         loco_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C);
         lap(&prof[LOCO_OP_LAYERNORM], &t);
-        loco_matmul_forward(ws, a->fch, a->ln2, lw->fcw, lw->fcb, NULL, N, C, 4 * C);
+        loco_matmul_gelu_forward(ws, a->fch, a->fch_gelu, a->ln2, lw->fcw, lw->fcb, N, C, 4 * C);
         lap(&prof[LOCO_OP_MATMUL], &t);
-        loco_gelu_forward(a->fch_gelu, a->fch, BT * 4 * C);
-        lap(&prof[LOCO_OP_GELU], &t);
         loco_matmul_forward(ws, a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, a->res2, N, 4 * C,
                             C);
         lap(&prof[LOCO_OP_MATMUL], &t);
@@ -601,11 +599,9 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
         }
 
         /* MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))) */
-        loco_matmul_backward(ws, m->dfch, lg->fcprojw, lg->fcprojb, m->dresidual, a->fch_gelu,
-                             lw->fcprojw, N, 4 * C, C);
+        loco_matmul_backward_gelu(ws, m->dfch, lg->fcprojw, lg->fcprojb, m->dresidual, a->fch_gelu,
+                                  lw->fcprojw, a->fch, N, 4 * C, C);
         lap(&prof[LOCO_OP_MATMUL], &t);
-        loco_gelu_backward(m->dfch, a->fch, m->dfch, (size_t)N * 4 * C);
-        lap(&prof[LOCO_OP_GELU], &t);
         loco_matmul_backward(ws, m->dln, lg->fcw, lg->fcb, m->dfch, a->ln2, lw->fcw, N, C, 4 * C);
         lap(&prof[LOCO_OP_MATMUL], &t);
         loco_layernorm_backward(m->dresidual, lg->ln2w, lg->ln2b, m->dln, a->res2, lw->ln2w,

@@ -126,9 +126,8 @@ void loco_model_zero_grad(loco_model *model);
 typedef enum loco_model_op {
     LOCO_OP_EMBEDDING = 0, /* token + position embeddings */
     LOCO_OP_LAYERNORM,
-    LOCO_OP_MATMUL, /* every linear layer, the tied output layer included */
+    LOCO_OP_MATMUL, /* every linear layer (the tied output layer and the MLP's fused GELU too) */
     LOCO_OP_ATTENTION,
-    LOCO_OP_GELU,
     LOCO_OP_LOSS, /* softmax cross-entropy */
     LOCO_OP_COUNT,
 } loco_model_op;

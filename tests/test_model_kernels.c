@@ -118,8 +118,8 @@ Test(gemm, bias_and_residual_addends_on_every_split)
         float *bias = rand_floats(N, 3, 1.0f), *res = rand_floats((size_t)M * ldr, 4, 1.0f);
         float *c = rand_floats((size_t)M * ldc, 5, 1.0f), *want = calloc((size_t)M * ldc, 4);
         loco_sgemm_naive(M, N, K, a, K, 1, b, N, 1, want, ldc, false);
-        loco_gemm_addend add = {bias, res, ldr};
-        loco_sgemm_add(&ws, M, N, K, a, K, 1, b, N, 1, c, ldc, &add);
+        loco_gemm_epilogue epi = {bias, res, ldr, NULL, NULL};
+        loco_sgemm_ex(&ws, M, N, K, a, K, 1, b, N, 1, c, ldc, false, &epi);
         for (int i = 0; i < M; i++) {
             for (int j = 0; j < N; j++) {
                 float exp = want[i * ldc + j] + bias[j] + res[i * ldr + j];
@@ -287,6 +287,39 @@ Test(layers, matmul_forward_backward_with_bias_and_residual)
     CHECK_CLOSE(dx, dxd, (size_t)N * C, 1e-6, "matmul dinp (overwritten)");
     CHECK_CLOSE(dw, dwd, (size_t)OC * C, 1e-6, "matmul dweight (accumulated)");
     CHECK_CLOSE(db, dbd, OC, 1e-6, "matmul dbias (accumulated)");
+    loco_gemm_workspace_free(&ws);
+}
+
+Test(layers, matmul_with_fused_gelu)
+{
+    int N = 200, C = 40, OC = 90; /* big enough for the parallel split */
+    loco_gemm_workspace ws;
+    cr_assert_eq(loco_gemm_workspace_init(&ws, 2), LOCO_OK);
+    float *x = rand_floats((size_t)N * C, 1, 1.0f), *w = rand_floats((size_t)OC * C, 2, 1.0f);
+    float *b = rand_floats(OC, 3, 1.0f), *out = calloc((size_t)N * OC, 4);
+    float *act = calloc((size_t)N * OC, 4);
+    double *xd = to_double(x, (size_t)N * C), *wd = to_double(w, (size_t)OC * C);
+    double *bd = to_double(b, OC), *outd = calloc((size_t)N * OC, 8);
+    double *actd = calloc((size_t)N * OC, 8);
+    loco_matmul_gelu_forward(&ws, out, act, x, w, b, N, C, OC);
+    loco_ref_matmul_forward(outd, xd, wd, bd, N, C, OC);
+    loco_ref_gelu_forward(actd, outd, (size_t)N * OC);
+    CHECK_CLOSE(out, outd, (size_t)N * OC, 1e-6, "fc pre-activation");
+    CHECK_CLOSE(act, actd, (size_t)N * OC, 1e-6, "fused gelu");
+    /* backward of the next layer (OC -> C2) whose input is act = gelu(out) */
+    int C2 = 30;
+    float *w2 = rand_floats((size_t)C2 * OC, 4, 1.0f), *dy = rand_floats((size_t)N * C2, 5, 1.0f);
+    float *dinp = calloc((size_t)N * OC, 4), *dw2 = calloc((size_t)C2 * OC, 4);
+    float *db2 = calloc(C2, 4);
+    double *w2d = to_double(w2, (size_t)C2 * OC), *dyd = to_double(dy, (size_t)N * C2);
+    double *dactd = calloc((size_t)N * OC, 8), *dpred = calloc((size_t)N * OC, 8);
+    double *dw2d = calloc((size_t)C2 * OC, 8), *db2d = calloc(C2, 8);
+    loco_matmul_backward_gelu(&ws, dinp, dw2, db2, dy, act, w2, out, N, OC, C2);
+    loco_ref_matmul_backward(dactd, dw2d, db2d, dyd, actd, w2d, N, OC, C2);
+    loco_ref_gelu_backward(dpred, outd, dactd, (size_t)N * OC);
+    CHECK_CLOSE(dinp, dpred, (size_t)N * OC, 1e-5, "dinp through the fused gelu");
+    CHECK_CLOSE(dw2, dw2d, (size_t)C2 * OC, 1e-5, "dweight");
+    CHECK_CLOSE(db2, db2d, C2, 1e-5, "dbias");
     loco_gemm_workspace_free(&ws);
 }
 
