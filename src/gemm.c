@@ -161,6 +161,12 @@ static void pack_a(int mc, int kc, const float *a, ptrdiff_t a_rs, ptrdiff_t a_c
     for (int ir = 0; ir < mc; ir += GEMM_MR) {
         int mr = mc - ir < GEMM_MR ? mc - ir : GEMM_MR;
         float *panel = out + (size_t)ir * kc; /* ir / MR panels of kc * MR */
+        if (GEMM_MR == mr && 1 == a_rs) {     /* a transposed A: MR contiguous floats per k */
+            for (int k = 0; k < kc; k++) {
+                memcpy(panel + k * GEMM_MR, a + ir + k * a_cs, GEMM_MR * sizeof(float));
+            }
+            continue;
+        }
         for (int k = 0; k < kc; k++) {
             for (int i = 0; i < GEMM_MR; i++) {
                 panel[k * GEMM_MR + i] = a[(ir + (i < mr ? i : mr - 1)) * a_rs + k * a_cs];
@@ -168,6 +174,33 @@ static void pack_a(int mc, int kc, const float *a, ptrdiff_t a_rs, ptrdiff_t a_c
         }
     }
 }
+
+#if LOCO_GEMM_AVX2
+/* dst[r][c] = src[c][r] for an 8 x 8 block; rows of src are src_ld apart, of dst dst_ld apart. */
+static void transpose8x8(const float *src, ptrdiff_t src_ld, float *dst, ptrdiff_t dst_ld)
+{
+    __m256 r0 = _mm256_loadu_ps(src + 0 * src_ld), r1 = _mm256_loadu_ps(src + 1 * src_ld);
+    __m256 r2 = _mm256_loadu_ps(src + 2 * src_ld), r3 = _mm256_loadu_ps(src + 3 * src_ld);
+    __m256 r4 = _mm256_loadu_ps(src + 4 * src_ld), r5 = _mm256_loadu_ps(src + 5 * src_ld);
+    __m256 r6 = _mm256_loadu_ps(src + 6 * src_ld), r7 = _mm256_loadu_ps(src + 7 * src_ld);
+    __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+    __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+    __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+    __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+    __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+    __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+    __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+    __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+    _mm256_storeu_ps(dst + 0 * dst_ld, _mm256_permute2f128_ps(u0, u4, 0x20));
+    _mm256_storeu_ps(dst + 1 * dst_ld, _mm256_permute2f128_ps(u1, u5, 0x20));
+    _mm256_storeu_ps(dst + 2 * dst_ld, _mm256_permute2f128_ps(u2, u6, 0x20));
+    _mm256_storeu_ps(dst + 3 * dst_ld, _mm256_permute2f128_ps(u3, u7, 0x20));
+    _mm256_storeu_ps(dst + 4 * dst_ld, _mm256_permute2f128_ps(u0, u4, 0x31));
+    _mm256_storeu_ps(dst + 5 * dst_ld, _mm256_permute2f128_ps(u1, u5, 0x31));
+    _mm256_storeu_ps(dst + 6 * dst_ld, _mm256_permute2f128_ps(u2, u6, 0x31));
+    _mm256_storeu_ps(dst + 7 * dst_ld, _mm256_permute2f128_ps(u3, u7, 0x31));
+}
+#endif
 
 /* Pack B depth [0, kc) x columns [0, nc) into panels of NR columns: out[p][k][j] = B(k, p*NR+j). */
 static void pack_b(int kc, int nc, const float *b, ptrdiff_t b_rs, ptrdiff_t b_cs,
@@ -187,6 +220,20 @@ static void pack_b(int kc, int nc, const float *b, ptrdiff_t b_rs, ptrdiff_t b_c
             for (int k = 0; k < kc; k++) {
                 for (int j = 0; j < nr; j++) {
                     panel[k * GEMM_NR + j] = b[k * b_rs + jr + j];
+                }
+            }
+        } else if (1 == b_rs && GEMM_NR == nr) { /* B transposed: columns contiguous along k */
+            int k = 0;
+#if LOCO_GEMM_AVX2
+            for (; k + 8 <= kc; k += 8) {
+                for (int j = 0; j < GEMM_NR; j += 8) {
+                    transpose8x8(b + (jr + j) * b_cs + k, b_cs, panel + k * GEMM_NR + j, GEMM_NR);
+                }
+            }
+#endif
+            for (; k < kc; k++) {
+                for (int j = 0; j < GEMM_NR; j++) {
+                    panel[k * GEMM_NR + j] = b[(jr + j) * b_cs + k];
                 }
             }
         } else {
@@ -210,6 +257,9 @@ static void add_to_tile(float *ct, ptrdiff_t ldc, int mr, int nr, const loco_gem
                         int r0, int c0)
 {
     const float *bias = NULL != epi->bias ? epi->bias + c0 : NULL;
+    for (int i = 0; NULL != epi->residual && i < GEMM_MR; i++) { /* the next tile down */
+        __builtin_prefetch(epi->residual + (r0 + GEMM_MR + i) * epi->ld + c0);
+    }
     for (int i = 0; i < mr; i++) {
         float *row = ct + i * ldc;
         if (NULL != epi->residual) {

@@ -278,15 +278,27 @@ void loco_layernorm_backward(float *dinp, float *dweight, float *dbias, const fl
         for (int ch = 0; ch < chunks; ch++) {
             int c0 = ch * COLUMN_CHUNK;
             int c1 = c0 + COLUMN_CHUNK < C ? c0 + COLUMN_CHUNK : C;
+            float dw[COLUMN_CHUNK] = {0}, db[COLUMN_CHUNK] = {0}; /* in registers */
             for (int n = 0; n < N; n++) {
-                const float *x = inp + (size_t)n * C;
-                const float *dy = dout + (size_t)n * C;
+                const float *x = inp + (size_t)n * C + c0;
+                const float *dy = dout + (size_t)n * C + c0;
                 float m = mean[n], s = rstd[n];
+                if (c1 - c0 == COLUMN_CHUNK) {
 #pragma omp simd
-                for (int c = c0; c < c1; c++) {
-                    dweight[c] += dy[c] * (x[c] - m) * s;
-                    dbias[c] += dy[c];
+                    for (int c = 0; c < COLUMN_CHUNK; c++) {
+                        dw[c] += dy[c] * (x[c] - m) * s;
+                        db[c] += dy[c];
+                    }
+                } else {
+                    for (int c = 0; c < c1 - c0; c++) {
+                        dw[c] += dy[c] * (x[c] - m) * s;
+                        db[c] += dy[c];
+                    }
                 }
+            }
+            for (int c = c0; c < c1; c++) {
+                dweight[c] += dw[c - c0];
+                dbias[c] += db[c - c0];
             }
         }
     }
@@ -321,12 +333,22 @@ void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dwe
         for (int ch = 0; ch < chunks; ch++) {
             int o0 = ch * COLUMN_CHUNK;
             int o1 = o0 + COLUMN_CHUNK < OC ? o0 + COLUMN_CHUNK : OC;
+            float sum[COLUMN_CHUNK] = {0}; /* in registers across the rows */
             for (int n = 0; n < N; n++) {
-                const float *d = dout + (size_t)n * OC;
+                const float *d = dout + (size_t)n * OC + o0;
+                if (o1 - o0 == COLUMN_CHUNK) {
 #pragma omp simd
-                for (int o = o0; o < o1; o++) {
-                    dbias[o] += d[o];
+                    for (int o = 0; o < COLUMN_CHUNK; o++) {
+                        sum[o] += d[o];
+                    }
+                } else {
+                    for (int o = 0; o < o1 - o0; o++) {
+                        sum[o] += d[o];
+                    }
                 }
+            }
+            for (int o = o0; o < o1; o++) {
+                dbias[o] += sum[o - o0];
             }
         }
     }
@@ -558,6 +580,11 @@ static void gelu_backward_tile(void *ctx, float *tile, ptrdiff_t ldc, int row, i
                                int nr)
 {
     const gelu_tile_ctx *g = ctx;
+    /* the GELU input is read from memory tile by tile: fetch the next tile down (the GEMM
+     * visits a column panel's tiles top to bottom) while this one computes */
+    for (int i = 0; i < 6; i++) {
+        __builtin_prefetch(g->pre + (row + mr + i) * g->ld + col);
+    }
     for (int i = 0; i < mr; i++) {
         gelu_backward_range(tile + i * ldc, g->pre + (row + i) * g->ld + col, tile + i * ldc,
                             (size_t)nr);
