@@ -29,27 +29,28 @@ typedef struct train_args {
 
 static void train_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: loco bench train [options]\n\n"
-            "Training throughput (tokens/s: forward + backward + clip + AdamW) of loco's CPU model\n"
-            "and of the same model in PyTorch (bench/torch_train.py), same shape, batch, threads.\n\n"
-            "  --layers N      transformer blocks (4)\n"
-            "  --width C       embedding width (128)\n"
-            "  --heads H       query heads (4)\n"
-            "  --kv-heads G    K/V heads (= heads)\n"
-            "  --share S       layers per cross-layer K/V group (1)\n"
-            "  --vocab V       vocabulary (256)\n"
-            "  --seq T         sequence length (128)\n"
-            "  --batch B       sequences per step (16)\n"
-            "  --threads N     OpenMP / torch threads (2)\n"
-            "  --steps N       timed steps (20)\n"
-            "  --warmup N      untimed steps first (3)\n"
-            "  --rounds R      alternate loco and torch R times, keep each one's best (1)\n"
-            "  --python PATH   interpreter with torch (default: $LOCO_PYTHON, python3,\n"
-            "                  /usr/bin/python3 - the first that imports torch)\n"
-            "  --torch-script PATH   bench/torch_train.py (default: found next to the binary)\n"
-            "  --no-torch      measure loco only\n"
-            "  --json FILE     write the records\n");
+    fprintf(
+        out,
+        "usage: loco bench train [options]\n\n"
+        "Training throughput (tokens/s: forward + backward + clip + AdamW) of loco's CPU model\n"
+        "and of the same model in PyTorch (bench/torch_train.py), same shape, batch, threads.\n\n"
+        "  --layers N      transformer blocks (4)\n"
+        "  --width C       embedding width (128)\n"
+        "  --heads H       query heads (4)\n"
+        "  --kv-heads G    K/V heads (= heads)\n"
+        "  --share S       layers per cross-layer K/V group (1)\n"
+        "  --vocab V       vocabulary (256)\n"
+        "  --seq T         sequence length (128)\n"
+        "  --batch B       sequences per step (16)\n"
+        "  --threads N     OpenMP / torch threads (2)\n"
+        "  --steps N       timed steps (20)\n"
+        "  --warmup N      untimed steps first (3)\n"
+        "  --rounds R      alternate loco and torch R times, keep each one's best (1)\n"
+        "  --python PATH   interpreter with torch (default: $LOCO_PYTHON, python3,\n"
+        "                  /usr/bin/python3 - the first that imports torch)\n"
+        "  --torch-script PATH   bench/torch_train.py (default: found next to the binary)\n"
+        "  --no-torch      measure loco only\n"
+        "  --json FILE     write the records\n");
 }
 
 static int parse_int(const char *flag, const char *value, int lo, int hi, int *out)
@@ -144,6 +145,7 @@ static int parse_args(int argc, char **argv, train_args *a)
 typedef struct loco_timing {
     double tokens_per_s, forward_ms, backward_ms, optim_ms;
     float loss;
+    loco_model_profile profile; /* timed steps only */
 } loco_timing;
 
 static loco_status run_loco(const train_args *a, loco_timing *out, loco_error *err)
@@ -187,6 +189,9 @@ static loco_status run_loco(const train_args *a, loco_timing *out, loco_error *e
                                  loco_model_tensors(m), err);
         }
         double t3 = loco_now_s();
+        if (s + 1 == a->warmup) {
+            loco_model_reset_profile(m);
+        }
         if (s >= a->warmup) {
             t_fwd += t1 - t0;
             t_bwd += t2 - t1;
@@ -198,6 +203,7 @@ static loco_status run_loco(const train_args *a, loco_timing *out, loco_error *e
         out->forward_ms = 1e3 * t_fwd / a->steps;
         out->backward_ms = 1e3 * t_bwd / a->steps;
         out->optim_ms = 1e3 * t_opt / a->steps;
+        out->profile = loco_model_get_profile(m);
     }
     free(data);
     loco_optim_free(&opt);
@@ -342,6 +348,12 @@ int loco_bench_train(int argc, char **argv)
         printf("  round %d loco:    %9.0f tokens/s  (forward %.1f ms, backward %.1f ms, clip+AdamW "
                "%.1f ms per step, loss %.3f)\n",
                r + 1, t.tokens_per_s, t.forward_ms, t.backward_ms, t.optim_ms, t.loss);
+        printf("           ms per step by layer kind (forward / backward):");
+        for (int op = 0; op < LOCO_OP_COUNT; op++) {
+            printf(" %s %.1f/%.1f", loco_model_op_name((loco_model_op)op),
+                   1e3 * t.profile.forward_s[op] / a.steps, 1e3 * t.profile.backward_s[op] / a.steps);
+        }
+        printf("\n");
         best = t.tokens_per_s > best.tokens_per_s ? t : best;
         if (a.no_torch) {
             continue;

@@ -80,8 +80,7 @@ loco_status loco_optim_params_validate(const loco_optim_params *p, loco_error *e
     return LOCO_OK;
 }
 
-loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t n,
-                            loco_error *err)
+loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t n, loco_error *err)
 {
     memset(opt, 0, sizeof *opt);
     LOCO_TRY(loco_optim_params_validate(p, err));
@@ -202,6 +201,7 @@ loco_status loco_optim_step(loco_optim *opt, float *params, const float *grads, 
 {
     float wd = opt->params.weight_decay;
     if (NULL == decay_table) {
+#pragma omp parallel if (opt->n >= LOCO_OPTIM_PARALLEL_MIN)
         update_range(opt, params, grads, lr, wd, 0, opt->n);
         opt->step++;
         return LOCO_OK;
@@ -219,6 +219,9 @@ loco_status loco_optim_step(loco_optim *opt, float *params, const float *grads, 
                                   t->offset, t->offset + t->numel, opt->n);
         }
     }
+    /* One parallel region for all tensors; each tensor's elements are split among the team
+     * without a barrier between tensors (elementwise updates are independent). */
+#pragma omp parallel if (opt->n >= LOCO_OPTIM_PARALLEL_MIN)
     for (int i = 0; i < decay_table->count; i++) {
         const loco_tensor *t = &decay_table->tensors[i];
         update_range(opt, params, grads, lr, t->ndim >= 2 ? wd : 0.0f, t->offset,

@@ -38,17 +38,17 @@ typedef enum loco_lr_schedule {
 
 typedef struct loco_optim_params {
     loco_optim_kind kind;
-    float lr;             /* peak learning rate */
-    float min_lr;         /* floor of the cosine schedule */
-    int warmup_steps;     /* linear warmup from 0 */
-    int total_steps;      /* schedule length (train.steps unless set) */
+    float lr;         /* peak learning rate */
+    float min_lr;     /* floor of the cosine schedule */
+    int warmup_steps; /* linear warmup from 0 */
+    int total_steps;  /* schedule length (train.steps unless set) */
     loco_lr_schedule schedule;
-    float beta1, beta2;   /* AdamW */
-    float eps;            /* AdamW */
-    float weight_decay;   /* decoupled (AdamW) or L2-free decay applied to weights (SGD) */
-    float momentum;       /* SGD */
-    bool nesterov;        /* SGD */
-    float grad_clip;      /* global-norm clipping threshold (0 = off) */
+    float beta1, beta2; /* AdamW */
+    float eps;          /* AdamW */
+    float weight_decay; /* decoupled (AdamW) or L2-free decay applied to weights (SGD) */
+    float momentum;     /* SGD */
+    bool nesterov;      /* SGD */
+    float grad_clip;    /* global-norm clipping threshold (0 = off) */
 } loco_optim_params;
 
 /* An optimizer over n parameters. */
@@ -69,8 +69,7 @@ void loco_optim_params_default(loco_optim_params *p);
 loco_status loco_optim_params_validate(const loco_optim_params *p, loco_error *err);
 
 /* Validate p and allocate zeroed state for n parameters. On failure opt is left empty. */
-loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t n,
-                            loco_error *err);
+loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t n, loco_error *err);
 void loco_optim_free(loco_optim *opt);
 
 /* Zero the state and the step counter (a fresh optimizer over the same buffer). */

@@ -40,15 +40,15 @@
 #define LOCO_MAX_LAYERS 64
 
 typedef struct loco_model_config {
-    int n_layer;   /* transformer blocks, 1..LOCO_MAX_LAYERS */
-    int n_embd;    /* width C, divisible by n_head */
-    int n_head;    /* query heads */
-    int n_kv_head; /* key/value heads: n_head (MHA), a divisor (GQA), 1 (MQA) */
-    int ctx;       /* maximum sequence length (learned position embeddings) */
-    int vocab;     /* vocabulary size (256 for the byte tokenizer), at most 65536 */
+    int n_layer;                 /* transformer blocks, 1..LOCO_MAX_LAYERS */
+    int n_embd;                  /* width C, divisible by n_head */
+    int n_head;                  /* query heads */
+    int n_kv_head;               /* key/value heads: n_head (MHA), a divisor (GQA), 1 (MQA) */
+    int ctx;                     /* maximum sequence length (learned position embeddings) */
+    int vocab;                   /* vocabulary size (256 for the byte tokenizer), at most 65536 */
     int kv_src[LOCO_MAX_LAYERS]; /* layer whose K/V layer l attends with; kv_src[l] <= l and
                                     kv_src[kv_src[l]] == kv_src[l] (a producer) */
-    float init_std; /* normal init std of weights (GPT-2: 0.02) */
+    float init_std;              /* normal init std of weights (GPT-2: 0.02) */
 } loco_model_config;
 
 typedef struct loco_model loco_model;       /* opaque */
@@ -121,6 +121,27 @@ loco_status loco_model_backward(loco_model *model, loco_error *err);
 
 void loco_model_zero_grad(loco_model *model);
 
+/* Where forward and backward spend their time, by kind of layer: seconds summed since init or
+ * the last reset (a clock read per layer call, ~0.1% of a step). */
+typedef enum loco_model_op {
+    LOCO_OP_EMBEDDING = 0, /* token + position embeddings */
+    LOCO_OP_LAYERNORM,
+    LOCO_OP_MATMUL, /* every linear layer (the tied output layer and the MLP's fused GELU too) */
+    LOCO_OP_ATTENTION,
+    LOCO_OP_LOSS, /* softmax cross-entropy */
+    LOCO_OP_COUNT,
+} loco_model_op;
+
+typedef struct loco_model_profile {
+    double forward_s[LOCO_OP_COUNT];
+    double backward_s[LOCO_OP_COUNT];
+    int64_t forwards, backwards; /* calls counted */
+} loco_model_profile;
+
+loco_model_profile loco_model_get_profile(const loco_model *model);
+void loco_model_reset_profile(loco_model *model);
+const char *loco_model_op_name(loco_model_op op); /* "matmul", ... */
+
 /* ---------------------------------------------------------------------------------------------
  * Incremental decoding */
 
@@ -128,9 +149,9 @@ void loco_model_zero_grad(loco_model *model);
  * producing layers: loco_kv_cache_numel(cache) == loco_model_kv_cache_numel(cfg, max_T). */
 loco_status loco_kv_cache_init(loco_kv_cache **cache, const loco_model *model, int max_T,
                                loco_error *err);
-void loco_kv_cache_free(loco_kv_cache *cache); /* NULL is fine */
-void loco_kv_cache_reset(loco_kv_cache *cache);   /* forget the sequence; keep the memory */
-int loco_kv_cache_len(const loco_kv_cache *cache); /* tokens decoded so far */
+void loco_kv_cache_free(loco_kv_cache *cache);          /* NULL is fine */
+void loco_kv_cache_reset(loco_kv_cache *cache);         /* forget the sequence; keep the memory */
+int loco_kv_cache_len(const loco_kv_cache *cache);      /* tokens decoded so far */
 size_t loco_kv_cache_numel(const loco_kv_cache *cache); /* floats of K/V storage held */
 
 /* Feed the next token of the sequence (position loco_kv_cache_len) and write the logits of the
