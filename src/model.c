@@ -1,10 +1,11 @@
 /* src/model.c — the GPT model: configuration, parameter table, buffers, forward, backward and
- * cached decoding (see model.h). The per-layer math lives in layers.c.
+ * cached decoding (see model.h), and the CPU backend. The per-layer math lives in layers.c; the
+ * CUDA backend in model_cuda.c; the struct and the backend table in model_impl.h.
  *
- * Read in this order: configuration checks, the parameter table, the structs that view the flat
- * buffers, init/free, forward, backward, decode.
+ * Read in this order: configuration checks, the parameter table, the CPU backend's buffers,
+ * init/free (the device is chosen once, through the backend table), forward, backward, decode.
  */
-#include "model.h"
+#include "src/model_impl.h"
 
 #include "src/layers.h"
 
@@ -153,76 +154,7 @@ loco_status loco_model_build_table(const loco_model_config *cfg, loco_tensor_tab
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Views into the flat buffers */
-
-/* One block's parameters (or their gradients): pointers into the flat buffer. */
-typedef struct layer_weights {
-    float *ln1w, *ln1b; /* (C) */
-    float *qkvw;        /* (QKV_l, C): q rows, then k and v rows for producers */
-    float *qkvb;        /* (QKV_l) */
-    float *attprojw;    /* (C, C) */
-    float *attprojb;    /* (C) */
-    float *ln2w, *ln2b; /* (C) */
-    float *fcw;         /* (4C, C) */
-    float *fcb;         /* (4C) */
-    float *fcprojw;     /* (C, 4C) */
-    float *fcprojb;     /* (C) */
-} layer_weights;
-
-typedef struct model_weights {
-    float *wte;         /* (V, C) */
-    float *wpe;         /* (ctx, C) */
-    float *lnfw, *lnfb; /* (C) */
-    layer_weights layer[LOCO_MAX_LAYERS];
-} model_weights;
-
-/* One block's saved activations, each sized for (B, T) at init. */
-typedef struct layer_acts {
-    float *ln1;                /* (B, T, C) */
-    float *ln1_mean, *ln1_rstd; /* (B, T) */
-    float *qkv;                /* (B, T, QKV_l) */
-    float *att;                /* (B, NH, T, T) softmax probabilities */
-    float *atty;               /* (B, T, C) attention output before c_proj */
-    float *res2;               /* (B, T, C) residual after attention */
-    float *ln2;                /* (B, T, C) */
-    float *ln2_mean, *ln2_rstd; /* (B, T) */
-    float *fch;                /* (B, T, 4C) before GELU */
-    float *fch_gelu;           /* (B, T, 4C) */
-    float *res3;               /* (B, T, C) block output */
-} layer_acts;
-
-struct loco_model {
-    loco_model_config cfg;
-    int C, NH, NKV, hs, kv_dim; /* kv_dim = NKV * hs */
-    int qkv_dim[LOCO_MAX_LAYERS]; /* C + 2 kv_dim for producers, C for consumers */
-    int kv_index[LOCO_MAX_LAYERS]; /* producer's slot in a K/V cache, -1 for consumers */
-    loco_tensor_table table;
-    float *params; /* (num_params) */
-    float *grads;  /* (num_params) */
-    model_weights w, g;
-
-    int max_B, max_T;
-    float *acts; /* one allocation for everything below */
-    float *encoded;            /* (B, T, C) */
-    layer_acts layer[LOCO_MAX_LAYERS];
-    float *lnf;                /* (B, T, C) */
-    float *lnf_mean, *lnf_rstd; /* (B, T) */
-    float *logits;             /* (B, T, V); dlogits in place during backward */
-    float *lse, *losses;       /* (B, T) */
-    /* gradients of activations */
-    float *dresidual;          /* (B, T, C) the residual stream's gradient */
-    float *dln;                /* (B, T, C) gradient of a LayerNorm output */
-    float *dfch;               /* (B, T, 4C) */
-    float *datty;              /* (B, T, C) */
-    float *dq;                 /* (B, T, C) a consumer's dQ */
-    float *dqkv[LOCO_MAX_LAYERS]; /* (B, T, QKV_l) per producer: [dQ | dK | dV], NULL else */
-    float *att_scratch;        /* (threads, T, T) */
-    uint16_t *tokens, *targets; /* (B, T) copies of the last forward's inputs */
-
-    loco_gemm_workspace ws;
-    int B, T;            /* shape of the last forward */
-    bool backward_ready; /* the last forward had targets and backward has not run */
-};
+ * The CPU backend's buffers (the struct is in model_impl.h) */
 
 static float *take(float **cursor, size_t n)
 {
@@ -327,6 +259,35 @@ static void view_weights(const loco_model *m, float *buf, model_weights *w)
 loco_status loco_model_init(loco_model **model, const loco_model_config *cfg, int B, int T,
                             loco_error *err)
 {
+    return loco_model_init_device(model, cfg, B, T, LOCO_DEVICE_CPU, 0, err);
+}
+
+static loco_status cpu_init(loco_model *m, loco_error *err)
+{
+    if (LOCO_OK != loco_gemm_workspace_init(&m->ws, omp_get_max_threads())) {
+        return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for matmul scratch");
+    }
+    size_t act_floats = layout_acts(m, NULL, m->max_B, m->max_T);
+    m->acts = loco_alloc_aligned(act_floats * sizeof(float));
+    if (NULL == m->acts) {
+        return loco_error_set(err, LOCO_ERR_NOMEM,
+                              "out of memory: %zu activation floats for B = %d, T = %d (lower the "
+                              "batch or sequence length)",
+                              act_floats, m->max_B, m->max_T);
+    }
+    layout_acts(m, m->acts, m->max_B, m->max_T);
+    return LOCO_OK;
+}
+
+static void cpu_release(loco_model *m)
+{
+    free(m->acts);
+    loco_gemm_workspace_free(&m->ws);
+}
+
+loco_status loco_model_init_device(loco_model **model, const loco_model_config *cfg, int B, int T,
+                                   loco_device device, int cuda_device, loco_error *err)
+{
     *model = NULL;
     LOCO_TRY(loco_model_config_validate(cfg, err));
     if (B < 1 || T < 1 || T > cfg->ctx) {
@@ -334,6 +295,10 @@ loco_status loco_model_init(loco_model **model, const loco_model_config *cfg, in
                               "model buffers for B = %d, T = %d: need B >= 1 and 1 <= T <= ctx "
                               "(%d)",
                               B, T, cfg->ctx);
+    }
+    if (LOCO_DEVICE_CPU != device && LOCO_DEVICE_CUDA != device) {
+        return loco_error_set(err, LOCO_ERR_INVALID_ARG, "unknown device %d (cpu or cuda)",
+                              (int)device);
     }
     loco_model *m = calloc(1, sizeof *m);
     if (NULL == m) {
@@ -353,30 +318,27 @@ loco_status loco_model_init(loco_model **model, const loco_model_config *cfg, in
     }
     m->max_B = B;
     m->max_T = T;
+    m->device = device;
+    m->cuda_device = cuda_device;
+    m->backend = LOCO_DEVICE_CUDA == device ? &loco_model_cuda_backend : &loco_model_cpu_backend;
     loco_status st = loco_model_build_table(cfg, &m->table, err);
-    if (LOCO_OK == st && LOCO_OK != loco_gemm_workspace_init(&m->ws, omp_get_max_threads())) {
-        st = loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for matmul scratch");
-    }
     if (LOCO_OK == st) {
         size_t n = m->table.numel;
-        size_t act_floats = layout_acts(m, NULL, B, T);
         m->params = loco_alloc_aligned(n * sizeof(float));
         m->grads = loco_alloc_aligned(n * sizeof(float));
-        m->acts = loco_alloc_aligned(act_floats * sizeof(float));
         m->tokens = calloc(2 * (size_t)B * T, sizeof(uint16_t));
-        if (NULL == m->params || NULL == m->grads || NULL == m->acts || NULL == m->tokens) {
-            st = loco_error_set(err, LOCO_ERR_NOMEM,
-                                "out of memory: %zu parameters and %zu activation floats for "
-                                "B = %d, T = %d (lower the batch or sequence length)",
-                                n, act_floats, B, T);
+        if (NULL == m->params || NULL == m->grads || NULL == m->tokens) {
+            st = loco_error_set(err, LOCO_ERR_NOMEM, "out of memory: %zu parameters", n);
         }
+    }
+    if (LOCO_OK == st) {
+        st = m->backend->init(m, err);
     }
     if (LOCO_OK != st) {
         loco_model_free(m);
         return st;
     }
     m->targets = m->tokens + (size_t)B * T;
-    layout_acts(m, m->acts, B, T);
     view_weights(m, m->params, &m->w);
     view_weights(m, m->grads, &m->g);
     *model = m;
@@ -388,11 +350,10 @@ void loco_model_free(loco_model *model)
     if (NULL == model) {
         return;
     }
+    model->backend->release(model);
     free(model->params);
     free(model->grads);
-    free(model->acts);
     free(model->tokens);
-    loco_gemm_workspace_free(&model->ws);
     loco_tensor_table_free(&model->table);
     free(model);
 }
@@ -403,7 +364,7 @@ static bool ends_with(const char *s, const char *suffix)
     return ls >= lx && 0 == strcmp(s + ls - lx, suffix);
 }
 
-void loco_model_init_weights(loco_model *model, uint64_t seed)
+loco_status loco_model_init_weights(loco_model *model, uint64_t seed)
 {
     const loco_tensor_table *t = &model->table;
     float proj_std = model->cfg.init_std / sqrtf(2.0f * (float)model->cfg.n_layer);
@@ -424,6 +385,7 @@ void loco_model_init_weights(loco_model *model, uint64_t seed)
             p[j] = std * loco_rng_normal(&rng);
         }
     }
+    return model->backend->params_written(model, NULL);
 }
 
 const loco_model_config *loco_model_get_config(const loco_model *model) { return &model->cfg; }
@@ -431,12 +393,64 @@ const loco_tensor_table *loco_model_tensors(const loco_model *model) { return &m
 size_t loco_model_num_params(const loco_model *model) { return model->table.numel; }
 float *loco_model_params(loco_model *model) { return model->params; }
 float *loco_model_grads(loco_model *model) { return model->grads; }
-const float *loco_model_logits(const loco_model *model) { return model->logits; }
+loco_device loco_model_device(const loco_model *model) { return model->device; }
+
+const float *loco_model_logits(const loco_model *model)
+{
+    /* A CUDA model fills its host copy on request: a cache, so the model is logically const. */
+    return model->backend->logits((loco_model *)model);
+}
+
+loco_status loco_model_upload_params(loco_model *model, loco_error *err)
+{
+    return model->backend->params_written(model, err);
+}
+
+loco_status loco_model_download(loco_model *model, loco_error *err)
+{
+    return model->backend->to_host(model, err);
+}
+
+float *loco_model_device_params(loco_model *model)
+{
+    return NULL != model->gpu ? loco_cuda_gpt_params(model->gpu) : NULL;
+}
+
+uint16_t *loco_model_device_params_bf16(loco_model *model)
+{
+    return NULL != model->gpu ? loco_cuda_gpt_params_bf16(model->gpu) : NULL;
+}
+
+float *loco_model_device_grads(loco_model *model)
+{
+    return NULL != model->gpu ? loco_cuda_gpt_grads(model->gpu) : NULL;
+}
+
+loco_cuda_ctx *loco_model_cuda_ctx(loco_model *model) { return model->cuda; }
+loco_cuda_gpt *loco_model_cuda_gpt(loco_model *model) { return model->gpu; }
 
 void loco_model_zero_grad(loco_model *model)
 {
-    memset(model->grads, 0, model->table.numel * sizeof(float));
+    loco_status st = model->backend->zero_grad(model, NULL);
+    if (LOCO_OK != st) { /* a CUDA failure; it shows again at the next forward */
+        LOCO_ERROR("zeroing the gradients failed: %s", loco_status_str(st));
+    }
 }
+
+static loco_status cpu_zero_grad(loco_model *m, loco_error *err)
+{
+    (void)err;
+    memset(m->grads, 0, m->table.numel * sizeof(float));
+    return LOCO_OK;
+}
+
+static loco_status cpu_nothing(loco_model *m, loco_error *err)
+{
+    (void)m, (void)err;
+    return LOCO_OK; /* the CPU works on the host buffers themselves */
+}
+
+static const float *cpu_logits(loco_model *m) { return m->logits; }
 
 /* ---------------------------------------------------------------------------------------------
  * Forward */
@@ -480,7 +494,20 @@ loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const 
     }
     m->B = B;
     m->T = T;
-    int N = (int)BT, C = m->C, V = m->cfg.vocab;
+    m->backward_ready = false;
+    float mean_loss = NAN;
+    LOCO_TRY(m->backend->forward(m, NULL != targets, &mean_loss, err));
+    m->backward_ready = NULL != targets;
+    if (NULL != loss) {
+        *loss = mean_loss;
+    }
+    return LOCO_OK;
+}
+
+static loco_status cpu_forward(loco_model *m, bool with_targets, float *loss, loco_error *err)
+{
+    (void)err;
+    int B = m->B, T = m->T, N = B * T, C = m->C, V = m->cfg.vocab;
     const loco_gemm_workspace *ws = &m->ws;
 
     loco_encoder_forward(m->encoded, m->tokens, m->w.wte, m->w.wpe, B, T, C);
@@ -499,21 +526,16 @@ loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const 
         loco_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N,
                                C);
         loco_matmul_forward(ws, a->fch, a->ln2, lw->fcw, lw->fcb, NULL, N, C, 4 * C);
-        loco_gelu_forward(a->fch_gelu, a->fch, BT * 4 * C);
+        loco_gelu_forward(a->fch_gelu, a->fch, (size_t)N * 4 * C);
         loco_matmul_forward(ws, a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, a->res2, N, 4 * C,
                             C);
         residual = a->res3;
     }
     loco_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->w.lnfw, m->w.lnfb, N, C);
     loco_matmul_forward(ws, m->logits, m->lnf, m->w.wte, NULL, NULL, N, C, V);
-
-    m->backward_ready = NULL != targets;
-    float mean_loss = NAN;
-    if (NULL != targets) {
-        mean_loss = (float)loco_crossentropy_forward(m->losses, m->lse, m->logits, m->targets, N, V);
-    }
-    if (NULL != loss) {
-        *loss = mean_loss;
+    *loss = NAN;
+    if (with_targets) {
+        *loss = (float)loco_crossentropy_forward(m->losses, m->lse, m->logits, m->targets, N, V);
     }
     return LOCO_OK;
 }
@@ -530,6 +552,12 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
                               "forward)");
     }
     m->backward_ready = false;
+    return m->backend->backward(m, err);
+}
+
+static loco_status cpu_backward(loco_model *m, loco_error *err)
+{
+    (void)err;
     int B = m->B, T = m->T, N = B * T, C = m->C, V = m->cfg.vocab, L = m->cfg.n_layer;
     const loco_gemm_workspace *ws = &m->ws;
 
@@ -584,6 +612,18 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
     loco_encoder_backward(m->g.wte, m->g.wpe, m->dresidual, m->tokens, B, T, C);
     return LOCO_OK;
 }
+
+const model_backend loco_model_cpu_backend = {
+    .name = "cpu",
+    .init = cpu_init,
+    .release = cpu_release,
+    .forward = cpu_forward,
+    .backward = cpu_backward,
+    .zero_grad = cpu_zero_grad,
+    .params_written = cpu_nothing,
+    .to_host = cpu_nothing,
+    .logits = cpu_logits,
+};
 
 /* ---------------------------------------------------------------------------------------------
  * Incremental decoding with a K/V cache */
@@ -691,6 +731,11 @@ loco_status loco_model_decode_step(loco_model *model, loco_kv_cache *cache, uint
                               "K/V cache full: %d tokens decoded, capacity %d (model.ctx %d); "
                               "reset it and re-feed a shorter window",
                               pos, c->max_T, m->cfg.ctx);
+    }
+    if (LOCO_DEVICE_CPU != m->device) {
+        return loco_error_set(err, LOCO_ERR_UNSUPPORTED,
+                              "cached decoding runs on a CPU model: load the weights into a model "
+                              "made by loco_model_init (loco sample does)");
     }
     float scale = 1.0f / sqrtf((float)hs);
     for (int i = 0; i < C; i++) {

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# bench/gpu_device.sh — one session on a GPU machine: offline setup from .deb files, build with
+# CUDA, the GPU tests, then `loco bench gpu` against PyTorch; a short table last.
+#
+#   bash bench/gpu_device.sh [STAGE...]     stages: setup tests bench profile (default: all four)
+#
+# Environment: OUT (logs and JSON, default /tmp/loco-gpu-out), LOCO_PKG_DIR (default ./.deb),
+# LOCO_BUILD_DIR (default /tmp/loco-build), BENCH_ARGS (extra `loco bench gpu` options).
+# NVLink multicast stays off (the lab's rule for shared hosts).
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/loco-gpu-out}
+mkdir -p "$OUT"
+export LOCO_PKG_DIR=${LOCO_PKG_DIR:-$PWD/.deb}
+export LOCO_BUILD_DIR=${LOCO_BUILD_DIR:-/tmp/loco-build}
+stages=${*:-setup tests bench profile}
+summary=()
+has() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
+stamp() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+echo "== $(stamp) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+
+if has setup; then
+  t0=$SECONDS
+  LOCO_CUDA=ON bash launch/setup.sh > "$OUT/setup.log" 2>&1
+  rc=$?
+  tail -n 5 "$OUT/setup.log"
+  cp "$LOCO_BUILD_DIR.build.log" "$OUT/build.log" 2>/dev/null
+  summary+=("setup+build: rc $rc, $((SECONDS - t0)) s")
+  [ $rc -eq 0 ] || { printf '%s\n' "${summary[@]}"; exit 1; }
+fi
+# shellcheck disable=SC1091
+[ -f "$LOCO_PKG_DIR/root/env.sh" ] && . "$LOCO_PKG_DIR/root/env.sh"
+
+if has tests; then
+  for t in test_cuda_layers test_cuda_optim test_cuda_model; do
+    t0=$SECONDS
+    timeout 300 "$LOCO_BUILD_DIR/tests/$t" --verbose --jobs 1 > "$OUT/$t.log" 2>&1
+    rc=$?
+    grep -E "max rel err|loss cpu|worst gradient|rel diff|FAIL|Crash|Synthesis" "$OUT/$t.log" | head -n 80
+    summary+=("$t: rc $rc, $((SECONDS - t0)) s, $(grep Synthesis "$OUT/$t.log" | sed 's/.*Synthesis: //')")
+  done
+fi
+
+if has bench; then
+  t0=$SECONDS
+  timeout 420 "$LOCO_BUILD_DIR/loco" bench gpu --json "$OUT/bench_gpu.json" ${BENCH_ARGS:-} \
+    > "$OUT/bench.log" 2>&1
+  rc=$?
+  cat "$OUT/bench.log"
+  summary+=("bench gpu: rc $rc, $((SECONDS - t0)) s")
+fi
+
+if has profile; then
+  timeout 120 "$LOCO_BUILD_DIR/loco" bench gpu --no-torch --steps 5 --warmup 3 --profile 3 \
+    ${BENCH_ARGS:-} > "$OUT/profile.log" 2>&1
+  cat "$OUT/profile.log"
+fi
+
+echo "== $(stamp) summary"
+printf '%s\n' "${summary[@]}"
