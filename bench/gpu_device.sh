@@ -2,11 +2,13 @@
 # bench/gpu_device.sh — one session on a GPU machine: offline setup from .deb files, build with
 # CUDA, the GPU tests, then `loco bench gpu` against PyTorch; a short table last.
 #
-#   bash bench/gpu_device.sh [STAGE...]     stages: setup tests bench profile (default: all four)
+#   bash bench/gpu_device.sh [STAGE...]   stages, in this order: setup layers bench profile tests
+#                                         (default: all; layers = the kernel tests, tests = the
+#                                         optimizer and whole-model tests)
 #
 # Environment: OUT (logs and JSON, default /tmp/loco-gpu-out), LOCO_PKG_DIR (default ./.deb),
 # LOCO_BUILD_DIR (default /tmp/loco-build), BENCH_ARGS (extra `loco bench gpu` options).
-# NVLink multicast stays off (the lab's rule for shared hosts).
+# NVLink multicast stays off (the lab's rule for shared hosts). At most 7 files land in OUT.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
@@ -15,7 +17,7 @@ OUT=${OUT:-/tmp/loco-gpu-out}
 mkdir -p "$OUT"
 export LOCO_PKG_DIR=${LOCO_PKG_DIR:-$PWD/.deb}
 export LOCO_BUILD_DIR=${LOCO_BUILD_DIR:-/tmp/loco-build}
-stages=${*:-setup tests bench profile}
+stages=${*:-setup layers bench profile tests}
 summary=()
 has() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
 stamp() { date -u +%Y-%m-%dT%H:%M:%SZ; }
@@ -35,19 +37,23 @@ fi
 # shellcheck disable=SC1091
 [ -f "$LOCO_PKG_DIR/root/env.sh" ] && . "$LOCO_PKG_DIR/root/env.sh"
 
-if has tests; then
-  for t in test_cuda_layers test_cuda_optim test_cuda_model; do
+run_tests() { # run_tests NAME...: the Criterion GPU tests, 120 s each at most
+  for t in "$@"; do
     t0=$SECONDS
-    timeout 300 "$LOCO_BUILD_DIR/tests/$t" --verbose --jobs 1 > "$OUT/$t.log" 2>&1
+    timeout 120 "$LOCO_BUILD_DIR/tests/$t" --verbose --jobs 1 > "$OUT/$t.tmp" 2>&1
     rc=$?
-    grep -E "max rel err|loss cpu|worst gradient|rel diff|FAIL|Crash|Synthesis" "$OUT/$t.log" | head -n 80
-    summary+=("$t: rc $rc, $((SECONDS - t0)) s, $(grep Synthesis "$OUT/$t.log" | sed 's/.*Synthesis: //')")
+    grep -E "max rel err|loss cpu|worst gradient|rel diff|FAIL|Crash|Synthesis|Assert" \
+      "$OUT/$t.tmp" | head -n 80
+    summary+=("$t: rc $rc, $((SECONDS - t0)) s, $(grep Synthesis "$OUT/$t.tmp" | sed 's/.*Synthesis: //')")
+    { echo "==== $t (rc $rc)"; cat "$OUT/$t.tmp"; } >> "$OUT/tests.log"
+    rm -f "$OUT/$t.tmp"
   done
-fi
+}
 
+has layers && run_tests test_cuda_layers
 if has bench; then
   t0=$SECONDS
-  timeout 420 "$LOCO_BUILD_DIR/loco" bench gpu --json "$OUT/bench_gpu.json" ${BENCH_ARGS:-} \
+  timeout 300 "$LOCO_BUILD_DIR/loco" bench gpu --json "$OUT/bench_gpu.json" ${BENCH_ARGS:-} \
     > "$OUT/bench.log" 2>&1
   rc=$?
   cat "$OUT/bench.log"
@@ -55,10 +61,12 @@ if has bench; then
 fi
 
 if has profile; then
-  timeout 120 "$LOCO_BUILD_DIR/loco" bench gpu --no-torch --steps 5 --warmup 3 --profile 3 \
+  timeout 90 "$LOCO_BUILD_DIR/loco" bench gpu --no-torch --steps 5 --warmup 3 --profile 3 \
     ${BENCH_ARGS:-} > "$OUT/profile.log" 2>&1
   cat "$OUT/profile.log"
 fi
+
+has tests && run_tests test_cuda_optim test_cuda_model
 
 echo "== $(stamp) summary"
 printf '%s\n' "${summary[@]}"
