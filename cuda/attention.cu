@@ -46,6 +46,13 @@ __device__ __forceinline__ void cp_async16(void *dst, const void *src, bool vali
                  "l"(src), "r"(valid ? 16 : 0));
 }
 
+/* 4 bytes global -> shared, zero-filled when !valid. */
+__device__ __forceinline__ void cp_async4(void *dst, const void *src, bool valid)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;\n" ::"r"(smem_addr(dst)),
+                 "l"(src), "r"(valid ? 4 : 0));
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 
 template <int N> __device__ __forceinline__ void cp_async_wait()
@@ -126,11 +133,11 @@ __device__ __forceinline__ void load_a_frags(uint32_t f[HS / 16][4], const bf16 
     }
 }
 
-/* acc (16 x 8*NT) += A (16 x HS, fragments) · tile^T, tile rows = the n index (keys or queries):
- * B(k = d, n = row) read untransposed. */
-template <int HS, int NT>
-__device__ __forceinline__ void mma_a_tileT(float acc[NT][4], const uint32_t a[HS / 16][4],
-                                            const bf16 *tile)
+/* acc (16 MT x 8 NT) += A (16 MT x HS: MT m-tiles of fragments) · tile^T, tile rows = the n
+ * index (keys or queries): B(k = d, n = row) read untransposed, each B fragment feeding MT mma. */
+template <int HS, int NT, int MT>
+__device__ __forceinline__ void mma_a_tileT_mt(float acc[MT][NT][4],
+                                               const uint32_t a[MT][HS / 16][4], const bf16 *tile)
 {
     int lane = threadIdx.x % 32;
 #pragma unroll
@@ -140,32 +147,58 @@ __device__ __forceinline__ void mma_a_tileT(float acc[NT][4], const uint32_t a[H
             uint32_t r[4];
             ldmatrix_x4(r, tile_addr<HS>(tile, np * 16 + (lane & 7) + ((lane >> 4) << 3),
                                          kk * 2 + ((lane >> 3) & 1)));
-            mma_bf16(acc[2 * np], a[kk], r[0], r[1]);
-            mma_bf16(acc[2 * np + 1], a[kk], r[2], r[3]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma_bf16(acc[mt][2 * np], a[mt][kk], r[0], r[1]);
+                mma_bf16(acc[mt][2 * np + 1], a[mt][kk], r[2], r[3]);
+            }
         }
     }
 }
 
-/* acc (16 x HS) += P (16 x 16*KS, accumulator layout: n-tiles of 8) · tile (16*KS rows, HS):
- * B(k = row, n = d) read transposed. */
-template <int HS, int KS>
-__device__ __forceinline__ void mma_acc_tile(float acc[HS / 8][4], const float p[2 * KS][4],
-                                             const bf16 *tile)
+/* acc (16 MT x HS) += P (16 MT x 16 KS, accumulator layout: n-tiles of 8) · tile (16 KS rows,
+ * HS): B(k = row, n = d) read transposed, each B fragment feeding MT mma. */
+template <int HS, int KS, int MT>
+__device__ __forceinline__ void mma_acc_tile_mt(float acc[MT][HS / 8][4],
+                                                const float p[MT][2 * KS][4], const bf16 *tile)
 {
     int lane = threadIdx.x % 32;
 #pragma unroll
     for (int j = 0; j < KS; j++) {
-        uint32_t a[4];
-        acc_to_a(a, p[2 * j], p[2 * j + 1]);
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            acc_to_a(a[mt], p[mt][2 * j], p[mt][2 * j + 1]);
+        }
 #pragma unroll
         for (int dp = 0; dp < HS / 16; dp++) {
             uint32_t r[4];
             ldmatrix_x4_trans(r, tile_addr<HS>(tile, j * 16 + (lane & 7) + (((lane >> 3) & 1) << 3),
                                                dp * 2 + (lane >> 4)));
-            mma_bf16(acc[2 * dp], a, r[0], r[1]);
-            mma_bf16(acc[2 * dp + 1], a, r[2], r[3]);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma_bf16(acc[mt][2 * dp], a[mt], r[0], r[1]);
+                mma_bf16(acc[mt][2 * dp + 1], a[mt], r[2], r[3]);
+            }
         }
     }
+}
+
+/* One m-tile (16 rows) per warp: the backward kernels'. */
+template <int HS, int NT>
+__device__ __forceinline__ void mma_a_tileT(float acc[NT][4], const uint32_t a[HS / 16][4],
+                                            const bf16 *tile)
+{
+    mma_a_tileT_mt<HS, NT, 1>(reinterpret_cast<float(*)[NT][4]>(acc),
+                              reinterpret_cast<const uint32_t(*)[HS / 16][4]>(a), tile);
+}
+
+template <int HS, int KS>
+__device__ __forceinline__ void mma_acc_tile(float acc[HS / 8][4], const float p[2 * KS][4],
+                                             const bf16 *tile)
+{
+    mma_acc_tile_mt<HS, KS, 1>(reinterpret_cast<float(*)[HS / 8][4]>(acc),
+                               reinterpret_cast<const float(*)[2 * KS][4]>(p), tile);
 }
 
 /* Row (0 or 1 -> g or g+8) and column offsets of accumulator element i of n-tile nt. */
@@ -226,12 +259,14 @@ __device__ __forceinline__ void kv_pipeline(bf16 *sK, bf16 *sV, const bf16 *kg, 
 /* ---------------------------------------------------------------------------------------------
  * Forward */
 
-template <int HS>
+/* A block of 64 MT query rows, MT m-tiles of 16 rows per warp: each K/V fragment read from
+ * shared memory feeds MT products. */
+template <int HS, int MT>
 __global__ void __launch_bounds__(FLASH_THREADS)
     flash_forward_kernel(bf16 *out, float *lse, const bf16 *q, int q_stride, const bf16 *k,
                          const bf16 *v, int kv_stride, int T, int NH, int NKV, float scale_log2)
 {
-    constexpr int BM = BLOCK_ROWS, BN = BLOCK_ROWS;
+    constexpr int BM = BLOCK_ROWS * MT, BN = BLOCK_ROWS;
     extern __shared__ __align__(128) unsigned char smem[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem); /* (BM, HS) */
     bf16 *sK = sQ + BM * HS;                    /* 2 x (BN, HS) */
@@ -245,7 +280,8 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     const bf16 *qg = q + ((size_t)b * T + q0) * q_stride + h * HS;
     const bf16 *kg = k + (size_t)b * T * kv_stride + g * HS;
     const bf16 *vg = v + (size_t)b * T * kv_stride + g * HS;
-    int n_kblocks = qblock + 1; /* BM == BN: key block j <= query block is visible */
+    int q_end = q0 + BM < T ? q0 + BM : T;
+    int n_kblocks = (q_end + BN - 1) / BN; /* the key blocks some row of the block sees */
 
     tile_load<HS, BM>(sQ, qg, q_stride, T - q0);
     tile_load<HS, BN>(sK, kg, kv_stride, T);
@@ -253,88 +289,111 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     cp_async_commit();
     cp_async_wait<0>();
     __syncthreads();
-    uint32_t qf[HS / 16][4];
-    load_a_frags<HS>(qf, sQ, warp * 16);
-
-    float o[HS / 8][4];
+    int row0 = warp * 16 * MT; /* this warp's first row in the block */
+    uint32_t qf[MT][HS / 16][4];
 #pragma unroll
-    for (int dt = 0; dt < HS / 8; dt++) {
-        o[dt][0] = o[dt][1] = o[dt][2] = o[dt][3] = 0.0f;
+    for (int mt = 0; mt < MT; mt++) {
+        load_a_frags<HS>(qf[mt], sQ, row0 + mt * 16);
     }
-    float row_max[2] = {-INFINITY, -INFINITY}, row_sum[2] = {0.0f, 0.0f};
+
+    float o[MT][HS / 8][4];
+    float row_max[MT][2], row_sum[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int dt = 0; dt < HS / 8; dt++) {
+            o[mt][dt][0] = o[mt][dt][1] = o[mt][dt][2] = o[mt][dt][3] = 0.0f;
+        }
+        row_max[mt][0] = row_max[mt][1] = -INFINITY;
+        row_sum[mt][0] = row_sum[mt][1] = 0.0f;
+    }
 
     for (int kb = 0; kb < n_kblocks; kb++) {
         int buf = kb & 1;
         kv_pipeline<HS>(sK, sV, kg, vg, kv_stride, T, kb, n_kblocks);
         const bf16 *cK = sK + buf * BN * HS, *cV = sV + buf * BN * HS;
 
-        float s[BN / 8][4];
+        float s[MT][BN / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < BN / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+        for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+            for (int nt = 0; nt < BN / 8; nt++) {
+                s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+            }
         }
-        mma_a_tileT<HS, BN / 8>(s, qf, cK);
+        mma_a_tileT_mt<HS, BN / 8, MT>(s, qf, cK);
 
         int k0 = kb * BN;
-        bool edge = kb == qblock || k0 + BN > T;
+        bool edge = k0 + BN - 1 > q0 || k0 + BN > T; /* some key is in a row's future or past T */
 #pragma unroll
-        for (int nt = 0; nt < BN / 8; nt++) {
+        for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int row = q0 + warp * 16 + acc_row(i), col = k0 + acc_col(nt, i);
-                s[nt][i] = edge && (col > row || col >= T) ? -INFINITY : s[nt][i] * scale_log2;
+            for (int nt = 0; nt < BN / 8; nt++) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    int row = q0 + row0 + mt * 16 + acc_row(i), col = k0 + acc_col(nt, i);
+                    s[mt][nt][i] = edge && (col > row || col >= T) ? -INFINITY
+                                                                   : s[mt][nt][i] * scale_log2;
+                }
             }
         }
         /* Running softmax per row (half 0: row g, half 1: row g + 8), in log2 units. */
 #pragma unroll
-        for (int half = 0; half < 2; half++) {
-            float mx = -INFINITY;
+        for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-            for (int nt = 0; nt < BN / 8; nt++) {
-                mx = fmaxf(mx, fmaxf(s[nt][2 * half], s[nt][2 * half + 1]));
-            }
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            float m_new = fmaxf(row_max[half], mx);
-            float m_use = -INFINITY == m_new ? 0.0f : m_new;
-            float corr = exp2f(row_max[half] - m_use);
-            float sum = 0.0f;
+            for (int half = 0; half < 2; half++) {
+                float mx = -INFINITY;
 #pragma unroll
-            for (int nt = 0; nt < BN / 8; nt++) {
-                s[nt][2 * half] = exp2f(s[nt][2 * half] - m_use);
-                s[nt][2 * half + 1] = exp2f(s[nt][2 * half + 1] - m_use);
-                sum += s[nt][2 * half] + s[nt][2 * half + 1];
-            }
-            sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-            sum += __shfl_xor_sync(0xffffffffu, sum, 2);
-            row_sum[half] = row_sum[half] * corr + sum;
-            row_max[half] = m_new;
+                for (int nt = 0; nt < BN / 8; nt++) {
+                    mx = fmaxf(mx, fmaxf(s[mt][nt][2 * half], s[mt][nt][2 * half + 1]));
+                }
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                float m_new = fmaxf(row_max[mt][half], mx);
+                float m_use = -INFINITY == m_new ? 0.0f : m_new;
+                float corr = exp2f(row_max[mt][half] - m_use);
+                float sum = 0.0f;
 #pragma unroll
-            for (int dt = 0; dt < HS / 8; dt++) {
-                o[dt][2 * half] *= corr;
-                o[dt][2 * half + 1] *= corr;
+                for (int nt = 0; nt < BN / 8; nt++) {
+                    s[mt][nt][2 * half] = exp2f(s[mt][nt][2 * half] - m_use);
+                    s[mt][nt][2 * half + 1] = exp2f(s[mt][nt][2 * half + 1] - m_use);
+                    sum += s[mt][nt][2 * half] + s[mt][nt][2 * half + 1];
+                }
+                sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+                sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+                row_sum[mt][half] = row_sum[mt][half] * corr + sum;
+                row_max[mt][half] = m_new;
+#pragma unroll
+                for (int dt = 0; dt < HS / 8; dt++) {
+                    o[mt][dt][2 * half] *= corr;
+                    o[mt][dt][2 * half + 1] *= corr;
+                }
             }
         }
-        mma_acc_tile<HS, BN / 16>(o, s, cV);
+        mma_acc_tile_mt<HS, BN / 16, MT>(o, s, cV);
         __syncthreads(); /* the next iteration's loads overwrite the other buffer */
     }
 
-    int row0 = q0 + warp * 16;
-    float inv[2] = {1.0f / row_sum[0], 1.0f / row_sum[1]};
 #pragma unroll
-    for (int dt = 0; dt < HS / 8; dt++) {
-        o[dt][0] *= inv[0];
-        o[dt][1] *= inv[0];
-        o[dt][2] *= inv[1];
-        o[dt][3] *= inv[1];
-    }
-    store_rows<HS>(out + (size_t)b * T * C + h * HS, C, o, 1.0f, row0, T, false);
-    if (0 == lane % 4) {
+    for (int mt = 0; mt < MT; mt++) {
+        float inv[2] = {1.0f / row_sum[mt][0], 1.0f / row_sum[mt][1]};
 #pragma unroll
-        for (int half = 0; half < 2; half++) {
-            int row = row0 + lane / 4 + 8 * half;
-            if (row < T) {
-                lse[((size_t)b * NH + h) * T + row] = (row_max[half] + log2f(row_sum[half])) * LN2;
+        for (int dt = 0; dt < HS / 8; dt++) {
+            o[mt][dt][0] *= inv[0];
+            o[mt][dt][1] *= inv[0];
+            o[mt][dt][2] *= inv[1];
+            o[mt][dt][3] *= inv[1];
+        }
+        int r0 = q0 + row0 + mt * 16;
+        store_rows<HS>(out + (size_t)b * T * C + h * HS, C, o[mt], 1.0f, r0, T, false);
+        if (0 == lane % 4) {
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                int row = r0 + lane / 4 + 8 * half;
+                if (row < T) {
+                    lse[((size_t)b * NH + h) * T + row] =
+                        (row_max[mt][half] + log2f(row_sum[mt][half])) * LN2;
+                }
             }
         }
     }
@@ -462,7 +521,7 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     bf16 *sV = sK + BN * HS;                    /* (BN, HS) */
     bf16 *sQ = sV + BN * HS;                    /* 2 x (BMQ, HS) */
     bf16 *sdO = sQ + 2 * BMQ * HS;              /* 2 x (BMQ, HS) */
-    float *sL = reinterpret_cast<float *>(sdO + 2 * BMQ * HS); /* 2 x BMQ: lse, log2 units */
+    float *sL = reinterpret_cast<float *>(sdO + 2 * BMQ * HS); /* 2 x BMQ: log-sum-exp */
     float *sD = sL + 2 * BMQ;                                   /* 2 x BMQ */
 
     int kblock = blockIdx.x; /* the longest walks (first keys) first */
@@ -485,11 +544,11 @@ __global__ void __launch_bounds__(FLASH_THREADS)
                            q_stride, T - qq0);
         tile_load<HS, BMQ>(sdO + buf * BMQ * HS, dout + ((size_t)b * T + qq0) * C + h * HS, C,
                            T - qq0);
-        for (int i = threadIdx.x; i < BMQ; i += FLASH_THREADS) {
-            int t = qq0 + i;
-            size_t at = ((size_t)b * NH + h) * T + (t < T ? t : 0);
-            sL[buf * BMQ + i] = lse[at] * LOG2E;
-            sD[buf * BMQ + i] = D[at];
+        const float *lse_row = lse + ((size_t)b * NH + h) * T, *D_row = D + ((size_t)b * NH + h) * T;
+        for (int i = threadIdx.x; i < BMQ; i += FLASH_THREADS) { /* zero past T: masked anyway */
+            bool valid = qq0 + i < T;
+            cp_async4(sL + buf * BMQ + i, valid ? lse_row + qq0 + i : lse_row, valid);
+            cp_async4(sD + buf * BMQ + i, valid ? D_row + qq0 + i : D_row, valid);
         }
     };
 
@@ -545,7 +604,7 @@ __global__ void __launch_bounds__(FLASH_THREADS)
                 int qi = acc_col(nt, i), col = qq0 + qi;
                 float p = col < key || col >= T || key >= T
                               ? 0.0f
-                              : exp2f(s[nt][i] * scale_log2 - cL[qi]);
+                              : exp2f(s[nt][i] * scale_log2 - cL[qi] * LOG2E);
                 s[nt][i] = p;                     /* P^T */
                 dp[nt][i] = p * (dp[nt][i] - cD[qi]); /* dS^T, without the softmax scale */
             }
@@ -564,24 +623,27 @@ __global__ void __launch_bounds__(FLASH_THREADS)
 /* ---------------------------------------------------------------------------------------------
  * Launchers */
 
-template <int HS> static size_t forward_smem() { return (size_t)5 * BLOCK_ROWS * HS * 2; }
+template <int HS, int MT> static size_t forward_smem()
+{
+    return (size_t)(MT + 4) * BLOCK_ROWS * HS * 2;
+}
 template <int HS> static size_t dq_smem() { return (size_t)6 * BLOCK_ROWS * HS * 2; }
 template <int HS, int BMQ> static size_t dkv_smem()
 {
     return (size_t)(2 * BLOCK_ROWS + 4 * BMQ) * HS * 2 + 4 * BMQ * sizeof(float);
 }
 
-template <int HS>
+template <int HS, int MT>
 static loco_status flash_forward(bf16 *out, float *lse, const bf16 *q, int q_stride, const bf16 *k,
                                  const bf16 *v, int kv_stride, int B, int T, int NH, int NKV,
                                  cudaStream_t stream)
 {
-    size_t smem = forward_smem<HS>();
-    CUDA_TRY(cudaFuncSetAttribute(flash_forward_kernel<HS>,
+    size_t smem = forward_smem<HS, MT>();
+    CUDA_TRY(cudaFuncSetAttribute(flash_forward_kernel<HS, MT>,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid(ceil_div(T, BLOCK_ROWS), B * NH);
+    dim3 grid(ceil_div(T, BLOCK_ROWS * MT), B * NH);
     float scale_log2 = LOG2E / sqrtf((float)HS);
-    flash_forward_kernel<HS><<<grid, FLASH_THREADS, smem, stream>>>(
+    flash_forward_kernel<HS, MT><<<grid, FLASH_THREADS, smem, stream>>>(
         out, lse, q, q_stride, k, v, kv_stride, T, NH, NKV, scale_log2);
     CUDA_LAUNCH_TRY();
     return LOCO_OK;
@@ -634,10 +696,10 @@ extern "C" loco_status loco_attention_forward_cuda(loco_bf16 *out, float *lse, c
                                                  NKV, hs, stream);
     }
     if (64 == hs) {
-        return flash_forward<64>(as_bf16(out), lse, as_bf16(q), q_stride, as_bf16(k), as_bf16(v),
+        return flash_forward<64, 2>(as_bf16(out), lse, as_bf16(q), q_stride, as_bf16(k), as_bf16(v),
                                  kv_stride, B, T, NH, NKV, stream);
     }
-    return flash_forward<128>(as_bf16(out), lse, as_bf16(q), q_stride, as_bf16(k), as_bf16(v),
+    return flash_forward<128, 1>(as_bf16(out), lse, as_bf16(q), q_stride, as_bf16(k), as_bf16(v),
                               kv_stride, B, T, NH, NKV, stream);
 }
 

@@ -153,9 +153,20 @@ static int colsum_chunks(int N, int C)
     return chunks < 1 ? 1 : chunks;
 }
 
+/* Blocks of the fused LayerNorm backward (each adds its rows' parameter gradients): a fixed
+ * number, so the summation order is the same on every GPU. */
+#define LN_BWD_BLOCKS 512
+
+static int ln_bwd_blocks(int N)
+{
+    int rows_blocks = (int)ceil_div(N, ROWS_PER_BLOCK);
+    return rows_blocks < LN_BWD_BLOCKS ? rows_blocks : LN_BWD_BLOCKS;
+}
+
 extern "C" size_t loco_colsum_scratch_floats(int N, int C)
 {
-    return 2 * (size_t)colsum_chunks(N, C) * C;
+    int chunks = colsum_chunks(N, C), ln = ln_bwd_blocks(N);
+    return 2 * (size_t)(chunks > ln ? chunks : ln) * C;
 }
 
 template <bool LN>
@@ -354,12 +365,132 @@ __global__ void layernorm_backward_rows_kernel(bf16 *dinp, const bf16 *dout, con
     }
 }
 
+/* The same rows, with each lane also adding up dbias (sum dy) and dweight (sum dy norm) of its
+ * fixed channels (VPL 8-wide vectors: C <= 256 VPL) in registers; the block's warps are then
+ * added in warp order and the block's partial sums written for colsum_finish_kernel. One pass
+ * over dout and inp instead of two. */
+template <int VPL>
+__global__ void __launch_bounds__(32 * ROWS_PER_BLOCK, VPL <= 3 ? 2 : 1)
+    layernorm_backward_fused_kernel(bf16 *dinp, float *partial, const bf16 *dout, const bf16 *inp,
+                                    const bf16 *weight, const float *mean, const float *rstd,
+                                    int N, int C)
+{
+    __shared__ float sh[ROWS_PER_BLOCK][VPL * 256];
+    int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    float dw[VPL][8], db[VPL][8];
+#pragma unroll
+    for (int v = 0; v < VPL; v++) {
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            dw[v][j] = db[v][j] = 0.0f;
+        }
+    }
+    for (int row = blockIdx.x * ROWS_PER_BLOCK + warp; row < N;
+         row += gridDim.x * ROWS_PER_BLOCK) {
+        const bf16 *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
+        float m = mean[row], s = rstd[row];
+        float xv[VPL][8], dv[VPL][8];
+        float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
+#pragma unroll
+        for (int v = 0; v < VPL; v++) {
+            int c = lane * 8 + v * 256;
+            if (c < C) {
+                float w[8]; /* the weights stay in L1: reloading beats holding them */
+                load8(xv[v], x + c);
+                load8(dv[v], dy + c);
+                load8(w, weight + c);
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    xv[v][j] = (xv[v][j] - m) * s; /* the normalized input from here on */
+                    float dnorm = dv[v][j] * w[j];
+                    dnorm_mean += dnorm;
+                    dnorm_norm_mean += dnorm * xv[v][j];
+                }
+            }
+        }
+        dnorm_mean = warp_sum(dnorm_mean) / C;
+        dnorm_norm_mean = warp_sum(dnorm_norm_mean) / C;
+        bf16 *dx = dinp + (size_t)row * C;
+#pragma unroll
+        for (int v = 0; v < VPL; v++) {
+            int c = lane * 8 + v * 256;
+            if (c < C) {
+                float acc[8], w[8];
+                load8(acc, dx + c);
+                load8(w, weight + c);
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    acc[j] += (dv[v][j] * w[j] - dnorm_mean - xv[v][j] * dnorm_norm_mean) * s;
+                    dw[v][j] += dv[v][j] * xv[v][j];
+                    db[v][j] += dv[v][j];
+                }
+                store8(dx + c, acc);
+            }
+        }
+    }
+    for (int q = 0; q < 2; q++) { /* quantity 0: dbias, 1: dweight (colsum_finish's order) */
+#pragma unroll
+        for (int v = 0; v < VPL; v++) {
+            int c = lane * 8 + v * 256;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (c + j < C) {
+                    sh[warp][c + j] = 0 == q ? db[v][j] : dw[v][j];
+                }
+            }
+        }
+        __syncthreads();
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float acc = 0.0f;
+#pragma unroll
+            for (int w8 = 0; w8 < ROWS_PER_BLOCK; w8++) {
+                acc += sh[w8][c];
+            }
+            partial[((size_t)q * gridDim.x + blockIdx.x) * C + c] = acc;
+        }
+        __syncthreads();
+    }
+}
+
+template <int VPL>
+static loco_status layernorm_backward_fused(bf16 *dinp, float *dweight, float *dbias,
+                                            float *scratch, const bf16 *dout, const bf16 *inp,
+                                            const bf16 *weight, const float *mean,
+                                            const float *rstd, int N, int C, cudaStream_t stream)
+{
+    int blocks = ln_bwd_blocks(N);
+    layernorm_backward_fused_kernel<VPL><<<blocks, 32 * ROWS_PER_BLOCK, 0, stream>>>(
+        dinp, scratch, dout, inp, weight, mean, rstd, N, C);
+    CUDA_LAUNCH_TRY();
+    colsum_finish_kernel<<<ceil_div(C, 256), 256, 0, stream>>>(dbias, dweight, scratch, blocks, C);
+    CUDA_LAUNCH_TRY();
+    return LOCO_OK;
+}
+
 extern "C" loco_status loco_layernorm_backward_cuda(loco_bf16 *dinp, float *dweight, float *dbias,
                                                     float *scratch, const loco_bf16 *dout,
                                                     const loco_bf16 *inp, const loco_bf16 *weight,
                                                     const float *mean, const float *rstd, int N,
                                                     int C, cudaStream_t stream)
 {
+    bf16 *di = as_bf16(dinp);
+    const bf16 *dy = as_bf16(dout), *x = as_bf16(inp), *w = as_bf16(weight);
+    switch ((C + 255) / 256) {
+    case 1:
+        return layernorm_backward_fused<1>(di, dweight, dbias, scratch, dy, x, w, mean, rstd, N,
+                                           C, stream);
+    case 2:
+        return layernorm_backward_fused<2>(di, dweight, dbias, scratch, dy, x, w, mean, rstd, N,
+                                           C, stream);
+    case 3:
+        return layernorm_backward_fused<3>(di, dweight, dbias, scratch, dy, x, w, mean, rstd, N,
+                                           C, stream);
+    case 4:
+        return layernorm_backward_fused<4>(di, dweight, dbias, scratch, dy, x, w, mean, rstd, N,
+                                           C, stream);
+    default: /* wider rows: the two-pass form below */
+        break;
+    }
     layernorm_backward_rows_kernel<<<ceil_div(N, ROWS_PER_BLOCK), 32 * ROWS_PER_BLOCK, 0,
                                      stream>>>(as_bf16(dinp), as_bf16(dout), as_bf16(inp),
                                                as_bf16(weight), mean, rstd, N, C);

@@ -108,13 +108,20 @@ static void check_variant(const variant *v)
     for (size_t i = 0; i < n; i++) {
         total += (double)gc[i] * gc[i];
     }
-    /* Tensors whose gradient vanishes (the K bias: softmax ignores a shift of all scores) are
-     * judged against a floor of the whole gradient's norm. */
+    /* The K bias's true gradient is zero (softmax ignores a shift of all of a row's scores):
+     * both models give rounding noise there, which must stay tiny against the whole gradient.
+     * Every other tensor is compared, small ones against a floor of the whole gradient's norm. */
     double floor = 2e-3 * sqrt(total);
     double worst = 0.0;
     int worst_i = 0;
     for (int i = 0; i < t->count; i++) {
         const loco_tensor *ti = &t->tensors[i];
+        if (NULL != strstr(ti->name, "attn.k.bias")) {
+            double z = rel_l2(gg + ti->offset, gc + ti->offset, ti->numel, sqrt(total));
+            cr_assert(z <= 1e-3, "%s: %s should vanish; it is %.3e of the gradient", v->name,
+                      ti->name, z);
+            continue;
+        }
         double e = rel_l2(gg + ti->offset, gc + ti->offset, ti->numel, floor);
         if (e > worst || isnan(e)) {
             worst = isnan(e) ? INFINITY : e;
@@ -197,7 +204,7 @@ Test(cuda_model, adamw_training_tracks_the_cpu)
     size_t BT = (size_t)TB * TT, n = loco_model_num_params(cpu);
     loco_optim_params p;
     loco_optim_params_default(&p);
-    p.lr = 1e-3f;
+    p.lr = 3e-4f;
     loco_optim oc, og;
     loco_error err = {0};
     cr_assert_eq(loco_optim_init(&oc, &p, n, &err), LOCO_OK);
@@ -215,7 +222,7 @@ Test(cuda_model, adamw_training_tracks_the_cpu)
                      err.msg);
         first = 0 == s ? lg : first;
         printf("adamw step %d: loss cpu %.5f gpu %.5f\n", s, lc, lg);
-        cr_assert(fabs(lc - lg) <= 2e-2 * fabs(lc),
+        cr_assert(fabs(lc - lg) <= 2e-2 * fabs(lc) + 5e-3,
                   "step %d: loss %.5f on the GPU, %.5f on the CPU", s, lg, lc);
         cr_assert_eq(loco_model_backward(cpu, &err), LOCO_OK);
         cr_assert_eq(loco_model_backward(gpu, &err), LOCO_OK);

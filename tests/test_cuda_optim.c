@@ -27,7 +27,7 @@ static void fill(float *x, size_t n, float scale, uint64_t seed)
 static void make_table(loco_tensor_table *t)
 {
     cr_assert_eq(loco_tensor_table_init(t, 8), LOCO_OK);
-    int64_t m1[2] = {200, 100}, v1[1] = {1000}, m2[2] = {300, 100}, v2[1] = {49000},
+    int64_t m1[2] = {200, 100}, v1[1] = {1000}, m2[2] = {300, 100}, v2[1] = {39000},
             m3[2] = {10, 1000};
     loco_tensor_table_add(t, "a.weight", 0, 2, m1);
     loco_tensor_table_add(t, "a.bias", 0, 1, v1);
