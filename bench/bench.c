@@ -9,6 +9,8 @@
 #include <unistd.h>
 
 const loco_bench_entry loco_bench_table[] = {
+    {"allreduce", "ring allreduce bus bandwidth vs Open MPI over TCP (under launch/loco-mpirun)",
+     loco_bench_allreduce},
     {"train", "CPU training throughput (forward+backward+AdamW) vs PyTorch", loco_bench_train},
     {"gpu", "GPU training throughput and MFU (GPT-2 124M shape) vs PyTorch", loco_bench_gpu},
     {NULL, NULL, NULL},

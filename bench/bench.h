@@ -103,7 +103,8 @@ int loco_bench_find_baseline(const char *prog, const loco_bench_common *common,
  * last line is not JSON. */
 loco_status loco_bench_run_json(const char *cmd, loco_json_doc *doc, loco_error *err);
 
-/* The benchmarks (bench_NAME.c), argv[0] == NAME. */
+/* The benchmarks (one file each, bench/bench_NAME.c), argv[0] == NAME. */
+int loco_bench_allreduce(int argc, char **argv);
 int loco_bench_train(int argc, char **argv);
 int loco_bench_gpu(int argc, char **argv);
 

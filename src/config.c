@@ -30,7 +30,19 @@ typedef enum key_type {
     KEY_STRING,
     KEY_ENUM,
     KEY_INT_LIST,
+    KEY_DOUBLE,      /* double with a range */
+    KEY_UNIT,        /* double parsed by a units parser (rates, durations, byte counts) */
+    KEY_SIZE,        /* size_t byte count parsed with units */
+    KEY_STRING_LIST, /* a list of strings handed to a custom parser */
 } key_type;
+
+/* Custom parsers: store text into field (KEY_UNIT: a double, KEY_SIZE: a size_t). */
+typedef loco_status (*unit_parser)(const char *text, double *value, loco_error *err);
+/* KEY_STRING_LIST: store `count` items into cfg (the parser knows where). */
+typedef loco_status (*list_parser)(loco_config *cfg, char *const *items, int count,
+                                   loco_error *err);
+/* KEY_STRING_LIST: write the list as a YAML flow sequence. */
+typedef void (*list_writer)(const loco_config *cfg, FILE *out);
 
 typedef struct config_key {
     const char *path;
@@ -40,19 +52,118 @@ typedef struct config_key {
     double min, max;     /* numeric range (inclusive) */
     const char *const *names; /* KEY_ENUM: NULL-terminated value names, index = enum value */
     const char *help;
+    unit_parser parse_unit;   /* KEY_UNIT, KEY_SIZE */
+    const char *unit_example; /* KEY_UNIT, KEY_SIZE: e.g. "100mbit" */
+    list_parser parse_list;   /* KEY_STRING_LIST */
+    list_writer write_list;   /* KEY_STRING_LIST */
 } config_key;
 
 static const char *const g_partition_names[] = {"iid", "source", NULL};
+static const char *const g_launch_names[] = {"auto", "mpi", "join", "single", NULL};
+
+static loco_status parse_fraction(const char *text, double *value, loco_error *err)
+{
+    char *end = NULL;
+    double v = strtod(text, &end);
+    if (end != text && NULL != end && '%' == *end && '\0' == end[1]) {
+        v /= 100.0;
+    } else if ('\0' == text[0] || NULL == end || '\0' != *end) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "'%s' is not a probability", text);
+    }
+    *value = v;
+    return LOCO_OK;
+}
+
+/* transport.link.outages: ["10s+2s", ...] (start + duration). */
+static loco_status parse_outages(loco_config *cfg, char *const *items, int count,
+                                 loco_error *err)
+{
+    loco_link_config *link = &cfg->transport.comm.link;
+    if (count > LOCO_LINK_MAX_OUTAGES) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "%d outages, at most %d allowed", count,
+                              LOCO_LINK_MAX_OUTAGES);
+    }
+    link->n_outages = 0;
+    for (int i = 0; i < count; i++) {
+        char spec[300];
+        snprintf(spec, sizeof spec, "outage=%s", items[i]);
+        loco_link_config one = *link;
+        one.n_outages = 0;
+        LOCO_TRY(loco_parse_link(spec, &one, err));
+        link->outages[link->n_outages++] = one.outages[0];
+    }
+    return loco_link_config_check(link, err);
+}
+
+static void write_outages(const loco_config *cfg, FILE *out)
+{
+    const loco_link_config *link = &cfg->transport.comm.link;
+    fputc('[', out);
+    for (int i = 0; i < link->n_outages; i++) {
+        fprintf(out, "%s\"%.9gs+%.9gs\"", i ? ", " : "", link->outages[i].start_s,
+                link->outages[i].duration_s);
+    }
+    fputc(']', out);
+}
+
+/* transport.links: ["FROM->TO key=value,...", ...]; resolved against transport.link later. */
+static loco_status parse_link_rules(loco_config *cfg, char *const *items, int count,
+                                    loco_error *err)
+{
+    if (count > LOCO_MAX_LINK_RULES) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "%d link rules, at most %d allowed", count,
+                              LOCO_MAX_LINK_RULES);
+    }
+    for (int i = 0; i < count; i++) {
+        int from, to, used = 0;
+        if (2 != sscanf(items[i], "%d->%d %n", &from, &to, &used) || 0 == used || from < -1 ||
+            to < -1) {
+            return loco_error_set(err, LOCO_ERR_CONFIG,
+                                  "link rule '%s': expected \"FROM->TO key=value,...\" with "
+                                  "ranks (or -1 for any), e.g. \"0->1 rate=100mbit,delay=80ms\"",
+                                  items[i]);
+        }
+        loco_link_config probe = {0};
+        LOCO_TRY(loco_parse_link(items[i] + used, &probe, err));
+        snprintf(cfg->transport.link_rule_text[i], sizeof cfg->transport.link_rule_text[i], "%s",
+                 items[i]);
+    }
+    cfg->transport.n_link_rules = count;
+    return LOCO_OK;
+}
+
+static void write_link_rules(const loco_config *cfg, FILE *out)
+{
+    fputc('[', out);
+    for (int i = 0; i < cfg->transport.n_link_rules; i++) {
+        fputs(i ? ", " : "", out);
+        loco_json_write_escaped(out, cfg->transport.link_rule_text[i]);
+    }
+    fputc(']', out);
+}
 static const char *const g_optim_names[] = {"sgd", "adamw", NULL};
 static const char *const g_schedule_names[] = {"constant", "cosine", NULL};
 
 #define OFF(field) offsetof(loco_config, field)
-#define INT_KEY(p, f, lo, hi, h) {p, KEY_INT, OFF(f), sizeof(int), lo, hi, NULL, h}
-#define U64_KEY(p, f, h) {p, KEY_U64, OFF(f), sizeof(uint64_t), 0, 1.8e19, NULL, h}
-#define FLOAT_KEY(p, f, lo, hi, h) {p, KEY_FLOAT, OFF(f), sizeof(float), lo, hi, NULL, h}
-#define BOOL_KEY(p, f, h) {p, KEY_BOOL, OFF(f), sizeof(bool), 0, 1, NULL, h}
-#define STR_KEY(p, f, h) {p, KEY_STRING, OFF(f), sizeof(((loco_config *)0)->f), 0, 0, NULL, h}
-#define ENUM_KEY(p, f, names, h) {p, KEY_ENUM, OFF(f), sizeof(int), 0, 0, names, h}
+#define KEY(p, t, f, sz, lo, hi, h)                                                               \
+    .path = p, .type = t, .offset = OFF(f), .size = sz, .min = lo, .max = hi, .help = h
+#define INT_KEY(p, f, lo, hi, h) {KEY(p, KEY_INT, f, sizeof(int), lo, hi, h)}
+#define U64_KEY(p, f, h) {KEY(p, KEY_U64, f, sizeof(uint64_t), 0, 1.8e19, h)}
+#define FLOAT_KEY(p, f, lo, hi, h) {KEY(p, KEY_FLOAT, f, sizeof(float), lo, hi, h)}
+#define BOOL_KEY(p, f, h) {KEY(p, KEY_BOOL, f, sizeof(bool), 0, 1, h)}
+#define STR_KEY(p, f, h) {KEY(p, KEY_STRING, f, sizeof(((loco_config *)0)->f), 0, 0, h)}
+#define ENUM_KEY(p, f, names_, h) {KEY(p, KEY_ENUM, f, sizeof(int), 0, 0, h), .names = names_}
+#define INT_LIST_KEY(p, f, max_entries, lo, hi, h)                                                \
+    {KEY(p, KEY_INT_LIST, f, max_entries, lo, hi, h)}
+#define DOUBLE_KEY(p, f, lo, hi, h) {KEY(p, KEY_DOUBLE, f, sizeof(double), lo, hi, h)}
+#define UNIT_KEY(p, f, parser, ex, lo, hi, h)                                                     \
+    {KEY(p, KEY_UNIT, f, sizeof(double), lo, hi, h), .parse_unit = parser, .unit_example = ex}
+#define SIZE_KEY(p, f, lo, hi, h)                                                                 \
+    {KEY(p, KEY_SIZE, f, sizeof(size_t), lo, hi, h), .parse_unit = loco_parse_bytes,             \
+     .unit_example = "1MiB"}
+#define LIST_KEY(p, max_entries, parse, write, h)                                                 \
+    {.path = p, .type = KEY_STRING_LIST, .size = max_entries, .help = h, .parse_list = parse,     \
+     .write_list = write}
 
 static const config_key g_schema[] = {
     STR_KEY("run.dir", run.dir, "run directory for metrics, checkpoints and run.json"),
@@ -65,8 +176,8 @@ static const config_key g_schema[] = {
             "key/value heads: n_head (MHA), a divisor (GQA), 1 (MQA); 0 = n_head"),
     INT_KEY("model.ctx", model.ctx, 2, 1 << 20, "maximum sequence length"),
     INT_KEY("model.vocab", model.vocab, 2, 65536, "vocabulary size (256 for bytes)"),
-    {"model.kv_src", KEY_INT_LIST, OFF(model.kv_src), LOCO_MAX_LAYERS, 0, LOCO_MAX_LAYERS - 1,
-     NULL, "per layer, the layer whose K/V it attends with (default: itself)"},
+    INT_LIST_KEY("model.kv_src", model.kv_src, LOCO_MAX_LAYERS, 0, LOCO_MAX_LAYERS - 1,
+                 "per layer, the layer whose K/V it attends with (default: itself)"),
     FLOAT_KEY("model.init_std", model.init_std, 1e-6, 1.0, "std of the normal weight init"),
 
     STR_KEY("data.path", data.path, "prepared dataset directory (loco data prepare)"),
@@ -101,6 +212,47 @@ static const config_key g_schema[] = {
     FLOAT_KEY("optim.momentum", optim.momentum, 0, 0.999999, "SGD momentum"),
     BOOL_KEY("optim.nesterov", optim.nesterov, "SGD Nesterov momentum"),
     FLOAT_KEY("optim.grad_clip", optim.grad_clip, 0, 1e9, "global gradient-norm clip (0 = off)"),
+
+    ENUM_KEY("transport.launch", transport.launch, g_launch_names,
+             "how workers meet: auto (mpirun -> mpi, transport.join set -> join, else single)"),
+    STR_KEY("transport.join", transport.comm.join,
+            "HOST:PORT where rank 0 listens and the others dial (launch: join)"),
+    STR_KEY("transport.listen", transport.listen,
+            "HOST[:PORT] to bind (default: loopback when all ranks share a host)"),
+    STR_KEY("transport.advertise", transport.comm.advertise_host, "address peers dial"),
+    INT_KEY("transport.streams", transport.comm.streams, 1, 64,
+            "TCP data connections per ring neighbour"),
+    SIZE_KEY("transport.chunk", transport.comm.chunk_bytes, 4096, 64.0 * 1048576,
+             "pipeline chunk (frame payload) size"),
+    UNIT_KEY("transport.connect_timeout", transport.comm.connect_timeout_s, loco_parse_duration,
+             "30s", 0.001, 86400, "deadline for bootstrap and wiring"),
+    UNIT_KEY("transport.heartbeat", transport.comm.heartbeat_s, loco_parse_duration, "500ms",
+             0.001, 3600, "heartbeat period"),
+    UNIT_KEY("transport.peer_timeout", transport.comm.peer_timeout_s, loco_parse_duration, "10s",
+             0.01, 86400, "a peer silent this long is lost"),
+    UNIT_KEY("transport.op_timeout", transport.comm.op_timeout_s, loco_parse_duration, "60s",
+             0.01, 86400, "an operation without progress this long is aborted"),
+    UNIT_KEY("transport.mpi_timeout", transport.comm.mpi_timeout_s, loco_parse_duration, "60s",
+             0.1, 86400, "alarm around each MPI call during bootstrap"),
+    BOOL_KEY("transport.confirm", transport.comm.confirm,
+             "report success only after every member holds the result"),
+    BOOL_KEY("transport.digest", transport.comm.result_digest,
+             "digest every result (and compare them when confirming)"),
+    UNIT_KEY("transport.link.rate", transport.comm.link.rate_bps, loco_parse_rate, "1gbit", 0,
+             1e15, "emulated link rate (0 = unlimited)"),
+    UNIT_KEY("transport.link.delay", transport.comm.link.delay_s, loco_parse_duration, "50ms", 0,
+             60, "emulated one-way delay"),
+    UNIT_KEY("transport.link.jitter", transport.comm.link.jitter_s, loco_parse_duration, "2ms", 0,
+             60, "emulated delay jitter (uniform +-)"),
+    UNIT_KEY("transport.link.loss", transport.comm.link.loss, parse_fraction, "0.1%", 0,
+             0.999999, "emulated packet loss probability (0.001 or 0.1%)"),
+    UNIT_KEY("transport.link.window", transport.comm.link.window_bytes, loco_parse_bytes, "4MiB",
+             0, 1e12, "emulated TCP window per connection (0 = unlimited)"),
+    LIST_KEY("transport.link.outages", LOCO_LINK_MAX_OUTAGES, parse_outages, write_outages,
+             "emulated outages, each \"START+DURATION\" (e.g. \"10s+2s\")"),
+    U64_KEY("transport.link.seed", transport.comm.link_seed, "seed of the emulator's draws"),
+    LIST_KEY("transport.links", LOCO_MAX_LINK_RULES, parse_link_rules, write_link_rules,
+             "per-pair link overrides, each \"FROM->TO key=value,...\" (-1 = any rank)"),
 };
 static const int g_schema_count = (int)(sizeof g_schema / sizeof g_schema[0]);
 
@@ -201,6 +353,59 @@ void loco_config_defaults(loco_config *cfg)
     cfg->optim.momentum = 0.9f;
     cfg->optim.nesterov = true;
     cfg->optim.grad_clip = 1.0f;
+
+    cfg->transport.launch = LOCO_LAUNCH_AUTO;
+    cfg->transport.comm = (loco_comm_config)LOCO_COMM_CONFIG_INIT;
+}
+
+void loco_config_bind_transport(loco_config *cfg)
+{
+    cfg->transport.comm.link_rules = cfg->transport.link_rules;
+    cfg->transport.comm.n_link_rules = cfg->transport.n_link_rules;
+}
+
+/* Split transport.listen and build the per-pair link rules on top of transport.link. */
+static loco_status resolve_transport(loco_config *cfg, loco_error *err)
+{
+    loco_transport_params *t = &cfg->transport;
+    t->comm.listen_host[0] = '\0';
+    t->comm.listen_port = 0;
+    if ('\0' != t->listen[0]) {
+        const char *colon = strrchr(t->listen, ':');
+        size_t host_len = NULL != colon ? (size_t)(colon - t->listen) : strlen(t->listen);
+        if (host_len >= sizeof t->comm.listen_host) {
+            return loco_error_set(err, LOCO_ERR_CONFIG, "transport.listen: host too long");
+        }
+        memcpy(t->comm.listen_host, t->listen, host_len);
+        t->comm.listen_host[host_len] = '\0';
+        if (NULL != colon) {
+            char *end = NULL;
+            long port = strtol(colon + 1, &end, 10);
+            if ('\0' == colon[1] || '\0' != *end || port < 0 || port > 65535) {
+                return loco_error_set(err, LOCO_ERR_CONFIG,
+                                      "transport.listen: '%s' has a bad port; allowed: "
+                                      "HOST[:PORT] with PORT in 0..65535",
+                                      t->listen);
+            }
+            t->comm.listen_port = (int)port;
+        }
+    }
+    for (int i = 0; i < t->n_link_rules; i++) {
+        int from, to, used = 0;
+        sscanf(t->link_rule_text[i], "%d->%d %n", &from, &to, &used);
+        t->link_rules[i].from = from;
+        t->link_rules[i].to = to;
+        t->link_rules[i].link = t->comm.link;
+        LOCO_TRY(loco_parse_link(t->link_rule_text[i] + used, &t->link_rules[i].link, err));
+    }
+    loco_config_bind_transport(cfg);
+    LOCO_TRY(loco_link_config_check(&t->comm.link, err));
+    if (LOCO_LAUNCH_JOIN == t->launch && '\0' == t->comm.join[0]) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "transport.launch is join but transport.join is empty; allowed: "
+                              "HOST:PORT where rank 0 listens");
+    }
+    return LOCO_OK;
 }
 
 /* =============================================================================================
@@ -428,6 +633,12 @@ static void describe_allowed(const config_key *key, char *out, size_t cap)
     case KEY_U64: snprintf(out, cap, "a non-negative integer"); break;
     case KEY_FLOAT: snprintf(out, cap, "a number in [%g, %g]", key->min, key->max); break;
     case KEY_BOOL: snprintf(out, cap, "true or false"); break;
+    case KEY_DOUBLE: snprintf(out, cap, "a number in [%g, %g]", key->min, key->max); break;
+    case KEY_UNIT:
+    case KEY_SIZE:
+        snprintf(out, cap, "a value like %s in [%g, %g]", key->unit_example, key->min, key->max);
+        break;
+    case KEY_STRING_LIST: snprintf(out, cap, "a list of strings"); break;
     case KEY_STRING: snprintf(out, cap, "a string of at most %zu bytes", key->size - 1); break;
     case KEY_ENUM: {
         out[0] = '\0';
@@ -534,8 +745,42 @@ static loco_status set_scalar(loco_config *cfg, const config_key *key, const cha
         return site_error(err, site, "%s: unknown value '%s'; allowed: %s", key->path, text,
                           allowed);
     }
+    case KEY_DOUBLE: {
+        char *end = NULL;
+        double v = strtod(text, &end);
+        if ('\0' == text[0] || NULL == end || '\0' != *end || !isfinite(v)) {
+            return site_error(err, site, "%s: '%s' is not a finite number; allowed: %s",
+                              key->path, text, allowed);
+        }
+        if (v < key->min || v > key->max) {
+            return site_error(err, site, "%s: %g is out of range; allowed: %s", key->path, v,
+                              allowed);
+        }
+        *(double *)field = v;
+        return LOCO_OK;
+    }
+    case KEY_UNIT:
+    case KEY_SIZE: {
+        double v = 0;
+        loco_error unit_err = {0};
+        if (LOCO_OK != key->parse_unit(text, &v, &unit_err) || !isfinite(v)) {
+            return site_error(err, site, "%s: %s; allowed: %s", key->path,
+                              unit_err.msg[0] ? unit_err.msg : "not a valid value", allowed);
+        }
+        if (v < key->min || v > key->max) {
+            return site_error(err, site, "%s: %s is out of range; allowed: %s", key->path, text,
+                              allowed);
+        }
+        if (KEY_SIZE == key->type) {
+            *(size_t *)field = (size_t)v;
+        } else {
+            *(double *)field = v;
+        }
+        return LOCO_OK;
+    }
     case KEY_INT_LIST:
-        return site_error(err, site, "%s: expected a list like [0, 0, 2, 2]", key->path);
+    case KEY_STRING_LIST:
+        return site_error(err, site, "%s: expected a list like [a, b]", key->path);
     }
     return LOCO_ERR_INTERNAL;
 }
@@ -602,7 +847,28 @@ static loco_status walk_mapping(loco_config *cfg, const yaml_tree *tree, int map
         if (index >= 0) {
             const config_key *key = &g_schema[index];
             cfg->origin[index] = (loco_config_origin){key_node->line, key_node->column, false};
-            if (KEY_INT_LIST == key->type) {
+            if (KEY_STRING_LIST == key->type) {
+                if (NODE_SEQUENCE != value->kind) {
+                    return site_error(err, &site, "%s: expected a list like [\"a\", \"b\"]",
+                                      path);
+                }
+                if (value->count > (int)key->size) {
+                    return site_error(err, &site, "%s: %d entries, at most %zu allowed", path,
+                                      value->count, key->size);
+                }
+                char *items[LOCO_MAX_LAYERS];
+                int count = 0;
+                for (int c = value->first_child; c >= 0; c = tree->nodes[c].next) {
+                    if (NODE_SCALAR != tree->nodes[c].kind) {
+                        return site_error(err, &site, "%s: list entries must be strings", path);
+                    }
+                    items[count++] = tree->nodes[c].text;
+                }
+                loco_error list_err = {0};
+                if (LOCO_OK != key->parse_list(cfg, items, count, &list_err)) {
+                    return site_error(err, &site, "%s: %s", path, list_err.msg);
+                }
+            } else if (KEY_INT_LIST == key->type) {
                 if (NODE_SEQUENCE != value->kind) {
                     return site_error(err, &site, "%s: expected a list like [0, 0, 2, 2]", path);
                 }
@@ -693,6 +959,25 @@ loco_status loco_config_set(loco_config *cfg, const char *assignment, loco_error
     char label[300];
     snprintf(label, sizeof label, "--set %s", path);
     site.file = label;
+    if (KEY_STRING_LIST == key->type) {
+        /* items separated by ';' (link specs contain commas): "10s+2s;30s+1s" */
+        char buf[2048];
+        snprintf(buf, sizeof buf, "%s", value);
+        char *items[LOCO_MAX_LAYERS];
+        int count = 0;
+        char *save = NULL;
+        for (char *tok = strtok_r(buf, ";", &save); NULL != tok; tok = strtok_r(NULL, ";", &save)) {
+            if (count == (int)key->size) {
+                return site_error(err, &site, "%s: more than %zu entries", path, key->size);
+            }
+            items[count++] = tok;
+        }
+        loco_error list_err = {0};
+        if (LOCO_OK != key->parse_list(cfg, items, count, &list_err)) {
+            return site_error(err, &site, "%s: %s", path, list_err.msg);
+        }
+        return LOCO_OK;
+    }
     if (KEY_INT_LIST == key->type) {
         /* "[0,0,2,2]" or "0,0,2,2" */
         char buf[1024];
@@ -830,6 +1115,13 @@ loco_status loco_config_load_string(loco_config *cfg, const char *name, const ch
     if (LOCO_OK == st && 0 == cfg->optim.total_steps) {
         cfg->optim.total_steps = cfg->train.steps;
     }
+    if (LOCO_OK == st) {
+        st = resolve_transport(cfg, err);
+        if (LOCO_OK != st && NULL != err) {
+            err->status = LOCO_ERR_CONFIG;
+            st = LOCO_ERR_CONFIG;
+        }
+    }
     return st;
 }
 
@@ -865,6 +1157,10 @@ static void write_value(const loco_config *cfg, const config_key *key, FILE *out
     case KEY_BOOL: fputs(*(const bool *)field ? "true" : "false", out); break;
     case KEY_STRING: loco_json_write_escaped(out, field); break; /* JSON strings are YAML */
     case KEY_ENUM: fputs(key->names[*(const int *)field], out); break;
+    case KEY_DOUBLE:
+    case KEY_UNIT: fprintf(out, "%.17g", *(const double *)field); break;
+    case KEY_SIZE: fprintf(out, "%zu", *(const size_t *)field); break;
+    case KEY_STRING_LIST: key->write_list(cfg, out); break;
     case KEY_INT_LIST: {
         const int *list = (const int *)field;
         int n = cfg->model.n_layer; /* the only list so far is model.kv_src */

@@ -15,6 +15,7 @@
 #define LOCO_SRC_CONFIG_H
 
 #include "base/base.h"
+#include "collectives/comm.h"
 #include "optim/optim.h"
 #include "src/data.h"
 #include "src/model.h"
@@ -43,6 +44,27 @@ typedef struct loco_train_params {
     int threads;          /* OpenMP threads (0 = all cores) */
 } loco_train_params;
 
+/* How a worker finds its peers (transport.launch). */
+typedef enum loco_launch_mode {
+    LOCO_LAUNCH_AUTO = 0,   /* MPI when started by mpirun, JOIN when transport.join is set,
+                               else a single process */
+    LOCO_LAUNCH_MPI = 1,    /* bootstrap through MPI (launch/loco-mpirun) */
+    LOCO_LAUNCH_JOIN = 2,   /* dial transport.join (rank/world from --rank/--world or env) */
+    LOCO_LAUNCH_SINGLE = 3, /* one process, no communication */
+} loco_launch_mode;
+
+#define LOCO_MAX_LINK_RULES 16
+
+/* transport: section — the communicator's settings plus per-pair link overrides. */
+typedef struct loco_transport_params {
+    loco_launch_mode launch;
+    loco_comm_config comm;   /* comm.link_rules points into link_rules below once resolved */
+    char listen[128];        /* "HOST[:PORT]" (split into comm.listen_host / listen_port) */
+    int n_link_rules;
+    char link_rule_text[LOCO_MAX_LINK_RULES][256]; /* "FROM->TO key=value,..." as written */
+    loco_link_rule link_rules[LOCO_MAX_LINK_RULES];
+} loco_transport_params;
+
 /* Where each key's value came from, for error messages. */
 typedef struct loco_config_origin {
     int line, column; /* 1-based; 0 when the key kept its default */
@@ -56,6 +78,7 @@ typedef struct loco_config {
     loco_data_params data;
     loco_train_params train;
     loco_optim_params optim;
+    loco_transport_params transport;
     int kv_src_count; /* entries given for model.kv_src (0 = default identity) */
     loco_config_origin origin[LOCO_CONFIG_MAX_KEYS]; /* indexed like the schema */
 } loco_config;
@@ -80,6 +103,10 @@ loco_status loco_config_set(loco_config *cfg, const char *assignment, loco_error
 
 /* Check cross-key consistency (n_head % n_kv_head, kv_src, seq_len <= ctx, ...). */
 loco_status loco_config_validate(const loco_config *cfg, loco_error *err);
+
+/* Point cfg->transport.comm at cfg's own link rules (call again after copying a loco_config: the
+ * communicator config holds a pointer into the struct). */
+void loco_config_bind_transport(loco_config *cfg);
 
 /* Write every key with its resolved value as YAML that loco_config_load accepts again. */
 void loco_config_write_yaml(const loco_config *cfg, FILE *out);

@@ -223,3 +223,78 @@ Test(config, file_larger_than_limit_is_refused)
     cr_assert(strstr(err.msg, "bytes") != NULL, "%s", err.msg);
     remove(path);
 }
+
+Test(config, transport_section_with_units_lists_and_round_trip)
+{
+    const char *text = "transport:\n"
+                       "  streams: 8\n"
+                       "  chunk: 2MiB\n"
+                       "  listen: 127.0.0.1:5555\n"
+                       "  op_timeout: 30s\n"
+                       "  link:\n"
+                       "    rate: 100mbit\n"
+                       "    delay: 40ms\n"
+                       "    jitter: 2ms\n"
+                       "    loss: 0.1%\n"
+                       "    outages: [\"10s+2s\", \"30s+500ms\"]\n"
+                       "  links: [\"0->1 rate=10mbit,delay=100ms\"]\n";
+    loco_config a, b;
+    loco_error err = {0};
+    cr_assert_eq(loco_config_load_string(&a, "t.yaml", text, strlen(text), NULL, 0, &err),
+                 LOCO_OK, "%s", err.msg);
+    const loco_comm_config *c = &a.transport.comm;
+    cr_assert_eq(c->streams, 8);
+    cr_assert_eq(c->chunk_bytes, 2u << 20);
+    cr_assert_str_eq(c->listen_host, "127.0.0.1");
+    cr_assert_eq(c->listen_port, 5555);
+    cr_assert_float_eq(c->op_timeout_s, 30.0, 1e-9);
+    cr_assert_float_eq(c->link.rate_bps, 1e8, 1);
+    cr_assert_float_eq(c->link.delay_s, 0.040, 1e-9);
+    cr_assert_float_eq(c->link.loss, 0.001, 1e-12);
+    cr_assert_eq(c->link.n_outages, 2);
+    cr_assert_float_eq(c->link.outages[1].start_s, 30.0, 1e-9);
+    cr_assert_float_eq(c->link.outages[1].duration_s, 0.5, 1e-9);
+    cr_assert_eq(c->n_link_rules, 1);
+    cr_assert_eq(c->link_rules, a.transport.link_rules);
+    cr_assert_eq(c->link_rules[0].from, 0);
+    cr_assert_eq(c->link_rules[0].to, 1);
+    cr_assert_float_eq(c->link_rules[0].link.rate_bps, 1e7, 1);
+    cr_assert_float_eq(c->link_rules[0].link.delay_s, 0.1, 1e-9);
+    cr_assert_float_eq(c->link_rules[0].link.jitter_s, 0.002, 1e-9); /* inherited */
+    char *out = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&out, &len);
+    loco_config_write_yaml(&a, mem);
+    fclose(mem);
+    cr_assert_eq(loco_config_load_string(&b, "resolved.yaml", out, len, NULL, 0, &err), LOCO_OK,
+                 "%s\n%s", err.msg, out);
+    cr_assert_eq(b.transport.comm.link.n_outages, 2);
+    cr_assert_float_eq(b.transport.comm.link.rate_bps, 1e8, 1);
+    cr_assert_float_eq(b.transport.comm.link_rules[0].link.rate_bps, 1e7, 1);
+    cr_assert_eq(b.transport.comm.chunk_bytes, 2u << 20);
+    free(out);
+
+    struct {
+        const char *set, *want;
+    } bad[] = {
+        {"transport.link.rate=fast", "--set transport.link.rate: transport.link.rate:"},
+        {"transport.link.outages=10s", "--set transport.link.outages: transport.link.outages:"},
+        {"transport.links=0-1 rate=1gbit", "--set transport.links: transport.links: link rule"},
+        {"transport.streams=0", "--set transport.streams: transport.streams: 0 is out of range"},
+        {"transport.listen=host:99999", "transport.listen: 'host:99999' has a bad port"},
+        {"transport.launch=join", "transport.launch is join but transport.join is empty"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        loco_error e2 = {0};
+        const char *one[] = {bad[i].set};
+        cr_expect_eq(loco_config_load_string(&a, "t.yaml", "", 0, one, 1, &e2), LOCO_ERR_CONFIG,
+                     "accepted %s", bad[i].set);
+        cr_expect(0 == strncmp(e2.msg, bad[i].want, strlen(bad[i].want)), "got '%s' want '%s'",
+                  e2.msg, bad[i].want);
+    }
+    /* ';' separates list items on the command line */
+    const char *two[] = {"transport.link.outages=1s+1s;5s+2s"};
+    cr_assert_eq(loco_config_load_string(&a, "t.yaml", "", 0, two, 1, &err), LOCO_OK, "%s",
+                 err.msg);
+    cr_assert_eq(a.transport.comm.link.n_outages, 2);
+}
