@@ -2,9 +2,10 @@
 # bench/gpu_device.sh — one session on a GPU machine: offline setup from .deb files, build with
 # CUDA, the GPU tests, then `loco bench gpu` against PyTorch; a short table last.
 #
-#   bash bench/gpu_device.sh [STAGE...]   stages, in this order: setup layers bench profile tests
-#                                         (default: all; layers = the kernel tests, tests = the
-#                                         optimizer and whole-model tests)
+#   bash bench/gpu_device.sh [STAGE...]   stages, in this order: setup layers bench profile
+#                                         variants tests (default: all; layers = the kernel
+#                                         tests, variants = loco alone on GQA/MQA/shared-K/V
+#                                         shapes, tests = the optimizer and whole-model tests)
 #
 # Environment: OUT (logs and JSON, default /tmp/loco-gpu-out), LOCO_PKG_DIR (default ./.deb),
 # LOCO_BUILD_DIR (default /tmp/loco-build), BENCH_ARGS (extra `loco bench gpu` options).
@@ -17,7 +18,7 @@ OUT=${OUT:-/tmp/loco-gpu-out}
 mkdir -p "$OUT"
 export LOCO_PKG_DIR=${LOCO_PKG_DIR:-$PWD/.deb}
 export LOCO_BUILD_DIR=${LOCO_BUILD_DIR:-/tmp/loco-build}
-stages=${*:-setup layers bench profile tests}
+stages=${*:-setup layers bench profile variants tests}
 summary=()
 has() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
 stamp() { date -u +%Y-%m-%dT%H:%M:%SZ; }
@@ -64,6 +65,14 @@ if has profile; then
   timeout 90 "$LOCO_BUILD_DIR/loco" bench gpu --no-torch --steps 5 --warmup 3 --profile 3 \
     ${BENCH_ARGS:-} > "$OUT/profile.log" 2>&1
   cat "$OUT/profile.log"
+fi
+
+if has variants; then # the K/V-cache-shrinking shapes, loco alone (no baseline needed)
+  for v in "--kv-heads 4" "--kv-heads 1" "--share 2" "--kv-heads 4 --share 2"; do
+    # shellcheck disable=SC2086
+    timeout 60 "$LOCO_BUILD_DIR/loco" bench gpu --no-torch --steps 10 --warmup 3 $v \
+      ${BENCH_ARGS:-} 2>&1 | grep -E "^  loco:|^L[0-9]" | tee -a "$OUT/variants.log"
+  done
 fi
 
 has tests && run_tests test_cuda_optim test_cuda_model
