@@ -488,14 +488,16 @@ __global__ void __launch_bounds__(FLASH_THREADS)
         mma_a_tileT<HS, BN / 8>(s, qf, cK);   /* S = Q K^T */
         mma_a_tileT<HS, BN / 8>(dp, dof, cV); /* dP = dO V^T */
         int k0 = kb * BN;
+        bool edge = kb == qblock || k0 + BN > T; /* the diagonal block or the last keys */
 #pragma unroll
         for (int nt = 0; nt < BN / 8; nt++) {
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 int half = i >> 1;
                 int row = q0 + warp * 16 + acc_row(i), col = k0 + acc_col(nt, i);
-                float p = col > row || col >= T ? 0.0f
-                                                : exp2f(s[nt][i] * scale_log2 - row_lse[half]);
+                float p = edge && (col > row || col >= T)
+                              ? 0.0f
+                              : exp2f(s[nt][i] * scale_log2 - row_lse[half]);
                 s[nt][i] = p * (dp[nt][i] - row_D[half]); /* dS, without the softmax scale */
             }
         }
@@ -509,7 +511,7 @@ __global__ void __launch_bounds__(FLASH_THREADS)
 /* dkv: a block owns 64 keys of one K/V head (16 per warp) and walks, for every query head of
  * the group, the query blocks that see them, BMQ query rows at a time. */
 template <int HS, int BMQ>
-__global__ void __launch_bounds__(FLASH_THREADS)
+__global__ void __launch_bounds__(FLASH_THREADS, 64 == HS ? 3 : 1)
     flash_backward_dkv_kernel(bf16 *dk, bf16 *dv, bool zero, const bf16 *dout, const float *lse,
                               const float *D, const bf16 *q, int q_stride, const bf16 *k,
                               const bf16 *v, int kv_stride, int T, int NH, int NKV, float scale,
@@ -544,7 +546,8 @@ __global__ void __launch_bounds__(FLASH_THREADS)
                            q_stride, T - qq0);
         tile_load<HS, BMQ>(sdO + buf * BMQ * HS, dout + ((size_t)b * T + qq0) * C + h * HS, C,
                            T - qq0);
-        const float *lse_row = lse + ((size_t)b * NH + h) * T, *D_row = D + ((size_t)b * NH + h) * T;
+        const float *lse_row = lse + ((size_t)b * NH + h) * T,
+                    *D_row = D + ((size_t)b * NH + h) * T;
         for (int i = threadIdx.x; i < BMQ; i += FLASH_THREADS) { /* zero past T: masked anyway */
             bool valid = qq0 + i < T;
             cp_async4(sL + buf * BMQ + i, valid ? lse_row + qq0 + i : lse_row, valid);
@@ -596,13 +599,15 @@ __global__ void __launch_bounds__(FLASH_THREADS)
             load_a_frags<HS>(vf, sV, warp * 16);
             mma_a_tileT<HS, BMQ / 8>(dp, vf, cdO); /* dP^T = V dO^T */
         }
+        /* some query of the block precedes some key, or a row is past T */
+        bool edge = qq0 < k0 + BN - 1 || qq0 + BMQ > T || k0 + BN > T;
 #pragma unroll
         for (int nt = 0; nt < BMQ / 8; nt++) {
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 int key = k0 + warp * 16 + acc_row(i);
                 int qi = acc_col(nt, i), col = qq0 + qi;
-                float p = col < key || col >= T || key >= T
+                float p = edge && (col < key || col >= T || key >= T)
                               ? 0.0f
                               : exp2f(s[nt][i] * scale_log2 - cL[qi] * LOG2E);
                 s[nt][i] = p;                     /* P^T */

@@ -215,26 +215,42 @@ __global__ void colsum_partial_kernel(float *partial, const bf16 *dy, const bf16
     }
 }
 
-/* out0[c] += sum over chunks of quantity 0; out1 (may be NULL) likewise for quantity 1. */
-__global__ void colsum_finish_kernel(float *out0, float *out1, const float *partial, int chunks,
-                                     int C)
+/* out0[c] += sum over chunks of quantity 0; out1 (may be NULL) likewise for quantity 1. A block
+ * owns 32 columns; its row y of threads adds chunks y, y + 32, ... in order, then row 0 adds the
+ * 32 row sums in order: a fixed order, with enough threads to hide the loads' latency. */
+#define FINISH_ROWS 32
+
+__global__ void __launch_bounds__(32 * FINISH_ROWS)
+    colsum_finish_kernel(float *out0, float *out1, const float *partial, int chunks, int C)
 {
-    int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= C) {
-        return;
-    }
-    float a = 0.0f;
-    for (int s = 0; s < chunks; s++) {
-        a += partial[(size_t)s * C + c];
-    }
-    out0[c] += a;
-    if (NULL != out1) {
-        float b = 0.0f;
-        for (int s = 0; s < chunks; s++) {
-            b += partial[((size_t)chunks + s) * C + c];
+    __shared__ float sh[FINISH_ROWS][33];
+    int x = threadIdx.x, y = threadIdx.y;
+    int c = blockIdx.x * 32 + x;
+    for (int q = 0; q < (NULL != out1 ? 2 : 1); q++) {
+        float acc = 0.0f;
+        for (int s = y; c < C && s < chunks; s += FINISH_ROWS) {
+            acc += partial[((size_t)q * chunks + s) * C + c];
         }
-        out1[c] += b;
+        sh[y][x] = acc;
+        __syncthreads();
+        if (0 == y && c < C) {
+            float total = 0.0f;
+            for (int r = 0; r < FINISH_ROWS; r++) {
+                total += sh[r][x];
+            }
+            (0 == q ? out0 : out1)[c] += total;
+        }
+        __syncthreads();
     }
+}
+
+static loco_status colsum_finish(float *out0, float *out1, const float *partial, int chunks, int C,
+                                 cudaStream_t stream)
+{
+    colsum_finish_kernel<<<ceil_div(C, 32), dim3(32, FINISH_ROWS), 0, stream>>>(out0, out1,
+                                                                              partial, chunks, C);
+    CUDA_LAUNCH_TRY();
+    return LOCO_OK;
 }
 
 /* dsum (C) += column sums of dy; with x: dnorm (C) += column sums of dy * normalized x. */
@@ -252,9 +268,7 @@ static loco_status colsum(float *dsum, float *dnorm, float *scratch, const bf16 
             scratch, dy, NULL, NULL, NULL, N, C, rows_per_chunk);
     }
     CUDA_LAUNCH_TRY();
-    colsum_finish_kernel<<<ceil_div(C, 256), 256, 0, stream>>>(dsum, dnorm, scratch, chunks, C);
-    CUDA_LAUNCH_TRY();
-    return LOCO_OK;
+    return colsum_finish(dsum, dnorm, scratch, chunks, C, stream);
 }
 
 /* The bias gradient of a matmul (used by matmul.cu). */
@@ -267,8 +281,71 @@ loco_status loco_bias_backward_cuda(float *dbias, float *scratch, const bf16 *do
 /* ---------------------------------------------------------------------------------------------
  * LayerNorm */
 
+/* One warp per row, the row's VPL 8-wide vectors per lane kept in registers (C <= 256 VPL): one
+ * read of the input. */
+template <int VPL>
 __global__ void layernorm_forward_kernel(bf16 *out, float *mean, float *rstd, const bf16 *inp,
                                          const bf16 *weight, const bf16 *bias, int N, int C)
+{
+    int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (row >= N) {
+        return;
+    }
+    const bf16 *x = inp + (size_t)row * C;
+    float v[VPL][8], sum = 0.0f;
+#pragma unroll
+    for (int k = 0; k < VPL; k++) {
+        int c = lane * 8 + k * 256;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            v[k][j] = 0.0f;
+        }
+        if (c < C) {
+            load8(v[k], x + c);
+        }
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            sum += v[k][j];
+        }
+    }
+    float m = warp_sum(sum) / C;
+    float var = 0.0f;
+#pragma unroll
+    for (int k = 0; k < VPL; k++) {
+        if (lane * 8 + k * 256 < C) {
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                float d = v[k][j] - m;
+                var += d * d;
+            }
+        }
+    }
+    float s = rsqrtf(warp_sum(var) / C + 1e-5f);
+    bf16 *o = out + (size_t)row * C;
+#pragma unroll
+    for (int k = 0; k < VPL; k++) {
+        int c = lane * 8 + k * 256;
+        if (c < C) {
+            float w[8], b[8];
+            load8(w, weight + c);
+            load8(b, bias + c);
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                v[k][j] = (v[k][j] - m) * s * w[j] + b[j];
+            }
+            store8(o + c, v[k]);
+        }
+    }
+    if (0 == lane) {
+        mean[row] = m;
+        rstd[row] = s;
+    }
+}
+
+/* Any width: the row read three times (from L1/L2). */
+__global__ void layernorm_forward_wide_kernel(bf16 *out, float *mean, float *rstd,
+                                              const bf16 *inp, const bf16 *weight,
+                                              const bf16 *bias, int N, int C)
 {
     int row = blockIdx.x * ROWS_PER_BLOCK + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (row >= N) {
@@ -317,8 +394,27 @@ extern "C" loco_status loco_layernorm_forward_cuda(loco_bf16 *out, float *mean, 
                                                    const loco_bf16 *bias, int N, int C,
                                                    cudaStream_t stream)
 {
-    layernorm_forward_kernel<<<ceil_div(N, ROWS_PER_BLOCK), 32 * ROWS_PER_BLOCK, 0, stream>>>(
-        as_bf16(out), mean, rstd, as_bf16(inp), as_bf16(weight), as_bf16(bias), N, C);
+    unsigned int blocks = ceil_div(N, ROWS_PER_BLOCK), threads = 32 * ROWS_PER_BLOCK;
+    bf16 *o = as_bf16(out);
+    const bf16 *x = as_bf16(inp), *w = as_bf16(weight), *b = as_bf16(bias);
+    switch ((C + 255) / 256) {
+    case 1:
+        layernorm_forward_kernel<1><<<blocks, threads, 0, stream>>>(o, mean, rstd, x, w, b, N, C);
+        break;
+    case 2:
+        layernorm_forward_kernel<2><<<blocks, threads, 0, stream>>>(o, mean, rstd, x, w, b, N, C);
+        break;
+    case 3:
+        layernorm_forward_kernel<3><<<blocks, threads, 0, stream>>>(o, mean, rstd, x, w, b, N, C);
+        break;
+    case 4:
+        layernorm_forward_kernel<4><<<blocks, threads, 0, stream>>>(o, mean, rstd, x, w, b, N, C);
+        break;
+    default:
+        layernorm_forward_wide_kernel<<<blocks, threads, 0, stream>>>(o, mean, rstd, x, w, b, N,
+                                                                      C);
+        break;
+    }
     CUDA_LAUNCH_TRY();
     return LOCO_OK;
 }
@@ -462,9 +558,7 @@ static loco_status layernorm_backward_fused(bf16 *dinp, float *dweight, float *d
     layernorm_backward_fused_kernel<VPL><<<blocks, 32 * ROWS_PER_BLOCK, 0, stream>>>(
         dinp, scratch, dout, inp, weight, mean, rstd, N, C);
     CUDA_LAUNCH_TRY();
-    colsum_finish_kernel<<<ceil_div(C, 256), 256, 0, stream>>>(dbias, dweight, scratch, blocks, C);
-    CUDA_LAUNCH_TRY();
-    return LOCO_OK;
+    return colsum_finish(dbias, dweight, scratch, blocks, C, stream);
 }
 
 extern "C" loco_status loco_layernorm_backward_cuda(loco_bf16 *dinp, float *dweight, float *dbias,

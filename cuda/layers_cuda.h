@@ -108,6 +108,17 @@ loco_status loco_matmul_backward_cuda(const loco_cuda_blas *blas, loco_bf16 *din
                                       const loco_bf16 *inp, const loco_bf16 *weight, int N,
                                       int C, int OC, cudaStream_t stream);
 
+/* The MLP's second half backward with the GELU folded in: dpre (N, C) = (dout · weight) *
+ * gelu'(pre), dpre_bias (C) += column sums of dpre (the first half's bias gradient), dweight and
+ * dbias as loco_matmul_backward_cuda. The CPU twin is matmul backward + gelu backward + the
+ * bias sum of the next matmul backward. */
+loco_status loco_matmul_gelu_backward_cuda(const loco_cuda_blas *blas, loco_bf16 *dpre,
+                                           float *dweight, float *dbias, float *dpre_bias,
+                                           float *scratch, const loco_bf16 *dout,
+                                           const loco_bf16 *inp, const loco_bf16 *weight,
+                                           const loco_bf16 *pre, int N, int C, int OC,
+                                           cudaStream_t stream);
+
 /* ---------------------------------------------------------------------------------------------
  * Causal attention with grouped K/V heads (query head h reads K/V head h / (NH / NKV)); q rows
  * of stride q_stride (head h at columns h*hs), k and v rows of stride kv_stride (head g at

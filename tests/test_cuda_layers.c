@@ -131,6 +131,7 @@ Test(cuda_layers, layernorm_matches_cpu)
     SKIP_WITHOUT_GPU();
     check_layernorm(203, 256, 10);  /* rows not a multiple of the 8 a block takes */
     check_layernorm(1000, 768, 20); /* three 8-wide vectors a lane */
+    check_layernorm(100, 1280, 30); /* wider than the register-resident kernels */
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -189,6 +190,52 @@ Test(cuda_layers, matmul_forward_backward_match_cpu)
     expect_close("matmul backward dweight (+=, fp32)", g, dw, (size_t)OC * C, 1e-4);
     get_f32(g, d_db, OC);
     expect_close("matmul backward dbias (+=)", g, db, OC, 1e-4);
+    free_blas(&blas);
+    loco_gemm_workspace_free(&ws);
+}
+
+Test(cuda_layers, matmul_gelu_backward_matches_cpu)
+{
+    SKIP_WITHOUT_GPU();
+    enum { N = 200, C = 1024, OC = 256 }; /* the MLP's c_proj: 4C in, C out */
+    loco_cuda_blas blas = make_blas();
+    loco_gemm_workspace ws = make_ws();
+    float *pre = rand_bf16_values((size_t)N * C, -3, 3, 140);
+    float *act = host_zeros((size_t)N * C);
+    loco_gelu_forward(act, pre, (size_t)N * C);
+    for (size_t i = 0; i < (size_t)N * C; i++) { /* the GPU's input is the bf16 activation */
+        act[i] = loco_bf16_to_f32(loco_f32_to_bf16(act[i]));
+    }
+    float *w = rand_bf16_values((size_t)OC * C, -0.1f, 0.1f, 141);
+    float *dout = rand_bf16_values((size_t)N * OC, -1, 1, 142);
+    float *dw = rand_bf16_values((size_t)OC * C, -1, 1, 143),
+          *db = rand_bf16_values(OC, -1, 1, 144);
+    float *dpb = rand_bf16_values(C, -1, 1, 145);
+    float *d_dw = dev_f32(dw, (size_t)OC * C), *d_db = dev_f32(db, OC), *d_dpb = dev_f32(dpb, C);
+    /* CPU: matmul backward, GELU backward, then the first half's bias sum */
+    float *dpre = host_zeros((size_t)N * C);
+    loco_matmul_backward(&ws, dpre, dw, db, dout, act, w, N, C, OC);
+    loco_gelu_backward(dpre, pre, dpre, (size_t)N * C);
+    for (int n = 0; n < N; n++) {
+        for (int c = 0; c < C; c++) {
+            dpb[c] += dpre[(size_t)n * C + c];
+        }
+    }
+    loco_bf16 *d_dpre = (loco_bf16 *)dev_alloc((size_t)N * C * 2);
+    float *scratch = dev_alloc(loco_colsum_scratch_floats(N, C) * 4);
+    LOCO_OK_(loco_matmul_gelu_backward_cuda(
+        &blas, d_dpre, d_dw, d_db, d_dpb, scratch, dev_bf16(dout, (size_t)N * OC),
+        dev_bf16(act, (size_t)N * C), dev_bf16(w, (size_t)OC * C), dev_bf16(pre, (size_t)N * C), N,
+        C, OC, 0));
+    float *got = host_zeros((size_t)N * C);
+    get_bf16(got, d_dpre, (size_t)N * C);
+    expect_close("matmul+gelu backward: dpre", got, dpre, (size_t)N * C, 2e-2);
+    get_f32(got, d_dpb, C);
+    expect_close("matmul+gelu backward: dpre bias (+=)", got, dpb, C, 2e-2);
+    get_f32(got, d_dw, (size_t)OC * C);
+    expect_close("matmul+gelu backward: dweight (+=)", got, dw, (size_t)OC * C, 1e-4);
+    get_f32(got, d_db, OC);
+    expect_close("matmul+gelu backward: dbias (+=)", got, db, OC, 1e-4);
     free_blas(&blas);
     loco_gemm_workspace_free(&ws);
 }

@@ -195,7 +195,11 @@ Test(cuda_model, repeated_steps_are_bit_identical)
     loco_model_free(gpu);
 }
 
-Test(cuda_model, adamw_training_tracks_the_cpu)
+/* SGD with momentum, not AdamW: AdamW's first steps are nearly sign(g) lr for every element,
+ * so rounding noise in gradients that should vanish (the K bias) flips whole updates and the two
+ * runs part ways for reasons that are no bug; SGD's step is linear in the gradient. (The device
+ * AdamW itself is checked element by element in test_cuda_optim.) */
+Test(cuda_model, sgd_training_tracks_the_cpu)
 {
     SKIP_WITHOUT_GPU();
     const variant v = {"GQA hs64", 2, 256, 4, 2, 1};
@@ -204,7 +208,9 @@ Test(cuda_model, adamw_training_tracks_the_cpu)
     size_t BT = (size_t)TB * TT, n = loco_model_num_params(cpu);
     loco_optim_params p;
     loco_optim_params_default(&p);
-    p.lr = 3e-4f;
+    p.kind = LOCO_OPTIM_SGD;
+    p.lr = 0.1f;
+    p.momentum = 0.9f;
     loco_optim oc, og;
     loco_error err = {0};
     cr_assert_eq(loco_optim_init(&oc, &p, n, &err), LOCO_OK);
@@ -221,7 +227,7 @@ Test(cuda_model, adamw_training_tracks_the_cpu)
         cr_assert_eq(loco_model_forward(gpu, data, data + 1, TB, TT, &lg, &err), LOCO_OK, "%s",
                      err.msg);
         first = 0 == s ? lg : first;
-        printf("adamw step %d: loss cpu %.5f gpu %.5f\n", s, lc, lg);
+        printf("sgd step %d: loss cpu %.5f gpu %.5f\n", s, lc, lg);
         cr_assert(fabs(lc - lg) <= 2e-2 * fabs(lc) + 5e-3,
                   "step %d: loss %.5f on the GPU, %.5f on the CPU", s, lg, lc);
         cr_assert_eq(loco_model_backward(cpu, &err), LOCO_OK);
