@@ -15,6 +15,12 @@
 #include "optim/optim.h"
 #include "src/model.h"
 
+#if LOCO_HAVE_CUDA
+#include "cuda/layers_cuda.h"
+
+#include <cuda_runtime_api.h>
+#endif
+
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -23,7 +29,7 @@
 
 typedef struct gpu_args {
     loco_model_config cfg;
-    int share, batch, seq, steps, warmup, device, compile, profile;
+    int share, batch, seq, steps, warmup, device, compile, profile, kernels;
     loco_bench_common common; /* --json, --python, --torch-script, --no-torch */
 } gpu_args;
 
@@ -47,6 +53,7 @@ static void gpu_usage(FILE *out)
             "  --device D      CUDA device (0)\n"
             "  --compile 0|1   torch.compile the PyTorch model (1)\n"
             "  --profile N     after the timed steps, N more with per-layer GPU timing (0)\n"
+            "  --kernels 1     time the flash attention tile variants at this shape instead\n"
             "  --python PATH   interpreter with torch (default: $LOCO_PYTHON, python3)\n"
             "  --torch-script PATH   bench/torch_gpu.py (default: found next to the binary)\n"
             "  --no-torch      measure loco only\n"
@@ -79,7 +86,8 @@ static int parse_args(int argc, char **argv, gpu_args *a)
                 {"--warmup", &a->warmup, 0, 1 << 20},
                 {"--device", &a->device, 0, 1023},
                 {"--compile", &a->compile, 0, 1},
-                {"--profile", &a->profile, 0, 1000}};
+                {"--profile", &a->profile, 0, 1000},
+                {"--kernels", &a->kernels, 0, 1}};
     int rc = loco_bench_parse_args("loco bench gpu", argc, argv, ints, sizeof ints / sizeof ints[0],
                                    &a->common, gpu_usage);
     return 0 != rc ? rc : loco_bench_model_config("loco bench gpu", &a->cfg, a->seq, a->share);
@@ -241,6 +249,93 @@ static loco_status run_torch(const gpu_args *a, const char *python, const char *
 }
 
 /* ---------------------------------------------------------------------------------------------
+ * The flash attention kernels alone, every tile variant (cuda/layers_cuda.h), timed with CUDA
+ * events: what the model's default tiles were chosen by. */
+
+#if LOCO_HAVE_CUDA
+static int bench_kernels(const gpu_args *a)
+{
+    const loco_model_config *c = &a->cfg;
+    int B = a->batch, T = a->seq, NH = c->n_head, NKV = c->n_kv_head, hs = c->n_embd / c->n_head;
+    int C = c->n_embd, KV = NKV * hs, S = C + 2 * KV;
+    size_t N = (size_t)B * T;
+    uint16_t *host = malloc(N * S * sizeof(uint16_t));
+    void *qkv = NULL, *out = NULL, *dout = NULL, *dqkv = NULL, *lse = NULL, *scratch = NULL;
+    cudaEvent_t e0, e1;
+    bool ok =
+        NULL != host && cudaSuccess == cudaMalloc(&qkv, N * S * 2) &&
+        cudaSuccess == cudaMalloc(&dqkv, N * S * 2) && cudaSuccess == cudaMalloc(&out, N * C * 2) &&
+        cudaSuccess == cudaMalloc(&dout, N * C * 2) &&
+        cudaSuccess == cudaMalloc(&lse, (size_t)B * NH * T * 4) &&
+        cudaSuccess == cudaMalloc(&scratch, loco_attention_scratch_floats_cuda(B, T, NH) * 4) &&
+        cudaSuccess == cudaEventCreate(&e0) && cudaSuccess == cudaEventCreate(&e1);
+    if (ok) { /* random bf16 in [-2, 2) for Q, K, V and dO */
+        loco_rng rng;
+        loco_rng_init(&rng, 3, 0);
+        for (size_t i = 0; i < N * S; i++) {
+            host[i] = loco_f32_to_bf16(4.0f * loco_rng_uniform(&rng) - 2.0f);
+        }
+        ok = cudaSuccess == cudaMemcpy(qkv, host, N * S * 2, cudaMemcpyHostToDevice) &&
+             cudaSuccess == cudaMemcpy(dout, host, N * C * 2, cudaMemcpyHostToDevice);
+    }
+    double pairs = (double)T * (T + 1) / 2.0, fwd_flops = 4.0 * B * NH * pairs * hs;
+    printf("flash attention at B %d, T %d, %d heads (%d K/V), head size %d; fwd = 2 products, "
+           "bwd = 5 (TFLOP/s count those)\n%-22s %10s %10s %10s %10s\n",
+           B, T, NH, NKV, hs, "tiles fwd_mt/dq_mt/dkv", "fwd ms", "fwd TF/s", "bwd ms",
+           "bwd TF/s");
+    for (int v = 0; ok && v < 8; v++) {
+        loco_flash_tiles t = {1 + (v >> 2), 1 + ((v >> 1) & 1), 2 + (v & 1)};
+        loco_bf16 *q = qkv, *dq = dqkv;
+        float ms[2] = {0, 0};
+        for (int phase = 0; ok && phase < 2; phase++) {
+            for (int r = 0; ok && r < 13; r++) { /* 3 warm-up calls, then 10 timed */
+                if (3 == r) {
+                    ok = cudaSuccess == cudaEventRecord(e0, 0);
+                }
+                loco_status st =
+                    0 == phase
+                        ? loco_attention_forward_tiles_cuda(&t, out, lse, q, S, q + C, q + C + KV,
+                                                            S, B, T, NH, NKV, hs, 0)
+                        : loco_attention_backward_tiles_cuda(&t, scratch, dq, S, dq + C,
+                                                             dq + C + KV, true, dout, out, lse, q,
+                                                             S, q + C, q + C + KV, S, B, T, NH,
+                                                             NKV, hs, 0);
+                ok = ok && LOCO_OK == st;
+            }
+            ok = ok && cudaSuccess == cudaEventRecord(e1, 0) &&
+                 cudaSuccess == cudaEventSynchronize(e1) &&
+                 cudaSuccess == cudaEventElapsedTime(&ms[phase], e0, e1);
+            ms[phase] /= 10.0f;
+        }
+        if (ok) {
+            printf("%8d/%d/%d%13s %10.3f %10.1f %10.3f %10.1f\n", t.forward_mt, t.dq_mt,
+                   t.dkv_blocks, "", ms[0], fwd_flops / ms[0] / 1e9, ms[1],
+                   2.5 * fwd_flops / ms[1] / 1e9);
+        }
+    }
+    if (!ok) {
+        fprintf(stderr, "loco bench gpu --kernels: a CUDA call failed: %s\n",
+                cudaGetErrorString(cudaGetLastError()));
+    }
+    cudaFree(qkv);
+    cudaFree(dqkv);
+    cudaFree(out);
+    cudaFree(dout);
+    cudaFree(lse);
+    cudaFree(scratch);
+    free(host);
+    return ok ? 0 : 1;
+}
+#else
+static int bench_kernels(const gpu_args *a)
+{
+    (void)a;
+    fprintf(stderr, "loco bench gpu --kernels: loco was built without CUDA\n");
+    return 1;
+}
+#endif
+
+/* ---------------------------------------------------------------------------------------------
  * Driver */
 
 int loco_bench_gpu(int argc, char **argv)
@@ -256,6 +351,9 @@ int loco_bench_gpu(int argc, char **argv)
                 loco_cuda_built() ? "none visible to this process"
                                   : "loco was built without CUDA: cmake -DLOCO_CUDA=ON");
         return 1;
+    }
+    if (a.kernels) {
+        return bench_kernels(&a);
     }
     const char *python = NULL;
     char script[PATH_MAX];

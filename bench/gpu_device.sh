@@ -2,10 +2,11 @@
 # bench/gpu_device.sh — one session on a GPU machine: offline setup from .deb files, build with
 # CUDA, the GPU tests, then `loco bench gpu` against PyTorch; a short table last.
 #
-#   bash bench/gpu_device.sh [STAGE...]   stages, in this order: setup layers bench profile
-#                                         variants tests (default: all; layers = the kernel
-#                                         tests, variants = loco alone on GQA/MQA/shared-K/V
-#                                         shapes, tests = the optimizer and whole-model tests)
+#   bash bench/gpu_device.sh [STAGE...]   stages, in this order: setup layers kernels bench
+#                                         profile variants tests (default: all; layers = the
+#                                         kernel tests, kernels = the flash tile variants timed,
+#                                         variants = loco alone on GQA/MQA/shared-K/V shapes,
+#                                         tests = the optimizer and whole-model tests)
 #
 # Environment: OUT (logs and JSON, default /tmp/loco-gpu-out), LOCO_PKG_DIR (default ./.deb),
 # LOCO_BUILD_DIR (default /tmp/loco-build), BENCH_ARGS (extra `loco bench gpu` options).
@@ -18,7 +19,7 @@ OUT=${OUT:-/tmp/loco-gpu-out}
 mkdir -p "$OUT"
 export LOCO_PKG_DIR=${LOCO_PKG_DIR:-$PWD/.deb}
 export LOCO_BUILD_DIR=${LOCO_BUILD_DIR:-/tmp/loco-build}
-stages=${*:-setup layers bench profile variants tests}
+stages=${*:-setup layers kernels bench profile variants tests}
 summary=()
 has() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
 stamp() { date -u +%Y-%m-%dT%H:%M:%SZ; }
@@ -52,6 +53,10 @@ run_tests() { # run_tests NAME...: the Criterion GPU tests, 120 s each at most
 }
 
 has layers && run_tests test_cuda_layers
+if has kernels; then
+  timeout 120 "$LOCO_BUILD_DIR/loco" bench gpu --kernels 1 ${BENCH_ARGS:-} 2>&1 \
+    | tee -a "$OUT/profile.log"
+fi
 if has bench; then
   t0=$SECONDS
   timeout 300 "$LOCO_BUILD_DIR/loco" bench gpu --json "$OUT/bench_gpu.json" ${BENCH_ARGS:-} \
@@ -63,8 +68,7 @@ fi
 
 if has profile; then
   timeout 90 "$LOCO_BUILD_DIR/loco" bench gpu --no-torch --steps 5 --warmup 3 --profile 3 \
-    ${BENCH_ARGS:-} > "$OUT/profile.log" 2>&1
-  cat "$OUT/profile.log"
+    ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/profile.log"
 fi
 
 if has variants; then # the K/V-cache-shrinking shapes, loco alone (no baseline needed)

@@ -236,13 +236,12 @@ __device__ __forceinline__ void store_rows(bf16 *dst, int stride, const float ac
     }
 }
 
-/* The key/value pipeline of the forward and dq kernels: queue key block kb + 1 into the other
- * buffer, then wait until block kb (in buffer kb & 1) has arrived for every thread. */
-template <int HS>
+/* The key/value pipeline of the forward and dq kernels: queue key block kb + 1 (BN keys) into the
+ * other buffer, then wait until block kb (in buffer kb & 1) has arrived for every thread. */
+template <int HS, int BN = BLOCK_ROWS>
 __device__ __forceinline__ void kv_pipeline(bf16 *sK, bf16 *sV, const bf16 *kg, const bf16 *vg,
                                             int kv_stride, int T, int kb, int n_kblocks)
 {
-    constexpr int BN = BLOCK_ROWS;
     int other = (kb & 1) ^ 1;
     if (kb + 1 < n_kblocks) {
         int k1 = (kb + 1) * BN;
@@ -424,15 +423,16 @@ __global__ void attention_dvec_kernel(float *D, const bf16 *dout, const bf16 *ou
     }
 }
 
-/* dq: a block owns 64 query rows of one head and walks the key blocks they see. */
-template <int HS>
+/* dq: a block owns 64 MT query rows of one head (MT m-tiles of 16 rows per warp) and walks the
+ * key blocks of BN keys they see. */
+template <int HS, int MT, int BN>
 __global__ void __launch_bounds__(FLASH_THREADS)
     flash_backward_dq_kernel(bf16 *dq, int dq_stride, const bf16 *dout, const float *lse,
                              const float *D, const bf16 *q, int q_stride, const bf16 *k,
                              const bf16 *v, int kv_stride, int T, int NH, int NKV, float scale,
                              float scale_log2)
 {
-    constexpr int BM = BLOCK_ROWS, BN = BLOCK_ROWS;
+    constexpr int BM = BLOCK_ROWS * MT;
     extern __shared__ __align__(128) unsigned char smem[];
     bf16 *sQ = reinterpret_cast<bf16 *>(smem); /* (BM, HS) */
     bf16 *sdO = sQ + BM * HS;                   /* (BM, HS) */
@@ -446,7 +446,9 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     int C = NH * HS;
     const bf16 *kg = k + (size_t)b * T * kv_stride + g * HS;
     const bf16 *vg = v + (size_t)b * T * kv_stride + g * HS;
-    int n_kblocks = qblock + 1;
+    int q_end = q0 + BM < T ? q0 + BM : T;
+    int n_kblocks = (q_end + BN - 1) / BN;
+    int row0 = warp * 16 * MT; /* this warp's first row in the block */
 
     tile_load<HS, BM>(sQ, q + ((size_t)b * T + q0) * q_stride + h * HS, q_stride, T - q0);
     tile_load<HS, BM>(sdO, dout + ((size_t)b * T + q0) * C + h * HS, C, T - q0);
@@ -454,64 +456,83 @@ __global__ void __launch_bounds__(FLASH_THREADS)
     tile_load<HS, BN>(sV, vg, kv_stride, T);
     cp_async_commit();
 
-    /* Row statistics of this thread's two rows: log-sum-exp (log2 units) and D. */
-    float row_lse[2], row_D[2];
+    /* Row statistics of this thread's rows: log-sum-exp (log2 units) and D. */
+    float row_lse[MT][2], row_D[MT][2];
 #pragma unroll
-    for (int half = 0; half < 2; half++) {
-        int row = q0 + warp * 16 + lane / 4 + 8 * half;
-        size_t at = ((size_t)b * NH + h) * T + (row < T ? row : 0);
-        row_lse[half] = lse[at] * LOG2E;
-        row_D[half] = D[at];
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            int row = q0 + row0 + mt * 16 + lane / 4 + 8 * half;
+            size_t at = ((size_t)b * NH + h) * T + (row < T ? row : 0);
+            row_lse[mt][half] = lse[at] * LOG2E;
+            row_D[mt][half] = D[at];
+        }
     }
     cp_async_wait<0>();
     __syncthreads();
-    uint32_t qf[HS / 16][4], dof[HS / 16][4];
-    load_a_frags<HS>(qf, sQ, warp * 16);
-    load_a_frags<HS>(dof, sdO, warp * 16);
-
-    float acc[HS / 8][4];
+    uint32_t qf[MT][HS / 16][4], dof[MT][HS / 16][4];
 #pragma unroll
-    for (int dt = 0; dt < HS / 8; dt++) {
-        acc[dt][0] = acc[dt][1] = acc[dt][2] = acc[dt][3] = 0.0f;
+    for (int mt = 0; mt < MT; mt++) {
+        load_a_frags<HS>(qf[mt], sQ, row0 + mt * 16);
+        load_a_frags<HS>(dof[mt], sdO, row0 + mt * 16);
+    }
+
+    float acc[MT][HS / 8][4];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int dt = 0; dt < HS / 8; dt++) {
+            acc[mt][dt][0] = acc[mt][dt][1] = acc[mt][dt][2] = acc[mt][dt][3] = 0.0f;
+        }
     }
     for (int kb = 0; kb < n_kblocks; kb++) {
         int buf = kb & 1;
-        kv_pipeline<HS>(sK, sV, kg, vg, kv_stride, T, kb, n_kblocks);
+        kv_pipeline<HS, BN>(sK, sV, kg, vg, kv_stride, T, kb, n_kblocks);
         const bf16 *cK = sK + buf * BN * HS, *cV = sV + buf * BN * HS;
 
-        float s[BN / 8][4], dp[BN / 8][4];
+        float s[MT][BN / 8][4], dp[MT][BN / 8][4];
 #pragma unroll
-        for (int nt = 0; nt < BN / 8; nt++) {
-            s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
-            dp[nt][0] = dp[nt][1] = dp[nt][2] = dp[nt][3] = 0.0f;
-        }
-        mma_a_tileT<HS, BN / 8>(s, qf, cK);   /* S = Q K^T */
-        mma_a_tileT<HS, BN / 8>(dp, dof, cV); /* dP = dO V^T */
-        int k0 = kb * BN;
-        bool edge = kb == qblock || k0 + BN > T; /* the diagonal block or the last keys */
+        for (int mt = 0; mt < MT; mt++) {
 #pragma unroll
-        for (int nt = 0; nt < BN / 8; nt++) {
-#pragma unroll
-            for (int i = 0; i < 4; i++) {
-                int half = i >> 1;
-                int row = q0 + warp * 16 + acc_row(i), col = k0 + acc_col(nt, i);
-                float p = edge && (col > row || col >= T)
-                              ? 0.0f
-                              : exp2f(s[nt][i] * scale_log2 - row_lse[half]);
-                s[nt][i] = p * (dp[nt][i] - row_D[half]); /* dS, without the softmax scale */
+            for (int nt = 0; nt < BN / 8; nt++) {
+                s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
+                dp[mt][nt][0] = dp[mt][nt][1] = dp[mt][nt][2] = dp[mt][nt][3] = 0.0f;
             }
         }
-        mma_acc_tile<HS, BN / 16>(acc, s, cK); /* dQ += dS K */
+        mma_a_tileT_mt<HS, BN / 8, MT>(s, qf, cK);   /* S = Q K^T */
+        mma_a_tileT_mt<HS, BN / 8, MT>(dp, dof, cV); /* dP = dO V^T */
+        int k0 = kb * BN;
+        bool edge = k0 + BN - 1 > q0 || k0 + BN > T; /* some key in a row's future or past T */
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+            for (int nt = 0; nt < BN / 8; nt++) {
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    int half = i >> 1;
+                    int row = q0 + row0 + mt * 16 + acc_row(i), col = k0 + acc_col(nt, i);
+                    float p = edge && (col > row || col >= T)
+                                  ? 0.0f
+                                  : exp2f(s[mt][nt][i] * scale_log2 - row_lse[mt][half]);
+                    /* dS, without the softmax scale */
+                    s[mt][nt][i] = p * (dp[mt][nt][i] - row_D[mt][half]);
+                }
+            }
+        }
+        mma_acc_tile_mt<HS, BN / 16, MT>(acc, s, cK); /* dQ += dS K */
         __syncthreads();
     }
-    store_rows<HS>(dq + (size_t)b * T * dq_stride + h * HS, dq_stride, acc, scale,
-                   q0 + warp * 16, T, false);
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        store_rows<HS>(dq + (size_t)b * T * dq_stride + h * HS, dq_stride, acc[mt], scale,
+                       q0 + row0 + mt * 16, T, false);
+    }
 }
 
 /* dkv: a block owns 64 keys of one K/V head (16 per warp) and walks, for every query head of
  * the group, the query blocks that see them, BMQ query rows at a time. */
-template <int HS, int BMQ>
-__global__ void __launch_bounds__(FLASH_THREADS, 64 == HS ? 3 : 1)
+template <int HS, int BMQ, int MINB>
+__global__ void __launch_bounds__(FLASH_THREADS, MINB)
     flash_backward_dkv_kernel(bf16 *dk, bf16 *dv, bool zero, const bf16 *dout, const float *lse,
                               const float *D, const bf16 *q, int q_stride, const bf16 *k,
                               const bf16 *v, int kv_stride, int T, int NH, int NKV, float scale,
@@ -632,7 +653,10 @@ template <int HS, int MT> static size_t forward_smem()
 {
     return (size_t)(MT + 4) * BLOCK_ROWS * HS * 2;
 }
-template <int HS> static size_t dq_smem() { return (size_t)6 * BLOCK_ROWS * HS * 2; }
+template <int HS, int MT, int BN> static size_t dq_smem()
+{
+    return ((size_t)2 * BLOCK_ROWS * MT + 4 * BN) * HS * 2;
+}
 template <int HS, int BMQ> static size_t dkv_smem()
 {
     return (size_t)(2 * BLOCK_ROWS + 4 * BMQ) * HS * 2 + 4 * BMQ * sizeof(float);
@@ -654,7 +678,7 @@ static loco_status flash_forward(bf16 *out, float *lse, const bf16 *q, int q_str
     return LOCO_OK;
 }
 
-template <int HS, int BMQ>
+template <int HS, int BMQ, int MINB, int DQ_MT, int DQ_BN>
 static loco_status flash_backward(const float *D, bf16 *dq, int dq_stride, bf16 *dk, bf16 *dv,
                                   bool zero, const bf16 *dout, const float *lse, const bf16 *q,
                                   int q_stride, const bf16 *k, const bf16 *v, int kv_stride, int B,
@@ -662,17 +686,17 @@ static loco_status flash_backward(const float *D, bf16 *dq, int dq_stride, bf16 
 {
     float scale = 1.0f / sqrtf((float)HS), scale_log2 = LOG2E * scale;
     size_t smem = dkv_smem<HS, BMQ>();
-    CUDA_TRY(cudaFuncSetAttribute(flash_backward_dkv_kernel<HS, BMQ>,
+    CUDA_TRY(cudaFuncSetAttribute(flash_backward_dkv_kernel<HS, BMQ, MINB>,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     dim3 grid_kv(ceil_div(T, BLOCK_ROWS), B * NKV);
-    flash_backward_dkv_kernel<HS, BMQ><<<grid_kv, FLASH_THREADS, smem, stream>>>(
+    flash_backward_dkv_kernel<HS, BMQ, MINB><<<grid_kv, FLASH_THREADS, smem, stream>>>(
         dk, dv, zero, dout, lse, D, q, q_stride, k, v, kv_stride, T, NH, NKV, scale, scale_log2);
     CUDA_LAUNCH_TRY();
-    smem = dq_smem<HS>();
-    CUDA_TRY(cudaFuncSetAttribute(flash_backward_dq_kernel<HS>,
+    smem = dq_smem<HS, DQ_MT, DQ_BN>();
+    CUDA_TRY(cudaFuncSetAttribute(flash_backward_dq_kernel<HS, DQ_MT, DQ_BN>,
                                   cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    dim3 grid_q(ceil_div(T, BLOCK_ROWS), B * NH);
-    flash_backward_dq_kernel<HS><<<grid_q, FLASH_THREADS, smem, stream>>>(
+    dim3 grid_q(ceil_div(T, BLOCK_ROWS * DQ_MT), B * NH);
+    flash_backward_dq_kernel<HS, DQ_MT, DQ_BN><<<grid_q, FLASH_THREADS, smem, stream>>>(
         dq, dq_stride, dout, lse, D, q, q_stride, k, v, kv_stride, T, NH, NKV, scale, scale_log2);
     CUDA_LAUNCH_TRY();
     return LOCO_OK;
@@ -691,21 +715,38 @@ extern "C" size_t loco_attention_scratch_floats_cuda(int B, int T, int NH)
     return (size_t)B * NH * T;
 }
 
-extern "C" loco_status loco_attention_forward_cuda(loco_bf16 *out, float *lse, const loco_bf16 *q,
-                                                   int q_stride, const loco_bf16 *k,
-                                                   const loco_bf16 *v, int kv_stride, int B, int T,
-                                                   int NH, int NKV, int hs, cudaStream_t stream)
+/* The tile shapes the model uses (measured on H100/H200 with `loco bench gpu --kernels`). */
+static const loco_flash_tiles k_default_tiles = {2, 2, 3};
+
+extern "C" loco_status loco_attention_forward_tiles_cuda(const loco_flash_tiles *tiles,
+                                                         loco_bf16 *out, float *lse,
+                                                         const loco_bf16 *q, int q_stride,
+                                                         const loco_bf16 *k, const loco_bf16 *v,
+                                                         int kv_stride, int B, int T, int NH,
+                                                         int NKV, int hs, cudaStream_t stream)
 {
     if (!flash_ok(hs, q_stride, kv_stride, q, k, v)) {
         return loco_attention_forward_plain_cuda(out, lse, q, q_stride, k, v, kv_stride, B, T, NH,
                                                  NKV, hs, stream);
     }
-    if (64 == hs) {
-        return flash_forward<64, 2>(as_bf16(out), lse, as_bf16(q), q_stride, as_bf16(k), as_bf16(v),
-                                 kv_stride, B, T, NH, NKV, stream);
+    bf16 *o = as_bf16(out);
+    const bf16 *qq = as_bf16(q), *kk = as_bf16(k), *vv = as_bf16(v);
+    if (64 == hs && 2 == tiles->forward_mt) {
+        return flash_forward<64, 2>(o, lse, qq, q_stride, kk, vv, kv_stride, B, T, NH, NKV, stream);
     }
-    return flash_forward<128, 1>(as_bf16(out), lse, as_bf16(q), q_stride, as_bf16(k), as_bf16(v),
-                              kv_stride, B, T, NH, NKV, stream);
+    if (64 == hs) {
+        return flash_forward<64, 1>(o, lse, qq, q_stride, kk, vv, kv_stride, B, T, NH, NKV, stream);
+    }
+    return flash_forward<128, 1>(o, lse, qq, q_stride, kk, vv, kv_stride, B, T, NH, NKV, stream);
+}
+
+extern "C" loco_status loco_attention_forward_cuda(loco_bf16 *out, float *lse, const loco_bf16 *q,
+                                                   int q_stride, const loco_bf16 *k,
+                                                   const loco_bf16 *v, int kv_stride, int B, int T,
+                                                   int NH, int NKV, int hs, cudaStream_t stream)
+{
+    return loco_attention_forward_tiles_cuda(&k_default_tiles, out, lse, q, q_stride, k, v,
+                                             kv_stride, B, T, NH, NKV, hs, stream);
 }
 
 static loco_status attention_dvec(float *D, const loco_bf16 *dout, const loco_bf16 *out, int B,
@@ -718,6 +759,45 @@ static loco_status attention_dvec(float *D, const loco_bf16 *dout, const loco_bf
     return LOCO_OK;
 }
 
+extern "C" loco_status loco_attention_backward_tiles_cuda(
+    const loco_flash_tiles *tiles, float *scratch, loco_bf16 *dq, int dq_stride, loco_bf16 *dk,
+    loco_bf16 *dv, bool zero_dkv, const loco_bf16 *dout, const loco_bf16 *out, const float *lse,
+    const loco_bf16 *q, int q_stride, const loco_bf16 *k, const loco_bf16 *v, int kv_stride, int B,
+    int T, int NH, int NKV, int hs, cudaStream_t stream)
+{
+    if (!flash_ok(hs, q_stride, kv_stride, q, k, v) || 0 != dq_stride % 8) {
+        return loco_attention_backward_plain_cuda(scratch, dq, dq_stride, dk, dv, zero_dkv, dout,
+                                                  out, lse, q, q_stride, k, v, kv_stride, B, T,
+                                                  NH, NKV, hs, stream);
+    }
+    LOCO_TRY(attention_dvec(scratch, dout, out, B, T, NH, hs, stream));
+    bf16 *gq = as_bf16(dq), *gk = as_bf16(dk), *gv = as_bf16(dv);
+    const bf16 *go = as_bf16(dout), *qq = as_bf16(q), *kk = as_bf16(k), *vv = as_bf16(v);
+    if (128 == hs) {
+        return flash_backward<128, 32, 1, 1, 64>(scratch, gq, dq_stride, gk, gv, zero_dkv, go, lse,
+                                                 qq, q_stride, kk, vv, kv_stride, B, T, NH, NKV,
+                                                 stream);
+    }
+    bool dq2 = 2 == tiles->dq_mt, dkv3 = 3 == tiles->dkv_blocks;
+    if (dq2 && dkv3) {
+        return flash_backward<64, 64, 3, 2, 32>(scratch, gq, dq_stride, gk, gv, zero_dkv, go, lse,
+                                                qq, q_stride, kk, vv, kv_stride, B, T, NH, NKV,
+                                                stream);
+    }
+    if (dq2) {
+        return flash_backward<64, 64, 2, 2, 32>(scratch, gq, dq_stride, gk, gv, zero_dkv, go, lse,
+                                                qq, q_stride, kk, vv, kv_stride, B, T, NH, NKV,
+                                                stream);
+    }
+    if (dkv3) {
+        return flash_backward<64, 64, 3, 1, 64>(scratch, gq, dq_stride, gk, gv, zero_dkv, go, lse,
+                                                qq, q_stride, kk, vv, kv_stride, B, T, NH, NKV,
+                                                stream);
+    }
+    return flash_backward<64, 64, 2, 1, 64>(scratch, gq, dq_stride, gk, gv, zero_dkv, go, lse, qq,
+                                            q_stride, kk, vv, kv_stride, B, T, NH, NKV, stream);
+}
+
 extern "C" loco_status loco_attention_backward_cuda(float *scratch, loco_bf16 *dq, int dq_stride,
                                                     loco_bf16 *dk, loco_bf16 *dv, bool zero_dkv,
                                                     const loco_bf16 *dout, const loco_bf16 *out,
@@ -727,20 +807,9 @@ extern "C" loco_status loco_attention_backward_cuda(float *scratch, loco_bf16 *d
                                                     int T, int NH, int NKV, int hs,
                                                     cudaStream_t stream)
 {
-    if (!flash_ok(hs, q_stride, kv_stride, q, k, v) || 0 != dq_stride % 8) {
-        return loco_attention_backward_plain_cuda(scratch, dq, dq_stride, dk, dv, zero_dkv, dout,
-                                                  out, lse, q, q_stride, k, v, kv_stride, B, T,
-                                                  NH, NKV, hs, stream);
-    }
-    LOCO_TRY(attention_dvec(scratch, dout, out, B, T, NH, hs, stream));
-    if (64 == hs) {
-        return flash_backward<64, 64>(scratch, as_bf16(dq), dq_stride, as_bf16(dk), as_bf16(dv),
-                                      zero_dkv, as_bf16(dout), lse, as_bf16(q), q_stride,
-                                      as_bf16(k), as_bf16(v), kv_stride, B, T, NH, NKV, stream);
-    }
-    return flash_backward<128, 32>(scratch, as_bf16(dq), dq_stride, as_bf16(dk), as_bf16(dv),
-                                   zero_dkv, as_bf16(dout), lse, as_bf16(q), q_stride, as_bf16(k),
-                                   as_bf16(v), kv_stride, B, T, NH, NKV, stream);
+    return loco_attention_backward_tiles_cuda(&k_default_tiles, scratch, dq, dq_stride, dk, dv,
+                                              zero_dkv, dout, out, lse, q, q_stride, k, v,
+                                              kv_stride, B, T, NH, NKV, hs, stream);
 }
 
 /* ---------------------------------------------------------------------------------------------

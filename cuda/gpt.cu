@@ -665,13 +665,14 @@ static loco_status backward_queue(loco_cuda_gpt *m)
             first_reader = first_reader && m->cfg.kv_src[above] != src;
         }
         /* MLP */
-        TIMED("bwd matmul mlp.c_proj + gelu",
-              loco_matmul_gelu_backward_cuda(blas, A16(m->dfch), G(o->fcprojw), G(o->fcprojb),
-                                             G(o->fcb), scratch, CA16(m->dresidual),
-                                             CA16(a->fch_gelu), P16(o->fcprojw), CA16(a->fch), N,
-                                             4 * C, C, s));
+        TIMED("bwd matmul mlp.c_proj",
+              loco_matmul_backward_cuda(blas, A16(m->dfch), G(o->fcprojw), G(o->fcprojb), scratch,
+                                        CA16(m->dresidual), CA16(a->fch_gelu), P16(o->fcprojw), N,
+                                        4 * C, C, s));
+        TIMED("bwd gelu", loco_gelu_backward_cuda(A16(m->dfch), CA16(a->fch), CA16(m->dfch),
+                                                  (size_t)N * 4 * C, s));
         TIMED("bwd matmul c_fc",
-              loco_matmul_backward_cuda(blas, A16(m->dln), G(o->fcw), NULL, scratch,
+              loco_matmul_backward_cuda(blas, A16(m->dln), G(o->fcw), G(o->fcb), scratch,
                                         CA16(m->dfch), CA16(a->ln2), P16(o->fcw), N, C, 4 * C, s));
         TIMED("bwd layernorm", loco_layernorm_backward_cuda(
                                    A16(m->dresidual), G(o->ln2w), G(o->ln2b), scratch, CA16(m->dln),

@@ -108,17 +108,6 @@ loco_status loco_matmul_backward_cuda(const loco_cuda_blas *blas, loco_bf16 *din
                                       const loco_bf16 *inp, const loco_bf16 *weight, int N,
                                       int C, int OC, cudaStream_t stream);
 
-/* The MLP's second half backward with the GELU folded in: dpre (N, C) = (dout · weight) *
- * gelu'(pre), dpre_bias (C) += column sums of dpre (the first half's bias gradient), dweight and
- * dbias as loco_matmul_backward_cuda. The CPU twin is matmul backward + gelu backward + the
- * bias sum of the next matmul backward. */
-loco_status loco_matmul_gelu_backward_cuda(const loco_cuda_blas *blas, loco_bf16 *dpre,
-                                           float *dweight, float *dbias, float *dpre_bias,
-                                           float *scratch, const loco_bf16 *dout,
-                                           const loco_bf16 *inp, const loco_bf16 *weight,
-                                           const loco_bf16 *pre, int N, int C, int OC,
-                                           cudaStream_t stream);
-
 /* ---------------------------------------------------------------------------------------------
  * Causal attention with grouped K/V heads (query head h reads K/V head h / (NH / NKV)); q rows
  * of stride q_stride (head h at columns h*hs), k and v rows of stride kv_stride (head g at
@@ -141,6 +130,25 @@ loco_status loco_attention_backward_cuda(float *scratch, loco_bf16 *dq, int dq_s
                                          const loco_bf16 *k, const loco_bf16 *v, int kv_stride,
                                          int B, int T, int NH, int NKV, int hs,
                                          cudaStream_t stream);
+
+/* The flash kernels' tile shapes at head size 64, for tuning and for testing every variant
+ * (the functions above use the measured best): forward_mt and dq_mt = 16-row m-tiles per warp
+ * (1 or 2: blocks of 64 or 128 query rows), dkv_blocks = blocks per multiprocessor the dK/dV
+ * kernel is compiled for (2 or 3: fewer registers, more warps). Other head sizes ignore them. */
+typedef struct loco_flash_tiles {
+    int forward_mt, dq_mt, dkv_blocks;
+} loco_flash_tiles;
+
+loco_status loco_attention_forward_tiles_cuda(const loco_flash_tiles *tiles, loco_bf16 *out,
+                                              float *lse, const loco_bf16 *q, int q_stride,
+                                              const loco_bf16 *k, const loco_bf16 *v,
+                                              int kv_stride, int B, int T, int NH, int NKV, int hs,
+                                              cudaStream_t stream);
+loco_status loco_attention_backward_tiles_cuda(
+    const loco_flash_tiles *tiles, float *scratch, loco_bf16 *dq, int dq_stride, loco_bf16 *dk,
+    loco_bf16 *dv, bool zero_dkv, const loco_bf16 *dout, const loco_bf16 *out, const float *lse,
+    const loco_bf16 *q, int q_stride, const loco_bf16 *k, const loco_bf16 *v, int kv_stride, int B,
+    int T, int NH, int NKV, int hs, cudaStream_t stream);
 
 /* The plain kernels behind any head size, exposed so tests can check the flash kernels against
  * them on the device. Same contracts as above. */

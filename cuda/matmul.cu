@@ -52,11 +52,7 @@ struct lt_args {
     const void *c_in;
     const bf16 *bias;
     cublasLtEpilogue_t epilogue;
-    void *aux;      /* GELU's pre-activation (bf16, leading dimension m): written by GELU_AUX,
-                       read by DGELU */
-    float *bias_grad; /* BGRAD epilogues: the bias gradient (fp32), written */
-    bool probe;     /* a fused form that may be missing: no algorithm -> LOCO_ERR_UNSUPPORTED,
-                       quietly, so the caller falls back */
+    void *aux; /* GELU's pre-activation output (bf16, leading dimension m) */
 };
 
 loco_status lt_matmul(const loco_cuda_blas *blas, const lt_args &p, cudaStream_t stream)
@@ -77,14 +73,6 @@ loco_status lt_matmul(const loco_cuda_blas *blas, const lt_args &p, cudaStream_t
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
                                                   &bias, sizeof bias));
         cudaDataType_t bias_type = CUDA_R_16BF;
-        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
-                                                  &bias_type, sizeof bias_type));
-    }
-    if (NULL != p.bias_grad) {
-        void *bias = p.bias_grad;
-        CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                  &bias, sizeof bias));
-        cudaDataType_t bias_type = CUDA_R_32F;
         CUBLAS_TRY(cublasLtMatmulDescSetAttribute(call.op, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE,
                                                   &bias_type, sizeof bias_type));
     }
@@ -109,12 +97,8 @@ loco_status lt_matmul(const loco_cuda_blas *blas, const lt_args &p, cudaStream_t
         call.pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
     cublasLtMatmulHeuristicResult_t heuristic;
     int found = 0;
-    cublasStatus_t hs = cublasLtMatmulAlgoGetHeuristic(blas->lt, call.op, call.a, call.b, call.c,
-                                                       call.d, call.pref, 1, &heuristic, &found);
-    if (p.probe && (CUBLAS_STATUS_SUCCESS != hs || 0 == found)) {
-        return LOCO_ERR_UNSUPPORTED;
-    }
-    CUBLAS_TRY(hs);
+    CUBLAS_TRY(cublasLtMatmulAlgoGetHeuristic(blas->lt, call.op, call.a, call.b, call.c, call.d,
+                                              call.pref, 1, &heuristic, &found));
     if (0 == found) {
         LOCO_ERROR("cuBLASLt has no algorithm for m=%d n=%d k=%d transa=%d transb=%d epilogue=%d",
                    p.m, p.n, p.k, (int)p.trans_a, (int)p.trans_b, (int)p.epilogue);
@@ -169,30 +153,24 @@ extern "C" loco_status loco_matmul_gelu_forward_cuda(const loco_cuda_blas *blas,
     return lt_matmul(blas, p, stream);
 }
 
-__global__ void add_kernel(float *dst, const float *src, int n)
+extern "C" loco_status loco_matmul_backward_cuda(const loco_cuda_blas *blas, loco_bf16 *dinp,
+                                                 float *dweight, float *dbias, float *scratch,
+                                                 const loco_bf16 *dout, const loco_bf16 *inp,
+                                                 const loco_bf16 *weight, int N, int C, int OC,
+                                                 cudaStream_t stream)
 {
-    int i = blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) {
-        dst[i] += src[i];
+    if (NULL != dinp) {
+        lt_args p = {};
+        p.d = dinp;
+        p.d_type = CUDA_R_16BF;
+        p.a = as_bf16(weight);
+        p.b = as_bf16(dout);
+        p.m = C;
+        p.n = N;
+        p.k = OC;
+        p.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+        LOCO_TRY(lt_matmul(blas, p, stream));
     }
-}
-
-/* dst (n) += src (n) */
-static loco_status add_into(float *dst, const float *src, int n, cudaStream_t stream)
-{
-    add_kernel<<<ceil_div(n, 256), 256, 0, stream>>>(dst, src, n);
-    CUDA_LAUNCH_TRY();
-    return LOCO_OK;
-}
-
-/* dweight^T (C, OC) += inp^T (C, N) · dout (N, OC) in fp32; dbias (OC, may be NULL) += column
- * sums of dout: in the same product (BGRADB epilogue, into scratch, then added) where cuBLASLt
- * has it, else by a separate pass. */
-static loco_status weight_and_bias_grad(const loco_cuda_blas *blas, float *dweight, float *dbias,
-                                        float *scratch, const loco_bf16 *dout,
-                                        const loco_bf16 *inp, int N, int C, int OC,
-                                        cudaStream_t stream)
-{
     lt_args p = {};
     p.d = dweight;
     p.d_type = CUDA_R_32F;
@@ -204,78 +182,9 @@ static loco_status weight_and_bias_grad(const loco_cuda_blas *blas, float *dweig
     p.k = N;
     p.c_in = dweight;
     p.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
-    if (NULL != dbias) {
-        lt_args f = p;
-        f.epilogue = CUBLASLT_EPILOGUE_BGRADB;
-        f.bias_grad = scratch;
-        f.probe = true;
-        loco_status st = lt_matmul(blas, f, stream);
-        if (LOCO_OK == st) {
-            return add_into(dbias, scratch, OC, stream);
-        }
-        if (LOCO_ERR_UNSUPPORTED != st) {
-            return st;
-        }
-    }
     LOCO_TRY(lt_matmul(blas, p, stream));
     if (NULL != dbias) {
         LOCO_TRY(loco_bias_backward_cuda(dbias, scratch, as_bf16(dout), N, OC, stream));
     }
     return LOCO_OK;
-}
-
-/* dinp^T (C, N) = W (C, OC) · dout^T (OC, N), bf16 out. */
-static lt_args dinp_args(loco_bf16 *dinp, const loco_bf16 *dout, const loco_bf16 *weight, int N,
-                         int C, int OC)
-{
-    lt_args p = {};
-    p.d = dinp;
-    p.d_type = CUDA_R_16BF;
-    p.a = as_bf16(weight);
-    p.b = as_bf16(dout);
-    p.m = C;
-    p.n = N;
-    p.k = OC;
-    p.epilogue = CUBLASLT_EPILOGUE_DEFAULT;
-    return p;
-}
-
-extern "C" loco_status loco_matmul_backward_cuda(const loco_cuda_blas *blas, loco_bf16 *dinp,
-                                                 float *dweight, float *dbias, float *scratch,
-                                                 const loco_bf16 *dout, const loco_bf16 *inp,
-                                                 const loco_bf16 *weight, int N, int C, int OC,
-                                                 cudaStream_t stream)
-{
-    if (NULL != dinp) {
-        LOCO_TRY(lt_matmul(blas, dinp_args(dinp, dout, weight, N, C, OC), stream));
-    }
-    return weight_and_bias_grad(blas, dweight, dbias, scratch, dout, inp, N, C, OC, stream);
-}
-
-extern "C" loco_status loco_matmul_gelu_backward_cuda(const loco_cuda_blas *blas, loco_bf16 *dpre,
-                                                      float *dweight, float *dbias,
-                                                      float *dpre_bias, float *scratch,
-                                                      const loco_bf16 *dout, const loco_bf16 *inp,
-                                                      const loco_bf16 *weight,
-                                                      const loco_bf16 *pre, int N, int C, int OC,
-                                                      cudaStream_t stream)
-{
-    /* dpre = (dout · W) * gelu'(pre) and its column sums, in the product's epilogue if cuBLASLt
-     * has it (scratch[0, C) receives the sums), else a matmul, the GELU kernel and a pass. */
-    lt_args f = dinp_args(dpre, dout, weight, N, C, OC);
-    f.epilogue = CUBLASLT_EPILOGUE_DGELU_BGRAD;
-    f.aux = const_cast<loco_bf16 *>(pre);
-    f.bias_grad = scratch;
-    f.probe = true;
-    loco_status st = lt_matmul(blas, f, stream);
-    if (LOCO_OK == st) {
-        LOCO_TRY(add_into(dpre_bias, scratch, C, stream));
-    } else if (LOCO_ERR_UNSUPPORTED == st) {
-        LOCO_TRY(lt_matmul(blas, dinp_args(dpre, dout, weight, N, C, OC), stream));
-        LOCO_TRY(loco_gelu_backward_cuda(dpre, pre, dpre, (size_t)N * C, stream));
-        LOCO_TRY(loco_bias_backward_cuda(dpre_bias, scratch, as_bf16(dpre), N, C, stream));
-    } else {
-        return st;
-    }
-    return weight_and_bias_grad(blas, dweight, dbias, scratch, dout, inp, N, C, OC, stream);
 }

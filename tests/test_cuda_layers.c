@@ -194,52 +194,6 @@ Test(cuda_layers, matmul_forward_backward_match_cpu)
     loco_gemm_workspace_free(&ws);
 }
 
-Test(cuda_layers, matmul_gelu_backward_matches_cpu)
-{
-    SKIP_WITHOUT_GPU();
-    enum { N = 200, C = 1024, OC = 256 }; /* the MLP's c_proj: 4C in, C out */
-    loco_cuda_blas blas = make_blas();
-    loco_gemm_workspace ws = make_ws();
-    float *pre = rand_bf16_values((size_t)N * C, -3, 3, 140);
-    float *act = host_zeros((size_t)N * C);
-    loco_gelu_forward(act, pre, (size_t)N * C);
-    for (size_t i = 0; i < (size_t)N * C; i++) { /* the GPU's input is the bf16 activation */
-        act[i] = loco_bf16_to_f32(loco_f32_to_bf16(act[i]));
-    }
-    float *w = rand_bf16_values((size_t)OC * C, -0.1f, 0.1f, 141);
-    float *dout = rand_bf16_values((size_t)N * OC, -1, 1, 142);
-    float *dw = rand_bf16_values((size_t)OC * C, -1, 1, 143),
-          *db = rand_bf16_values(OC, -1, 1, 144);
-    float *dpb = rand_bf16_values(C, -1, 1, 145);
-    float *d_dw = dev_f32(dw, (size_t)OC * C), *d_db = dev_f32(db, OC), *d_dpb = dev_f32(dpb, C);
-    /* CPU: matmul backward, GELU backward, then the first half's bias sum */
-    float *dpre = host_zeros((size_t)N * C);
-    loco_matmul_backward(&ws, dpre, dw, db, dout, act, w, N, C, OC);
-    loco_gelu_backward(dpre, pre, dpre, (size_t)N * C);
-    for (int n = 0; n < N; n++) {
-        for (int c = 0; c < C; c++) {
-            dpb[c] += dpre[(size_t)n * C + c];
-        }
-    }
-    loco_bf16 *d_dpre = (loco_bf16 *)dev_alloc((size_t)N * C * 2);
-    float *scratch = dev_alloc(loco_colsum_scratch_floats(N, C) * 4);
-    LOCO_OK_(loco_matmul_gelu_backward_cuda(
-        &blas, d_dpre, d_dw, d_db, d_dpb, scratch, dev_bf16(dout, (size_t)N * OC),
-        dev_bf16(act, (size_t)N * C), dev_bf16(w, (size_t)OC * C), dev_bf16(pre, (size_t)N * C), N,
-        C, OC, 0));
-    float *got = host_zeros((size_t)N * C);
-    get_bf16(got, d_dpre, (size_t)N * C);
-    expect_close("matmul+gelu backward: dpre", got, dpre, (size_t)N * C, 2e-2);
-    get_f32(got, d_dpb, C);
-    expect_close("matmul+gelu backward: dpre bias (+=)", got, dpb, C, 2e-2);
-    get_f32(got, d_dw, (size_t)OC * C);
-    expect_close("matmul+gelu backward: dweight (+=)", got, dw, (size_t)OC * C, 1e-4);
-    get_f32(got, d_db, OC);
-    expect_close("matmul+gelu backward: dbias (+=)", got, db, OC, 1e-4);
-    free_blas(&blas);
-    loco_gemm_workspace_free(&ws);
-}
-
 /* ---------------------------------------------------------------------------------------------
  * GELU */
 
@@ -267,12 +221,28 @@ Test(cuda_layers, gelu_matches_cpu)
 
 typedef enum { FLASH, PLAIN } att_path;
 
+/* The defaults (tiles NULL) or one tile variant of the flash kernels. */
+static void check_attention_tiles(int B, int T, int NH, int NKV, int hs, bool zero_dkv,
+                                  att_path path, const loco_flash_tiles *tiles, uint64_t seed);
+
 static void check_attention(int B, int T, int NH, int NKV, int hs, bool zero_dkv, att_path path,
                             uint64_t seed)
 {
+    check_attention_tiles(B, T, NH, NKV, hs, zero_dkv, path, NULL, seed);
+}
+
+static void check_attention_tiles(int B, int T, int NH, int NKV, int hs, bool zero_dkv,
+                                  att_path path, const loco_flash_tiles *tiles, uint64_t seed)
+{
     int C = NH * hs, KV = NKV * hs, S = C + 2 * KV, N = B * T;
     char what[128];
-    const char *name = FLASH == path ? "flash" : "plain";
+    char name[32];
+    if (NULL != tiles) {
+        snprintf(name, sizeof name, "flash %d/%d/%d", tiles->forward_mt, tiles->dq_mt,
+                 tiles->dkv_blocks);
+    } else {
+        snprintf(name, sizeof name, "%s", FLASH == path ? "flash" : "plain");
+    }
     loco_gemm_workspace ws = make_ws();
     float *qkv = rand_bf16_values((size_t)N * S, -2, 2, seed);
     float *dout = rand_bf16_values((size_t)N * C, -1, 1, seed + 1);
@@ -313,7 +283,10 @@ static void check_attention(int B, int T, int NH, int NKV, int hs, bool zero_dkv
     loco_bf16 *d_qkv = dev_bf16(qkv, (size_t)N * S);
     loco_bf16 *d_out = (loco_bf16 *)dev_alloc((size_t)N * C * 2);
     float *d_lse = dev_alloc((size_t)B * NH * T * 4);
-    if (FLASH == path) {
+    if (FLASH == path && NULL != tiles) {
+        LOCO_OK_(loco_attention_forward_tiles_cuda(tiles, d_out, d_lse, d_qkv, S, d_qkv + C,
+                                                   d_qkv + C + KV, S, B, T, NH, NKV, hs, 0));
+    } else if (FLASH == path) {
         LOCO_OK_(loco_attention_forward_cuda(d_out, d_lse, d_qkv, S, d_qkv + C, d_qkv + C + KV, S,
                                              B, T, NH, NKV, hs, 0));
     } else {
@@ -330,7 +303,12 @@ static void check_attention(int B, int T, int NH, int NKV, int hs, bool zero_dkv
 
     loco_bf16 *d_dqkv = dev_bf16(dqkv, (size_t)N * S);
     float *d_scratch = dev_alloc(loco_attention_scratch_floats_cuda(B, T, NH) * 4);
-    if (FLASH == path) {
+    if (FLASH == path && NULL != tiles) {
+        LOCO_OK_(loco_attention_backward_tiles_cuda(
+            tiles, d_scratch, d_dqkv, S, d_dqkv + C, d_dqkv + C + KV, zero_dkv,
+            dev_bf16(dout, (size_t)N * C), d_out, d_lse, d_qkv, S, d_qkv + C, d_qkv + C + KV, S,
+            B, T, NH, NKV, hs, 0));
+    } else if (FLASH == path) {
         LOCO_OK_(loco_attention_backward_cuda(d_scratch, d_dqkv, S, d_dqkv + C, d_dqkv + C + KV,
                                               zero_dkv, dev_bf16(dout, (size_t)N * C), d_out,
                                               d_lse, d_qkv, S, d_qkv + C, d_qkv + C + KV, S, B, T,
@@ -382,6 +360,20 @@ Test(cuda_layers, flash_attention_head_size_128_matches_cpu)
     SKIP_WITHOUT_GPU();
     check_attention(2, 150, 2, 1, 128, true, FLASH, 70);
     check_attention(1, 70, 4, 2, 128, false, FLASH, 71);
+}
+
+Test(cuda_layers, flash_attention_tile_variants_match_cpu)
+{
+    SKIP_WITHOUT_GPU();
+    for (int fm = 1; fm <= 2; fm++) {
+        for (int dm = 1; dm <= 2; dm++) {
+            for (int kb = 2; kb <= 3; kb++) {
+                loco_flash_tiles tiles = {fm, dm, kb};
+                check_attention_tiles(2, 150, 4, 2, 64, 3 == kb, FLASH, &tiles,
+                                      200 + 4 * fm + 2 * dm + kb);
+            }
+        }
+    }
 }
 
 Test(cuda_layers, plain_attention_matches_cpu)
