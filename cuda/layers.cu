@@ -462,49 +462,38 @@ __global__ void layernorm_backward_rows_kernel(bf16 *dinp, const bf16 *dout, con
 }
 
 /* The same rows, with each lane also adding up dbias (sum dy) and dweight (sum dy norm) of its
- * fixed channels (VPL 8-wide vectors: C <= 256 VPL) in its warp's slice of shared memory (no
- * other lane touches those columns, so no synchronization until the end); the block's warps are
- * then added in warp order and the block's partial sums written for colsum_finish_kernel. One
- * pass over dout and inp, with every load of a row issued before its reductions. */
+ * fixed channels (VPL 8-wide vectors: C <= 256 VPL) in registers; the block's warps are then
+ * added in warp order and the block's partial sums written for colsum_finish_kernel. One pass
+ * over dout and inp instead of two. */
 template <int VPL>
-__global__ void __launch_bounds__(32 * ROWS_PER_BLOCK, 2)
+__global__ void __launch_bounds__(32 * ROWS_PER_BLOCK, VPL <= 3 ? 2 : 1)
     layernorm_backward_fused_kernel(bf16 *dinp, float *partial, const bf16 *dout, const bf16 *inp,
                                     const bf16 *weight, const float *mean, const float *rstd,
                                     int N, int C)
 {
-    extern __shared__ __align__(16) float sums[]; /* (2, ROWS_PER_BLOCK, 256 VPL): db, dw */
-    constexpr int W = 256 * VPL;
+    __shared__ float sh[ROWS_PER_BLOCK][VPL * 256];
     int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    float *db_sh = sums + warp * W, *dw_sh = sums + (ROWS_PER_BLOCK + warp) * W;
+    float dw[VPL][8], db[VPL][8];
 #pragma unroll
     for (int v = 0; v < VPL; v++) {
 #pragma unroll
         for (int j = 0; j < 8; j++) {
-            db_sh[lane * 8 + v * 256 + j] = 0.0f;
-            dw_sh[lane * 8 + v * 256 + j] = 0.0f;
+            dw[v][j] = db[v][j] = 0.0f;
         }
     }
     for (int row = blockIdx.x * ROWS_PER_BLOCK + warp; row < N;
          row += gridDim.x * ROWS_PER_BLOCK) {
         const bf16 *x = inp + (size_t)row * C, *dy = dout + (size_t)row * C;
-        bf16 *dx = dinp + (size_t)row * C;
         float m = mean[row], s = rstd[row];
-        float xv[VPL][8], dv[VPL][8], acc[VPL][8];
-#pragma unroll
-        for (int v = 0; v < VPL; v++) {
-            int c = lane * 8 + v * 256;
-            if (c < C) {
-                load8(xv[v], x + c);
-                load8(dv[v], dy + c);
-                load8(acc[v], dx + c);
-            }
-        }
+        float xv[VPL][8], dv[VPL][8];
         float dnorm_mean = 0.0f, dnorm_norm_mean = 0.0f;
 #pragma unroll
         for (int v = 0; v < VPL; v++) {
             int c = lane * 8 + v * 256;
             if (c < C) {
-                float w[8]; /* the weights stay in L1 */
+                float w[8]; /* the weights stay in L1: reloading beats holding them */
+                load8(xv[v], x + c);
+                load8(dv[v], dy + c);
                 load8(w, weight + c);
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
@@ -517,32 +506,45 @@ __global__ void __launch_bounds__(32 * ROWS_PER_BLOCK, 2)
         }
         dnorm_mean = warp_sum(dnorm_mean) / C;
         dnorm_norm_mean = warp_sum(dnorm_norm_mean) / C;
+        bf16 *dx = dinp + (size_t)row * C;
 #pragma unroll
         for (int v = 0; v < VPL; v++) {
             int c = lane * 8 + v * 256;
             if (c < C) {
-                float w[8];
+                float acc[8], w[8];
+                load8(acc, dx + c);
                 load8(w, weight + c);
 #pragma unroll
                 for (int j = 0; j < 8; j++) {
-                    acc[v][j] += (dv[v][j] * w[j] - dnorm_mean - xv[v][j] * dnorm_norm_mean) * s;
-                    db_sh[c + j] += dv[v][j];
-                    dw_sh[c + j] += dv[v][j] * xv[v][j];
+                    acc[j] += (dv[v][j] * w[j] - dnorm_mean - xv[v][j] * dnorm_norm_mean) * s;
+                    dw[v][j] += dv[v][j] * xv[v][j];
+                    db[v][j] += dv[v][j];
                 }
-                store8(dx + c, acc[v]);
+                store8(dx + c, acc);
             }
         }
     }
-    __syncthreads();
     for (int q = 0; q < 2; q++) { /* quantity 0: dbias, 1: dweight (colsum_finish's order) */
+#pragma unroll
+        for (int v = 0; v < VPL; v++) {
+            int c = lane * 8 + v * 256;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (c + j < C) {
+                    sh[warp][c + j] = 0 == q ? db[v][j] : dw[v][j];
+                }
+            }
+        }
+        __syncthreads();
         for (int c = threadIdx.x; c < C; c += blockDim.x) {
-            float total = 0.0f;
+            float acc = 0.0f;
 #pragma unroll
             for (int w8 = 0; w8 < ROWS_PER_BLOCK; w8++) {
-                total += sums[(q * ROWS_PER_BLOCK + w8) * W + c];
+                acc += sh[w8][c];
             }
-            partial[((size_t)q * gridDim.x + blockIdx.x) * C + c] = total;
+            partial[((size_t)q * gridDim.x + blockIdx.x) * C + c] = acc;
         }
+        __syncthreads();
     }
 }
 
@@ -553,10 +555,7 @@ static loco_status layernorm_backward_fused(bf16 *dinp, float *dweight, float *d
                                             const float *rstd, int N, int C, cudaStream_t stream)
 {
     int blocks = ln_bwd_blocks(N);
-    size_t smem = 2 * ROWS_PER_BLOCK * 256 * VPL * sizeof(float);
-    CUDA_TRY(cudaFuncSetAttribute(layernorm_backward_fused_kernel<VPL>,
-                                  cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
-    layernorm_backward_fused_kernel<VPL><<<blocks, 32 * ROWS_PER_BLOCK, smem, stream>>>(
+    layernorm_backward_fused_kernel<VPL><<<blocks, 32 * ROWS_PER_BLOCK, 0, stream>>>(
         dinp, scratch, dout, inp, weight, mean, rstd, N, C);
     CUDA_LAUNCH_TRY();
     return colsum_finish(dbias, dweight, scratch, blocks, C, stream);
