@@ -3,10 +3,12 @@
 # CUDA, the GPU tests, then `loco bench gpu` against PyTorch; a short table last.
 #
 #   bash bench/gpu_device.sh [STAGE...]   stages, in this order: setup layers kernels bench
-#                                         profile variants tests (default: all; layers = the
-#                                         kernel tests, kernels = the flash tile variants timed,
-#                                         variants = loco alone on GQA/MQA/shared-K/V shapes,
-#                                         tests = the optimizer and whole-model tests)
+#                                         profile variants tests multi (default: all; layers =
+#                                         the kernel tests, kernels = the flash tile variants
+#                                         timed, variants = loco alone on GQA/MQA/shared-K/V
+#                                         shapes, tests = the optimizer and whole-model tests,
+#                                         multi = one worker of all GPUs with NCCL, when the
+#                                         machine has two or more)
 #
 # Environment: OUT (logs and JSON, default /tmp/loco-gpu-out), LOCO_PKG_DIR (default ./.deb),
 # LOCO_BUILD_DIR (default /tmp/loco-build), BENCH_ARGS (extra `loco bench gpu` options).
@@ -19,7 +21,7 @@ OUT=${OUT:-/tmp/loco-gpu-out}
 mkdir -p "$OUT"
 export LOCO_PKG_DIR=${LOCO_PKG_DIR:-$PWD/.deb}
 export LOCO_BUILD_DIR=${LOCO_BUILD_DIR:-/tmp/loco-build}
-stages=${*:-setup layers kernels bench profile variants tests}
+stages=${*:-setup layers kernels bench profile variants tests multi}
 summary=()
 has() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
 stamp() { date -u +%Y-%m-%dT%H:%M:%SZ; }
@@ -80,6 +82,17 @@ if has variants; then # the K/V-cache-shrinking shapes, loco alone (no baseline 
 fi
 
 has tests && run_tests test_cuda_optim test_cuda_model
+
+ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+if has multi && [ "$ngpu" -ge 2 ]; then # several GPUs as one worker, NCCL over loco's bootstrap
+  for run in "1 --steps 10" "$ngpu --steps 10" "$ngpu --steps 10 --no-overlap"; do
+    np=${run%% *}
+    # shellcheck disable=SC2086
+    LOCO_MPIRUN_TIMEOUT=150 launch/loco-mpirun -np "$np" "$LOCO_BUILD_DIR/tools/gpu_worker" \
+      --warmup 3 ${run#* } 2>&1 | grep -E "^step|^gpu_worker" | tee -a "$OUT/variants.log"
+    summary+=("$(grep '^gpu_worker: GPUs' "$OUT/variants.log" | tail -n 1)")
+  done
+fi
 
 echo "== $(stamp) summary"
 printf '%s\n' "${summary[@]}"

@@ -117,11 +117,13 @@ loco_status loco_cuda_gpt_zero_grad(loco_cuda_gpt *gpt, loco_error *err);
 /* The last forward's logits (B, T, vocab) as fp32 (forward without targets only). */
 loco_status loco_cuda_gpt_download_logits(loco_cuda_gpt *gpt, float *host, loco_error *err);
 
-/* Per-layer gradient readiness, for overlapping communication with backward: after
- * loco_cuda_gpt_backward has queued layer l's work, `hook(user, l)` is called on the host (l =
- * n_layer - 1 down to 0, then -1 for the embeddings and final LayerNorm). A hook may queue work on
- * other streams after waiting for the compute stream (see loco_cuda_nccl_*). NULL removes it. */
-typedef void (*loco_cuda_grad_hook)(void *user, int layer);
+/* Gradient readiness, for overlapping communication with backward: once loco_cuda_gpt_backward
+ * has queued the last work on a range [begin, end) of the gradient buffer, it calls
+ * `hook(user, layer, begin, end)` on the host: each block's tensors (layer = n_layer - 1 down to
+ * 0; a producer's K/V gradients already hold every reader's share), then the embeddings (wte,
+ * wpe) and the final LayerNorm (layer -1, two calls). The ranges tile the buffer. A hook queues
+ * work that waits for the compute stream (loco_cuda_nccl_allreduce_mean does). NULL removes it. */
+typedef void (*loco_cuda_grad_hook)(void *user, int layer, size_t begin, size_t end);
 void loco_cuda_gpt_set_grad_hook(loco_cuda_gpt *gpt, loco_cuda_grad_hook hook, void *user);
 
 /* Per-layer GPU timing: with profiling on, CUDA events bracket every layer call (a few
@@ -171,6 +173,39 @@ loco_status loco_cuda_sgd_update(loco_cuda_ctx *ctx, float *params, uint16_t *pa
 loco_status loco_cuda_outer_nesterov(loco_cuda_ctx *ctx, float *outer, float *local,
                                      uint16_t *local_bf16, const float *delta, float *mom,
                                      float lr, float mu, size_t n, loco_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Several GPUs of one host as one worker (NCCL). One process per GPU; the processes agree on an
+ * NCCL unique id through loco's own bootstrap (rank 0 makes it, collectives/comm.h's
+ * loco_broadcast carries it), so no port is hard-coded. Gradients are averaged range by range as
+ * the backward pass finishes them (loco_cuda_gpt_set_grad_hook), on a communication stream that
+ * overlaps the rest of the backward pass. NVLink multicast (NVLS) is not used. */
+
+#define LOCO_NCCL_ID_BYTES 128
+
+typedef struct loco_cuda_nccl loco_cuda_nccl;
+
+/* True when this build has NCCL (LOCO_HAVE_NCCL 1). */
+bool loco_cuda_nccl_built(void);
+
+/* A fresh NCCL unique id (rank 0 calls this and shares the bytes). */
+loco_status loco_cuda_nccl_unique_id(uint8_t id[LOCO_NCCL_ID_BYTES], loco_error *err);
+
+/* Join the communicator of nranks GPUs as `rank`, on ctx's device (one per process). Collective:
+ * every rank calls it with the same id. Errors: LOCO_ERR_CUDA (NCCL's message logged),
+ * LOCO_ERR_UNSUPPORTED without NCCL. */
+loco_status loco_cuda_nccl_init(loco_cuda_nccl **nccl, loco_cuda_ctx *ctx,
+                                const uint8_t id[LOCO_NCCL_ID_BYTES], int nranks, int rank,
+                                loco_error *err);
+void loco_cuda_nccl_free(loco_cuda_nccl *nccl); /* NULL is fine */
+
+/* Queue: average buf (n floats) over the ranks in place, after everything queued so far on the
+ * context's stream, on the communication stream (every rank must queue the same sequence). */
+loco_status loco_cuda_nccl_allreduce_mean(loco_cuda_nccl *nccl, float *buf, size_t n,
+                                          loco_error *err);
+
+/* Make the context's stream wait for every allreduce queued so far (before the optimizer). */
+loco_status loco_cuda_nccl_join(loco_cuda_nccl *nccl, loco_error *err);
 
 #ifdef __cplusplus
 }

@@ -625,10 +625,18 @@ extern "C" loco_status loco_cuda_gpt_forward(loco_cuda_gpt *gpt, const uint16_t 
 
 #define G(off) (m->grads + (off))
 
+/* Tell the hook that the gradients of layer `layer` (-1: embeddings and final LayerNorm) are
+ * final. A block's tensors run from its ln_1.weight to the end of its mlp.c_proj.bias. */
 static void call_hook(loco_cuda_gpt *m, int layer)
 {
-    if (NULL != m->hook) {
-        m->hook(m->hook_user, layer);
+    if (NULL == m->hook) {
+        return;
+    }
+    if (layer >= 0) {
+        m->hook(m->hook_user, layer, m->off[layer].ln1w, m->off[layer].fcprojb + m->C);
+    } else {
+        m->hook(m->hook_user, -1, m->wte, m->wpe + (size_t)m->cfg.ctx * m->C);
+        m->hook(m->hook_user, -1, m->lnfw, m->lnfb + m->C);
     }
 }
 

@@ -191,4 +191,36 @@ loco_status loco_cuda_outer_nesterov(loco_cuda_ctx *ctx, float *outer, float *lo
     return no_cuda(err);
 }
 
+bool loco_cuda_nccl_built(void) { return false; }
+
+loco_status loco_cuda_nccl_unique_id(uint8_t id[LOCO_NCCL_ID_BYTES], loco_error *err)
+{
+    (void)id;
+    return no_cuda(err);
+}
+
+loco_status loco_cuda_nccl_init(loco_cuda_nccl **nccl, loco_cuda_ctx *ctx,
+                                const uint8_t id[LOCO_NCCL_ID_BYTES], int nranks, int rank,
+                                loco_error *err)
+{
+    (void)ctx, (void)id, (void)nranks, (void)rank;
+    *nccl = NULL;
+    return no_cuda(err);
+}
+
+void loco_cuda_nccl_free(loco_cuda_nccl *nccl) { (void)nccl; }
+
+loco_status loco_cuda_nccl_allreduce_mean(loco_cuda_nccl *nccl, float *buf, size_t n,
+                                          loco_error *err)
+{
+    (void)nccl, (void)buf, (void)n;
+    return no_cuda(err);
+}
+
+loco_status loco_cuda_nccl_join(loco_cuda_nccl *nccl, loco_error *err)
+{
+    (void)nccl;
+    return no_cuda(err);
+}
+
 #endif /* !LOCO_HAVE_CUDA */
