@@ -75,19 +75,19 @@ static int parse_args(int argc, char **argv, gpu_args *a)
     a->warmup = 5;
     a->compile = 1;
     const loco_bench_int_flag ints[] = {{"--layers", &a->cfg.n_layer, 1, LOCO_MAX_LAYERS},
-                {"--width", &a->cfg.n_embd, 8, 1 << 16},
-                {"--heads", &a->cfg.n_head, 1, 1 << 12},
-                {"--kv-heads", &a->cfg.n_kv_head, 1, 1 << 12},
-                {"--share", &a->share, 1, LOCO_MAX_LAYERS},
-                {"--vocab", &a->cfg.vocab, 1, 65536},
-                {"--seq", &a->seq, 1, 1 << 16},
-                {"--batch", &a->batch, 1, 1 << 16},
-                {"--steps", &a->steps, 1, 1 << 20},
-                {"--warmup", &a->warmup, 0, 1 << 20},
-                {"--device", &a->device, 0, 1023},
-                {"--compile", &a->compile, 0, 1},
-                {"--profile", &a->profile, 0, 1000},
-                {"--kernels", &a->kernels, 0, 1}};
+                                        {"--width", &a->cfg.n_embd, 8, 1 << 16},
+                                        {"--heads", &a->cfg.n_head, 1, 1 << 12},
+                                        {"--kv-heads", &a->cfg.n_kv_head, 1, 1 << 12},
+                                        {"--share", &a->share, 1, LOCO_MAX_LAYERS},
+                                        {"--vocab", &a->cfg.vocab, 1, 65536},
+                                        {"--seq", &a->seq, 1, 1 << 16},
+                                        {"--batch", &a->batch, 1, 1 << 16},
+                                        {"--steps", &a->steps, 1, 1 << 20},
+                                        {"--warmup", &a->warmup, 0, 1 << 20},
+                                        {"--device", &a->device, 0, 1023},
+                                        {"--compile", &a->compile, 0, 1},
+                                        {"--profile", &a->profile, 0, 1000},
+                                        {"--kernels", &a->kernels, 0, 1}};
     int rc = loco_bench_parse_args("loco bench gpu", argc, argv, ints, sizeof ints / sizeof ints[0],
                                    &a->common, gpu_usage);
     return 0 != rc ? rc : loco_bench_model_config("loco bench gpu", &a->cfg, a->seq, a->share);
