@@ -11,6 +11,8 @@
 const loco_bench_entry loco_bench_table[] = {
     {"allreduce", "ring allreduce bus bandwidth vs Open MPI over TCP (under launch/loco-mpirun)",
      loco_bench_allreduce},
+    {"compress", "codec encode/decode GB/s vs memcpy, bytes/elem, top-k vs nth_element",
+     loco_bench_compress},
     {"train", "CPU training throughput (forward+backward+AdamW) vs PyTorch", loco_bench_train},
     {"gpu", "GPU training throughput and MFU (GPT-2 124M shape) vs PyTorch", loco_bench_gpu},
     {NULL, NULL, NULL},

@@ -631,9 +631,9 @@ static void describe_allowed(const config_key *key, char *out, size_t cap)
         snprintf(out, cap, "an integer in [%.0f, %.0f]", key->min, key->max);
         break;
     case KEY_U64: snprintf(out, cap, "a non-negative integer"); break;
-    case KEY_FLOAT: snprintf(out, cap, "a number in [%g, %g]", key->min, key->max); break;
-    case KEY_BOOL: snprintf(out, cap, "true or false"); break;
+    case KEY_FLOAT:
     case KEY_DOUBLE: snprintf(out, cap, "a number in [%g, %g]", key->min, key->max); break;
+    case KEY_BOOL: snprintf(out, cap, "true or false"); break;
     case KEY_UNIT:
     case KEY_SIZE:
         snprintf(out, cap, "a value like %s in [%g, %g]", key->unit_example, key->min, key->max);
@@ -700,8 +700,8 @@ static loco_status set_scalar(loco_config *cfg, const config_key *key, const cha
         *(uint64_t *)field = (uint64_t)v;
         return LOCO_OK;
     }
-    case KEY_FLOAT: {
-        errno = 0;
+    case KEY_FLOAT:
+    case KEY_DOUBLE: {
         char *end = NULL;
         double v = strtod(text, &end);
         if ('\0' == text[0] || NULL == end || '\0' != *end || !isfinite(v)) {
@@ -712,7 +712,11 @@ static loco_status set_scalar(loco_config *cfg, const config_key *key, const cha
             return site_error(err, site, "%s: %g is out of range; allowed: %s", key->path, v,
                               allowed);
         }
-        *(float *)field = (float)v;
+        if (KEY_FLOAT == key->type) {
+            *(float *)field = (float)v;
+        } else {
+            *(double *)field = v;
+        }
         return LOCO_OK;
     }
     case KEY_BOOL: {
@@ -744,20 +748,6 @@ static loco_status set_scalar(loco_config *cfg, const config_key *key, const cha
         }
         return site_error(err, site, "%s: unknown value '%s'; allowed: %s", key->path, text,
                           allowed);
-    }
-    case KEY_DOUBLE: {
-        char *end = NULL;
-        double v = strtod(text, &end);
-        if ('\0' == text[0] || NULL == end || '\0' != *end || !isfinite(v)) {
-            return site_error(err, site, "%s: '%s' is not a finite number; allowed: %s",
-                              key->path, text, allowed);
-        }
-        if (v < key->min || v > key->max) {
-            return site_error(err, site, "%s: %g is out of range; allowed: %s", key->path, v,
-                              allowed);
-        }
-        *(double *)field = v;
-        return LOCO_OK;
     }
     case KEY_UNIT:
     case KEY_SIZE: {

@@ -1,0 +1,167 @@
+/* compress/draws.c — bulk random draws for stochastic rounding (the layout codec.h documents)
+ * and the finiteness check every encoder runs.
+ *
+ * Philox4x32-10 is computed for 8 counters at once with AVX2 (vpmuludq on even and odd lanes)
+ * where the compiler targets it, else one block at a time through base/rng.h; either way the
+ * result equals loco_rng_block (tests/test_compress.c checks this). */
+#include "codec_impl.h"
+
+#define PHILOX_M0 0xD2511F53u
+#define PHILOX_M1 0xCD9E8D57u
+#define PHILOX_W0 0x9E3779B9u
+#define PHILOX_W1 0xBB67AE85u
+
+#if defined(__AVX2__)
+#include <immintrin.h>
+
+/* hi and lo 32-bit halves of m * c for 8 lanes (vpmuludq handles the even lanes; the odd ones
+ * are shifted down first). */
+static inline void mulhilo_x8(__m256i c, __m256i m, __m256i *hi, __m256i *lo)
+{
+    __m256i even = _mm256_mul_epu32(c, m);
+    __m256i odd = _mm256_mul_epu32(_mm256_srli_epi64(c, 32), m);
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+    *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+/* Eight Philox blocks in flight: word w of block l is lane l of c[w]. */
+typedef struct philox_x8 {
+    __m256i c0, c1, c2, c3;
+} philox_x8;
+
+static inline void philox_x8_init(philox_x8 *s, uint64_t stream, uint64_t ctr0)
+{
+    uint32_t lo[8], hi[8];
+    for (int l = 0; l < 8; l++) {
+        uint64_t ctr = ctr0 + (uint64_t)l;
+        lo[l] = (uint32_t)ctr;
+        hi[l] = (uint32_t)(ctr >> 32);
+    }
+    s->c0 = _mm256_loadu_si256((const __m256i *)lo);
+    s->c1 = _mm256_loadu_si256((const __m256i *)hi);
+    s->c2 = _mm256_set1_epi32((int)(uint32_t)stream);
+    s->c3 = _mm256_set1_epi32((int)(uint32_t)(stream >> 32));
+}
+
+/* One Philox round with round keys k0, k1 (broadcast). */
+static inline void philox_x8_round(philox_x8 *s, __m256i k0, __m256i k1)
+{
+    const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
+    __m256i hi0, lo0, hi1, lo1;
+    mulhilo_x8(s->c0, m0, &hi0, &lo0);
+    mulhilo_x8(s->c2, m1, &hi1, &lo1);
+    s->c0 = _mm256_xor_si256(_mm256_xor_si256(hi1, s->c1), k0);
+    s->c1 = lo1;
+    s->c2 = _mm256_xor_si256(_mm256_xor_si256(hi0, s->c3), k1);
+    s->c3 = lo0;
+}
+
+/* The 64 draws in element order: block l's four words, little-endian, are draws 8 l .. 8 l + 7
+ * (a 4 x 8 word transpose in registers). */
+static inline void philox_x8_store(const philox_x8 *s, uint16_t r[64])
+{
+    __m256i t0 = _mm256_unpacklo_epi32(s->c0, s->c1), t1 = _mm256_unpackhi_epi32(s->c0, s->c1);
+    __m256i t2 = _mm256_unpacklo_epi32(s->c2, s->c3), t3 = _mm256_unpackhi_epi32(s->c2, s->c3);
+    __m256i u0 = _mm256_unpacklo_epi64(t0, t2); /* blocks 0 | 4 */
+    __m256i u1 = _mm256_unpackhi_epi64(t0, t2); /* blocks 1 | 5 */
+    __m256i u2 = _mm256_unpacklo_epi64(t1, t3); /* blocks 2 | 6 */
+    __m256i u3 = _mm256_unpackhi_epi64(t1, t3); /* blocks 3 | 7 */
+    _mm256_storeu_si256((__m256i *)(r + 0), _mm256_permute2x128_si256(u0, u1, 0x20));
+    _mm256_storeu_si256((__m256i *)(r + 16), _mm256_permute2x128_si256(u2, u3, 0x20));
+    _mm256_storeu_si256((__m256i *)(r + 32), _mm256_permute2x128_si256(u0, u1, 0x31));
+    _mm256_storeu_si256((__m256i *)(r + 48), _mm256_permute2x128_si256(u2, u3, 0x31));
+}
+
+/* The draws of blocks ctr0 .. ctr0 + 8 groups - 1 (groups 1 or 2: two independent groups hide
+ * the multiplier latency of the round chain). */
+static inline __attribute__((always_inline)) void philox_draws(uint64_t seed, uint64_t stream,
+                                                               uint64_t ctr0, int groups,
+                                                               uint16_t *r)
+{
+    philox_x8 a, b;
+    philox_x8_init(&a, stream, ctr0);
+    if (2 == groups) {
+        philox_x8_init(&b, stream, ctr0 + 8);
+    }
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int round = 0; round < 10; round++) {
+        if (round > 0) {
+            k0 += PHILOX_W0;
+            k1 += PHILOX_W1;
+        }
+        __m256i kv0 = _mm256_set1_epi32((int)k0), kv1 = _mm256_set1_epi32((int)k1);
+        philox_x8_round(&a, kv0, kv1);
+        if (2 == groups) {
+            philox_x8_round(&b, kv0, kv1);
+        }
+    }
+    philox_x8_store(&a, r);
+    if (2 == groups) {
+        philox_x8_store(&b, r + 64);
+    }
+}
+
+static void philox_draws64(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[64])
+{
+    philox_draws(seed, stream, ctr0, 1, r);
+}
+
+static void philox_draws128(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[128])
+{
+    philox_draws(seed, stream, ctr0, 2, r);
+}
+#else
+/* The 64 draws of blocks ctr0 .. ctr0+7 in element order (one block at a time). */
+static void philox_draws64(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[64])
+{
+    for (int l = 0; l < 8; l++) {
+        uint32_t w[4];
+        loco_rng_block(seed, stream, ctr0 + (uint64_t)l, w);
+        for (int j = 0; j < 8; j++) {
+            r[8 * l + j] = (uint16_t)(w[j / 2] >> (16 * (j % 2)));
+        }
+    }
+}
+
+static void philox_draws128(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[128])
+{
+    philox_draws64(seed, stream, ctr0, r);
+    philox_draws64(seed, stream, ctr0 + 8, r + 64);
+}
+#endif
+
+void loco_codec_draws16(uint64_t seed, uint64_t stream, size_t first, size_t len, uint16_t *r)
+{
+    /* Element i uses block i / 8, word (i % 8) / 2, half i % 2: 8 blocks cover 64 elements. */
+    size_t i = first, end = first + len;
+    while (i < end) {
+        size_t group = i / 64 * 64;
+        if (i == group && end - i >= 128) {
+            philox_draws128(seed, stream, (uint64_t)(group / 8), r + (i - first));
+            i += 128;
+            continue;
+        }
+        if (i == group && end - i >= 64) {
+            philox_draws64(seed, stream, (uint64_t)(group / 8), r + (i - first));
+            i += 64;
+            continue;
+        }
+        uint16_t tmp[64];
+        philox_draws64(seed, stream, (uint64_t)(group / 8), tmp);
+        size_t stop = end < group + 64 ? end : group + 64;
+        memcpy(r + (i - first), tmp + (i - group), (stop - i) * sizeof *r);
+        i = stop;
+    }
+}
+
+bool loco_all_finite(const float *x, size_t n)
+{
+    uint32_t bad = 0;
+#pragma omp simd reduction(| : bad)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        bad |= (uint32_t)((u & 0x7F800000u) == 0x7F800000u);
+    }
+    return 0 == bad;
+}

@@ -1,0 +1,442 @@
+/* compress/quant.c — dense codecs (none, fp16, bf16) and the bucketed b-bit quantizers:
+ * max-min (CGX), QSGD (Alistarh et al. 2017) and FP4 E3M0. The bucket framework (layout,
+ * statistics, parallel tiles, validate-then-apply) is quant_common.c.
+ *
+ *   max-min  scales {min, unit = (max - min) / (2^b - 1)}; code c in 0..2^b-1;
+ *            value = min + c * unit. Stochastic rounding is unbiased: |error| < unit; nearest:
+ *            |error| <= unit / 2.
+ *   QSGD     scale {norm = ||bucket||_2}; s = 2^(b-1) - 1 levels; code = s + sign * level with
+ *            level in 0..s (codes 0..2s; 2^b - 1 is invalid); value = (code - s) * norm / s.
+ *            Stochastic levels are unbiased; decoded values lie on the grid, signs never flip.
+ *   FP4 E3M0 scale {max |x|}; code = sign << 3 | e, e in 0..7: e = 0 is zero (negative zero,
+ *            code 8, is invalid), else value = sign * scale * 2^(e - 7). Rounding between the
+ *            two neighbouring powers of two (or 0 and 2^-6) is stochastic (unbiased) or nearest.
+ */
+#include "quant_impl.h"
+
+#include <float.h>
+
+/* ---- dense: none / fp16 / bf16 ------------------------------------------------------------- */
+
+static size_t dense_elem_bytes(loco_codec_id id) { return LOCO_CODEC_NONE == id ? 4 : 2; }
+
+static size_t dense_payload_bound(const loco_codec_params *p, size_t n, size_t rows, size_t cols)
+{
+    return n * dense_elem_bytes(p->id);
+}
+
+/* fp16 / bf16 of a tile of finite values; returns nonzero if one overflowed to Inf. bf16 rounds
+ * to nearest even with integer arithmetic (exactly loco_f32_to_bf16 for finite values, and
+ * vectorisable); fp16 uses base/half.h. */
+static uint32_t half_encode_tile(loco_codec_id id, const float *x, size_t len, uint16_t *h)
+{
+    uint32_t overflow = 0;
+    if (LOCO_CODEC_BF16 == id) {
+        for (size_t i = 0; i < len; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            uint32_t r = (u + 0x7FFFu + ((u >> 16) & 1u)) >> 16;
+            h[i] = (uint16_t)r;
+            overflow |= (uint32_t)(0x7F80u == (r & 0x7F80u));
+        }
+        return overflow;
+    }
+    for (size_t i = 0; i < len; i++) {
+        h[i] = loco_f32_to_f16(x[i]);
+        overflow |= (uint32_t)(0x7C00u == (h[i] & 0x7C00u));
+    }
+    return overflow;
+}
+
+/* out[i] += scale * value(h[i]) for validated (finite) fp16 / bf16 values. fp16 builds both the
+ * normal and the subnormal reading and picks one on integer bits (vectorisable; equal to
+ * loco_f16_to_f32 for finite values). */
+static LOCO_NO_TRAPPING_MATH void half_decode_add_tile(loco_codec_id id, const uint16_t *h,
+                                                       size_t len, float scale, float *out)
+{
+    if (LOCO_CODEC_BF16 == id) {
+        for (size_t i = 0; i < len; i++) {
+            uint32_t u = (uint32_t)h[i] << 16;
+            float v;
+            memcpy(&v, &u, 4);
+            out[i] += scale * v;
+        }
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        uint32_t sign = (uint32_t)(h[i] & 0x8000u) << 16, e = (h[i] >> 10) & 0x1Fu,
+                 m = h[i] & 0x3FFu;
+        float sub = (float)(int)m * (1.0f / 16777216.0f); /* mant * 2^-24, exact */
+        uint32_t sub_bits, normal_bits = sign | ((e + 112u) << 23) | (m << 13);
+        memcpy(&sub_bits, &sub, 4);
+        uint32_t bits = 0 == e ? (sub_bits | sign) : normal_bits;
+        float v;
+        memcpy(&v, &bits, 4);
+        out[i] += scale * v;
+    }
+}
+
+static loco_status dense_encode(const loco_codec *codec, loco_codec_state *state,
+                                const float *in, size_t n, const loco_codec_ctx *ctx,
+                                loco_wire *w, uint8_t *payload, size_t cap, size_t *len,
+                                loco_error *err)
+{
+    loco_codec_id id = codec->params.id;
+    size_t bytes = n * dense_elem_bytes(id);
+    if (bytes > cap) {
+        return loco_error_set(err, LOCO_ERR_RANGE, "%s encode: needs %zu bytes, capacity %zu",
+                              loco_codec_name(id), bytes, cap);
+    }
+    if (!loco_all_finite(in, n)) {
+        return loco_error_set(err, LOCO_ERR_NONFINITE, "%s encode: input has NaN or Inf",
+                              loco_codec_name(id));
+    }
+    w->bucket = 0;
+    if (LOCO_CODEC_NONE == id) {
+        if (bytes > 0) {
+            memcpy(payload, in, bytes);
+        }
+        *len = bytes;
+        return LOCO_OK;
+    }
+    uint32_t overflow = 0;
+#pragma omp parallel for schedule(static) reduction(| : overflow) if (n >= 65536)
+    for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
+        size_t len = n - t < LOCO_CODEC_TILE ? n - t : LOCO_CODEC_TILE;
+        uint16_t h[LOCO_CODEC_TILE];
+        overflow |= half_encode_tile(id, in + t, len, h);
+        memcpy(payload + 2 * t, h, 2 * len);
+    }
+    if (overflow) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "%s encode: a value exceeds the format's range (fp16 max 65504); "
+                              "use bf16 or scale the input",
+                              loco_codec_name(id));
+    }
+    *len = bytes;
+    return LOCO_OK;
+}
+
+static loco_status dense_decode_add(const loco_wire *w, const uint8_t *payload, size_t len,
+                                    float *out, size_t n, float scale, loco_error *err)
+{
+    loco_codec_id id = (loco_codec_id)w->codec;
+    const char *name = loco_codec_name(id);
+    size_t bytes = n * dense_elem_bytes(id);
+    if (0 != w->bits || 0 != w->bucket || 0 != w->k || 0 != w->nonce || 0 != w->param ||
+        0 != w->rows || 0 != w->cols) {
+        return loco_error_set(err, LOCO_ERR_FORMAT,
+                              "%s message: header fields unused by this codec are not zero",
+                              name);
+    }
+    if (len != bytes) {
+        return loco_error_set(err, len < bytes ? LOCO_ERR_TRUNCATED : LOCO_ERR_FORMAT,
+                              "%s message: payload %zu bytes, exactly %zu expected", name, len,
+                              bytes);
+    }
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (n >= 65536)
+    for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
+        size_t end = n - t < LOCO_CODEC_TILE ? n : t + LOCO_CODEC_TILE;
+        if (LOCO_CODEC_NONE == id) {
+            float v[LOCO_CODEC_TILE];
+            memcpy(v, payload + 4 * t, 4 * (end - t));
+            bad |= !loco_all_finite(v, end - t);
+        } else {
+            uint16_t h[LOCO_CODEC_TILE];
+            uint16_t mask = LOCO_CODEC_FP16 == id ? 0x7C00u : 0x7F80u;
+            memcpy(h, payload + 2 * t, 2 * (end - t));
+            for (size_t i = 0; i < end - t; i++) {
+                bad |= mask == (h[i] & mask);
+            }
+        }
+    }
+    if (bad) {
+        return loco_error_set(err, LOCO_ERR_NONFINITE, "%s message: a value is NaN or Inf",
+                              name);
+    }
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
+        size_t end = n - t < LOCO_CODEC_TILE ? n : t + LOCO_CODEC_TILE;
+        if (LOCO_CODEC_NONE == id) {
+            float v[LOCO_CODEC_TILE];
+            memcpy(v, payload + 4 * t, 4 * (end - t));
+            for (size_t i = t; i < end; i++) {
+                out[i] += scale * v[i - t];
+            }
+        } else {
+            uint16_t h[LOCO_CODEC_TILE];
+            memcpy(h, payload + 2 * t, 2 * (end - t));
+            half_decode_add_tile(id, h, end - t, scale, out + t);
+        }
+    }
+    return LOCO_OK;
+}
+
+const loco_codec_ops loco_codec_ops_dense = {
+    dense_payload_bound, dense_encode, dense_decode_add, NULL, false,
+};
+
+/* ---- shared rounding ----------------------------------------------------------------------- */
+
+/* Round t[0..len) (finite, >= 0) to integer levels in [0, top] as codes: stochastically with
+ * draws r (round up when r < frac * 65536) or to nearest when r is NULL. Integer arithmetic
+ * after one truncation (= floor for t >= 0), so the compiler vectorises the loops. */
+static void round_levels(const float *t, size_t len, const uint16_t *r, int top, uint8_t *codes)
+{
+    if (NULL == r) {
+        for (size_t i = 0; i < len; i++) {
+            int c = (int)(t[i] + 0.5f);
+            c = c < top ? c : top;
+            codes[i] = (uint8_t)c;
+        }
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        int c = (int)t[i];
+        float frac = t[i] - (float)c;
+        c += (int)((float)r[i] < frac * 65536.0f);
+        c = c < top ? c : top;
+        codes[i] = (uint8_t)c;
+    }
+}
+
+/* t[i] = (x[i] - offset) / scale, by the reciprocal unless it overflows (loco_qinverse). */
+static void scale_values(const float *x, size_t len, float offset, float scale, bool absolute,
+                         float *t)
+{
+    bool divide;
+    float inv = loco_qinverse(scale, &divide);
+    if (divide) {
+        for (size_t i = 0; i < len; i++) {
+            t[i] = ((absolute ? fabsf(x[i]) : x[i]) - offset) / scale;
+        }
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            t[i] = ((absolute ? fabsf(x[i]) : x[i]) - offset) * inv;
+        }
+    }
+}
+
+/* ---- max-min ------------------------------------------------------------------------------- */
+
+static loco_status maxmin_check_scales(const float *scales, int bits)
+{
+    if (!isfinite(scales[0]) || !isfinite(scales[1])) {
+        return LOCO_ERR_NONFINITE;
+    }
+    double top = (double)scales[0] + (double)scales[1] * (double)((1u << bits) - 1u);
+    if (scales[1] < 0.0f || !(fabs(top) <= FLT_MAX)) {
+        return LOCO_ERR_RANGE;
+    }
+    return LOCO_OK;
+}
+
+static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loco_qstats *st,
+                                 size_t len, float *scales)
+{
+    double levels = (double)((1u << bits) - 1u);
+    double unit = ((double)st->max - (double)st->min) / levels;
+    if (!(unit <= FLT_MAX)) {
+        return LOCO_ERR_RANGE;
+    }
+    scales[0] = st->min;
+    scales[1] = (float)unit;
+    /* the decoder refuses a top level beyond fp32 (maxmin_check_scales): so does the encoder */
+    return maxmin_check_scales(scales, bits);
+}
+
+/* levels[i] = round((v_i - offset) * mul) in [0, top] with v_i = x[i] (or |x[i]|), stochastic
+ * with draws r or nearest: the fused one-pass form of scale_values + round_levels for scales
+ * whose reciprocal is finite. */
+static inline __attribute__((always_inline)) void affine_levels(const float *x, size_t len,
+                                                                float offset, float mul,
+                                                                bool absolute, int top,
+                                                                const uint16_t *r,
+                                                                uint8_t *levels)
+{
+    if (NULL == r) {
+        for (size_t i = 0; i < len; i++) {
+            int c = (int)(((absolute ? fabsf(x[i]) : x[i]) - offset) * mul + 0.5f);
+            levels[i] = (uint8_t)(c < top ? c : top);
+        }
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        float t = ((absolute ? fabsf(x[i]) : x[i]) - offset) * mul;
+        int c = (int)t;
+        c += (int)((float)r[i] < (t - (float)c) * 65536.0f);
+        levels[i] = (uint8_t)(c < top ? c : top);
+    }
+}
+
+static void maxmin_quantize(const float *x, size_t len, const float *scales, int bits,
+                            const uint16_t *r, uint8_t *codes)
+{
+    int top = (int)((1u << bits) - 1u);
+    bool divide;
+    float inv = loco_qinverse(scales[1], &divide);
+    if (!divide) {
+        affine_levels(x, len, scales[0], inv, false, top, r, codes);
+        return;
+    }
+    float t[LOCO_CODEC_TILE];
+    scale_values(x, len, scales[0], scales[1], false, t);
+    round_levels(t, len, r, top, codes);
+}
+
+static void maxmin_dequant_add(const uint8_t *codes, size_t len, const float *scales, int bits,
+                               float scale, float *out)
+{
+    float mn = scales[0], unit = scales[1];
+    for (size_t i = 0; i < len; i++) {
+        out[i] += scale * (mn + (float)codes[i] * unit);
+    }
+}
+
+static const loco_qkind maxmin_kind = {
+    "maxmin", false, 0, 1, 8, true, 2, LOCO_QSTAT_MINMAX, NULL,
+    maxmin_scales, maxmin_quantize, maxmin_check_scales, maxmin_dequant_add, NULL,
+};
+
+/* ---- QSGD ---------------------------------------------------------------------------------- */
+
+static loco_status qsgd_scales(const loco_codec_params *p, int bits, const loco_qstats *st,
+                               size_t len, float *scales)
+{
+    double norm = sqrt(st->sumsq);
+    if (!(norm <= FLT_MAX)) {
+        return LOCO_ERR_RANGE;
+    }
+    scales[0] = (float)norm;
+    return LOCO_OK;
+}
+
+static void qsgd_quantize(const float *x, size_t len, const float *scales, int bits,
+                          const uint16_t *r, uint8_t *codes)
+{
+    int s = (int)((1u << (bits - 1)) - 1u);
+    uint8_t level[LOCO_CODEC_TILE];
+    bool divide;
+    float inv = loco_qinverse(scales[0], &divide);
+    if (!divide) {
+        affine_levels(x, len, 0.0f, inv * (float)s, true, s, r, level);
+    } else {
+        float t[LOCO_CODEC_TILE];
+        scale_values(x, len, 0.0f, scales[0], true, t);
+        for (size_t i = 0; i < len; i++) {
+            t[i] *= (float)s;
+        }
+        round_levels(t, len, r, s, level);
+    }
+    for (size_t i = 0; i < len; i++) { /* sign from the sign bit: -0.0 has level 0 anyway */
+        uint32_t u;
+        memcpy(&u, &x[i], 4);
+        codes[i] = (uint8_t)((u >> 31) ? s - level[i] : s + level[i]);
+    }
+}
+
+static bool qsgd_codes_ok(const uint8_t *codes, size_t len, int bits)
+{
+    uint8_t top = (uint8_t)(2 * ((1u << (bits - 1)) - 1u));
+    uint8_t worst = 0;
+    for (size_t i = 0; i < len; i++) {
+        worst = codes[i] > worst ? codes[i] : worst;
+    }
+    return worst <= top;
+}
+
+static void qsgd_dequant_add(const uint8_t *codes, size_t len, const float *scales, int bits,
+                             float scale, float *out)
+{
+    float s = (float)((1u << (bits - 1)) - 1u);
+    float step = scales[0] / s;
+    for (size_t i = 0; i < len; i++) {
+        out[i] += scale * (((float)codes[i] - s) * step);
+    }
+}
+
+static const loco_qkind qsgd_kind = {
+    "qsgd", false, 0, 2, 8, true, 1, LOCO_QSTAT_SUMSQ, qsgd_codes_ok,
+    qsgd_scales, qsgd_quantize, loco_qcheck_nonneg_scale, qsgd_dequant_add, NULL,
+};
+
+/* ---- FP4 E3M0 ------------------------------------------------------------------------------ */
+
+static loco_status absmax_scales(const loco_codec_params *p, int bits, const loco_qstats *st,
+                                 size_t len, float *scales)
+{
+    scales[0] = loco_bits_f32(st->absmax_bits);
+    return LOCO_OK;
+}
+
+/* FP4 codes of t = |x| / max|x| (finite, >= 0). Above 2^-6, t lies between 2^ea and 2^(ea+1):
+ * codes ea + 7 and ea + 8, the fraction is the mantissa; below, between 0 and 2^-6 (codes 0
+ * and 1). Inlined with a constant `stochastic`. */
+static inline __attribute__((always_inline)) LOCO_NO_TRAPPING_MATH void
+fp4_codes(const float *t, const float *x, size_t len, const uint16_t *r, bool stochastic,
+          uint8_t *codes)
+{
+    for (size_t i = 0; i < len; i++) {
+        uint32_t ab, xb; /* t >= 0 orders like its bits: min with 1.0f in integers */
+        memcpy(&ab, &t[i], 4);
+        memcpy(&xb, &x[i], 4);
+        ab = ab < 0x3F800000u ? ab : 0x3F800000u;
+        int ea = (int)(ab >> 23) - 127;
+        int big = ea >= -6;
+        float a;
+        memcpy(&a, &ab, 4);
+        float frac = big ? (float)(int)(ab & 0x7FFFFFu) * (1.0f / 8388608.0f) : a * 64.0f;
+        int up = stochastic ? (float)r[i] < frac * 65536.0f : frac >= 0.5f;
+        int e = (big ? ea + 7 : 0) + up;
+        int neg = (int)(xb >> 31) << 3;
+        codes[i] = (uint8_t)(0 == e ? 0 : (neg | e));
+    }
+}
+
+static LOCO_NO_TRAPPING_MATH void fp4_quantize(const float *x, size_t len, const float *scales,
+                                               int bits,
+                         const uint16_t *r, uint8_t *codes)
+{
+    float t[LOCO_CODEC_TILE];
+    scale_values(x, len, 0.0f, scales[0], true, t);
+    if (NULL != r) {
+        fp4_codes(t, x, len, r, true, codes);
+    } else {
+        fp4_codes(t, x, len, NULL, false, codes);
+    }
+}
+
+static bool fp4_codes_ok(const uint8_t *codes, size_t len, int bits)
+{
+    int bad = 0;
+    for (size_t i = 0; i < len; i++) {
+        bad |= 8 == codes[i];
+    }
+    return !bad;
+}
+
+static void fp4_dequant_add(const uint8_t *codes, size_t len, const float *scales, int bits,
+                            float scale, float *out)
+{
+    float lut[16];
+    for (int c = 0; c < 16; c++) {
+        int e = c & 7;
+        float v = 0 == e ? 0.0f : ldexpf(scales[0], e - 7);
+        lut[c] = scale * ((c & 8) ? -v : v);
+    }
+    for (size_t i = 0; i < len; i++) {
+        out[i] += lut[codes[i]];
+    }
+}
+
+static const loco_qkind fp4_kind = {
+    "fp4", false, 4, 4, 4, true, 1, 0, fp4_codes_ok,
+    absmax_scales, fp4_quantize, loco_qcheck_nonneg_scale, fp4_dequant_add, NULL,
+};
+
+/* ---- codec tables ---------------------------------------------------------------------------- */
+
+LOCO_QUANT_OPS(maxmin, maxmin_kind);
+LOCO_QUANT_OPS(qsgd, qsgd_kind);
+LOCO_QUANT_OPS(fp4, fp4_kind);

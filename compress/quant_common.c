@@ -1,0 +1,451 @@
+/* compress/quant_common.c — the bucketed-quantizer driver: payload layout, bucket statistics in
+ * a fixed reduction order, tile-parallel encode, validate-then-apply decode (quant_impl.h). */
+#include "quant_impl.h"
+#include "bitpack.h"
+
+#include <float.h>
+
+/* Where everything of a quantized payload lives. */
+typedef struct qlayout {
+    size_t n, bucket, nbuckets; /* effective bucket length B; last bucket may be shorter */
+    size_t tiles_per_bucket, items;
+    size_t codes_off;           /* start of the codes region */
+    size_t full_code_bytes;     /* codes of one full bucket */
+    size_t total;               /* payload bytes */
+    int bits;                   /* 0: base-3 (ternary) */
+    int scale_floats;
+} qlayout;
+
+/* Bytes of a run of len codes. */
+static size_t run_bytes(int bits, size_t len)
+{
+    return bits > 0 ? loco_bitpack_bytes(len, bits) : (len + 4) / 5;
+}
+
+static void qlayout_init(qlayout *L, const loco_qkind *kind, size_t n, size_t bucket, int bits)
+{
+    memset(L, 0, sizeof *L);
+    L->n = n;
+    L->bits = bits;
+    L->scale_floats = kind->scale_floats;
+    if (0 == n) {
+        return;
+    }
+    L->bucket = (0 == bucket || bucket > n) ? n : bucket;
+    L->nbuckets = (n + L->bucket - 1) / L->bucket;
+    L->tiles_per_bucket = (L->bucket + LOCO_CODEC_TILE - 1) / LOCO_CODEC_TILE;
+    L->items = L->nbuckets * L->tiles_per_bucket;
+    L->codes_off = L->nbuckets * (size_t)kind->scale_floats * 4;
+    L->full_code_bytes = run_bytes(bits, L->bucket);
+    size_t tail = n - (L->nbuckets - 1) * L->bucket;
+    L->total = L->codes_off + (L->nbuckets - 1) * L->full_code_bytes + run_bytes(bits, tail);
+}
+
+/* Work item i: its bucket, first element, length (0 for an empty tail tile), code offset. */
+typedef struct qitem {
+    size_t bucket, start, len, code_off;
+} qitem;
+
+static qitem qlayout_item(const qlayout *L, size_t i)
+{
+    qitem it;
+    it.bucket = i / L->tiles_per_bucket;
+    size_t t = i % L->tiles_per_bucket;
+    size_t bstart = it.bucket * L->bucket;
+    size_t blen = L->n - bstart < L->bucket ? L->n - bstart : L->bucket;
+    size_t off = t * LOCO_CODEC_TILE;
+    it.start = bstart + off;
+    it.len = off >= blen ? 0 : (blen - off < LOCO_CODEC_TILE ? blen - off : LOCO_CODEC_TILE);
+    it.code_off = L->codes_off + it.bucket * L->full_code_bytes + run_bytes(L->bits, off);
+    return it;
+}
+
+/* ---- statistics ---------------------------------------------------------------------------- */
+
+static void qstats_identity(loco_qstats *st)
+{
+    st->min = FLT_MAX;
+    st->max = -FLT_MAX;
+    st->absmax_bits = 0;
+    st->sum = st->sumsq = st->sumabs = 0.0;
+}
+
+static void qstats_merge(loco_qstats *a, const loco_qstats *b)
+{
+    a->min = b->min < a->min ? b->min : a->min;
+    a->max = b->max > a->max ? b->max : a->max;
+    a->absmax_bits = b->absmax_bits > a->absmax_bits ? b->absmax_bits : a->absmax_bits;
+    a->sum += b->sum;
+    a->sumsq += b->sumsq;
+    a->sumabs += b->sumabs;
+}
+
+/* One tile's statistics: sums over 8 interleaved double lanes, lanes added 0..7. Only the
+ * statistics in `want` are computed; a NaN/Inf input shows as absmax_bits >= 0x7F800000 (from the
+ * bits for min/max and absmax, from a non-finite double sum otherwise: double sums of fp32
+ * values cannot overflow). */
+static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *st)
+{
+    qstats_identity(st);
+    const bool sums = 0 != (want & (LOCO_QSTAT_SUM | LOCO_QSTAT_SUMSQ | LOCO_QSTAT_SUMABS));
+    if (want & LOCO_QSTAT_MINMAX) { /* min, max and the NaN/Inf check in one pass */
+        uint32_t am = 0;
+        float mn = FLT_MAX, mx = -FLT_MAX;
+#pragma omp simd reduction(max : am) reduction(min : mn) reduction(max : mx)
+        for (size_t i = 0; i < len; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            u &= 0x7FFFFFFFu;
+            am = u > am ? u : am;
+            mn = x[i] < mn ? x[i] : mn;
+            mx = x[i] > mx ? x[i] : mx;
+        }
+        st->absmax_bits = am;
+        st->min = mn;
+        st->max = mx;
+        if (am >= 0x7F800000u) {
+            return;
+        }
+    } else if (!sums || (want & LOCO_QSTAT_SUM)) {
+        uint32_t am = 0;
+#pragma omp simd reduction(max : am)
+        for (size_t i = 0; i < len; i++) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            u &= 0x7FFFFFFFu;
+            am = u > am ? u : am;
+        }
+        st->absmax_bits = am;
+        if (am >= 0x7F800000u) {
+            return; /* NaN or Inf: the caller rejects the input */
+        }
+    }
+    size_t full = len / 8 * 8;
+    if (want & (LOCO_QSTAT_SUM | LOCO_QSTAT_SUMSQ)) {
+        double s[8] = {0}, q[8] = {0};
+        for (size_t i = 0; i < full; i += 8) {
+            for (int l = 0; l < 8; l++) {
+                double v = x[i + (size_t)l];
+                s[l] += v;
+                q[l] += v * v;
+            }
+        }
+        for (size_t i = full; i < len; i++) {
+            s[i % 8] += x[i];
+            q[i % 8] += (double)x[i] * x[i];
+        }
+        for (int l = 0; l < 8; l++) {
+            st->sum += s[l];
+            st->sumsq += q[l];
+        }
+    }
+    if (want & LOCO_QSTAT_SUMABS) {
+        double a[8] = {0};
+        for (size_t i = 0; i < full; i += 8) {
+            for (int l = 0; l < 8; l++) {
+                a[l] += fabs((double)x[i + (size_t)l]);
+            }
+        }
+        for (size_t i = full; i < len; i++) {
+            a[i % 8] += fabs((double)x[i]);
+        }
+        for (int l = 0; l < 8; l++) {
+            st->sumabs += a[l];
+        }
+    }
+    if (sums && !(isfinite(st->sum) && isfinite(st->sumsq) && isfinite(st->sumabs))) {
+        st->absmax_bits = 0x7F800000u;
+    }
+}
+
+/* A bucket's statistics: tiles in order for short buckets; for long ones, 64 fixed lanes (lane
+ * l takes tiles l, l+64, ...), merged in lane order, so the result never depends on threads. */
+static void qstats_bucket(const float *x, size_t len, unsigned want, loco_qstats *st)
+{
+    if (len <= LOCO_CODEC_TILE) {
+        qstats_tile(x, len, want, st);
+        return;
+    }
+    enum { LANES = 64 };
+    loco_qstats lane[LANES];
+    size_t ntiles = (len + LOCO_CODEC_TILE - 1) / LOCO_CODEC_TILE;
+    int lanes = ntiles < LANES ? (int)ntiles : LANES;
+#pragma omp parallel for schedule(static) if (ntiles >= 16)
+    for (int l = 0; l < lanes; l++) {
+        qstats_identity(&lane[l]);
+        for (size_t t = (size_t)l; t < ntiles; t += LANES) {
+            size_t off = t * LOCO_CODEC_TILE;
+            size_t n = len - off < LOCO_CODEC_TILE ? len - off : LOCO_CODEC_TILE;
+            loco_qstats part;
+            qstats_tile(x + off, n, want, &part);
+            qstats_merge(&lane[l], &part);
+        }
+    }
+    *st = lane[0];
+    for (int l = 1; l < lanes; l++) {
+        qstats_merge(st, &lane[l]);
+    }
+}
+
+/* ---- packing of one run --------------------------------------------------------------------- */
+
+static void run_pack(int bits, const uint8_t *codes, size_t len, uint8_t *out)
+{
+    if (bits > 0) {
+        loco_bitpack(codes, len, bits, out);
+        return;
+    }
+    size_t groups = len / 5;
+    for (size_t g = 0; g < groups; g++) {
+        const uint8_t *t = codes + 5 * g;
+        out[g] = (uint8_t)(t[0] + 3 * t[1] + 9 * t[2] + 27 * t[3] + 81 * t[4]);
+    }
+    size_t rest = len - 5 * groups;
+    if (rest > 0) {
+        unsigned v = 0, mul = 1;
+        for (size_t j = 0; j < rest; j++, mul *= 3) {
+            v += codes[5 * groups + j] * mul;
+        }
+        out[groups] = (uint8_t)v;
+    }
+}
+
+/* The 5 trits of every byte value 0..242 (t0 + 3 t1 + 9 t2 + 27 t3 + 81 t4), built by the
+ * preprocessor: a constant table, no runtime state. */
+#define LOCO_T5(v) {(v) % 3, (v) / 3 % 3, (v) / 9 % 3, (v) / 27 % 3, (v) / 81 % 3}
+#define LOCO_R3(v) LOCO_T5(v), LOCO_T5((v) + 1), LOCO_T5((v) + 2)
+#define LOCO_R9(v) LOCO_R3(v), LOCO_R3((v) + 3), LOCO_R3((v) + 6)
+#define LOCO_R27(v) LOCO_R9(v), LOCO_R9((v) + 9), LOCO_R9((v) + 18)
+#define LOCO_R81(v) LOCO_R27(v), LOCO_R27((v) + 27), LOCO_R27((v) + 54)
+const uint8_t loco_trit_table[243][5] = {LOCO_R81(0), LOCO_R81(81), LOCO_R81(162)};
+
+/* Is a packed run well formed: zero padding bits; for base-3, every byte below 243 and the trits
+ * beyond the run zero? (Cheap: no unpacking.) */
+static bool run_valid(int bits, const uint8_t *in, size_t len)
+{
+    if (bits > 0) {
+        return loco_bitpack_padding_zero(in, len, bits);
+    }
+    size_t full = len / 5, rest = len - 5 * full;
+    uint8_t worst = 0;
+    for (size_t g = 0; g < full; g++) {
+        worst = in[g] > worst ? in[g] : worst;
+    }
+    static const unsigned limit[5] = {1, 3, 9, 27, 81};
+    return worst < 243 && (0 == rest || in[full] < limit[rest]);
+}
+
+/* Unpack a run that run_valid accepted. */
+static void run_unpack(int bits, const uint8_t *in, size_t len, uint8_t *codes)
+{
+    if (bits > 0) {
+        loco_bitunpack(in, len, bits, codes);
+        return;
+    }
+    size_t full = len / 5;
+    for (size_t g = 0; g < full; g++) {
+        memcpy(codes + 5 * g, loco_trit_table[in[g]], 5);
+    }
+    if (len > 5 * full) {
+        memcpy(codes + 5 * full, loco_trit_table[in[full]], len - 5 * full);
+    }
+}
+
+/* ---- encode --------------------------------------------------------------------------------- */
+
+int loco_quant_bits(const loco_qkind *kind, const loco_codec_params *p)
+{
+    return kind->base3 ? 0 : (0 != kind->fixed_bits ? kind->fixed_bits : p->bits);
+}
+
+size_t loco_quant_payload_bound(const loco_qkind *kind, const loco_codec_params *p, size_t n)
+{
+    qlayout L;
+    qlayout_init(&L, kind, n, (size_t)p->bucket, loco_quant_bits(kind, p));
+    return L.total;
+}
+
+/* Quantize and pack one item whose bucket scales are known. */
+static void encode_item(const loco_qkind *kind, const qlayout *L, const qitem *it,
+                        const float *in, const float *scales, bool stochastic, uint64_t seed,
+                        uint64_t stream, uint8_t *payload)
+{
+    uint16_t r[LOCO_CODEC_TILE];
+    uint8_t codes[LOCO_CODEC_TILE];
+    if (stochastic) {
+        loco_codec_draws16(seed, stream, it->start, it->len, r);
+    }
+    kind->quantize(in + it->start, it->len, scales, L->bits, stochastic ? r : NULL, codes);
+    run_pack(L->bits, codes, it->len, payload + it->code_off);
+}
+
+loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p, const float *in,
+                              size_t n, const loco_codec_ctx *ctx, uint8_t *payload, size_t cap,
+                              size_t *len, loco_error *err)
+{
+    qlayout L;
+    qlayout_init(&L, kind, n, (size_t)p->bucket, loco_quant_bits(kind, p));
+    if (L.total > cap) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "%s encode: payload needs %zu bytes, capacity %zu (use "
+                              "loco_codec_bound)",
+                              kind->name, L.total, cap);
+    }
+    const bool stochastic = p->stochastic && kind->stochastic;
+    const uint64_t seed = ctx->seed, stream = loco_codec_stream(ctx);
+    const int sf = kind->scale_floats;
+    int status = LOCO_OK;
+    if (L.bucket <= LOCO_CODEC_TILE) {
+        /* Short buckets: one item per bucket; statistics and codes in one pass. */
+#pragma omp parallel for schedule(static) reduction(min : status) if (n >= 65536)
+        for (size_t j = 0; j < L.nbuckets; j++) {
+            qitem it = qlayout_item(&L, j * L.tiles_per_bucket);
+            loco_qstats st;
+            qstats_tile(in + it.start, it.len, kind->stats, &st);
+            if (st.absmax_bits >= 0x7F800000u) {
+                status = status < LOCO_ERR_NONFINITE ? status : LOCO_ERR_NONFINITE;
+                continue;
+            }
+            float scales[4];
+            loco_status s = kind->scales(p, L.bits, &st, it.len, scales);
+            if (LOCO_OK != s) {
+                status = status < (int)s ? status : (int)s;
+                continue;
+            }
+            memcpy(payload + j * (size_t)sf * 4, scales, (size_t)sf * 4);
+            encode_item(kind, &L, &it, in, scales, stochastic, seed, stream, payload);
+        }
+    } else {
+        /* Long buckets: statistics per bucket (parallel inside), then every tile in parallel. */
+        for (size_t j = 0; j < L.nbuckets && LOCO_OK == status; j++) {
+            size_t start = j * L.bucket;
+            size_t blen = n - start < L.bucket ? n - start : L.bucket;
+            loco_qstats st;
+            qstats_bucket(in + start, blen, kind->stats, &st);
+            if (st.absmax_bits >= 0x7F800000u) {
+                status = LOCO_ERR_NONFINITE;
+                break;
+            }
+            float scales[4];
+            status = kind->scales(p, L.bits, &st, blen, scales);
+            memcpy(payload + j * (size_t)sf * 4, scales, (size_t)sf * 4);
+        }
+        if (LOCO_OK == status) {
+#pragma omp parallel for schedule(static)
+            for (size_t i = 0; i < L.items; i++) {
+                qitem it = qlayout_item(&L, i);
+                if (0 == it.len) {
+                    continue;
+                }
+                float scales[4];
+                memcpy(scales, payload + it.bucket * (size_t)sf * 4, (size_t)sf * 4);
+                encode_item(kind, &L, &it, in, scales, stochastic, seed, stream, payload);
+            }
+        }
+    }
+    if (LOCO_ERR_NONFINITE == status) {
+        return loco_error_set(err, LOCO_ERR_NONFINITE, "%s encode: input has NaN or Inf",
+                              kind->name);
+    }
+    if (LOCO_OK != status) {
+        return loco_error_set(err, (loco_status)status,
+                              "%s encode: a bucket's scale is not representable in fp32 "
+                              "(values too large); scale the input down",
+                              kind->name);
+    }
+    *len = L.total;
+    return LOCO_OK;
+}
+
+/* ---- decode --------------------------------------------------------------------------------- */
+
+loco_status loco_qcheck_nonneg_scale(const float *scales, int bits)
+{
+    if (!isfinite(scales[0])) {
+        return LOCO_ERR_NONFINITE;
+    }
+    return scales[0] >= 0.0f ? LOCO_OK : LOCO_ERR_RANGE;
+}
+
+loco_status loco_quant_decode_add(const loco_qkind *kind, const loco_wire *w,
+                                  const uint8_t *payload, size_t len, float *out, size_t n,
+                                  float scale, loco_error *err)
+{
+    int bits = w->bits;
+    bool fixed = kind->base3 || 0 != kind->fixed_bits;
+    int want = kind->base3 ? 0 : kind->fixed_bits;
+    if (fixed && bits != want) {
+        return loco_error_set(err, LOCO_ERR_RANGE, "%s message: bits field %d, must be %d",
+                              kind->name, bits, want);
+    }
+    if (!fixed && (bits < kind->min_bits || bits > kind->max_bits)) {
+        return loco_error_set(err, LOCO_ERR_RANGE, "%s message: %d bits (allowed %d..%d)",
+                              kind->name, bits, kind->min_bits, kind->max_bits);
+    }
+    if (0 != w->k || 0 != w->nonce || 0 != w->param || 0 != w->rows || 0 != w->cols) {
+        return loco_error_set(err, LOCO_ERR_FORMAT,
+                              "%s message: header fields unused by this codec are not zero",
+                              kind->name);
+    }
+    qlayout L;
+    qlayout_init(&L, kind, n, w->bucket, bits);
+    if (len < L.total) {
+        return loco_error_set(err, LOCO_ERR_TRUNCATED,
+                              "%s message: payload %zu bytes, %zu needed for %zu elements",
+                              kind->name, len, L.total, n);
+    }
+    if (len > L.total) {
+        return loco_error_set(err, LOCO_ERR_FORMAT,
+                              "%s message: payload %zu bytes, exactly %zu expected", kind->name,
+                              len, L.total);
+    }
+    const int sf = kind->scale_floats;
+    for (size_t j = 0; j < L.nbuckets; j++) {
+        float scales[4];
+        memcpy(scales, payload + j * (size_t)sf * 4, (size_t)sf * 4);
+        loco_status s = kind->check_scales(scales, bits);
+        if (LOCO_OK != s) {
+            return loco_error_set(err, s, "%s message: bucket %zu has a %s scale", kind->name,
+                                  j, LOCO_ERR_NONFINITE == s ? "NaN/Inf" : "out-of-range");
+        }
+    }
+    int bad = 0;
+#pragma omp parallel for schedule(static) reduction(| : bad) if (n >= 65536)
+    for (size_t i = 0; i < L.items; i++) {
+        qitem it = qlayout_item(&L, i);
+        uint8_t codes[LOCO_CODEC_TILE];
+        if (0 == it.len) {
+            continue;
+        }
+        bool ok = run_valid(L.bits, payload + it.code_off, it.len);
+        if (ok && NULL != kind->codes_ok) { /* not every b-bit value is a code */
+            run_unpack(L.bits, payload + it.code_off, it.len, codes);
+            ok = kind->codes_ok(codes, it.len, bits);
+        }
+        bad |= !ok;
+    }
+    if (bad) {
+        return loco_error_set(err, LOCO_ERR_FORMAT,
+                              "%s message: a code is outside the alphabet or padding bits are "
+                              "set",
+                              kind->name);
+    }
+#pragma omp parallel for schedule(static) if (n >= 65536)
+    for (size_t i = 0; i < L.items; i++) {
+        qitem it = qlayout_item(&L, i);
+        if (0 == it.len) {
+            continue;
+        }
+        uint8_t codes[LOCO_CODEC_TILE];
+        float scales[4];
+        memcpy(scales, payload + it.bucket * (size_t)sf * 4, (size_t)sf * 4);
+        if (NULL != kind->dequant_add_packed) {
+            kind->dequant_add_packed(payload + it.code_off, it.len, scales, bits, scale,
+                                     out + it.start);
+            continue;
+        }
+        run_unpack(L.bits, payload + it.code_off, it.len, codes);
+        kind->dequant_add(codes, it.len, scales, bits, scale, out + it.start);
+    }
+    return LOCO_OK;
+}
