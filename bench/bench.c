@@ -15,6 +15,7 @@ const loco_bench_entry loco_bench_table[] = {
      loco_bench_compress},
     {"train", "CPU training throughput (forward+backward+AdamW) vs PyTorch", loco_bench_train},
     {"gpu", "GPU training throughput and MFU (GPT-2 124M shape) vs PyTorch", loco_bench_gpu},
+    {"gpucodec", "GPU quantizer encode GB/s vs a device-to-device copy", loco_bench_gpucodec},
     {NULL, NULL, NULL},
 };
 

@@ -108,6 +108,7 @@ int loco_bench_allreduce(int argc, char **argv);
 int loco_bench_compress(int argc, char **argv);
 int loco_bench_train(int argc, char **argv);
 int loco_bench_gpu(int argc, char **argv);
+int loco_bench_gpucodec(int argc, char **argv);
 
 /* Dispatch `loco bench NAME args...` (argv[0] == "bench"). */
 int loco_bench_main(int argc, char **argv);

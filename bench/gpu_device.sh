@@ -7,8 +7,9 @@
 #                                         the kernel tests, kernels = the flash tile variants
 #                                         timed, variants = loco alone on GQA/MQA/shared-K/V
 #                                         shapes, tests = the optimizer and whole-model tests,
-#                                         multi = one worker of all GPUs with NCCL, when the
-#                                         machine has two or more)
+#                                         codecs = GPU quantizers: bytes vs the CPU codec and
+#                                         throughput vs a copy, multi = one worker of all GPUs
+#                                         with NCCL, when the machine has two or more)
 #
 # Environment: OUT (logs and JSON, default /tmp/loco-gpu-out), LOCO_PKG_DIR (default ./.deb),
 # LOCO_BUILD_DIR (default /tmp/loco-build), BENCH_ARGS (extra `loco bench gpu` options).
@@ -21,7 +22,7 @@ OUT=${OUT:-/tmp/loco-gpu-out}
 mkdir -p "$OUT"
 export LOCO_PKG_DIR=${LOCO_PKG_DIR:-$PWD/.deb}
 export LOCO_BUILD_DIR=${LOCO_BUILD_DIR:-/tmp/loco-build}
-stages=${*:-setup layers kernels bench profile variants tests multi}
+stages=${*:-setup layers kernels bench profile variants tests codecs multi}
 summary=()
 has() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
 stamp() { date -u +%Y-%m-%dT%H:%M:%SZ; }
@@ -82,6 +83,12 @@ if has variants; then # the K/V-cache-shrinking shapes, loco alone (no baseline 
 fi
 
 has tests && run_tests test_cuda_optim test_cuda_model
+
+if has codecs; then
+  run_tests test_cuda_codec
+  timeout 120 "$LOCO_BUILD_DIR/loco" bench gpucodec --json "$OUT/gpucodec.json" 2>&1 \
+    | tee -a "$OUT/bench.log"
+fi
 
 ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
 if has multi && [ "$ngpu" -ge 2 ]; then # several GPUs as one worker, NCCL over loco's bootstrap

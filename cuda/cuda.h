@@ -63,6 +63,10 @@ loco_status loco_cuda_upload(loco_cuda_ctx *ctx, void *dev, const void *host, si
                              loco_error *err);
 loco_status loco_cuda_download(loco_cuda_ctx *ctx, void *host, const void *dev, size_t bytes,
                                loco_error *err);
+/* Device-to-device copy of `bytes` on the context's stream; returns when it is done. */
+loco_status loco_cuda_copy(loco_cuda_ctx *ctx, void *dst, const void *src, size_t bytes,
+                           loco_error *err);
+
 /* Zero `bytes` of device memory (queued on the context's stream). */
 loco_status loco_cuda_zero(loco_cuda_ctx *ctx, void *dev, size_t bytes, loco_error *err);
 
@@ -206,6 +210,42 @@ loco_status loco_cuda_nccl_allreduce_mean(loco_cuda_nccl *nccl, float *buf, size
 
 /* Make the context's stream wait for every allreduce queued so far (before the optimizer). */
 loco_status loco_cuda_nccl_join(loco_cuda_nccl *nccl, loco_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Quantizers on the GPU: the payload of compress/'s bucketed quantizers (max-min, QSGD, FP4,
+ * ternary, sign; layout in compress/quant_impl.h), byte for byte what the CPU encoder writes for
+ * the same input, parameters and draws, made in one pass over the input (a warp per bucket:
+ * statistics, scales, codes, packing). compress/codec.h's loco_codec_encode_cuda adds the
+ * header. Buckets of 1..LOCO_CUDA_QUANT_MAX_BUCKET elements (the CPU's short-bucket path). */
+
+#define LOCO_CUDA_QUANT_MAX_BUCKET 4000
+
+typedef enum loco_cuda_quant_kind {
+    LOCO_CUDA_QUANT_MAXMIN = 0,
+    LOCO_CUDA_QUANT_QSGD = 1,
+    LOCO_CUDA_QUANT_FP4 = 2,
+    LOCO_CUDA_QUANT_TERNARY = 3,
+    LOCO_CUDA_QUANT_SIGN = 4,
+} loco_cuda_quant_kind;
+
+typedef struct loco_cuda_quant_params {
+    loco_cuda_quant_kind kind;
+    int bits;          /* code bits: max-min 1..8, QSGD 2..8, FP4 4, sign 1, ternary 0 (base 3) */
+    size_t bucket;     /* elements per scale bucket, 1..LOCO_CUDA_QUANT_MAX_BUCKET */
+    bool stochastic;   /* stochastic rounding (never for sign) */
+    float clip_sigma;  /* ternary: clip at clip_sigma * std (0 = off) */
+    uint64_t seed;     /* draws of element i: loco_rng_block(seed, stream, i / 8) (codec.h) */
+    uint64_t stream;
+} loco_cuda_quant_params;
+
+/* Bytes of the payload for n elements (the CPU's loco_codec_bound minus the header). */
+size_t loco_cuda_quant_payload_bytes(const loco_cuda_quant_params *p, size_t n);
+
+/* Encode device input in (n floats) into device payload (loco_cuda_quant_payload_bytes bytes),
+ * on ctx's stream; synchronizes to report errors: LOCO_ERR_NONFINITE (a NaN/Inf input),
+ * LOCO_ERR_RANGE (a scale not representable in fp32), LOCO_ERR_INVALID_ARG (parameters). */
+loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cuda_quant_params *p,
+                                   const float *in, size_t n, uint8_t *payload, loco_error *err);
 
 #ifdef __cplusplus
 }

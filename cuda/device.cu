@@ -174,3 +174,10 @@ extern "C" loco_status loco_cuda_zero(loco_cuda_ctx *ctx, void *dev, size_t byte
     }
     return LOCO_OK;
 }
+
+extern "C" loco_status loco_cuda_copy(loco_cuda_ctx *ctx, void *dst, const void *src,
+                                      size_t bytes, loco_error *err)
+{
+    loco_status st = copy_sync(ctx, dst, src, bytes, cudaMemcpyDeviceToDevice);
+    return LOCO_OK == st ? st : loco_cuda_error(err, st, "copying on the GPU");
+}

@@ -50,6 +50,13 @@ loco_status loco_cuda_download(loco_cuda_ctx *ctx, void *host, const void *dev, 
     return no_cuda(err);
 }
 
+loco_status loco_cuda_copy(loco_cuda_ctx *ctx, void *dst, const void *src, size_t bytes,
+                           loco_error *err)
+{
+    (void)ctx, (void)dst, (void)src, (void)bytes;
+    return no_cuda(err);
+}
+
 loco_status loco_cuda_zero(loco_cuda_ctx *ctx, void *dev, size_t bytes, loco_error *err)
 {
     (void)ctx, (void)dev, (void)bytes;
@@ -220,6 +227,19 @@ loco_status loco_cuda_nccl_allreduce_mean(loco_cuda_nccl *nccl, float *buf, size
 loco_status loco_cuda_nccl_join(loco_cuda_nccl *nccl, loco_error *err)
 {
     (void)nccl;
+    return no_cuda(err);
+}
+
+size_t loco_cuda_quant_payload_bytes(const loco_cuda_quant_params *p, size_t n)
+{
+    (void)p, (void)n;
+    return 0;
+}
+
+loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cuda_quant_params *p,
+                                   const float *in, size_t n, uint8_t *payload, loco_error *err)
+{
+    (void)ctx, (void)p, (void)in, (void)n, (void)payload;
     return no_cuda(err);
 }
 
