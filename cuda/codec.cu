@@ -233,6 +233,7 @@ __global__ void __launch_bounds__(32 * QWARPS)
     }
     double s = 0.0, sq = 0.0, sa = 0.0;
     if (q.sums && lane < 8) {
+#pragma unroll 8
         for (int i = lane; i < len; i += 8) {
             double v = (double)x[i];
             s += v;
@@ -283,24 +284,58 @@ __global__ void __launch_bounds__(32 * QWARPS)
                 philox_block(q.seed, q.stream, gi0 / 8 + 1, w1);
             }
         }
+        float v[8];
+        const float *xg = x + e0;
+        if (8 == cnt && 0 == ((uintptr_t)xg & 15)) { /* two 16-byte loads */
+            float4 a = reinterpret_cast<const float4 *>(xg)[0];
+            float4 b = reinterpret_cast<const float4 *>(xg)[1];
+            v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+            v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+        } else {
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                v[k] = k < cnt ? xg[k] : 0.0f;
+            }
+        }
         uint64_t packed = 0;
         uint32_t trits = 0, mul = 1;
-        for (int k = 0; k < cnt; k++) {
-            uint64_t gi = gi0 + (uint64_t)k;
-            const uint32_t *w = gi / 8 == gi0 / 8 ? w0 : w1;
-            uint16_t r = (uint16_t)(w[(gi % 8) / 2] >> (16 * (gi % 2)));
-            uint8_t c = quant_code(q, sc, x[e0 + k], r);
-            if (q.bits > 0) {
-                packed |= (uint64_t)c << (k * q.bits);
-            } else {
-                trits += c * mul;
-                mul *= 3;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            if (k < cnt) {
+                uint64_t gi = gi0 + (uint64_t)k;
+                int word = (int)(gi % 8) / 2; /* selects, not an indexed array: registers */
+                bool second = gi / 8 != gi0 / 8;
+                uint32_t w = second ? (0 == word   ? w1[0]
+                                       : 1 == word ? w1[1]
+                                       : 2 == word ? w1[2]
+                                                   : w1[3])
+                                    : (0 == word   ? w0[0]
+                                       : 1 == word ? w0[1]
+                                       : 2 == word ? w0[2]
+                                                   : w0[3]);
+                uint16_t r = (uint16_t)(w >> (16 * (gi % 2)));
+                uint8_t c = quant_code(q, sc, v[k], r);
+                if (q.bits > 0) {
+                    packed |= (uint64_t)c << (k * q.bits);
+                } else {
+                    trits += c * mul;
+                    mul *= 3;
+                }
             }
         }
         if (q.bits > 0) {
             int bytes = (cnt * q.bits + 7) / 8;
-            for (int b = 0; b < bytes; b++) {
-                run[(size_t)g * q.bits + b] = (uint8_t)(packed >> (8 * b));
+            uint8_t *dst = run + (size_t)g * q.bits;
+            if (8 == bytes && 0 == ((uintptr_t)dst & 7)) { /* one store where aligned */
+                *reinterpret_cast<uint64_t *>(dst) = packed;
+            } else if (4 == bytes && 0 == ((uintptr_t)dst & 3)) {
+                *reinterpret_cast<uint32_t *>(dst) = (uint32_t)packed;
+            } else if (2 == bytes && 0 == ((uintptr_t)dst & 1)) {
+                *reinterpret_cast<uint16_t *>(dst) = (uint16_t)packed;
+            } else {
+                for (int b = 0; b < bytes; b++) {
+                    dst[b] = (uint8_t)(packed >> (8 * b));
+                }
             }
         } else {
             run[g] = (uint8_t)trits;
@@ -319,7 +354,7 @@ static void quant_layout(const loco_cuda_quant_params *p, size_t n, qconst *q)
     if (0 == n) {
         return;
     }
-    q->bucket = p->bucket > n ? n : p->bucket;
+    q->bucket = 0 == p->bucket || p->bucket > n ? n : p->bucket; /* as compress's qlayout */
     q->nbuckets = (n + q->bucket - 1) / q->bucket;
     q->codes_off = q->nbuckets * (size_t)q->sf * 4;
     q->full_code_bytes = run_bytes(p->bits, q->bucket);
@@ -336,7 +371,7 @@ extern "C" size_t loco_cuda_quant_payload_bytes(const loco_cuda_quant_params *p,
     return q.codes_off + (q.nbuckets - 1) * q.full_code_bytes + run_bytes(p->bits, tail);
 }
 
-static loco_status check_params(const loco_cuda_quant_params *p, loco_error *err)
+static loco_status check_params(const loco_cuda_quant_params *p, size_t n, loco_error *err)
 {
     static const int lo[5] = {1, 2, 4, 0, 1}, hi[5] = {8, 8, 4, 0, 1};
     if ((int)p->kind < 0 || (int)p->kind > LOCO_CUDA_QUANT_SIGN) {
@@ -348,11 +383,13 @@ static loco_status check_params(const loco_cuda_quant_params *p, loco_error *err
                               "GPU quantizer: %d bits (allowed %d..%d for this family)", p->bits,
                               lo[p->kind], hi[p->kind]);
     }
-    if (p->bucket < 1 || p->bucket > LOCO_CUDA_QUANT_MAX_BUCKET) {
+    size_t bucket = 0 == p->bucket || p->bucket > n ? n : p->bucket; /* 0: the whole message */
+    if (bucket > LOCO_CUDA_QUANT_MAX_BUCKET) {
         return loco_error_set(err, LOCO_ERR_UNSUPPORTED,
-                              "GPU quantizer: bucket %zu; the GPU path takes buckets of 1..%d "
-                              "elements (set codec.bucket, e.g. 512, or encode on the CPU)",
-                              p->bucket, LOCO_CUDA_QUANT_MAX_BUCKET);
+                              "GPU quantizer: buckets of %zu elements; the GPU path takes buckets "
+                              "of 1..%d elements (set codec.bucket, e.g. 512, or encode on the "
+                              "CPU)",
+                              bucket, LOCO_CUDA_QUANT_MAX_BUCKET);
     }
     return LOCO_OK;
 }
@@ -361,7 +398,7 @@ extern "C" loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cud
                                               const float *in, size_t n, uint8_t *payload,
                                               loco_error *err)
 {
-    LOCO_TRY(check_params(p, err));
+    LOCO_TRY(check_params(p, n, err));
     if (0 == n) {
         return LOCO_OK;
     }
