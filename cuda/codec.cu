@@ -91,12 +91,13 @@ __device__ __forceinline__ int round_level(float t, bool stochastic, uint16_t r,
 
 /* The code of element x (draw r) under the bucket's scales, as compress/quant.c, ternary.c,
  * sign.c compute it. */
+template <int KIND>
 __device__ __forceinline__ uint8_t quant_code(const qconst &q, const float *sc, float x,
                                               uint16_t r)
 {
     uint32_t u = __float_as_uint(x);
     bool divide;
-    switch (q.kind) {
+    switch (KIND) {
     case LOCO_CUDA_QUANT_MAXMIN: {
         int top = (int)((1u << q.bits) - 1u);
         float inv = qinverse(sc[1], &divide);
@@ -201,6 +202,8 @@ __device__ int quant_scales(const qconst &q, float mn, float mx, uint32_t am, do
     }
 }
 
+/* One kernel per family (KIND): the element loop carries no switch. */
+template <int KIND>
 __global__ void __launch_bounds__(32 * QWARPS)
     quant_kernel(qconst q, const float *in, uint8_t *payload, int *status)
 {
@@ -233,7 +236,6 @@ __global__ void __launch_bounds__(32 * QWARPS)
     }
     double s = 0.0, sq = 0.0, sa = 0.0;
     if (q.sums && lane < 8) {
-#pragma unroll 8
         for (int i = lane; i < len; i += 8) {
             double v = (double)x[i];
             s += v;
@@ -314,7 +316,7 @@ __global__ void __launch_bounds__(32 * QWARPS)
                                        : 2 == word ? w0[2]
                                                    : w0[3]);
                 uint16_t r = (uint16_t)(w >> (16 * (gi % 2)));
-                uint8_t c = quant_code(q, sc, v[k], r);
+                uint8_t c = quant_code<KIND>(q, sc, v[k], r);
                 if (q.bits > 0) {
                     packed |= (uint64_t)c << (k * q.bits);
                 } else {
@@ -416,8 +418,29 @@ extern "C" loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cud
     int *status = reinterpret_cast<int *>(ctx->reduce_scratch); /* stream-ordered scratch */
     cudaError_t e = cudaMemsetAsync(status, 0, sizeof(int), ctx->stream);
     if (cudaSuccess == e) {
-        quant_kernel<<<ceil_div(q.nbuckets, QWARPS), 32 * QWARPS, 0, ctx->stream>>>(q, in, payload,
-                                                                                 status);
+        unsigned int blocks = ceil_div(q.nbuckets, QWARPS);
+        switch (p->kind) {
+        case LOCO_CUDA_QUANT_MAXMIN:
+            quant_kernel<LOCO_CUDA_QUANT_MAXMIN><<<blocks, 32 * QWARPS, 0, ctx->stream>>>(
+                q, in, payload, status);
+            break;
+        case LOCO_CUDA_QUANT_QSGD:
+            quant_kernel<LOCO_CUDA_QUANT_QSGD><<<blocks, 32 * QWARPS, 0, ctx->stream>>>(
+                q, in, payload, status);
+            break;
+        case LOCO_CUDA_QUANT_FP4:
+            quant_kernel<LOCO_CUDA_QUANT_FP4><<<blocks, 32 * QWARPS, 0, ctx->stream>>>(
+                q, in, payload, status);
+            break;
+        case LOCO_CUDA_QUANT_TERNARY:
+            quant_kernel<LOCO_CUDA_QUANT_TERNARY><<<blocks, 32 * QWARPS, 0, ctx->stream>>>(
+                q, in, payload, status);
+            break;
+        default:
+            quant_kernel<LOCO_CUDA_QUANT_SIGN><<<blocks, 32 * QWARPS, 0, ctx->stream>>>(
+                q, in, payload, status);
+            break;
+        }
         e = cudaGetLastError();
     }
     int host = 0;
