@@ -142,6 +142,15 @@ static inline uint64_t loco_codec_stream(const loco_codec_ctx *ctx)
  * with (seed, stream) (layout in codec.h). */
 void loco_codec_draws16(uint64_t seed, uint64_t stream, size_t first, size_t len, uint16_t *r);
 
+/* The header fields every encoder starts from: codec id, bits, flags, n, bucket (codec.c). */
+void loco_wire_init(const struct loco_codec *codec, size_t n, loco_wire *w);
+
+/* Finish a message whose raw payload (raw bytes) is at out + LOCO_WIRE_HEADER_BYTES: the
+ * entropy stage when the codec asks for it, then the header and its CRC; *out_len = the message
+ * length. Shared by loco_codec_encode_ex and the GPU encoder (codec_cuda.c). */
+loco_status loco_wire_frame(const struct loco_codec *codec, loco_wire *w, uint8_t *out,
+                            size_t raw, size_t *out_len, loco_error *err);
+
 /* Open a message of n elements: check its framing (magic, version, lengths, CRC, codec id),
  * that it carries n elements, inflate a deflated payload into a fresh buffer (*owned, to free()
  * after use; NULL otherwise) and point *payload / *payload_len at the raw payload. */

@@ -3,6 +3,8 @@
  * schedule.c. */
 #include "optim/optim_impl.h"
 
+#include "cuda/cuda.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -100,14 +102,25 @@ loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t 
 
 void loco_optim_free(loco_optim *opt)
 {
-    free(opt->state);
+    if (NULL != opt->cuda) {
+        loco_cuda_free(opt->state);
+        loco_cuda_decay_free(opt->decay);
+    } else {
+        free(opt->state);
+    }
     memset(opt, 0, sizeof *opt);
 }
 
 void loco_optim_reset(loco_optim *opt)
 {
-    if (NULL != opt->state) {
-        memset(opt->state, 0, (size_t)opt->slots * opt->n * sizeof(float));
+    size_t bytes = (size_t)opt->slots * opt->n * sizeof(float);
+    if (NULL != opt->state && NULL != opt->cuda) {
+        loco_error err = {0};
+        if (LOCO_OK != loco_cuda_zero(opt->cuda, opt->state, bytes, &err)) {
+            LOCO_ERROR("optimizer reset: %s", err.msg);
+        }
+    } else if (NULL != opt->state) {
+        memset(opt->state, 0, bytes);
     }
     opt->step = 0;
 }

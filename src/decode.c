@@ -113,6 +113,11 @@ loco_status loco_model_decode_step(loco_model *model, loco_kv_cache *cache, uint
                               "reset it and re-feed a shorter window",
                               pos, c->max_T, m->cfg.ctx);
     }
+    if (LOCO_DEVICE_CPU != m->device) {
+        return loco_error_set(err, LOCO_ERR_UNSUPPORTED,
+                              "cached decoding runs on a CPU model: load the weights into a model "
+                              "made by loco_model_init (loco sample does)");
+    }
     float scale = 1.0f / sqrtf((float)hs);
     for (int i = 0; i < C; i++) {
         c->x[i] = m->w.wte[(size_t)token * C + i] + m->w.wpe[(size_t)pos * C + i];

@@ -1,6 +1,6 @@
 /* src/model.c — the GPT model: configuration, parameter table, buffers, forward and backward
  * (see model.h). The per-layer math lives in layers.c, the structs in model_impl.h, cached
- * decoding in decode.c.
+ * decoding in decode.c, the CUDA backend in model_cuda.c.
  *
  * Read in this order: configuration checks, the parameter table, buffer layout, init/free,
  * forward, backward.
@@ -247,6 +247,35 @@ static void view_weights(const loco_model *m, float *buf, model_weights *w)
 loco_status loco_model_init(loco_model **model, const loco_model_config *cfg, int B, int T,
                             loco_error *err)
 {
+    return loco_model_init_device(model, cfg, B, T, LOCO_DEVICE_CPU, 0, err);
+}
+
+static loco_status cpu_init(loco_model *m, loco_error *err)
+{
+    if (LOCO_OK != loco_gemm_workspace_init(&m->ws, omp_get_max_threads())) {
+        return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for matmul scratch");
+    }
+    size_t act_floats = layout_acts(m, NULL, m->max_B, m->max_T);
+    m->acts = loco_alloc_aligned(act_floats * sizeof(float));
+    if (NULL == m->acts) {
+        return loco_error_set(err, LOCO_ERR_NOMEM,
+                              "out of memory: %zu activation floats for B = %d, T = %d (lower the "
+                              "batch or sequence length)",
+                              act_floats, m->max_B, m->max_T);
+    }
+    layout_acts(m, m->acts, m->max_B, m->max_T);
+    return LOCO_OK;
+}
+
+static void cpu_release(loco_model *m)
+{
+    free(m->acts);
+    loco_gemm_workspace_free(&m->ws);
+}
+
+loco_status loco_model_init_device(loco_model **model, const loco_model_config *cfg, int B, int T,
+                                   loco_device device, int cuda_device, loco_error *err)
+{
     *model = NULL;
     LOCO_TRY(loco_model_config_validate(cfg, err));
     if (B < 1 || T < 1 || T > cfg->ctx) {
@@ -254,6 +283,10 @@ loco_status loco_model_init(loco_model **model, const loco_model_config *cfg, in
                               "model buffers for B = %d, T = %d: need B >= 1 and 1 <= T <= ctx "
                               "(%d)",
                               B, T, cfg->ctx);
+    }
+    if (LOCO_DEVICE_CPU != device && LOCO_DEVICE_CUDA != device) {
+        return loco_error_set(err, LOCO_ERR_INVALID_ARG, "unknown device %d (cpu or cuda)",
+                              (int)device);
     }
     loco_model *m = calloc(1, sizeof *m);
     if (NULL == m) {
@@ -273,32 +306,29 @@ loco_status loco_model_init(loco_model **model, const loco_model_config *cfg, in
     }
     m->max_B = B;
     m->max_T = T;
+    m->device = device;
+    m->cuda_device = cuda_device;
+    m->backend = LOCO_DEVICE_CUDA == device ? &loco_model_cuda_backend : &loco_model_cpu_backend;
     loco_status st = loco_model_build_table(cfg, &m->table, err);
-    if (LOCO_OK == st && LOCO_OK != loco_gemm_workspace_init(&m->ws, omp_get_max_threads())) {
-        st = loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for matmul scratch");
-    }
     if (LOCO_OK == st) {
         size_t n = m->table.numel;
-        size_t act_floats = layout_acts(m, NULL, B, T);
         m->params = loco_alloc_aligned(n * sizeof(float));
         m->grads = loco_alloc_aligned(n * sizeof(float));
-        m->acts = loco_alloc_aligned(act_floats * sizeof(float));
         m->tokens = calloc(2 * (size_t)B * T, sizeof(uint16_t));
-        if (NULL == m->params || NULL == m->grads || NULL == m->acts || NULL == m->tokens) {
-            st = loco_error_set(err, LOCO_ERR_NOMEM,
-                                "out of memory: %zu parameters and %zu activation floats for "
-                                "B = %d, T = %d (lower the batch or sequence length)",
-                                n, act_floats, B, T);
+        if (NULL == m->params || NULL == m->grads || NULL == m->tokens) {
+            st = loco_error_set(err, LOCO_ERR_NOMEM, "out of memory: %zu parameters", n);
         }
+    }
+    if (LOCO_OK == st) {
+        m->targets = m->tokens + (size_t)B * T;
+        view_weights(m, m->params, &m->w);
+        view_weights(m, m->grads, &m->g);
+        st = m->backend->init(m, err);
     }
     if (LOCO_OK != st) {
         loco_model_free(m);
         return st;
     }
-    m->targets = m->tokens + (size_t)B * T;
-    layout_acts(m, m->acts, B, T);
-    view_weights(m, m->params, &m->w);
-    view_weights(m, m->grads, &m->g);
     *model = m;
     return LOCO_OK;
 }
@@ -308,11 +338,12 @@ void loco_model_free(loco_model *model)
     if (NULL == model) {
         return;
     }
+    if (NULL != model->backend) {
+        model->backend->release(model);
+    }
     free(model->params);
     free(model->grads);
-    free(model->acts);
     free(model->tokens);
-    loco_gemm_workspace_free(&model->ws);
     loco_tensor_table_free(&model->table);
     free(model);
 }
@@ -323,7 +354,7 @@ static bool ends_with(const char *s, const char *suffix)
     return ls >= lx && 0 == strcmp(s + ls - lx, suffix);
 }
 
-void loco_model_init_weights(loco_model *model, uint64_t seed)
+loco_status loco_model_init_weights(loco_model *model, uint64_t seed)
 {
     const loco_tensor_table *t = &model->table;
     float proj_std = model->cfg.init_std / sqrtf(2.0f * (float)model->cfg.n_layer);
@@ -344,6 +375,7 @@ void loco_model_init_weights(loco_model *model, uint64_t seed)
             p[j] = std * loco_rng_normal(&rng);
         }
     }
+    return model->backend->params_written(model, NULL);
 }
 
 const loco_model_config *loco_model_get_config(const loco_model *model) { return &model->cfg; }
@@ -351,7 +383,41 @@ const loco_tensor_table *loco_model_tensors(const loco_model *model) { return &m
 size_t loco_model_num_params(const loco_model *model) { return model->table.numel; }
 float *loco_model_params(loco_model *model) { return model->params; }
 float *loco_model_grads(loco_model *model) { return model->grads; }
-const float *loco_model_logits(const loco_model *model) { return model->logits; }
+loco_device loco_model_device(const loco_model *model) { return model->device; }
+
+const float *loco_model_logits(const loco_model *model)
+{
+    /* A CUDA model fills its host copy on request: a cache, so the model is logically const. */
+    return model->backend->logits((loco_model *)model);
+}
+
+loco_status loco_model_upload_params(loco_model *model, loco_error *err)
+{
+    return model->backend->params_written(model, err);
+}
+
+loco_status loco_model_download(loco_model *model, loco_error *err)
+{
+    return model->backend->to_host(model, err);
+}
+
+float *loco_model_device_params(loco_model *model)
+{
+    return NULL != model->gpu ? loco_cuda_gpt_params(model->gpu) : NULL;
+}
+
+uint16_t *loco_model_device_params_bf16(loco_model *model)
+{
+    return NULL != model->gpu ? loco_cuda_gpt_params_bf16(model->gpu) : NULL;
+}
+
+float *loco_model_device_grads(loco_model *model)
+{
+    return NULL != model->gpu ? loco_cuda_gpt_grads(model->gpu) : NULL;
+}
+
+loco_cuda_ctx *loco_model_cuda_ctx(loco_model *model) { return model->cuda; }
+loco_cuda_gpt *loco_model_cuda_gpt(loco_model *model) { return model->gpu; }
 
 loco_model_profile loco_model_get_profile(const loco_model *model) { return model->profile; }
 
@@ -377,8 +443,26 @@ static void lap(double *slot, uint64_t *t)
 
 void loco_model_zero_grad(loco_model *model)
 {
-    memset(model->grads, 0, model->table.numel * sizeof(float));
+    loco_status st = model->backend->zero_grad(model, NULL);
+    if (LOCO_OK != st) { /* a CUDA failure; it shows again at the next forward */
+        LOCO_ERROR("zeroing the gradients failed: %s", loco_status_str(st));
+    }
 }
+
+static loco_status cpu_zero_grad(loco_model *m, loco_error *err)
+{
+    (void)err;
+    memset(m->grads, 0, m->table.numel * sizeof(float));
+    return LOCO_OK;
+}
+
+static loco_status cpu_nothing(loco_model *m, loco_error *err)
+{
+    (void)m, (void)err;
+    return LOCO_OK; /* the CPU works on the host buffers themselves */
+}
+
+static const float *cpu_logits(loco_model *m) { return m->logits; }
 
 /* ---------------------------------------------------------------------------------------------
  * Forward */
@@ -422,7 +506,20 @@ loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const 
     }
     m->B = B;
     m->T = T;
-    int N = (int)BT, C = m->C, V = m->cfg.vocab;
+    m->backward_ready = false;
+    float mean_loss = NAN;
+    LOCO_TRY(m->backend->forward(m, NULL != targets, &mean_loss, err));
+    m->backward_ready = NULL != targets;
+    if (NULL != loss) {
+        *loss = mean_loss;
+    }
+    return LOCO_OK;
+}
+
+static loco_status cpu_forward(loco_model *m, bool with_targets, float *loss, loco_error *err)
+{
+    (void)err;
+    int B = m->B, T = m->T, N = B * T, C = m->C, V = m->cfg.vocab;
     const loco_gemm_workspace *ws = &m->ws;
 
     double *prof = m->profile.forward_s;
@@ -459,17 +556,12 @@ loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const 
     loco_matmul_forward(ws, m->logits, m->lnf, m->w.wte, NULL, NULL, N, C, V);
     lap(&prof[LOCO_OP_MATMUL], &t);
 
-    m->backward_ready = NULL != targets;
-    float mean_loss = NAN;
-    if (NULL != targets) {
-        mean_loss =
-            (float)loco_crossentropy_forward(m->losses, m->lse, m->logits, m->targets, N, V);
+    *loss = NAN;
+    if (with_targets) {
+        *loss = (float)loco_crossentropy_forward(m->losses, m->lse, m->logits, m->targets, N, V);
         lap(&prof[LOCO_OP_LOSS], &t);
     }
     m->profile.forwards++;
-    if (NULL != loss) {
-        *loss = mean_loss;
-    }
     return LOCO_OK;
 }
 
@@ -485,6 +577,12 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
                               "forward)");
     }
     m->backward_ready = false;
+    return m->backend->backward(m, err);
+}
+
+static loco_status cpu_backward(loco_model *m, loco_error *err)
+{
+    (void)err;
     int B = m->B, T = m->T, N = B * T, C = m->C, V = m->cfg.vocab, L = m->cfg.n_layer;
     const loco_gemm_workspace *ws = &m->ws;
 
@@ -549,3 +647,15 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
     m->profile.backwards++;
     return LOCO_OK;
 }
+
+const model_backend loco_model_cpu_backend = {
+    .name = "cpu",
+    .init = cpu_init,
+    .release = cpu_release,
+    .forward = cpu_forward,
+    .backward = cpu_backward,
+    .zero_grad = cpu_zero_grad,
+    .params_written = cpu_nothing,
+    .to_host = cpu_nothing,
+    .logits = cpu_logits,
+};

@@ -1,8 +1,15 @@
-/* src/model_impl.h — private to src/: the model's structs (views into the flat parameter,
- * gradient and activation buffers), shared by model.c (training) and decode.c (decoding). */
+/* src/model_impl.h — private to src/model*.c and decode.c: the model's structs (views into the
+ * flat parameter, gradient and activation buffers) and its backend table.
+ *
+ * loco_model is one struct for every device. The device-independent part (configuration,
+ * parameter table, host parameters and gradients, the last batch's tokens) is filled by
+ * model.c; a backend (model.c's CPU backend, model_cuda.c's CUDA backend) owns the rest and
+ * implements the steps. model.c picks the backend once, at init; nothing else branches on the
+ * device. */
 #ifndef LOCO_SRC_MODEL_IMPL_H
 #define LOCO_SRC_MODEL_IMPL_H
 
+#include "cuda/cuda.h"
 #include "src/gemm.h"
 #include "src/model.h"
 
@@ -72,9 +79,36 @@ struct loco_model {
 
     loco_gemm_workspace ws;
     loco_model_profile profile;
+    loco_device device;
+    const struct model_backend *backend;
+    int cuda_device;     /* CUDA: the device index */
+    loco_cuda_ctx *cuda; /* CUDA: stream, cuBLASLt */
+    loco_cuda_gpt *gpu;  /* CUDA: parameters, gradients and activations on the device;
+                            params/grads above are host mirrors */
+    float *host_logits;  /* CUDA: (B, T, V) host copy, made on the first request */
     int B, T;            /* shape of the last forward */
     bool backward_ready; /* the last forward had targets and backward has not run */
 };
+
+/* The steps a device implements. Tokens and targets of the batch are in m->tokens/m->targets,
+ * m->B and m->T set, before forward is called. */
+typedef struct model_backend {
+    const char *name;
+    loco_status (*init)(loco_model *m, loco_error *err); /* after the common fields */
+    void (*release)(loco_model *m);
+    /* mean loss into *loss (NAN without targets) */
+    loco_status (*forward)(loco_model *m, bool with_targets, float *loss, loco_error *err);
+    loco_status (*backward)(loco_model *m, loco_error *err);
+    loco_status (*zero_grad)(loco_model *m, loco_error *err);
+    /* host parameters were written: bring the device copy up to date */
+    loco_status (*params_written)(loco_model *m, loco_error *err);
+    /* copy the device's parameters and gradients into the host buffers */
+    loco_status (*to_host)(loco_model *m, loco_error *err);
+    const float *(*logits)(loco_model *m);
+} model_backend;
+
+extern const model_backend loco_model_cpu_backend;  /* model.c */
+extern const model_backend loco_model_cuda_backend; /* model_cuda.c */
 
 /* Carve n floats off an allocation at *cursor, keeping the next carve 64-byte aligned. */
 static inline float *take(float **cursor, size_t n)
