@@ -332,6 +332,49 @@ Test(maxmin, error_within_one_step_stochastic_half_step_nearest)
     }
 }
 
+Test(maxmin, extreme_ranges_and_tiny_norms_stay_within_bounds)
+{
+    /* a range wider than fp32 (x - min overflows in fp32), a subnormal unit, a tiny QSGD norm */
+    const float cases[3][6] = {
+        {3e38f, -3e38f, 0.0f, 1.0f, -2.5e38f, 1e38f},
+        {1e-44f, 2e-44f, 0.0f, 3e-44f, 1e-45f, 0.0f},
+        {1e-38f, -5e-39f, 0.0f, 2e-39f, 0.0f, -1e-38f},
+    };
+    for (int c = 0; c < 3; c++) {
+        for (int id = LOCO_CODEC_MAXMIN; id <= LOCO_CODEC_FP4; id++) {
+            for (int stoch = 0; stoch < 2; stoch++) {
+                loco_codec_params p = loco_codec_params_default((loco_codec_id)id);
+                p.bits = 4;
+                p.stochastic = stoch;
+                loco_codec *codec = test_codec(p);
+                if (LOCO_CODEC_QSGD == id && 0 == c) { /* the L2 norm itself exceeds fp32 */
+                    uint8_t msg[256];
+                    size_t len;
+                    cr_expect_eq(LOCO_ERR_RANGE,
+                                 loco_codec_encode(codec, NULL, cases[c], 6, NULL, msg, 256, &len));
+                    loco_codec_free(codec);
+                    continue;
+                }
+                float *d = test_roundtrip(codec, NULL, cases[c], 6, NULL, NULL);
+                double lo = 0, hi = 0, l2 = 0;
+                for (int i = 0; i < 6; i++) {
+                    lo = fmin(lo, cases[c][i]);
+                    hi = fmax(hi, cases[c][i]);
+                    l2 += (double)cases[c][i] * cases[c][i];
+                }
+                for (int i = 0; i < 6; i++) {
+                    cr_assert(isfinite(d[i]), "%s case %d: non-finite decode", loco_codec_name(p.id), c);
+                    double step = LOCO_CODEC_MAXMIN == id ? (hi - lo) / 15 : (LOCO_CODEC_QSGD == id ? sqrt(l2) / 7 : fmax(-lo, hi));
+                    cr_assert(fabs((double)d[i] - cases[c][i]) <= step * 1.001 + 1e-45,
+                              "%s case %d i %d: %g for %g", loco_codec_name(p.id), c, i, d[i], cases[c][i]);
+                }
+                free(d);
+                loco_codec_free(codec);
+            }
+        }
+    }
+}
+
 Test(maxmin, constant_and_zero_buckets_decode_exactly)
 {
     const size_t n = 1500;
