@@ -288,6 +288,12 @@ static void maxmin_dequant_add(const uint8_t *codes, size_t len, const float *sc
                                float scale, float *out)
 {
     float mn = scales[0], unit = scales[1];
+    if ((double)unit * ((1u << bits) - 1u) > 1e38) { /* code * unit could overflow fp32 */
+        for (size_t i = 0; i < len; i++) {
+            out[i] += scale * (float)((double)mn + (double)codes[i] * (double)unit);
+        }
+        return;
+    }
     for (size_t i = 0; i < len; i++) {
         out[i] += scale * (mn + (float)codes[i] * unit);
     }
