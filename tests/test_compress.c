@@ -193,6 +193,61 @@ Test(codec, bytes_do_not_depend_on_the_thread_count)
     free(x);
 }
 
+/* The wire format and the decoded bits, pinned: every codec's message for a fixed input and
+ * context, and the vector its decode_add produces, hashed (XXH64). The same hashes came out of
+ * a -march=native (FMA) and a portable build, which compress/ guarantees by compiling without
+ * FMA contraction (codec_impl.h). A change here changes what peers exchange: bump the wire
+ * version and update the hashes together. */
+Test(codec, golden_messages_and_decodes_are_stable)
+{
+    static const struct {
+        loco_codec_id id;
+        uint64_t msg, dec;
+    } golden[] = {
+        {LOCO_CODEC_NONE, 0x6647a11bb300901eull, 0xbbea3c10ccbd92bbull},
+        {LOCO_CODEC_FP16, 0x79749dfddc45436aull, 0x5e9744696a91cbadull},
+        {LOCO_CODEC_BF16, 0xfca08a4085adf4acull, 0x9a243ae521a14e17ull},
+        {LOCO_CODEC_MAXMIN, 0x2c0a0769070d10f7ull, 0x34076f6d2139a133ull},
+        {LOCO_CODEC_QSGD, 0x4330bedd6a52ad2eull, 0x5bd56aaae990cc12ull},
+        {LOCO_CODEC_FP4, 0x54116863647bb0d1ull, 0x3499b9f638006ff6ull},
+        {LOCO_CODEC_TERNARY, 0xa0fac7d6886084e1ull, 0xa995634eef077553ull},
+        {LOCO_CODEC_SIGN, 0xf42e7416808813bcull, 0x07e1c8107603bf2eull},
+        {LOCO_CODEC_TOPK, 0x86917eaec194bab0ull, 0xcaae5935cba0dbe2ull},
+        {LOCO_CODEC_DGC, 0xc78d8af8653feb2aull, 0xcaae5935cba0dbe2ull},
+        {LOCO_CODEC_RANDK, 0x13c307a219d05f8full, 0x99f3fe209a5ed89bull},
+        {LOCO_CODEC_DCT_TOPK, 0x88b306bc0b813f13ull, 0x0b15463d519d5c2full},
+        {LOCO_CODEC_POWERSGD, 0xcc3929a3b16b7157ull, 0x87d5627175124ebdull},
+    };
+    const size_t n = 10240;
+    float *x = test_floats(n), *d = test_floats(n);
+    loco_rng r;
+    loco_rng_init(&r, 5, 5);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = loco_rng_normal(&r) * 3.7f + 0.1f;
+    }
+    for (size_t g = 0; g < sizeof golden / sizeof golden[0]; g++) {
+        loco_codec *c = test_codec(loco_codec_params_default(golden[g].id));
+        loco_codec_state *s = NULL;
+        cr_assert_eq(LOCO_OK, loco_codec_state_init(&s, c, 80, 128, NULL));
+        loco_codec_ctx ctx = {1, 2, 3, 4};
+        size_t len;
+        uint8_t *msg = test_encode(c, s, x, n, &ctx, &len);
+        for (size_t i = 0; i < n; i++) {
+            d[i] = 0.25f;
+        }
+        cr_assert_eq(LOCO_OK, loco_codec_decode_add(c, msg, len, d, n, 0.5f, &ctx));
+        cr_expect_eq(loco_hash64(msg, len, 0), golden[g].msg, "%s message bytes changed",
+                     loco_codec_name(golden[g].id));
+        cr_expect_eq(loco_hash64(d, n * sizeof(float), 0), golden[g].dec,
+                     "%s decoded bits changed", loco_codec_name(golden[g].id));
+        free(msg);
+        loco_codec_state_free(s);
+        loco_codec_free(c);
+    }
+    free(x);
+    free(d);
+}
+
 Test(codec, nonfinite_input_is_refused_by_every_codec)
 {
     float x[600];
