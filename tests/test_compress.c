@@ -583,6 +583,7 @@ Test(sign, plus_minus_mean_magnitude)
         }
         cr_expect_eq(len, 72 + 4 + (n + 7) / 8);
         free(d);
+        free(x);
         loco_codec_free(c);
     }
 }
