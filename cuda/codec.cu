@@ -107,7 +107,7 @@ __device__ __forceinline__ uint8_t quant_code(const qconst &q, const float *sc, 
         if (q.stochastic) {
             return (uint8_t)round_level(__fmul_rn(x - sc[0], inv), true, r, top);
         }
-        int c = (int)__fmaf_rn(x - sc[0], inv, 0.5f); /* the CPU build fuses these */
+        int c = (int)__fadd_rn(__fmul_rn(x - sc[0], inv), 0.5f); /* unfused, as the CPU */
         return (uint8_t)(c < top ? c : top);
     }
     case LOCO_CUDA_QUANT_QSGD: {
@@ -121,7 +121,7 @@ __device__ __forceinline__ uint8_t quant_code(const qconst &q, const float *sc, 
         } else if (q.stochastic) {
             level = round_level(__fmul_rn(ax - 0.0f, mul), true, r, s);
         } else {
-            int c = (int)__fmaf_rn(ax - 0.0f, mul, 0.5f); /* fused on the CPU too */
+            int c = (int)__fadd_rn(__fmul_rn(ax - 0.0f, mul), 0.5f); /* unfused, as the CPU */
             level = c < s ? c : s;
         }
         return (uint8_t)((u >> 31) ? s - level : s + level);
@@ -187,7 +187,7 @@ __device__ int quant_scales(const qconst &q, float mn, float mx, uint32_t am, do
         float absmax = __uint_as_float(am), s = absmax;
         if (q.clip_sigma > 0.0f && len > 0) {
             double mean = sum / (double)len;
-            double var = __fma_rn(-mean, mean, sumsq / (double)len); /* fused on the CPU too */
+            double var = __dsub_rn(sumsq / (double)len, __dmul_rn(mean, mean)); /* as the CPU */
             double clip = (double)q.clip_sigma * sqrt(var > 0.0 ? var : 0.0);
             if (clip < (double)absmax) {
                 s = (float)clip;
@@ -239,7 +239,7 @@ __global__ void __launch_bounds__(32 * QWARPS)
         for (int i = lane; i < len; i += 8) {
             double v = (double)x[i];
             s += v;
-            sq = __fma_rn(v, v, sq);
+            sq = __dadd_rn(sq, __dmul_rn(v, v)); /* unfused, as the CPU */
             sa += fabs(v);
         }
     }
