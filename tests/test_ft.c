@@ -1,0 +1,358 @@
+/* tests/test_ft.c — the control plane (collectives/membership.h) over the in-process backend:
+ * single verdicts, recovery after crashes (a member, two at once, the coordinator's host),
+ * straggler eviction, sync points with parity repair, leaving and joining with striped state
+ * transfer, a standalone coordinator and its failover, frame integrity.
+ *
+ * A crash is loco_comm_crash: the member's sockets are reset and its coordinator (if it hosts
+ * one) vanishes, as when its process is killed. Every test asserts on what the survivors report:
+ * statuses, epochs, world sizes, bit-identical results and state digests, membership counts.
+ */
+#include "collectives/ft_impl.h"
+#include "test_comm_ranks.h"
+
+#include <stdatomic.h>
+
+static loco_comm_config ft_config(void)
+{
+    loco_comm_config cfg = local_config();
+    cfg.heartbeat_s = 0.1;
+    cfg.peer_timeout_s = 1.0;
+    cfg.op_timeout_s = 20;
+    cfg.ft.op_deadline_s = 3.0;
+    cfg.ft.sync_timeout_s = 20;
+    cfg.ft.join_timeout_s = 20;
+    return cfg;
+}
+
+/* Inputs that depend on the member id and the attempt, so a result over the wrong set of
+ * members shows. */
+static void fill(float *x, size_t n, uint32_t id)
+{
+    for (size_t i = 0; i < n; i++) {
+        x[i] = input_value((int)id, i);
+    }
+}
+
+/* The sum over the given member ids, in double: each result must be within fp32 rounding. */
+static bool close_to_sum(const float *x, size_t n, const uint32_t *ids, int nids)
+{
+    for (size_t i = 0; i < n; i++) {
+        double ref = 0, mag = 0;
+        for (int k = 0; k < nids; k++) {
+            double v = input_value((int)ids[k], i);
+            ref += v;
+            mag += v < 0 ? -v : v;
+        }
+        if ((x[i] > ref ? x[i] - ref : ref - x[i]) > 8 * 0x1p-24 * mag + 1e-30) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/* ---- verdicts ------------------------------------------------------------------------------- */
+
+static void body_commits(rank_slot *s)
+{
+    size_t n = 30011;
+    float *x = malloc(n * sizeof *x);
+    for (int k = 0; k < 5; k++) {
+        fill(x, n, loco_comm_member_id(s->comm));
+        s->st[k] = loco_allreduce(s->comm, x, x, n, LOCO_DTYPE_F32, LOCO_REDUCE_SUM, &s->info[k]);
+        s->digest[k] = s->info[k].digest;
+    }
+    loco_ft_totals *t = s->out = calloc(1, sizeof *t);
+    loco_comm_get_ft_totals(s->comm, t);
+    free(x);
+}
+
+Test(ft, every_operation_is_committed_by_one_verdict, .timeout = 60)
+{
+    rank_slot slots[MAX_RANKS];
+    loco_comm_config cfg = ft_config();
+    run_ranks(4, &cfg, body_commits, NULL, slots);
+    for (int r = 0; r < 4; r++) {
+        const loco_ft_totals *t = slots[r].out;
+        for (int k = 0; k < 5; k++) {
+            cr_assert_eq(LOCO_OK, slots[r].st[k], "rank %d op %d: %s", r, k,
+                         slots[r].info[k].error);
+            cr_assert_eq(slots[0].digest[k], slots[r].digest[k], "rank %d op %d differs", r, k);
+        }
+        cr_assert_eq(5, t->ops_committed, "rank %d: %llu committed", r,
+                     (unsigned long long)t->ops_committed);
+        cr_assert_eq(0, t->ops_aborted);
+        cr_assert_eq(4, t->counts.started);
+        cr_assert_eq(r == 0, t->coordinator_here, "rank %d: coordinator_here", r);
+        free(slots[r].out);
+    }
+}
+
+/* ---- recovery ------------------------------------------------------------------------------- */
+
+typedef struct crash_case {
+    int victims[2];
+    int nvictims;
+    size_t count;
+} crash_case;
+
+/* Every member runs allreduces; the victims crash inside the second. Survivors recover and
+ * repeat, and their results are bit-identical and equal to the sum over the survivors. */
+static void body_crash(rank_slot *s)
+{
+    const crash_case *c = s->arg;
+    size_t n = c->count;
+    float *x = malloc(n * sizeof *x);
+    uint32_t id = loco_comm_member_id(s->comm);
+    bool victim = false;
+    for (int k = 0; k < c->nvictims; k++) {
+        victim = victim || c->victims[k] == s->rank;
+    }
+    fill(x, n, id);
+    s->st[0] = loco_allreduce(s->comm, x, x, n, LOCO_DTYPE_F32, LOCO_REDUCE_SUM, &s->info[0]);
+    fill(x, n, id);
+    if (victim) {
+        loco_request_t req = NULL;
+        loco_iallreduce(s->comm, x, x, n, LOCO_DTYPE_F32, LOCO_REDUCE_SUM, &req);
+        usleep(3000);
+        loco_comm_crash(s->comm);
+        s->st[1] = LOCO_ERR_PEER_LOST; /* it died */
+        free(x);
+        return;
+    }
+    double t0 = loco_now_s();
+    s->st[1] = loco_allreduce(s->comm, x, x, n, LOCO_DTYPE_F32, LOCO_REDUCE_SUM, &s->info[1]);
+    int tries = 0;
+    while (LOCO_ERR_PEER_LOST == s->st[1] && tries++ < 3) {
+        loco_reconf_report rep;
+        s->st[2] = loco_comm_recover(s->comm, &rep);
+        s->seconds[0] = loco_now_s() - t0; /* from the failure to the recovered group */
+        if (LOCO_OK != s->st[2]) {
+            break;
+        }
+        fill(x, n, id); /* the input was restored in place; refill to be sure */
+        s->st[1] = loco_allreduce(s->comm, x, x, n, LOCO_DTYPE_F32, LOCO_REDUCE_SUM,
+                                  &s->info[1]);
+    }
+    s->digest[0] = s->info[1].digest;
+    s->digest[1] = loco_comm_size(s->comm);
+    s->digest[2] = loco_comm_epoch(s->comm);
+    uint32_t ids[MAX_RANKS];
+    int nids = 0;
+    for (int r = 0; r < 4; r++) {
+        bool dead = false;
+        for (int k = 0; k < c->nvictims; k++) {
+            dead = dead || c->victims[k] == r;
+        }
+        if (!dead) {
+            ids[nids++] = (uint32_t)r;
+        }
+    }
+    s->st[3] = close_to_sum(x, n, ids, nids) ? LOCO_OK : LOCO_ERR_INTERNAL;
+    loco_ft_totals *t = s->out = calloc(1, sizeof *t);
+    loco_comm_get_ft_totals(s->comm, t);
+    free(x);
+}
+
+static void check_crash(const crash_case *c)
+{
+    rank_slot slots[MAX_RANKS];
+    loco_comm_config cfg = ft_config();
+    run_ranks(4, &cfg, body_crash, (void *)c, slots);
+    int first = -1;
+    for (int r = 0; r < 4; r++) {
+        bool dead = false;
+        for (int k = 0; k < c->nvictims; k++) {
+            dead = dead || c->victims[k] == r;
+        }
+        cr_assert_eq(LOCO_OK, slots[r].st[0], "rank %d first op: %s", r, slots[r].info[0].error);
+        if (dead) {
+            continue;
+        }
+        first = first < 0 ? r : first;
+        cr_assert_eq(LOCO_OK, slots[r].st[1], "rank %d: %s (recover %d)", r,
+                     slots[r].info[1].error, slots[r].st[2]);
+        cr_assert_eq(4 - c->nvictims, (int)slots[r].digest[1], "rank %d: world %llu", r,
+                     (unsigned long long)slots[r].digest[1]);
+        cr_assert_eq(slots[first].digest[0], slots[r].digest[0], "rank %d's result differs", r);
+        cr_assert_eq(slots[first].digest[2], slots[r].digest[2], "rank %d: another epoch", r);
+        cr_assert_eq(LOCO_OK, slots[r].st[3], "rank %d: not the sum over the survivors", r);
+        cr_assert(slots[r].seconds[0] < 3.0, "rank %d recovered after %.2f s", r,
+                  slots[r].seconds[0]);
+        const loco_ft_totals *t = slots[r].out;
+        cr_assert_eq((uint32_t)c->nvictims, t->counts.died, "rank %d: %u died", r,
+                     t->counts.died);
+        cr_assert_eq(4, t->counts.started);
+        free(slots[r].out);
+    }
+}
+
+Test(ft, a_member_crashing_mid_allreduce_is_recovered_from, .timeout = 60)
+{
+    crash_case c = {.victims = {2}, .nvictims = 1, .count = 1 << 20};
+    check_crash(&c);
+}
+
+Test(ft, two_members_crashing_at_once, .timeout = 60)
+{
+    crash_case c = {.victims = {1, 3}, .nvictims = 2, .count = 1 << 20};
+    check_crash(&c);
+}
+
+Test(ft, the_coordinators_host_crashing_fails_over, .timeout = 60)
+{
+    crash_case c = {.victims = {0}, .nvictims = 1, .count = 1 << 20};
+    check_crash(&c);
+}
+
+/* ---- stragglers ----------------------------------------------------------------------------- */
+
+/* Rank 2 is alive (its loop heartbeats) but starts the allreduce far too late: at the deadline
+ * it is evicted, the others recover without it; its own call fails and recovery tells it it is
+ * out. */
+static void body_straggler(rank_slot *s)
+{
+    size_t n = 1000;
+    float x[1000];
+    uint32_t id = loco_comm_member_id(s->comm);
+    fill(x, n, id);
+    if (2 == s->rank) {
+        usleep(2500000);
+    }
+    double t0 = loco_now_s();
+    s->st[0] = loco_allreduce(s->comm, x, x, n, LOCO_DTYPE_F32, LOCO_REDUCE_SUM, &s->info[0]);
+    s->seconds[0] = loco_now_s() - t0;
+    if (LOCO_ERR_PEER_LOST == s->st[0] || LOCO_ERR_ABORTED == s->st[0]) {
+        loco_reconf_report rep;
+        s->st[1] = loco_comm_recover(s->comm, &rep);
+        s->digest[3] = rep.evicted;
+        if (LOCO_OK == s->st[1]) {
+            fill(x, n, id);
+            s->st[2] = loco_allreduce(s->comm, x, x, n, LOCO_DTYPE_F32, LOCO_REDUCE_SUM,
+                                      &s->info[2]);
+            s->digest[0] = s->info[2].digest;
+            s->digest[1] = loco_comm_size(s->comm);
+        }
+    }
+    loco_ft_totals *t = s->out = calloc(1, sizeof *t);
+    loco_comm_get_ft_totals(s->comm, t);
+}
+
+Test(ft, a_straggler_is_evicted_at_the_operation_deadline, .timeout = 60)
+{
+    rank_slot slots[MAX_RANKS];
+    loco_comm_config cfg = ft_config();
+    cfg.ft.op_deadline_s = 1.0;
+    run_ranks(4, &cfg, body_straggler, NULL, slots);
+    for (int r = 0; r < 4; r++) {
+        if (2 == r) {
+            cr_assert_neq(LOCO_OK, slots[r].st[0], "the straggler's allreduce succeeded");
+            cr_assert_eq(LOCO_ERR_ABORTED, slots[r].st[1], "the straggler's recovery: %d",
+                         slots[r].st[1]);
+            cr_assert_eq(1, slots[r].digest[3], "the straggler was not told it is out");
+            free(slots[r].out);
+            continue;
+        }
+        cr_assert_eq(LOCO_ERR_PEER_LOST, slots[r].st[0], "rank %d: %d", r, slots[r].st[0]);
+        cr_assert(slots[r].seconds[0] > 0.9 && slots[r].seconds[0] < 2.0,
+                  "rank %d gave up after %.2f s (deadline 1 s)", r, slots[r].seconds[0]);
+        cr_assert(NULL != strstr(slots[r].info[0].error, "rank 2 never started it"), "rank %d: %s",
+                  r, slots[r].info[0].error);
+        cr_assert_eq(LOCO_OK, slots[r].st[1]);
+        cr_assert_eq(LOCO_OK, slots[r].st[2], "rank %d: %s", r, slots[r].info[2].error);
+        cr_assert_eq(3, slots[r].digest[1]);
+        cr_assert_eq(slots[0].digest[0], slots[r].digest[0]);
+        const loco_ft_totals *t = slots[r].out;
+        cr_assert_eq(1, t->counts.evicted, "rank %d: %u evicted", r, t->counts.evicted);
+        cr_assert_eq(0, t->counts.died);
+        free(slots[r].out);
+    }
+}
+
+Test(ft, adaptive_deadline_is_median_plus_k_mad_clamped)
+{
+    double t[7] = {1.0, 1.2, 0.9, 1.1, 1.0, 5.0, 1.0}; /* one outlier */
+    /* median 1.0, deviations {0, .2, .1, .1, 0, 4, 0} -> MAD 0.1; 1.0 + 6 * 0.1 = 1.6 */
+    cr_assert_float_eq(loco_adaptive_deadline(t, 7, 6.0, 0.1, 100.0), 1.6, 1e-9);
+    cr_assert_float_eq(loco_adaptive_deadline(t, 7, 6.0, 2.0, 100.0), 2.0, 1e-9); /* floor */
+    cr_assert_float_eq(loco_adaptive_deadline(t, 7, 6.0, 0.1, 1.5), 1.5, 1e-9);   /* ceiling */
+    double same[4] = {2.0, 2.0, 2.0, 2.0}; /* no spread: 10% of the median stands in for MAD */
+    cr_assert_float_eq(loco_adaptive_deadline(same, 4, 5.0, 0.1, 100.0), 3.0, 1e-9);
+}
+
+/* ---- sync points: parity, leave, join ------------------------------------------------------- */
+
+#define STATE_FLOATS 200003
+
+typedef struct shared_state {
+    float *params;       /* (STATE_FLOATS) */
+    uint64_t step;
+    uint64_t cursor[2];
+    loco_state_buffer bufs[3];
+} shared_state;
+
+static void state_init(shared_state *st, uint32_t seed)
+{
+    st->params = malloc(STATE_FLOATS * sizeof *st->params);
+    for (size_t i = 0; i < STATE_FLOATS; i++) {
+        st->params[i] = input_value((int)seed, i);
+    }
+    st->step = 0;
+    st->cursor[0] = 7;
+    st->cursor[1] = seed;
+    st->bufs[0] = (loco_state_buffer){"params", st->params, STATE_FLOATS * sizeof(float)};
+    st->bufs[1] = (loco_state_buffer){"step", &st->step, sizeof st->step};
+    st->bufs[2] = (loco_state_buffer){"cursor", st->cursor, sizeof st->cursor};
+}
+
+static uint64_t state_digest(const shared_state *st)
+{
+    uint64_t d[3];
+    loco_state_digests(st->bufs, 3, d);
+    return loco_hash64(d, sizeof d, 0);
+}
+
+/* Everyone starts from seed 1, except rank 1 whose parameters drifted: the sync point repairs
+ * it from the majority. */
+static void body_parity(rank_slot *s)
+{
+    shared_state st;
+    state_init(&st, 1);
+    if (1 == s->rank) {
+        st.params[12345] += 1.0f;
+        st.cursor[0] = 99;
+    }
+    loco_reconf_report rep;
+    s->st[0] = loco_comm_sync_point(s->comm, 10, st.bufs, 3, NULL, &rep);
+    s->digest[0] = state_digest(&st);
+    s->digest[1] = rep.repaired;
+    s->digest[2] = (uint64_t)rep.n_repaired;
+    s->digest[3] = rep.state_bytes_received;
+    s->digest[4] = loco_comm_epoch(s->comm);
+    /* a second sync point with nothing to do is one round trip */
+    double t0 = loco_now_s();
+    s->st[1] = loco_comm_sync_point(s->comm, 11, st.bufs, 3, NULL, &rep);
+    s->seconds[0] = loco_now_s() - t0;
+    s->digest[5] = rep.n_repaired;
+    free(st.params);
+}
+
+Test(ft, sync_point_repairs_a_diverged_member_from_the_majority, .timeout = 60)
+{
+    rank_slot slots[MAX_RANKS];
+    loco_comm_config cfg = ft_config();
+    run_ranks(4, &cfg, body_parity, NULL, slots);
+    for (int r = 0; r < 4; r++) {
+        cr_assert_eq(LOCO_OK, slots[r].st[0], "rank %d: %d", r, slots[r].st[0]);
+        cr_assert_eq(LOCO_OK, slots[r].st[1], "rank %d second sync point: %d", r, slots[r].st[1]);
+        cr_assert_eq(slots[0].digest[0], slots[r].digest[0], "rank %d still differs", r);
+        cr_assert_eq(1 == r, slots[r].digest[1], "rank %d: repaired flag", r);
+        cr_assert_eq(1, slots[r].digest[2], "rank %d: %llu repairs reported", r,
+                     (unsigned long long)slots[r].digest[2]);
+        cr_assert_eq(0, slots[r].digest[4], "a repair needs no new epoch (rank %d: epoch %llu)",
+                     r, (unsigned long long)slots[r].digest[4]);
+        cr_assert_eq(0, slots[r].digest[5]);
+    }
+    /* only the differing buffers moved: params + cursor, not step */
+    cr_assert_eq(STATE_FLOATS * sizeof(float) + 16, slots[1].digest[3], "received %llu bytes",
+                 (unsigned long long)slots[1].digest[3]);
+}
