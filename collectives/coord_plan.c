@@ -140,6 +140,7 @@ void coord_on_begin(loco_coord *c, int i, uint32_t epoch, uint64_t seq)
     if (seq > c->op_seq) {
         c->op_seq = seq;
         c->op_t0 = loco_now_ns();
+        coord_event(c, "begin", "\"seq\": %llu, \"id\": %u", (unsigned long long)seq, m->m.id);
     }
 }
 
@@ -167,6 +168,8 @@ void coord_on_result(loco_coord *c, int i, uint32_t epoch, uint64_t seq, const l
     m->result_seq = seq;
     m->result_status = r->status;
     m->result_digest = r->digest;
+    coord_event(c, "result", "\"seq\": %llu, \"id\": %u, \"status\": %d",
+                (unsigned long long)seq, m->m.id, r->status);
     int rank = coord_rank_of(c, i);
     if (LOCO_OK != r->status) {
         char why[LOCO_REASON_MAX + 64];
@@ -221,6 +224,9 @@ void coord_member_gone(loco_coord *c, int i, cm_state state, const char *reason)
     m->state = state;
     int rank = coord_rank_of(c, i);
     bool was_member = CM_MEMBER == prev && !m->joining;
+    if (m->joining) { /* it never completed its admission */
+        c->counts.joined--;
+    }
     m->joining = false;
     if (was_member && CM_DEAD == state) {
         c->counts.died++;
@@ -370,7 +376,6 @@ static void reconf_check(loco_coord *c)
         coord_send(c, coord_find_member(c, c->plan.members[r].id), LOCO_FRAME_COMMIT, c->epoch, 0,
                    buf, len);
     }
-    c->counts.joined += (uint32_t)c->plan_new_members;
     for (int i = 0; i < c->nmem; i++) {
         c->mem[i].joining = false;
     }
@@ -531,6 +536,7 @@ static void plan_round(loco_coord *c)
             }
             stay[nstay++] = i;
             c->plan_new_members++;
+            c->counts.joined += !m->joining; /* counted once, taken back if it fails */
             m->joining = true;
         }
     }
@@ -724,6 +730,10 @@ static void takeover_finish(loco_coord *c)
         }
     }
     c->op_seq = c->decided_seq = seq;
+    coord_event(c, "takeover_resolve", "\"seq\": %llu, \"pending\": %s, \"committed\": %s, "
+                                       "\"aborted\": %s, \"agree\": %s",
+                (unsigned long long)seq, any_pending ? "true" : "false",
+                committed ? "true" : "false", aborted ? "true" : "false", agree ? "true" : "false");
     if (any_pending) {
         bool commit = committed || (!aborted && agree);
         if (commit) {
@@ -752,7 +762,9 @@ static void takeover_finish(loco_coord *c)
                      -1);
         } else {
             start_reconf(c, kind);
-            c->broken = c->broken || missing;
+            /* members may be half-way through the lost coordinator's round (some wired into
+             * its epoch, some not): everyone re-wires into a fresh one */
+            c->broken = true;
         }
         reconf_check(c);
     }

@@ -7,10 +7,11 @@
  *     coordinator's straggler evidence);
  *   - PLAN / COMMIT / WELCOME go to a mailbox the caller's thread waits on (membership.c), and
  *     the caller's requests go out through an outbox (the loop owns the socket);
- *   - failover: when the link breaks or goes silent, a helper thread walks the candidates in a
- *     fixed order — the external coordinator (if any), then the members by rank, skipping dead
- *     ones and hosts that already failed — and starts a coordinator in this process when its
- *     own turn comes (so every survivor picks the same one). The loop re-registers with
+ *   - failover: when the link breaks or goes silent, a helper thread walks the members in rank
+ *     order, skipping hosts of coordinators already lost; a dead candidate refuses the
+ *     connection, a live one accepts it into its coordinator listener's backlog and answers
+ *     once it serves; a member starts a coordinator in its own process when its turn comes, so
+ *     every survivor picks the same one. The loop re-registers with
  *     whatever it found, reporting the operation awaiting its verdict, and re-sends the caller's
  *     pending request.
  */
@@ -364,9 +365,12 @@ static void ftc_lost(loco_comm_t comm, const char *why)
     job->joiner = !comm->admitted;
     job->self = comm->admitted && comm->rank >= 0 ? comm->members[comm->rank] : comm->members[0];
     job->cand = calloc((size_t)comm->world + 1, sizeof *job->cand);
+    /* Every member walks the same order (rank order of its epoch: survivors keep their order
+     * from one epoch to the next). Only hosts of lost coordinators are skipped — a local view
+     * of who is alive is not shared (a member re-wiring looks gone to one still in the old
+     * epoch) — so a dead candidate is skipped by its refused connection, the same for all. */
     for (int r = 0; r < comm->world && NULL != job->cand && comm->admitted; r++) {
-        bool skip = r != comm->rank && NULL != comm->peer_state &&
-                    LOCO_PEER_ALIVE != comm->peer_state[r];
+        bool skip = false;
         for (int k = 0; k < f->n_failed_hosts && !skip; k++) {
             skip = f->failed_hosts[k] == comm->members[r].id;
         }

@@ -156,7 +156,9 @@ void loco_loop_on_verdict(loco_comm_t comm, uint32_t epoch, uint64_t seq,
     }
     loco_request *cur = comm->cur;
     bool mine = NULL != cur && cur->op.seq == seq;
-    loco_ftc_op_verdict(comm, seq, (loco_verdict_kind)v->verdict);
+    if (mine) { /* a verdict on an operation this member ran (not one it will not start) */
+        loco_ftc_op_verdict(comm, seq, (loco_verdict_kind)v->verdict);
+    }
     if (LOCO_VERDICT_COMMITTED == v->verdict) {
         if (mine && cur->op.result_sent) {
             cur->op.verdict = LOCO_VERDICT_COMMITTED; /* loop_check_op commits it */

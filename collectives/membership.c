@@ -140,6 +140,8 @@ static loco_status ms_rewire(loco_comm_t comm, const loco_plan *p, int rank, loc
     comm->broken_msg[0] = '\0';
     comm->last_error[0] = '\0';
     comm->admitted = true;
+    comm->ftc->done_seq = 0; /* operation numbers start again in each epoch */
+    comm->ftc->done_verdict = LOCO_VERDICT_NONE;
     loco_status st = loco_comm_epoch_alloc(comm);
     pthread_mutex_unlock(&comm->lock);
     if (LOCO_OK == st) {
@@ -419,6 +421,7 @@ loco_status loco_comm_sync_point(loco_comm_t comm, uint64_t step, const loco_sta
     if (LOCO_OK == st) {
         pthread_mutex_lock(&comm->lock);
         bool leave = (NULL != opt && opt->leave) || comm->ftc->leave_requested;
+        comm->ftc->leave_requested = leave; /* a plan without this member then means "left" */
         pthread_mutex_unlock(&comm->lock);
         uint32_t flags = (leave ? LOCO_RECONF_LEAVE : 0) |
                          (comm->admitted ? 0 : LOCO_RECONF_JOINER) |

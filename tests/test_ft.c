@@ -356,3 +356,216 @@ Test(ft, sync_point_repairs_a_diverged_member_from_the_majority, .timeout = 60)
     cr_assert_eq(STATE_FLOATS * sizeof(float) + 16, slots[1].digest[3], "received %llu bytes",
                  (unsigned long long)slots[1].digest[3]);
 }
+
+typedef struct leave_case {
+    int leaver;
+} leave_case;
+
+/* The leaver asks to leave at the third sync point; the others go on without an abort. */
+static void body_leave(rank_slot *s)
+{
+    const leave_case *c = s->arg;
+    shared_state st;
+    state_init(&st, 1);
+    size_t n = 4096;
+    float *x = malloc(n * sizeof *x);
+    for (int step = 0; step < 5; step++) {
+        loco_sync_options opt = {.leave = s->rank == c->leaver && 2 == step};
+        loco_reconf_report rep;
+        loco_status sst = loco_comm_sync_point(s->comm, (uint64_t)step, st.bufs, 3, &opt, &rep);
+        if (opt.leave) {
+            s->st[0] = sst;
+            s->digest[0] = rep.left;
+            break;
+        }
+        s->st[step] = sst;
+        fill(x, n, loco_comm_member_id(s->comm));
+        loco_status ast = loco_allreduce(s->comm, x, x, n, LOCO_DTYPE_F32, LOCO_REDUCE_SUM,
+                                         &s->info[step]);
+        s->st[8 + step] = ast; /* no operation may abort because someone left */
+        s->digest[8 + step] = s->info[step].digest;
+    }
+    s->digest[1] = loco_comm_size(s->comm);
+    loco_ft_totals *t = s->out = calloc(1, sizeof *t);
+    loco_comm_get_ft_totals(s->comm, t);
+    free(x);
+    free(st.params);
+}
+
+static void check_leave(int leaver)
+{
+    rank_slot slots[MAX_RANKS];
+    loco_comm_config cfg = ft_config();
+    leave_case c = {.leaver = leaver};
+    run_ranks(4, &cfg, body_leave, &c, slots);
+    int first = 0 == leaver ? 1 : 0;
+    for (int r = 0; r < 4; r++) {
+        const loco_ft_totals *t = slots[r].out;
+        if (r == leaver) {
+            cr_assert_eq(LOCO_ERR_STOPPED, slots[r].st[0], "the leaver got %d", slots[r].st[0]);
+            cr_assert_eq(1, slots[r].digest[0], "report.left not set");
+            free(slots[r].out);
+            continue;
+        }
+        for (int step = 0; step < 5; step++) {
+            cr_assert_eq(LOCO_OK, slots[r].st[step], "rank %d sync %d: %d", r, step,
+                         slots[r].st[step]);
+            cr_assert_eq(LOCO_OK, slots[r].st[8 + step], "rank %d allreduce %d: %s", r, step,
+                         slots[r].info[step].error);
+            cr_assert_eq(slots[first].digest[8 + step], slots[r].digest[8 + step]);
+        }
+        cr_assert_eq(3, slots[r].digest[1], "rank %d: world %llu", r,
+                     (unsigned long long)slots[r].digest[1]);
+        cr_assert_eq(1, t->counts.left, "rank %d: left %u", r, t->counts.left);
+        cr_assert_eq(0, t->counts.died + t->counts.evicted);
+        cr_assert_eq(0, t->ops_aborted, "rank %d: %llu operations aborted", r,
+                     (unsigned long long)t->ops_aborted);
+        free(slots[r].out);
+    }
+}
+
+Test(ft, a_member_leaves_at_a_sync_point_without_aborting_anything, .timeout = 60)
+{
+    check_leave(2);
+}
+
+Test(ft, the_coordinators_host_leaves_and_another_member_takes_over, .timeout = 60)
+{
+    check_leave(0);
+}
+
+/* A process joins a running group: it dials a member (not the coordinator: it is redirected),
+ * is admitted at the group's next sync point and receives the state, striped over every
+ * member's streams; then it takes part in an allreduce. */
+typedef struct join_case {
+    pthread_mutex_t lock;
+    char addr[128];       /* a member's worker address, once known */
+    bool wrong_key;
+    loco_status st, init_st, sync_st;
+    loco_reconf_report rep;
+    uint64_t state_digest, result;
+    char err[512];
+} join_case;
+
+static void *joiner_thread(void *p)
+{
+    join_case *c = p;
+    char addr[128] = "";
+    for (int i = 0; i < 500 && '\0' == addr[0]; i++) {
+        pthread_mutex_lock(&c->lock);
+        snprintf(addr, sizeof addr, "%s", c->addr);
+        pthread_mutex_unlock(&c->lock);
+        usleep(10000);
+    }
+    loco_comm_config cfg = ft_config();
+    cfg.bootstrap = LOCO_BOOTSTRAP_ADMIT;
+    snprintf(cfg.join, sizeof cfg.join, "%s", addr);
+    if (c->wrong_key) {
+        memset(cfg.key, 0x77, sizeof cfg.key);
+    }
+    cfg.connect_timeout_s = 3;
+    loco_comm_t comm = NULL;
+    loco_error err = {0};
+    c->init_st = loco_comm_init(&comm, &cfg, &err);
+    snprintf(c->err, sizeof c->err, "%s", err.msg);
+    if (LOCO_OK != c->init_st) {
+        return NULL;
+    }
+    shared_state st;
+    state_init(&st, 77); /* not the group's: it must be overwritten */
+    c->sync_st = loco_comm_sync_point(comm, 0, st.bufs, 3, NULL, &c->rep);
+    c->state_digest = state_digest(&st);
+    loco_op_info info;
+    c->st = loco_allreduce(comm, st.params, st.params, STATE_FLOATS, LOCO_DTYPE_F32,
+                           LOCO_REDUCE_AVG, &info);
+    c->result = info.digest;
+    loco_comm_free(comm);
+    free(st.params);
+    return NULL;
+}
+
+static void body_hosts_a_joiner(rank_slot *s)
+{
+    join_case *c = s->arg;
+    shared_state st;
+    state_init(&st, 1);
+    if (1 == s->rank) {
+        pthread_mutex_lock(&c->lock);
+        snprintf(c->addr, sizeof c->addr, "127.0.0.1:%u", s->comm->members[1].port);
+        pthread_mutex_unlock(&c->lock);
+    }
+    int step = 0;
+    for (; step < 100; step++) {
+        loco_reconf_report rep;
+        s->st[0] = loco_comm_sync_point(s->comm, st.step, st.bufs, 3, NULL, &rep);
+        if (LOCO_OK != s->st[0] || 4 == loco_comm_size(s->comm) ||
+            (c->wrong_key && step >= 30)) {
+            s->digest[2] = rep.state_bytes_sent;
+            break;
+        }
+        st.step++;
+        usleep(20000);
+    }
+    s->digest[0] = state_digest(&st);
+    if (!c->wrong_key) {
+        loco_op_info info;
+        s->st[1] = loco_allreduce(s->comm, st.params, st.params, STATE_FLOATS, LOCO_DTYPE_F32,
+                                  LOCO_REDUCE_AVG, &info);
+        s->digest[1] = info.digest;
+    }
+    loco_ft_totals *t = s->out = calloc(1, sizeof *t);
+    loco_comm_get_ft_totals(s->comm, t);
+    free(st.params);
+}
+
+Test(ft, a_joiner_is_admitted_at_a_sync_point_and_receives_the_state, .timeout = 60)
+{
+    join_case c = {.lock = PTHREAD_MUTEX_INITIALIZER};
+    pthread_t th;
+    pthread_create(&th, NULL, joiner_thread, &c);
+    rank_slot slots[MAX_RANKS];
+    loco_comm_config cfg = ft_config();
+    run_ranks(3, &cfg, body_hosts_a_joiner, &c, slots);
+    pthread_join(th, NULL);
+    cr_assert_eq(LOCO_OK, c.init_st, "joiner init: %s", c.err);
+    cr_assert_eq(LOCO_OK, c.sync_st, "joiner sync: %d", c.sync_st);
+    cr_assert(c.rep.joined, "report.joined not set");
+    cr_assert_eq(4, c.rep.world);
+    cr_assert_eq(3, c.rep.rank);
+    cr_assert_eq(STATE_FLOATS * sizeof(float) + 8 + 16, c.rep.state_bytes_received);
+    cr_assert_eq(LOCO_OK, c.st);
+    uint64_t sent = 0;
+    for (int r = 0; r < 3; r++) {
+        const loco_ft_totals *t = slots[r].out;
+        cr_assert_eq(LOCO_OK, slots[r].st[0]);
+        cr_assert_eq(LOCO_OK, slots[r].st[1], "rank %d allreduce: %d", r, slots[r].st[1]);
+        cr_assert_eq(slots[r].digest[0], c.state_digest, "rank %d's state differs from the "
+                                                         "joiner's", r);
+        cr_assert_eq(slots[r].digest[1], c.result);
+        cr_assert_eq(1, t->counts.joined);
+        sent += slots[r].digest[2];
+        cr_assert(slots[r].digest[2] > 0, "rank %d sent no state: not striped over members", r);
+        free(slots[r].out);
+    }
+    cr_assert_eq(c.rep.state_bytes_received, sent);
+}
+
+Test(ft, a_joiner_without_the_run_key_is_refused, .timeout = 60)
+{
+    join_case c = {.lock = PTHREAD_MUTEX_INITIALIZER, .wrong_key = true};
+    pthread_t th;
+    pthread_create(&th, NULL, joiner_thread, &c);
+    rank_slot slots[MAX_RANKS];
+    loco_comm_config cfg = ft_config();
+    run_ranks(3, &cfg, body_hosts_a_joiner, &c, slots);
+    pthread_join(th, NULL);
+    cr_assert_eq(LOCO_ERR_AUTH, c.init_st, "joiner init: %d %s", c.init_st, c.err);
+    cr_assert(NULL != strstr(c.err, "run key"), "%s", c.err);
+    for (int r = 0; r < 3; r++) {
+        const loco_ft_totals *t = slots[r].out;
+        cr_assert_eq(LOCO_OK, slots[r].st[0]);
+        cr_assert_eq(3, t->counts.started);
+        cr_assert_eq(0, t->counts.joined);
+        free(slots[r].out);
+    }
+}
