@@ -629,7 +629,13 @@ loco_status loco_coord_start(loco_coord **out, const loco_coord_config *cfg, loc
     LOCO_TRY(loco_key_resolve(&cfg->comm, true, key, &have, err));
     char host[256];
     int port = 0;
-    LOCO_TRY(loco_net_split_hostport(cfg->listen, host, sizeof host, &port, err));
+    const char *colon = strrchr(cfg->listen, ':');
+    if (NULL != colon && 0 == strcmp(colon, ":0") && (size_t)(colon - cfg->listen) < sizeof host) {
+        memcpy(host, cfg->listen, (size_t)(colon - cfg->listen)); /* any free port */
+        host[colon - cfg->listen] = '\0';
+    } else {
+        LOCO_TRY(loco_net_split_hostport(cfg->listen, host, sizeof host, &port, err));
+    }
     int fd = -1, bound = 0;
     LOCO_TRY(loco_net_listen(host, port, &fd, &bound, err));
     loco_coord *c = NULL;

@@ -257,8 +257,12 @@ void coord_member_gone(loco_coord *c, int i, cm_state state, const char *reason)
     if (!c->reconf) {
         char why[300];
         snprintf(why, sizeof why, "member %u (rank %d) %s: %s", m->m.id, rank, what, reason);
-        abort_op(c, c->op_seq > c->decided_seq ? c->op_seq : c->decided_seq + 1, rank,
-                 LOCO_ERR_PEER_LOST, why, -1);
+        bool open = c->op_seq > c->decided_seq;
+        if (CM_FINISHED == state && !open) {
+            c->broken = true; /* the end of its run: a later operation fails on its own */
+            return;
+        }
+        abort_op(c, open ? c->op_seq : c->decided_seq + 1, rank, LOCO_ERR_PEER_LOST, why, -1);
         return;
     }
     if (c->executing) {

@@ -569,3 +569,75 @@ Test(ft, a_joiner_without_the_run_key_is_refused, .timeout = 60)
         free(slots[r].out);
     }
 }
+
+/* ---- a standalone coordinator, and its failover ---------------------------------------------- */
+
+typedef struct external_case {
+    loco_coord *coord;
+    pthread_barrier_t started;
+} external_case;
+
+/* Three allreduces; after the first, the test stops the standalone coordinator: the members
+ * fail over to rank 0 and carry on. */
+static void body_external(rank_slot *s)
+{
+    external_case *c = s->arg;
+    float x[1000];
+    for (int k = 0; k < 3; k++) {
+        fill(x, 1000, loco_comm_member_id(s->comm));
+        s->st[k] = loco_allreduce(s->comm, x, x, 1000, LOCO_DTYPE_F32, LOCO_REDUCE_SUM,
+                                  &s->info[k]);
+        while (LOCO_ERR_PEER_LOST == s->st[k] && LOCO_OK == loco_comm_recover(s->comm, NULL)) {
+            fill(x, 1000, loco_comm_member_id(s->comm));
+            s->st[k] = loco_allreduce(s->comm, x, x, 1000, LOCO_DTYPE_F32, LOCO_REDUCE_SUM,
+                                      &s->info[k]);
+        }
+        s->digest[k] = s->info[k].digest;
+        if (0 == k) {
+            pthread_barrier_wait(&c->started);
+            pthread_barrier_wait(&c->started); /* the coordinator is gone now */
+        }
+    }
+    loco_ft_totals *t = s->out = calloc(1, sizeof *t);
+    loco_comm_get_ft_totals(s->comm, t);
+}
+
+static void *stop_coordinator(void *p)
+{
+    external_case *c = p;
+    pthread_barrier_wait(&c->started);
+    loco_coord_stop(c->coord);
+    pthread_barrier_wait(&c->started);
+    return NULL;
+}
+
+Test(ft, a_standalone_coordinator_serves_the_run_and_rank_0_takes_over, .timeout = 60)
+{
+    loco_coord_config cc = {.comm = ft_config(), .listen = "127.0.0.1:0"};
+    external_case c;
+    cr_assert_eq(LOCO_OK, loco_coord_start(&c.coord, &cc, NULL));
+    pthread_barrier_init(&c.started, NULL, 4);
+    loco_comm_config cfg = ft_config();
+    cfg.ft.coordinator = LOCO_COORD_EXTERNAL;
+    snprintf(cfg.ft.coordinator_addr, sizeof cfg.ft.coordinator_addr, "127.0.0.1:%d",
+             loco_coord_port(c.coord));
+    pthread_t th;
+    pthread_create(&th, NULL, stop_coordinator, &c);
+    rank_slot slots[MAX_RANKS];
+    run_ranks(3, &cfg, body_external, &c, slots);
+    pthread_join(th, NULL);
+    pthread_barrier_destroy(&c.started);
+    for (int r = 0; r < 3; r++) {
+        const loco_ft_totals *t = slots[r].out;
+        for (int k = 0; k < 3; k++) {
+            cr_assert_eq(LOCO_OK, slots[r].st[k], "rank %d op %d: %s", r, k,
+                         slots[r].info[k].error);
+            cr_assert_eq(slots[0].digest[k], slots[r].digest[k]);
+        }
+        cr_assert_eq(1, t->failovers, "rank %d: %u failovers", r, t->failovers);
+        cr_assert_eq(0 == r, t->coordinator_here, "rank %d: coordinator_here", r);
+        cr_assert_eq(3, t->counts.started);
+        cr_assert_eq(0, t->counts.died + t->counts.evicted, "nobody was lost");
+        free(slots[r].out);
+    }
+}
