@@ -9,6 +9,8 @@ const loco_bench_entry loco_bench_table[] = {
     {"allreduce", "ring allreduce bus bandwidth vs Open MPI over TCP (under launch/loco-mpirun)",
      loco_bench_allreduce},
     {"train", "CPU training throughput (forward+backward+AdamW) vs PyTorch", loco_bench_train},
+    {"statesync", "a joiner's state transfer at a sync point, striped vs one TCP stream",
+     loco_bench_statesync},
     {NULL, NULL, NULL},
 };
 

@@ -46,6 +46,7 @@ void loco_bench_records_free(loco_bench_records *records);
 
 /* The benchmarks (one file each, bench/bench_NAME.c), argv[0] == NAME. */
 int loco_bench_allreduce(int argc, char **argv);
+int loco_bench_statesync(int argc, char **argv);
 int loco_bench_train(int argc, char **argv);
 
 /* Dispatch `loco bench NAME args...` (argv[0] == "bench"). */

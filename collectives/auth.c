@@ -230,6 +230,12 @@ static int hs_read_frame(loco_hs *hs, uint32_t max, loco_frame_header *h)
             hs->got += (size_t)n;
             continue;
         }
+        if (0 == n && LOCO_HS_ACCEPT_PROOF == hs->state) { /* it could not check our proof */
+            hs_fail(hs, LOCO_ERR_AUTH, LOCO_ACK_BAD_AUTH,
+                    "hung up after our challenge instead of proving it knows the run key (a "
+                    "peer with another key?)");
+            return -1;
+        }
         if (0 == n) {
             hs_fail(hs, LOCO_ERR_PEER_LOST, LOCO_ACK_BAD_PEER,
                     "connection closed during the handshake (after %zu bytes)", hs->got);

@@ -753,13 +753,6 @@ void loco_ftc_op_verdict(loco_comm_t comm, uint64_t seq, loco_verdict_kind v)
         f->done_seq = seq;
         f->done_verdict = v;
     }
-    pthread_mutex_lock(&comm->lock);
-    if (LOCO_VERDICT_COMMITTED == v) {
-        f->totals.ops_committed++;
-    } else {
-        f->totals.ops_aborted++;
-    }
-    pthread_mutex_unlock(&comm->lock);
 }
 
 /* ---- loop thread: pending connections ------------------------------------------------------- */

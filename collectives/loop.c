@@ -78,6 +78,10 @@ static void loop_complete(loco_comm_t comm, loco_request *req)
     pthread_mutex_lock(&comm->lock);
     comm->totals.ops++;
     comm->totals.ops_failed += LOCO_OK != op->info.status;
+    if (comm->ft) { /* committed by a verdict, or aborted (by a verdict or here first) */
+        comm->ftc->totals.ops_committed += LOCO_OK == op->info.status;
+        comm->ftc->totals.ops_aborted += LOCO_OK != op->info.status;
+    }
     comm->totals.payload_sent += op->info.payload_sent;
     comm->totals.payload_received += op->info.payload_received;
     comm->totals.retransmits += op->info.retransmits;

@@ -456,6 +456,18 @@ bool loco_comm_admitted(loco_comm_t comm)
 
 uint32_t loco_comm_member_id(loco_comm_t comm) { return comm->my_id; }
 
+void loco_comm_join_address(loco_comm_t comm, char *out, size_t cap)
+{
+    pthread_mutex_lock(&comm->lock);
+    if (comm->admitted && comm->rank >= 0) {
+        const loco_member *m = &comm->members[comm->rank];
+        snprintf(out, cap, "%s:%u", m->host, m->port);
+    } else if (cap > 0) {
+        out[0] = '\0';
+    }
+    pthread_mutex_unlock(&comm->lock);
+}
+
 void loco_comm_get_ft_totals(loco_comm_t comm, loco_ft_totals *totals)
 {
     memset(totals, 0, sizeof *totals);

@@ -119,6 +119,9 @@ void loco_comm_request_leave(loco_comm_t comm);
 bool loco_comm_admitted(loco_comm_t comm);
 /* This member's stable id (its rank in epoch 0; joiners get fresh ids). */
 uint32_t loco_comm_member_id(loco_comm_t comm);
+/* "HOST:PORT" a new process can give as --join to reach this group through this member (it is
+ * redirected to the coordinator). "" before a joiner is admitted. */
+void loco_comm_join_address(loco_comm_t comm, char *out, size_t cap);
 
 /* The control plane's totals, for metrics and run.json. */
 typedef struct loco_ft_totals {
