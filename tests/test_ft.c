@@ -1,54 +1,14 @@
 /* tests/test_ft.c — the control plane (collectives/membership.h) over the in-process backend:
- * single verdicts, recovery after crashes (a member, two at once, the coordinator's host),
- * straggler eviction, sync points with parity repair, leaving and joining with striped state
- * transfer, a standalone coordinator and its failover, frame integrity.
+ * single verdicts, recovery after crashes (a member, two at once, the coordinator's host), sync
+ * points with parity repair, leaving and joining with striped state transfer, a standalone
+ * coordinator and its failover (deadlines and stragglers: test_ft_deadline.c; authentication
+ * and integrity: test_ft_auth.c).
  *
  * A crash is loco_comm_crash: the member's sockets are reset and its coordinator (if it hosts
  * one) vanishes, as when its process is killed. Every test asserts on what the survivors report:
  * statuses, epochs, world sizes, bit-identical results and state digests, membership counts.
  */
-#include "collectives/ft_impl.h"
-#include "test_comm_ranks.h"
-
-#include <stdatomic.h>
-
-static loco_comm_config ft_config(void)
-{
-    loco_comm_config cfg = local_config();
-    cfg.heartbeat_s = 0.1;
-    cfg.peer_timeout_s = 1.0;
-    cfg.op_timeout_s = 20;
-    cfg.ft.op_deadline_s = 3.0;
-    cfg.ft.sync_timeout_s = 20;
-    cfg.ft.join_timeout_s = 20;
-    return cfg;
-}
-
-/* Inputs that depend on the member id and the attempt, so a result over the wrong set of
- * members shows. */
-static void fill(float *x, size_t n, uint32_t id)
-{
-    for (size_t i = 0; i < n; i++) {
-        x[i] = input_value((int)id, i);
-    }
-}
-
-/* The sum over the given member ids, in double: each result must be within fp32 rounding. */
-static bool close_to_sum(const float *x, size_t n, const uint32_t *ids, int nids)
-{
-    for (size_t i = 0; i < n; i++) {
-        double ref = 0, mag = 0;
-        for (int k = 0; k < nids; k++) {
-            double v = input_value((int)ids[k], i);
-            ref += v;
-            mag += v < 0 ? -v : v;
-        }
-        if ((x[i] > ref ? x[i] - ref : ref - x[i]) > 8 * 0x1p-24 * mag + 1e-30) {
-            return false;
-        }
-    }
-    return true;
-}
+#include "test_ft_common.h"
 
 /* ---- verdicts ------------------------------------------------------------------------------- */
 
@@ -202,81 +162,6 @@ Test(ft, the_coordinators_host_crashing_fails_over, .timeout = 60)
 {
     crash_case c = {.victims = {0}, .nvictims = 1, .count = 1 << 20};
     check_crash(&c);
-}
-
-/* ---- stragglers ----------------------------------------------------------------------------- */
-
-/* Rank 2 is alive (its loop heartbeats) but starts the allreduce far too late: at the deadline
- * it is evicted, the others recover without it; its own call fails and recovery tells it it is
- * out. */
-static void body_straggler(rank_slot *s)
-{
-    size_t n = 1000;
-    float x[1000];
-    uint32_t id = loco_comm_member_id(s->comm);
-    fill(x, n, id);
-    if (2 == s->rank) {
-        usleep(2500000);
-    }
-    double t0 = loco_now_s();
-    s->st[0] = loco_allreduce(s->comm, x, x, n, LOCO_DTYPE_F32, LOCO_REDUCE_SUM, &s->info[0]);
-    s->seconds[0] = loco_now_s() - t0;
-    if (LOCO_ERR_PEER_LOST == s->st[0] || LOCO_ERR_ABORTED == s->st[0]) {
-        loco_reconf_report rep;
-        s->st[1] = loco_comm_recover(s->comm, &rep);
-        s->digest[3] = rep.evicted;
-        if (LOCO_OK == s->st[1]) {
-            fill(x, n, id);
-            s->st[2] = loco_allreduce(s->comm, x, x, n, LOCO_DTYPE_F32, LOCO_REDUCE_SUM,
-                                      &s->info[2]);
-            s->digest[0] = s->info[2].digest;
-            s->digest[1] = loco_comm_size(s->comm);
-        }
-    }
-    loco_ft_totals *t = s->out = calloc(1, sizeof *t);
-    loco_comm_get_ft_totals(s->comm, t);
-}
-
-Test(ft, a_straggler_is_evicted_at_the_operation_deadline, .timeout = 60)
-{
-    rank_slot slots[MAX_RANKS];
-    loco_comm_config cfg = ft_config();
-    cfg.ft.op_deadline_s = 1.0;
-    run_ranks(4, &cfg, body_straggler, NULL, slots);
-    for (int r = 0; r < 4; r++) {
-        if (2 == r) {
-            cr_assert_neq(LOCO_OK, slots[r].st[0], "the straggler's allreduce succeeded");
-            cr_assert_eq(LOCO_ERR_ABORTED, slots[r].st[1], "the straggler's recovery: %d",
-                         slots[r].st[1]);
-            cr_assert_eq(1, slots[r].digest[3], "the straggler was not told it is out");
-            free(slots[r].out);
-            continue;
-        }
-        cr_assert_eq(LOCO_ERR_PEER_LOST, slots[r].st[0], "rank %d: %d", r, slots[r].st[0]);
-        cr_assert(slots[r].seconds[0] > 0.9 && slots[r].seconds[0] < 2.0,
-                  "rank %d gave up after %.2f s (deadline 1 s)", r, slots[r].seconds[0]);
-        cr_assert(NULL != strstr(slots[r].info[0].error, "rank 2 never started it"), "rank %d: %s",
-                  r, slots[r].info[0].error);
-        cr_assert_eq(LOCO_OK, slots[r].st[1]);
-        cr_assert_eq(LOCO_OK, slots[r].st[2], "rank %d: %s", r, slots[r].info[2].error);
-        cr_assert_eq(3, slots[r].digest[1]);
-        cr_assert_eq(slots[0].digest[0], slots[r].digest[0]);
-        const loco_ft_totals *t = slots[r].out;
-        cr_assert_eq(1, t->counts.evicted, "rank %d: %u evicted", r, t->counts.evicted);
-        cr_assert_eq(0, t->counts.died);
-        free(slots[r].out);
-    }
-}
-
-Test(ft, adaptive_deadline_is_median_plus_k_mad_clamped)
-{
-    double t[7] = {1.0, 1.2, 0.9, 1.1, 1.0, 5.0, 1.0}; /* one outlier */
-    /* median 1.0, deviations {0, .2, .1, .1, 0, 4, 0} -> MAD 0.1; 1.0 + 6 * 0.1 = 1.6 */
-    cr_assert_float_eq(loco_adaptive_deadline(t, 7, 6.0, 0.1, 100.0), 1.6, 1e-9);
-    cr_assert_float_eq(loco_adaptive_deadline(t, 7, 6.0, 2.0, 100.0), 2.0, 1e-9); /* floor */
-    cr_assert_float_eq(loco_adaptive_deadline(t, 7, 6.0, 0.1, 1.5), 1.5, 1e-9);   /* ceiling */
-    double same[4] = {2.0, 2.0, 2.0, 2.0}; /* no spread: 10% of the median stands in for MAD */
-    cr_assert_float_eq(loco_adaptive_deadline(same, 4, 5.0, 0.1, 100.0), 3.0, 1e-9);
 }
 
 /* ---- sync points: parity, leave, join ------------------------------------------------------- */
