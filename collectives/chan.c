@@ -8,6 +8,8 @@
 #include "collectives/comm_impl.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,6 +25,8 @@ void loco_chan_open(loco_chan *ch, int fd, const char *name, uint32_t max_payloa
     loco_copy_str(ch->name, sizeof ch->name, name);
     loco_frame_mac_init(hs, dialer, integrity, &ch->tx_mac, &ch->rx_mac);
     loco_net_set_nonblocking(fd);
+    int one = 1; /* small control frames must not wait for Nagle and delayed ACKs */
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     ch->last_rx_ns = loco_now_ns();
 }
 

@@ -110,8 +110,12 @@ def main():
     if deaths:
         t_kill = min(deaths)
         resumed = []
-        for m in a.finished:
-            rec = [e for e in logs.get(m, []) if e["event"] == "recover" and e["t"] > t_kill]
+        for m in a.finished:  # the first new epoch after the kill: by recovery or sync point
+            ev = logs.get(m, [])
+            before = [e["epoch"] for e in ev if "epoch" in e and e["t"] <= t_kill]
+            epoch0 = before[-1] if before else 0
+            rec = [e for e in ev if e["event"] in ("recover", "sync") and e["t"] > t_kill
+                   and e["epoch"] > epoch0]
             if rec:
                 resumed.append(rec[0]["t"] - t_kill)
         if resumed:

@@ -34,7 +34,8 @@ wait_steps() {
 }
 
 echo "--- 1. a worker SIGKILLed mid-allreduce"
-"${RUN[@]}" --out "$LOCO_TMP/kill1" "${COMMON[@]}" --die-id 2 --die-step 4 >/dev/null 2>&1 || true
+"${RUN[@]}" --out "$LOCO_TMP/kill1" "${COMMON[@]}" --count 2M --die-id 2 --die-step 4 \
+    --die-after-ms 10 >/dev/null 2>&1 || true
 "${CHECK[@]}" "$LOCO_TMP/kill1" --finished 0,1,3 --died 1 --resume-max 1.0
 
 echo "--- 2. two workers SIGKILLed at once"
