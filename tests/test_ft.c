@@ -325,6 +325,7 @@ Test(ft, the_coordinators_host_leaves_and_another_member_takes_over, .timeout = 
 typedef struct join_case {
     pthread_mutex_t lock;
     char addr[128];       /* a member's worker address, once known */
+    bool addr_fixed;      /* addr is given (the coordinator's): members do not publish theirs */
     bool wrong_key;
     loco_status st, init_st, sync_st;
     loco_reconf_report rep;
@@ -374,7 +375,7 @@ static void body_hosts_a_joiner(rank_slot *s)
     join_case *c = s->arg;
     shared_state st;
     state_init(&st, 1);
-    if (1 == s->rank) {
+    if (1 == s->rank && !c->addr_fixed) {
         pthread_mutex_lock(&c->lock);
         snprintf(c->addr, sizeof c->addr, "127.0.0.1:%u", s->comm->members[1].port);
         pthread_mutex_unlock(&c->lock);
@@ -383,7 +384,7 @@ static void body_hosts_a_joiner(rank_slot *s)
     for (; step < 100; step++) {
         loco_reconf_report rep;
         s->st[0] = loco_comm_sync_point(s->comm, st.step, st.bufs, 3, NULL, &rep);
-        if (LOCO_OK != s->st[0] || 4 == loco_comm_size(s->comm) ||
+        if (LOCO_OK != s->st[0] || loco_comm_size(s->comm) > s->world ||
             (c->wrong_key && step >= 30)) {
             s->digest[2] = rep.state_bytes_sent;
             break;
@@ -523,6 +524,39 @@ Test(ft, a_standalone_coordinator_serves_the_run_and_rank_0_takes_over, .timeout
         cr_assert_eq(0 == r, t->coordinator_here, "rank %d: coordinator_here", r);
         cr_assert_eq(3, t->counts.started);
         cr_assert_eq(0, t->counts.died + t->counts.evicted, "nobody was lost");
+        free(slots[r].out);
+    }
+}
+
+/* A joiner given the standalone coordinator's address registers with it directly. */
+Test(ft, a_joiner_dials_a_standalone_coordinator_directly, .timeout = 60)
+{
+    loco_coord_config cc = {.comm = ft_config(), .listen = "127.0.0.1:0"};
+    loco_coord *coord = NULL;
+    cr_assert_eq(LOCO_OK, loco_coord_start(&coord, &cc, NULL));
+    join_case c = {.lock = PTHREAD_MUTEX_INITIALIZER, .addr_fixed = true};
+    snprintf(c.addr, sizeof c.addr, "127.0.0.1:%d", loco_coord_port(coord));
+    pthread_t th;
+    pthread_create(&th, NULL, joiner_thread, &c);
+    rank_slot slots[MAX_RANKS];
+    loco_comm_config cfg = ft_config();
+    cfg.ft.coordinator = LOCO_COORD_EXTERNAL;
+    snprintf(cfg.ft.coordinator_addr, sizeof cfg.ft.coordinator_addr, "%s", c.addr);
+    run_ranks(2, &cfg, body_hosts_a_joiner, &c, slots);
+    pthread_join(th, NULL);
+    loco_coord_stats stats;
+    loco_coord_get_stats(coord, &stats);
+    loco_coord_stop(coord);
+    cr_assert_eq(LOCO_OK, c.init_st, "joiner init: %s", c.err);
+    cr_assert_eq(LOCO_OK, c.sync_st);
+    cr_assert(c.rep.joined);
+    cr_assert_eq(3, c.rep.world);
+    cr_assert_eq(1, stats.counts.joined);
+    cr_assert_eq(2, stats.counts.started);
+    for (int r = 0; r < 2; r++) {
+        cr_assert_eq(LOCO_OK, slots[r].st[1], "rank %d allreduce: %d", r, slots[r].st[1]);
+        cr_assert_eq(slots[r].digest[0], c.state_digest);
+        cr_assert_eq(slots[r].digest[1], c.result);
         free(slots[r].out);
     }
 }
