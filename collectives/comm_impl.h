@@ -10,6 +10,7 @@
  *   wire.c       the handshake and the connection mesh of one epoch
  *   conn.c       one connection: send queues gated by the emulator, the receive state machine
  *   loop.c       the event-loop thread: timers, heartbeats, operations, failure detection
+ *   accept.c     connections arriving at a running member (joiners, state streams, refusals)
  *   ring.c       the collectives as ring schedules: what to send, where received bytes go
  *   codec_hops.c the compressed allreduce's per-chunk encode/decode (calls compress/codec.h)
  *   comm.c       the public API: init/free, requests, submit, wait/test
@@ -688,6 +689,11 @@ void loco_op_commit(loco_comm_t comm, loco_op *op);
 void *loco_loop_main(void *arg);
 /* Put the epoch's open connections in the loop's epoll set. */
 void loco_loop_register_conns(loco_comm_t comm);
+
+/* accept.c (loop thread): connections arriving after init. */
+void loco_pending_accept(loco_comm_t comm);
+void loco_pending_read(loco_comm_t comm, loco_pending_conn *p);
+void loco_pending_close(loco_comm_t comm, loco_pending_conn *p);
 /* The epoch cannot run collectives any more: fail the running and queued operations with st
  * (inputs restored), tell the peers once (ABORT) when `tell`, stop the data connections. The
  * first cause is kept. */

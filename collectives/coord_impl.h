@@ -1,9 +1,9 @@
 /* collectives/coord_impl.h — private to coord.c and coord_plan.c: the coordinator's state.
  *
  * The coordinator is one thread with an epoll loop (coord.c) over its listener and one
- * authenticated connection per member or joiner; every decision — verdicts, deadlines,
- * evictions, the next epoch, parity repairs, takeover after a failover — is made by the
- * functions of coord_plan.c on that thread, from the state below.
+ * authenticated connection per member or joiner; every decision is made on that thread, from
+ * the state below: verdicts and reconfigurations (the next epoch, parity repairs) by
+ * coord_plan.c, deadlines, evictions and takeover after a failover by coord_time.c.
  */
 #ifndef LOCO_COLLECTIVES_COORD_IMPL_H
 #define LOCO_COLLECTIVES_COORD_IMPL_H
@@ -120,7 +120,16 @@ loco_status coord_set_table(loco_coord *c, uint32_t epoch, const loco_member *ta
 int coord_rank_of(const loco_coord *c, int member);
 void coord_publish_stats(loco_coord *c);
 
-/* coord_plan.c */
+/* coord_plan.c: verdicts and reconfigurations */
+void coord_send_verdict(loco_coord *c, uint64_t seq, loco_verdict_kind v, int blame,
+                        int32_t status, const char *reason, int extra);
+/* Abort operation seq for everyone (extra: a removed member that should hear it too); the
+ * members will ask to recover. */
+void coord_abort_op(loco_coord *c, uint64_t seq, int blame, int32_t status, const char *reason,
+                    int extra);
+void coord_start_reconf(loco_coord *c, uint32_t kind);
+/* Collecting: plan once every member asked. Executing: commit once every participant is done. */
+void coord_reconf_check(loco_coord *c);
 void coord_on_begin(loco_coord *c, int member, uint32_t epoch, uint64_t seq);
 void coord_on_result(loco_coord *c, int member, uint32_t epoch, uint64_t seq,
                      const loco_msg_outcome *r);
@@ -130,7 +139,7 @@ void coord_on_plan_done(loco_coord *c, int member, uint32_t round, int32_t statu
 void coord_on_register(loco_coord *c, int member, const loco_msg_register *reg);
 /* A member is gone (state DEAD, EVICTED or FINISHED), with a reason for the logs. */
 void coord_member_gone(loco_coord *c, int member, cm_state state, const char *reason);
-/* Deadlines: operation, reconfiguration window, takeover grace. */
+/* coord_time.c: deadlines (operation, reconfiguration window, round, takeover grace). */
 void coord_tick(loco_coord *c, uint64_t now);
 uint64_t coord_next_deadline(const loco_coord *c);
 /* The deadline now in force for an operation or a reconfiguration window. */

@@ -5,7 +5,8 @@
  * Read the files in this order:
  *   ctlmsg.c      the control messages, encoded and validated as pure functions (fuzzed)
  *   ftclient.c    the worker's link to the coordinator, run by the event-loop thread: BEGIN and
- *                 RESULT of every operation, VERDICTs, heartbeats, failover to a new coordinator
+ *                 RESULT of every operation, VERDICTs, heartbeats, the caller's mailbox
+ *   failover.c    dialing a coordinator (as a member or a joiner), hosting one, failing over
  *   membership.c  recover and sync points on the caller's thread: requests, plans, re-wiring
  *   xfer.c        state transfer: stripes, the receiver's and the senders' streams
  *   coord.c       the coordinator's event loop: connections, registration, heartbeats, verdicts
@@ -229,6 +230,32 @@ typedef struct loco_ftc {
     loco_membership_counts counts;
     loco_ft_totals totals;
 } loco_ftc;
+
+/* failover.c: reaching a coordinator. Blocking helpers (caller thread at init, failover
+ * thread): dial it as member `id` and authenticate; dial `target` as a joiner, following a
+ * redirect, and ask to join (out: the link, the id given, the run nonce, where it is). */
+loco_status loco_ftc_dial_member(const loco_comm_config *cfg, const uint8_t key[32],
+                                 uint64_t nonce, uint32_t id, const char *host, int port,
+                                 uint64_t deadline_ns, loco_chan *ch, loco_error *err);
+loco_status loco_ftc_dial_as_joiner(const loco_comm_config *cfg, const uint8_t key[32],
+                                    loco_member *self, const char *target, loco_chan *ch,
+                                    uint32_t *id, uint64_t *nonce, char chost[LOCO_HOST_MAX],
+                                    int *cport, uint64_t deadline_ns, loco_error *err);
+loco_status loco_ftc_wait_frame(loco_chan *ch, uint64_t deadline_ns, loco_error *err);
+loco_status loco_ftc_flush_blocking(loco_chan *ch, uint64_t deadline_ns, loco_error *err);
+/* Start a coordinator in this process from what this member holds (takeover: after the one
+ * hosted by member lost_host was lost). No-op if one runs here already. */
+loco_status loco_ftc_start_coordinator(loco_comm_t comm, bool takeover, uint32_t lost_host,
+                                       loco_error *err);
+/* Loop thread: the link broke or went silent (start the failover thread); the failover thread
+ * finished (adopt its link, register, re-send the pending request). */
+void loco_ftc_lost(loco_comm_t comm, const char *why);
+void loco_ftc_reconnected(loco_comm_t comm);
+/* ftclient.c helpers shared with failover.c: REGISTER from what this member holds (malloc'd);
+ * the link's epoll registration; waking the loop. */
+uint8_t *loco_ftc_register_payload(loco_comm_t comm, uint32_t flags, uint32_t *len);
+void loco_ftc_epoll(loco_comm_t comm, int op);
+void loco_ftc_wake(loco_comm_t comm);
 
 /* Caller thread, at init: start the coordinator here if this rank hosts it, connect to it and
  * register (a joiner: dial config.join, follow a redirect, register as a joiner). */
