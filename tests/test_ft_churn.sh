@@ -2,12 +2,13 @@
 # tests/test_ft_churn.sh — churn under launch/loco-mpirun -np 4 with a DiLoCo-like loop
 # (tests/tools/ft_driver): a worker SIGKILLed mid-allreduce, two at once, the coordinator's host,
 # a worker SIGSTOPped past the deadline, a graceful leave (SIGTERM), a worker joining mid-run, a
-# killed worker re-joining, and a joiner with the wrong run key. Every check reads loco's own
+# killed worker re-joining, a joiner with the wrong run key, and a standalone `loco coordinator`
+# SIGKILLed (the workers fail over to one of them). Every check reads loco's own
 # result files through tests/ft_check.py (never mpirun's exit code): the run finished, the
 # survivors' state digests are equal, the membership counts are right, and no operation counted
 # as committed failed to run everywhere.
 set -euo pipefail
-: "${LOCO_SRC:?}" "${LOCO_TOOLS:?}" "${LOCO_TMP:?}"
+: "${LOCO:?}" "${LOCO_SRC:?}" "${LOCO_TOOLS:?}" "${LOCO_TMP:?}"
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
 export LOCO_RUN_KEY="churn-test-run-key-0123456789" # joiners need it; mpirun forwards LOCO_*
 export LOCO_LOG=warn
@@ -106,4 +107,22 @@ grep -q "run key" "$d/intruder.out" || fail "the intruder's error: $(tail -n 2 "
 wait "$mpirun_pid" || true
 grep -q "refused a connection" "$d.members.log" || fail "the refusal was not logged"
 "${CHECK[@]}" "$d" --finished 0,1,2,3
+echo "--- 9. a standalone coordinator (loco coordinator) SIGKILLed"
+d="$LOCO_TMP/standalone"
+mkdir -p "$d"
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+"$LOCO" coordinator --listen "127.0.0.1:$port" --timeout 60s --set ft.coordinator=external \
+    --set ft.coordinator_addr="127.0.0.1:$port" > "$d/coordinator.out" 2>&1 &
+coord_pid=$!
+wait_for "$d/coordinator.out" 10
+"${RUN[@]}" --out "$d" "${COMMON[@]}" --steps 40 --coordinator "127.0.0.1:$port" \
+    >/dev/null 2>&1 &
+mpirun_pid=$!
+wait_steps "$d" 1 4
+kill -KILL "$coord_pid"
+wait "$mpirun_pid" || true
+"${CHECK[@]}" "$d" --finished 0,1,2,3
+for m in 0 1 2 3; do
+    grep -q '"failovers": 1' "$d/member.$m.json" || fail "member $m did not fail over"
+done
 echo "all churn checks passed"
