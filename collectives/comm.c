@@ -324,6 +324,7 @@ void loco_comm_free(loco_comm_t comm)
         (void)ignored;
         pthread_join(comm->thread, NULL);
     }
+    loco_ftc_join_failover(comm);
     if (NULL != comm->coord) { /* let the others finish with it, unless this member left */
         if (comm->admitted) {
             loco_coord_wait(comm->coord, comm->cfg.peer_timeout_s + 1.0);
@@ -377,6 +378,7 @@ void loco_comm_crash(loco_comm_t comm)
         pthread_join(comm->thread, NULL);
         comm->thread_started = false;
     }
+    loco_ftc_join_failover(comm);
     for (int i = 0; i < comm->nconns; i++) {
         reset_fd(comm->conns[i].fd);
     }

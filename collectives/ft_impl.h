@@ -260,7 +260,10 @@ void loco_ftc_wake(loco_comm_t comm);
 /* Caller thread, at init: start the coordinator here if this rank hosts it, connect to it and
  * register (a joiner: dial config.join, follow a redirect, register as a joiner). */
 loco_status loco_ftc_init(loco_comm_t comm, loco_error *err);
-/* Stop the link (and a hosted coordinator after the others disconnected, bounded). */
+/* After the loop thread stopped: wait for a failover thread (it may be starting a coordinator
+ * in this process), so that comm->coord is final. */
+void loco_ftc_join_failover(loco_comm_t comm);
+/* Close the link and free the client (the loop thread and any failover thread are done). */
 void loco_ftc_free(loco_comm_t comm);
 /* Loop thread: register the link in epoll (after init and after every reconnection). */
 void loco_ftc_attach(loco_comm_t comm);

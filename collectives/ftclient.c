@@ -129,15 +129,30 @@ loco_status loco_ftc_init(loco_comm_t comm, loco_error *err)
     return LOCO_OK;
 }
 
+void loco_ftc_join_failover(loco_comm_t comm)
+{
+    loco_ftc *f = comm->ftc;
+    if (NULL == f) {
+        return;
+    }
+    pthread_mutex_lock(&comm->lock);
+    bool pending = f->failover_running || f->failover_ready;
+    pthread_mutex_unlock(&comm->lock);
+    if (pending) { /* it stops at comm->stop; joined once, here */
+        pthread_join(f->failover_thread, NULL);
+        pthread_mutex_lock(&comm->lock);
+        f->failover_running = f->failover_ready = false;
+        pthread_mutex_unlock(&comm->lock);
+    }
+}
+
 void loco_ftc_free(loco_comm_t comm)
 {
     loco_ftc *f = comm->ftc;
     if (NULL == f) {
         return;
     }
-    if (f->failover_running || f->failover_ready) {
-        pthread_join(f->failover_thread, NULL);
-    }
+    loco_ftc_join_failover(comm);
     loco_chan_close(&f->failover_chan);
     loco_chan_close(&f->chan);
     for (int i = 0; i < f->n_xfer; i++) {
