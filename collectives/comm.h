@@ -99,6 +99,9 @@ typedef struct loco_ft_config {
     double sync_timeout_s;        /* a recovery or sync point gives up after this long */
     int transfer_streams;         /* state transfer: TCP streams per sender (0 = streams) */
     bool parity;                  /* compare state digests at sync points, repair the minority */
+    char events_path[256];        /* when this process hosts the coordinator: append its events
+                                     (JSON lines: verdicts, epochs, members) here ("" = none,
+                                     else env LOCO_COORD_EVENTS) */
 } loco_ft_config;
 
 #define LOCO_LINK_MAX_OUTAGES 16

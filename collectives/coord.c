@@ -661,8 +661,8 @@ loco_status loco_coord_start_embedded(loco_coord **out, const loco_comm_config *
 {
     *out = NULL;
     loco_coord *c = NULL;
-    loco_status st = coord_create(&c, cfg, key, listen_fd, false, getenv("LOCO_COORD_EVENTS"),
-                                  err);
+    const char *events = cfg->ft.events_path[0] ? cfg->ft.events_path : getenv("LOCO_COORD_EVENTS");
+    loco_status st = coord_create(&c, cfg, key, listen_fd, false, events, err);
     if (LOCO_OK == st) {
         c->nonce = snap->nonce;
         c->counts = snap->counts;

@@ -294,6 +294,8 @@ static const config_key g_schema[] = {
             "state transfer: TCP streams per sending member (0 = transport.streams)"),
     BOOL_KEY("ft.parity", transport.comm.ft.parity,
              "compare state digests at sync points and repair members that differ"),
+    STR_KEY("ft.events", transport.comm.ft.events_path,
+            "file the coordinator appends its events to (JSON lines), when hosted here"),
 };
 static const int g_schema_count = (int)(sizeof g_schema / sizeof g_schema[0]);
 

@@ -113,6 +113,8 @@ int loco_cmd_coordinator(int argc, char **argv)
     snprintf(cc.listen, sizeof cc.listen, "%s", listen);
     if (NULL != events) {
         snprintf(cc.events_path, sizeof cc.events_path, "%s", events);
+    } else if ('\0' != cc.comm.ft.events_path[0]) {
+        snprintf(cc.events_path, sizeof cc.events_path, "%s", cc.comm.ft.events_path);
     }
     free(cfg);
     loco_coord *coord = NULL;
