@@ -16,6 +16,8 @@ const loco_bench_entry loco_bench_table[] = {
     {"train", "CPU training throughput (forward+backward+AdamW) vs PyTorch", loco_bench_train},
     {"gpu", "GPU training throughput and MFU (GPT-2 124M shape) vs PyTorch", loco_bench_gpu},
     {"gpucodec", "GPU quantizer encode GB/s vs a device-to-device copy", loco_bench_gpucodec},
+    {"statesync", "a joiner's state transfer at a sync point, striped vs one TCP stream",
+     loco_bench_statesync},
     {NULL, NULL, NULL},
 };
 

@@ -106,6 +106,7 @@ loco_status loco_bench_run_json(const char *cmd, loco_json_doc *doc, loco_error 
 /* The benchmarks (one file each, bench/bench_NAME.c), argv[0] == NAME. */
 int loco_bench_allreduce(int argc, char **argv);
 int loco_bench_compress(int argc, char **argv);
+int loco_bench_statesync(int argc, char **argv);
 int loco_bench_train(int argc, char **argv);
 int loco_bench_gpu(int argc, char **argv);
 int loco_bench_gpucodec(int argc, char **argv);
