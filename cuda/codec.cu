@@ -76,6 +76,14 @@ __device__ __forceinline__ float qinverse(float scale, bool *divide)
     return inv;
 }
 
+/* The careful path for extreme scales (quant.c's scale_values_double): factor * (v - offset) /
+ * scale in double, rounded once to fp32. */
+__device__ __forceinline__ float scale_double(float v, float offset, float scale, double factor)
+{
+    double k = scale > 0.0f ? __ddiv_rn(factor, (double)scale) : 0.0;
+    return (float)__dmul_rn(__dsub_rn((double)v, (double)offset), k);
+}
+
 /* A level in [0, top] of t >= 0: stochastic with draw r, or nearest. */
 __device__ __forceinline__ int round_level(float t, bool stochastic, uint16_t r, int top)
 {
@@ -101,8 +109,9 @@ __device__ __forceinline__ uint8_t quant_code(const qconst &q, const float *sc, 
     case LOCO_CUDA_QUANT_MAXMIN: {
         int top = (int)((1u << q.bits) - 1u);
         float inv = qinverse(sc[1], &divide);
-        if (divide) {
-            return (uint8_t)round_level((x - sc[0]) / sc[1], q.stochastic, r, top);
+        /* fp32 fast path unless the unit is subnormal or x - min could overflow (quant.c) */
+        if (divide || !((double)sc[1] * top < 1e38)) {
+            return (uint8_t)round_level(scale_double(x, sc[0], sc[1], 1.0), q.stochastic, r, top);
         }
         if (q.stochastic) {
             return (uint8_t)round_level(__fmul_rn(x - sc[0], inv), true, r, top);
@@ -112,12 +121,11 @@ __device__ __forceinline__ uint8_t quant_code(const qconst &q, const float *sc, 
     }
     case LOCO_CUDA_QUANT_QSGD: {
         int s = (int)((1u << (q.bits - 1)) - 1u);
-        float inv = qinverse(sc[0], &divide);
         float ax = fabsf(x);
         int level;
-        float mul = __fmul_rn(inv, (float)s);
-        if (divide) {
-            level = round_level(__fmul_rn((ax - 0.0f) / sc[0], (float)s), q.stochastic, r, s);
+        float mul = sc[0] > 0.0f ? __fdiv_rn((float)s, sc[0]) : 0.0f; /* levels per unit */
+        if (!(mul <= 3e38f)) { /* a tiny norm: s / norm overflows fp32 */
+            level = round_level(scale_double(ax, 0.0f, sc[0], (double)s), q.stochastic, r, s);
         } else if (q.stochastic) {
             level = round_level(__fmul_rn(ax - 0.0f, mul), true, r, s);
         } else {
@@ -128,7 +136,7 @@ __device__ __forceinline__ uint8_t quant_code(const qconst &q, const float *sc, 
     }
     case LOCO_CUDA_QUANT_FP4: {
         float inv = qinverse(sc[0], &divide);
-        float t = divide ? (fabsf(x) - 0.0f) / sc[0] : __fmul_rn(fabsf(x) - 0.0f, inv);
+        float t = divide ? scale_double(fabsf(x), 0.0f, sc[0], 1.0) : __fmul_rn(fabsf(x), inv);
         uint32_t ab = __float_as_uint(t);
         ab = ab < 0x3F800000u ? ab : 0x3F800000u;
         int ea = (int)(ab >> 23) - 127;
@@ -166,6 +174,10 @@ __device__ int quant_scales(const qconst &q, float mn, float mx, uint32_t am, do
         }
         sc[0] = mn;
         sc[1] = (float)unit;
+        /* round the unit up if fp32 rounding (subnormal units) left the grid short of the max */
+        if (__dmul_rn((double)sc[1], levels) < __dsub_rn((double)mx, (double)mn)) {
+            sc[1] = nextafterf(sc[1], INFINITY);
+        }
         if (!isfinite(sc[0]) || !isfinite(sc[1])) {
             return 1;
         }
