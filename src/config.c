@@ -1133,11 +1133,15 @@ static loco_status resolve_sync(loco_config *cfg, loco_error *err)
     if (LOCO_OK == st) {
         return LOCO_OK;
     }
-    char key[64] = "", where[1200];
+    char key[64] = "";
     sscanf(inner.msg, "%63[a-z_.]", key);
-    if (schema_find(key) >= 0 && loco_config_key_set(cfg, key)) {
-        return loco_error_set(err, LOCO_ERR_CONFIG, "%s: %s",
-                              origin_text(cfg, key, where, sizeof where), inner.msg);
+    int index = schema_find(key);
+    if (index >= 0 && cfg->origin[index].line > 0) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "%s:%d:%d: %s", cfg->file,
+                              cfg->origin[index].line, cfg->origin[index].column, inner.msg);
+    }
+    if (index >= 0 && cfg->origin[index].from_override) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "--set %s: %s", key, inner.msg);
     }
     return loco_error_set(err, LOCO_ERR_CONFIG, "%s%s%s", cfg->file, cfg->file[0] ? ": " : "",
                           inner.msg);

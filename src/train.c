@@ -361,6 +361,7 @@ static loco_status train_step(worker *w, loco_error *err)
     LOCO_TRY(train_comm_result(w, loco_sync_step(w->sync, &in, &out, err), err));
     w->comm_wait_s += out.comm_wait_s;
     w->last_loss = loss;
+    w->last_grad_norm = out.grad_norm;
     w->step++;
     if (out.synced && logs_syncs(w)) {
         w->syncs++;
@@ -417,7 +418,7 @@ static loco_status train_loop(worker *w, loco_error *err)
             window_start = now;
             window_tokens = 0;
             float lr = loco_optim_lr(&w->cfg.optim, w->step - 1);
-            LOCO_TRY(train_log_step(w, lr, NAN, tokens_per_s));
+            LOCO_TRY(train_log_step(w, lr, w->last_grad_norm, tokens_per_s));
             train_show_progress(w, tokens_per_s, false);
         }
         if (last) {

@@ -36,6 +36,7 @@ typedef struct worker {
     int64_t syncs;             /* sync events (outer steps, fragment updates) */
     double tokens;             /* tokens this worker trained on */
     double last_loss;
+    double last_grad_norm;     /* of the gradient the last update used, before clipping */
     double last_val_loss;
     double comm_wait_s;        /* seconds blocked in the strategy's collectives */
     double eval_s;             /* seconds spent validating */

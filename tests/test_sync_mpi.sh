@@ -113,3 +113,26 @@ grep -q "sync.strategy is none but 4 workers were started" "$LOCO_TMP/bad5.out" 
 grep -q "more workers than sources\|sources" "$LOCO_TMP/bad6.out" \
   || { cat "$LOCO_TMP/bad6.out" >&2; fail "4 workers on 3 sources were not refused"; }
 pass "inconsistent settings refused with clear messages"
+
+echo "--- 4. resuming from a mid-run checkpoint is bit-identical (strategy state included)"
+for spec in "diloco-delay --set sync.h=10" "ddp-topk"; do
+  set -- $spec
+  name=$1; shift
+  a=$LOCO_TMP/resume-$name-a b=$LOCO_TMP/resume-$name-b
+  "${MPIRUN[@]}" "$LOCO" train "$LOCO_SRC/configs/$name.yaml" "${common[@]}" "$@" \
+    --set train.checkpoint_every=20 --set run.dir="$a" >"$a.out" 2>&1 || true
+  cp -r "$a" "$b"
+  echo step_0000020 > "$b/checkpoints/latest"
+  "${MPIRUN[@]}" "$LOCO" train "$LOCO_SRC/configs/$name.yaml" "${common[@]}" "$@" \
+    --set train.checkpoint_every=20 --set run.dir="$b" --resume >"$b.out" 2>&1 || true
+  [ -f "$b/checkpoints/step_0000020/sync.rank2.safetensors" ] || fail "$name: no sync state saved"
+  python3 - "$a" "$b" <<'PY' || { tail -5 "$b.out" >&2; fail "$name resume"; }
+import json, sys
+a, b = (json.load(open(d + "/run.json")) for d in sys.argv[1:3])
+assert a["status"] == "ok" and b["status"] == "ok", (a.get("error"), b.get("error"))
+da = [w["param_digest"] for w in a["workers"]]
+db = [w["param_digest"] for w in b["workers"]]
+assert da == db, (da, db)
+print("ok: resumed", a["strategy"], "run ends with digest", da[0])
+PY
+done
