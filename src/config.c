@@ -198,7 +198,7 @@ static const config_key g_schema[] = {
     INT_KEY("train.seq_len", train.seq_len, 1, 1 << 20, "tokens per sequence, <= model.ctx"),
     INT_KEY("train.eval_every", train.eval_every, 0, 1 << 30,
             "validation every N steps (0 = at the end only)"),
-    INT_KEY("train.eval_batches", train.eval_batches, 1, 1 << 20, "batches per validation"),
+    INT_KEY("train.eval_batches", train.eval_batches, 1, 1 << 20, "validation batches, spread evenly over val.tok"),
     INT_KEY("train.checkpoint_every", train.checkpoint_every, 0, 1 << 30,
             "checkpoint every N steps (0 = at the end only)"),
     INT_KEY("train.log_every", train.log_every, 1, 1 << 30, "progress and metrics every N steps"),
