@@ -144,6 +144,14 @@ static void write_link_rules(const loco_config *cfg, FILE *out)
 static const char *const g_coord_names[] = {"rank0", "external", "none", NULL};
 static const char *const g_straggler_names[] = {"evict", "wait", NULL};
 static const char *const g_optim_names[] = {"sgd", "adamw", NULL};
+static const char *const g_strategy_names[] = {"none", "ddp", "diloco", "streaming", "demo",
+                                               NULL};
+static const char *const g_h_schedule_names[] = {"fixed", "qsr", NULL};
+static const char *const g_fragment_names[] = {"strided", "sequential", NULL};
+static const char *const g_codec_names[] = {"auto",    "none",  "fp16",     "bf16", "maxmin",
+                                            "qsgd",    "fp4",   "ternary",  "sign", "topk",
+                                            "dgc",     "randk", "dct_topk", "powersgd", NULL};
+static const char *const g_ef_names[] = {"none", "ef", "ef21", "econtrol", NULL};
 static const char *const g_schedule_names[] = {"constant", "cosine", NULL};
 
 #define OFF(field) offsetof(loco_config, field)
@@ -192,7 +200,7 @@ static const config_key g_schema[] = {
     INT_KEY("train.seq_len", train.seq_len, 1, 1 << 20, "tokens per sequence, <= model.ctx"),
     INT_KEY("train.eval_every", train.eval_every, 0, 1 << 30,
             "validation every N steps (0 = at the end only)"),
-    INT_KEY("train.eval_batches", train.eval_batches, 1, 1 << 20, "batches per validation"),
+    INT_KEY("train.eval_batches", train.eval_batches, 1, 1 << 20, "validation batches, spread evenly over val.tok"),
     INT_KEY("train.checkpoint_every", train.checkpoint_every, 0, 1 << 30,
             "checkpoint every N steps (0 = at the end only)"),
     INT_KEY("train.log_every", train.log_every, 1, 1 << 30, "progress and metrics every N steps"),
@@ -255,6 +263,7 @@ static const config_key g_schema[] = {
     U64_KEY("transport.link.seed", transport.comm.link_seed, "seed of the emulator's draws"),
     LIST_KEY("transport.links", LOCO_MAX_LINK_RULES, parse_link_rules, write_link_rules,
              "per-pair link overrides, each \"FROM->TO key=value,...\" (-1 = any rank)"),
+
     STR_KEY("transport.key_file", transport.comm.key_file,
             "file holding the run key every connection must prove (else LOCO_RUN_KEY_FILE or "
             "LOCO_RUN_KEY; mpirun runs without one share a random key)"),
@@ -296,6 +305,55 @@ static const config_key g_schema[] = {
              "compare state digests at sync points and repair members that differ"),
     STR_KEY("ft.events", transport.comm.ft.events_path,
             "file the coordinator appends its events to (JSON lines), when hosted here"),
+
+    ENUM_KEY("sync.strategy", sync.strategy, g_strategy_names,
+             "how replicas agree (none: a single process)"),
+    INT_KEY("sync.h", sync.h, 1, 1 << 30, "inner steps per round (diloco, streaming; QSR: H_base)"),
+    ENUM_KEY("sync.h_schedule", sync.h_schedule, g_h_schedule_names,
+             "round length (qsr: max(H_base, floor((qsr_alpha / lr)^2)), diloco only)"),
+    FLOAT_KEY("sync.qsr_alpha", sync.qsr_alpha, 0, 100, "QSR's alpha"),
+    FLOAT_KEY("sync.outer_lr", sync.outer_lr, 0, 100, "outer SGD learning rate (FedAvg: 1)"),
+    FLOAT_KEY("sync.outer_momentum", sync.outer_momentum, 0, 0.999999,
+              "outer momentum (FedAvg: 0)"),
+    BOOL_KEY("sync.outer_nesterov", sync.outer_nesterov, "outer Nesterov momentum"),
+    INT_KEY("sync.delay", sync.delay, 0, 1,
+            "diloco: 1 = apply each round's average one round late (overlaps communication)"),
+    INT_KEY("sync.fragments", sync.fragments, 1, LOCO_SYNC_MAX_FRAGMENTS,
+            "streaming: fragments P of transformer blocks (P divides sync.h)"),
+    ENUM_KEY("sync.fragment_pattern", sync.fragment_pattern, g_fragment_names,
+             "streaming: block l in fragment l mod P (strided) or runs of blocks"),
+    INT_KEY("sync.overlap", sync.overlap, 0, 1 << 30,
+            "streaming: steps tau a fragment's average travels, < sync.h / sync.fragments"),
+    FLOAT_KEY("sync.mix_alpha", sync.mix_alpha, 0, 1,
+              "streaming: replica = alpha replica + (1 - alpha) global on arrival"),
+    FLOAT_KEY("sync.demo_beta", sync.demo_beta, 0, 1, "demo: momentum decay"),
+
+    ENUM_KEY("codec.name", codec_name, g_codec_names,
+             "what travels (auto: none for ddp/diloco, fp4 for streaming, dct_topk for demo)"),
+    INT_KEY("codec.bits", sync.codec.bits, 1, 8, "maxmin 1..8, qsgd 2..8, fp4 4"),
+    INT_KEY("codec.bucket", sync.codec.bucket, 0, 1 << 30,
+            "elements per scale (0 = whole message); default 512, sign 0"),
+    BOOL_KEY("codec.stochastic", sync.codec.stochastic,
+             "stochastic (unbiased) rounding; randk: rescale kept values"),
+    FLOAT_KEY("codec.density", sync.codec.density, 0, 1, "topk/dgc/randk kept fraction"),
+    INT_KEY("codec.chunk_topk", sync.codec.chunk_topk, 1, 4096,
+            "dct_topk: coefficients kept per DCT chunk"),
+    INT_KEY("codec.rank", sync.codec.rank, 1, 1024, "powersgd rank"),
+    FLOAT_KEY("codec.clip_sigma", sync.codec.clip_sigma, 0, 100,
+              "ternary: clip at clip_sigma standard deviations (0 = off)"),
+    BOOL_KEY("codec.entropy", sync.codec.entropy, "entropy-code sparse indices, deflate payloads"),
+    FLOAT_KEY("codec.dgc_momentum", sync.codec.dgc_momentum, 0, 0.999999,
+              "dgc momentum correction"),
+    FLOAT_KEY("codec.dgc_sample", sync.codec.dgc_sample, 0, 1,
+              "dgc: fraction sampled for the threshold"),
+    INT_KEY("codec.dgc_warmup_steps", sync.codec.dgc_warmup_steps, 0, 1 << 30,
+            "dgc: density warm-up steps (0 = off)"),
+    FLOAT_KEY("codec.dgc_clip_norm", sync.codec.dgc_clip_norm, 0, 1e9,
+              "dgc: local gradient clipping norm (0 = off)"),
+    ENUM_KEY("codec.ef", sync.ef.mode, g_ef_names,
+             "ddp: error feedback around the codec"),
+    FLOAT_KEY("codec.ef_eta", sync.ef.eta, 0, 1, "econtrol feedback strength"),
+    FLOAT_KEY("codec.ef_decay", sync.ef.decay, 0, 1, "ef residual decay (1 = classic EF)"),
 };
 static const int g_schema_count = (int)(sizeof g_schema / sizeof g_schema[0]);
 
@@ -399,6 +457,9 @@ void loco_config_defaults(loco_config *cfg)
 
     cfg->transport.launch = LOCO_LAUNCH_AUTO;
     cfg->transport.comm = (loco_comm_config)LOCO_COMM_CONFIG_INIT;
+
+    cfg->sync = loco_sync_params_default(LOCO_SYNC_NONE);
+    cfg->codec_name = 0; /* auto */
 }
 
 void loco_config_bind_transport(loco_config *cfg)
@@ -1061,6 +1122,76 @@ static const char *origin_text(const loco_config *cfg, const char *path, char *b
     return buf;
 }
 
+bool loco_config_key_set(const loco_config *cfg, const char *path)
+{
+    int index = schema_find(path);
+    LOCO_ASSERT(index >= 0);
+    return cfg->origin[index].from_override || cfg->origin[index].line > 0;
+}
+
+/* codec.* keys the user gave override the chosen codec's own defaults; the rest keep them. */
+static void resolve_codec(loco_config *cfg)
+{
+    loco_sync_params *sp = &cfg->sync;
+    loco_codec_id id = LOCO_CODEC_NONE;
+    if (0 == cfg->codec_name) {
+        id = loco_sync_params_default(sp->strategy).codec.id;
+    } else {
+        id = (loco_codec_id)(cfg->codec_name - 1);
+    }
+    const loco_codec_params user = sp->codec;
+    loco_codec_params p = loco_codec_params_default(id);
+#define TAKE(key, field)                                                                          \
+    if (loco_config_key_set(cfg, key)) {                                                          \
+        p.field = user.field;                                                                     \
+    }
+    TAKE("codec.bits", bits);
+    TAKE("codec.bucket", bucket);
+    TAKE("codec.stochastic", stochastic);
+    TAKE("codec.density", density);
+    TAKE("codec.chunk_topk", chunk_topk);
+    TAKE("codec.rank", rank);
+    TAKE("codec.clip_sigma", clip_sigma);
+    TAKE("codec.entropy", entropy);
+    TAKE("codec.dgc_momentum", dgc_momentum);
+    TAKE("codec.dgc_sample", dgc_sample);
+    TAKE("codec.dgc_warmup_steps", dgc_warmup_steps);
+    TAKE("codec.dgc_clip_norm", dgc_clip_norm);
+#undef TAKE
+    if (LOCO_CODEC_FP4 == id && !loco_config_key_set(cfg, "codec.bits")) {
+        p.bits = 4;
+    }
+    sp->codec = p;
+    sp->compress = LOCO_CODEC_NONE != id;
+    cfg->codec_name = (int)id + 1;
+}
+
+/* Resolve the sync: and codec: sections and check that they fit together. A failure names the
+ * file position of the key the message starts with. */
+static loco_status resolve_sync(loco_config *cfg, loco_error *err)
+{
+    resolve_codec(cfg);
+    cfg->sync.total_steps = cfg->train.steps;
+    cfg->sync.seed = cfg->run.seed;
+    loco_error inner = {0};
+    loco_status st = loco_sync_params_validate(&cfg->sync, &inner);
+    if (LOCO_OK == st) {
+        return LOCO_OK;
+    }
+    char key[64] = "";
+    sscanf(inner.msg, "%63[a-z_.]", key);
+    int index = schema_find(key);
+    if (index >= 0 && cfg->origin[index].line > 0) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "%s:%d:%d: %s", cfg->file,
+                              cfg->origin[index].line, cfg->origin[index].column, inner.msg);
+    }
+    if (index >= 0 && cfg->origin[index].from_override) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "--set %s: %s", key, inner.msg);
+    }
+    return loco_error_set(err, LOCO_ERR_CONFIG, "%s%s%s", cfg->file, cfg->file[0] ? ": " : "",
+                          inner.msg);
+}
+
 loco_status loco_config_validate(const loco_config *cfg, loco_error *err)
 {
     char where[1200];
@@ -1165,6 +1296,9 @@ loco_status loco_config_load_string(loco_config *cfg, const char *name, const ch
             err->status = LOCO_ERR_CONFIG;
             st = LOCO_ERR_CONFIG;
         }
+    }
+    if (LOCO_OK == st) {
+        st = resolve_sync(cfg, err);
     }
     return st;
 }

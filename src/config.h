@@ -17,6 +17,7 @@
 #include "base/base.h"
 #include "collectives/comm.h"
 #include "optim/optim.h"
+#include "optim/sync.h"
 #include "src/data.h"
 #include "src/model.h"
 
@@ -79,6 +80,9 @@ typedef struct loco_config {
     loco_train_params train;
     loco_optim_params optim;
     loco_transport_params transport;
+    loco_sync_params sync;   /* sync: and codec: sections (codec.* resolved against the codec's
+                                own defaults; total_steps = train.steps, seed = run.seed) */
+    int codec_name;          /* codec.name: 0 = auto (the strategy's default), else id + 1 */
     int kv_src_count; /* entries given for model.kv_src (0 = default identity) */
     loco_config_origin origin[LOCO_CONFIG_MAX_KEYS]; /* indexed like the schema */
 } loco_config;
@@ -100,6 +104,9 @@ loco_status loco_config_load_string(loco_config *cfg, const char *name, const ch
 
 /* Apply one "section.key=value" override (already-loaded cfg; validate afterwards). */
 loco_status loco_config_set(loco_config *cfg, const char *assignment, loco_error *err);
+
+/* Whether a key was given in the file or by --set (false: it kept its default). */
+bool loco_config_key_set(const loco_config *cfg, const char *path);
 
 /* Check cross-key consistency (n_head % n_kv_head, kv_src, seq_len <= ctx, ...). */
 loco_status loco_config_validate(const loco_config *cfg, loco_error *err);

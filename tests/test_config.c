@@ -5,6 +5,7 @@
 
 #include <criterion/criterion.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -297,6 +298,61 @@ Test(config, transport_section_with_units_lists_and_round_trip)
     cr_assert_eq(loco_config_load_string(&a, "t.yaml", "", 0, two, 1, &err), LOCO_OK, "%s",
                  err.msg);
     cr_assert_eq(a.transport.comm.link.n_outages, 2);
+}
+
+Test(config, sync_and_codec_sections_resolve_against_the_codec_defaults)
+{
+    static const char text[] = "train:\n  steps: 300\nrun:\n  seed: 9\n"
+                               "sync:\n  strategy: diloco\n  h: 25\n  delay: 1\n"
+                               "codec:\n  name: maxmin\n  bits: 8\n";
+    loco_config cfg;
+    loco_error err = {0};
+    cr_assert_eq(LOCO_OK, loco_config_load_string(&cfg, "t.yaml", text, sizeof text - 1, NULL, 0,
+                                                   &err),
+                 "%s", err.msg);
+    cr_assert_eq(cfg.sync.strategy, LOCO_SYNC_DILOCO);
+    cr_assert_eq(cfg.sync.h, 25);
+    cr_assert_eq(cfg.sync.delay, 1);
+    cr_assert(cfg.sync.compress);
+    cr_assert_eq(cfg.sync.codec.id, LOCO_CODEC_MAXMIN);
+    cr_assert_eq(cfg.sync.codec.bits, 8);       /* given */
+    cr_assert_eq(cfg.sync.codec.bucket, 512);   /* the codec's default */
+    cr_assert_eq(cfg.sync.total_steps, 300);    /* rounds end with the run */
+    cr_assert_eq(cfg.sync.seed, 9);
+    cr_assert(fabsf(cfg.sync.outer_lr - 0.7f) < 1e-7f && cfg.sync.outer_nesterov);
+    /* auto codec: the strategy's default; sign keeps its own bucket default 0 */
+    static const char streaming[] = "sync:\n  strategy: streaming\n  h: 10\n";
+    cr_assert_eq(LOCO_OK, loco_config_load_string(&cfg, "s.yaml", streaming,
+                                                   sizeof streaming - 1, NULL, 0, &err));
+    cr_assert_eq(cfg.sync.codec.id, LOCO_CODEC_FP4);
+    const char *sign[] = {"sync.strategy=ddp", "codec.name=sign", "codec.ef=ef"};
+    cr_assert_eq(LOCO_OK, loco_config_load_string(&cfg, "s.yaml", "", 0, sign, 3, &err), "%s",
+                 err.msg);
+    cr_assert_eq(cfg.sync.codec.id, LOCO_CODEC_SIGN);
+    cr_assert_eq(cfg.sync.codec.bucket, 0);
+    cr_assert_eq(cfg.sync.ef.mode, LOCO_EF_EF);
+    /* the resolved file loads back to the same settings */
+    char *out = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&out, &len);
+    loco_config_write_yaml(&cfg, mem);
+    fclose(mem);
+    loco_config again;
+    cr_assert_eq(LOCO_OK, loco_config_load_string(&again, "again.yaml", out, len, NULL, 0, &err),
+                 "%s", err.msg);
+    free(out);
+    cr_assert_eq(again.sync.strategy, cfg.sync.strategy);
+    cr_assert_eq(again.sync.codec.id, cfg.sync.codec.id);
+    cr_assert_eq(again.sync.codec.bucket, cfg.sync.codec.bucket);
+    cr_assert_eq(again.sync.codec.bits, cfg.sync.codec.bits);
+    cr_assert_eq(again.sync.codec.density, cfg.sync.codec.density);
+    cr_assert_eq(again.sync.ef.mode, cfg.sync.ef.mode);
+    cr_assert_eq(again.sync.compress, cfg.sync.compress);
+    cr_assert_eq(again.sync.h, cfg.sync.h);
+    /* an override naming the key in the error */
+    const char *bad[] = {"sync.strategy=streaming", "sync.h=10", "sync.overlap=7"};
+    cr_assert_eq(LOCO_ERR_CONFIG, loco_config_load_string(&cfg, "s.yaml", "", 0, bad, 3, &err));
+    cr_assert(0 == strncmp(err.msg, "--set sync.overlap: sync.overlap = 7", 36), "%s", err.msg);
 }
 
 Test(config, ft_and_authentication_keys_with_round_trip_and_errors)
