@@ -6,8 +6,11 @@
 #
 # For each link (loco's built-in emulator on every pair: transport.link.rate / .delay) the three
 # configs run with LOCO_WORKERS (4) workers into runs/wallclock/RATE-DELAY/NAME, validating every
-# LOCO_WALL_EVAL (50) steps. Times are training seconds (wall clock minus validation) read from
-# the eval records of metrics.jsonl. Extra `loco train` options: LOCO_TRAIN_ARGS.
+# LOCO_WALL_EVAL (50) steps. DDP trains its configured 1000 steps; DiLoCo needs more tokens than
+# DDP to reach DDP's loss (at 1000 steps it is ~12% behind), so diloco and diloco-delay get
+# LOCO_WALL_LOWCOMM_STEPS (3000) steps and the table reports when they first cross DDP's final
+# validation loss. Times are training seconds (wall clock minus validation) read from the eval
+# records of metrics.jsonl. Extra `loco train` options: LOCO_TRAIN_ARGS.
 set -euo pipefail
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$here"
@@ -32,11 +35,13 @@ for link in "${links[@]}"; do
       continue
     fi
     rm -rf "$dir"
+    steps=()
+    [ "$name" = ddp ] || steps=(--set train.steps="${LOCO_WALL_LOWCOMM_STEPS:-3000}")
     echo "[wallclock] $rate $delay $name ..."
     LOCO_LOG=${LOCO_LOG:-warn} LOCO_MPIRUN_TIMEOUT=${LOCO_MPIRUN_TIMEOUT:-7200} \
       launch/loco-mpirun -np "$workers" "$build_dir/loco" train "configs/$name.yaml" \
       --set run.dir="$dir" --set transport.link.rate="$rate" --set transport.link.delay="$delay" \
-      --set train.eval_every="${LOCO_WALL_EVAL:-50}" "${extra[@]}" || true
+      --set train.eval_every="${LOCO_WALL_EVAL:-50}" "${steps[@]}" "${extra[@]}" || true
     [ "$(status_of "$dir/run.json")" = ok ] || { echo "[wallclock] $name failed" >&2; exit 1; }
   done
   tables+=("$base")
@@ -44,8 +49,8 @@ done
 
 python3 - "${tables[@]}" <<'PY'
 import json, os, sys
-print("| link | strategy | final val loss | training s (total) | s to DDP's final val loss | speed-up | MiB sent/worker |")
-print("|---|---|---:|---:|---:|---:|---:|")
+print("| link | strategy | steps | final val loss | training s (total) | s to DDP's final val loss | speed-up | MiB sent/worker |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
 for base in sys.argv[1:]:
     link = os.path.basename(base).replace("-", ", ")
     runs = {}
@@ -61,6 +66,6 @@ for base in sys.argv[1:]:
         sent = sum(w["bytes_sent"] for w in run["workers"]) / len(run["workers"]) / 2**20
         reach = f"{hit:.0f}" if hit is not None else "not reached"
         speed = f"{ddp_time / hit:.1f}x" if hit else "n/a"
-        print(f"| {link} | {name} | {run['final_val_loss']:.4f} | {evals[-1]['train_s']:.0f} | "
+        print(f"| {link} | {name} | {run['steps']} | {run['final_val_loss']:.4f} | {evals[-1]['train_s']:.0f} | "
               f"{reach} | {speed} | {sent:.1f} |")
 PY
