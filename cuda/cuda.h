@@ -247,6 +247,24 @@ size_t loco_cuda_quant_payload_bytes(const loco_cuda_quant_params *p, size_t n);
 loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cuda_quant_params *p,
                                    const float *in, size_t n, uint8_t *payload, loco_error *err);
 
+/* ---------------------------------------------------------------------------------------------
+ * Top-k by magnitude on the GPU (cuda/topk.cu): exactly compress/topk.h's selection (the k
+ * largest |x|, ties toward the lowest index; indices ascending, val[j] = x[idx[j]]), by radix
+ * select on the magnitude bits: three histogram passes (11 + 10 + 10 bits) fix the k-th largest
+ * magnitude, a counting pass and a writing pass compact the kept elements in index order — five
+ * reads of the input. compress/codec.h's loco_codec_encode_cuda frames the result as the CPU's
+ * top-k message. */
+
+/* Device scratch bytes loco_cuda_topk_select needs for n elements (8 KB + 8 bytes per 4096). */
+size_t loco_cuda_topk_scratch_bytes(size_t n);
+
+/* Select the top k of device x (n floats, n < 2^32, k <= n) into device idx (k) and val (k), on
+ * ctx's stream; scratch: loco_cuda_topk_scratch_bytes(n) device bytes, 8-byte aligned.
+ * Synchronizes. Errors: LOCO_ERR_NONFINITE (a NaN/Inf input), LOCO_ERR_INVALID_ARG,
+ * LOCO_ERR_CUDA. */
+loco_status loco_cuda_topk_select(loco_cuda_ctx *ctx, const float *x, size_t n, size_t k,
+                                  uint32_t *idx, float *val, void *scratch, loco_error *err);
+
 #ifdef __cplusplus
 }
 #endif

@@ -243,4 +243,17 @@ loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cuda_quant_par
     return no_cuda(err);
 }
 
+size_t loco_cuda_topk_scratch_bytes(size_t n)
+{
+    (void)n;
+    return 0;
+}
+
+loco_status loco_cuda_topk_select(loco_cuda_ctx *ctx, const float *x, size_t n, size_t k,
+                                  uint32_t *idx, float *val, void *scratch, loco_error *err)
+{
+    (void)ctx, (void)x, (void)n, (void)k, (void)idx, (void)val, (void)scratch;
+    return no_cuda(err);
+}
+
 #endif /* !LOCO_HAVE_CUDA */
