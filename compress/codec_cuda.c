@@ -3,6 +3,8 @@
  * encoder (loco_wire_init, loco_wire_frame), so a GPU worker and a CPU worker exchange the same
  * bytes. */
 #include "codec_impl.h"
+#include "dct.h"
+#include "dct_impl.h"
 #include "sparse_impl.h"
 
 #include "cuda/cuda.h"
@@ -47,9 +49,56 @@ static loco_status encode_topk(const loco_codec *codec, struct loco_cuda_ctx *cu
     return loco_wire_frame(codec, &w, out, raw, out_len, err);
 }
 
+/* Bytes of the two DCT bases (each up to 64 x 64 floats) after the payload, 16-aligned. */
+#define DCT_BASES_BYTES (2 * DCT_MAX * DCT_MAX * sizeof(float) + 16)
+
+/* DCT top-k: the bases made on the host (the CPU codec's own loco_dct_basis) and uploaded
+ * behind the payload in dev_payload; the payload made on the GPU and copied down. */
+static loco_status encode_dct(const loco_codec *codec, struct loco_cuda_ctx *cuda,
+                              const float *dev_in, size_t rows, size_t cols, uint8_t *dev_payload,
+                              uint8_t *out, size_t cap, size_t *out_len, loco_error *err)
+{
+    loco_dct_geom g;
+    loco_dct_geom_init(&g, rows, cols, (size_t)codec->params.chunk_topk);
+    if (cap < LOCO_WIRE_HEADER_BYTES + g.total) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "GPU encode (dct_topk): needs %zu bytes, capacity %zu (use "
+                              "loco_codec_bound)",
+                              LOCO_WIRE_HEADER_BYTES + g.total, cap);
+    }
+    float Br[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX], BcT[DCT_MAX * DCT_MAX];
+    loco_dct_basis(g.rc, Br);
+    loco_dct_basis(g.cc, Bc);
+    for (size_t v = 0; v < g.cc; v++) {
+        for (size_t j = 0; j < g.cc; j++) {
+            BcT[j * g.cc + v] = Bc[v * g.cc + j];
+        }
+    }
+    float *dev_br = (float *)(dev_payload + ((g.total + 15) & ~(size_t)15));
+    float *dev_bct = dev_br + DCT_MAX * DCT_MAX;
+    LOCO_TRY(loco_cuda_upload(cuda, dev_br, Br, g.rc * g.rc * sizeof(float), err));
+    LOCO_TRY(loco_cuda_upload(cuda, dev_bct, BcT, g.cc * g.cc * sizeof(float), err));
+    loco_cuda_dct_params p = {rows, cols, g.rc, g.cc, g.kc, g.ib, dev_br, dev_bct};
+    LOCO_TRY(loco_cuda_dct_topk_encode(cuda, &p, dev_in, dev_payload, err));
+    if (g.total > 0) {
+        LOCO_TRY(loco_cuda_download(cuda, out + LOCO_WIRE_HEADER_BYTES, dev_payload, g.total,
+                                    err));
+    }
+    loco_wire w;
+    loco_wire_init(codec, rows * cols, &w);
+    w.k = g.K;
+    w.param = (uint32_t)codec->params.chunk_topk;
+    w.rows = (uint32_t)rows;
+    w.cols = (uint32_t)cols;
+    return loco_wire_frame(codec, &w, out, g.total, out_len, err);
+}
+
 size_t loco_codec_cuda_scratch_bytes(const loco_codec *codec, size_t n)
 {
     size_t bound = loco_codec_bound(codec, n);
+    if (LOCO_CODEC_DCT_TOPK == codec->params.id) {
+        return bound + DCT_BASES_BYTES;
+    }
     if (LOCO_CODEC_TOPK != codec->params.id) {
         return bound;
     }
@@ -63,6 +112,17 @@ loco_status loco_codec_encode_cuda(const loco_codec *codec, struct loco_cuda_ctx
                                    uint8_t *dev_payload, uint8_t *out, size_t cap,
                                    size_t *out_len, loco_error *err)
 {
+    return loco_codec_encode_cuda_shaped(codec, cuda, dev_in, 1, n, ctx, dev_payload, out, cap,
+                                         out_len, err);
+}
+
+loco_status loco_codec_encode_cuda_shaped(const loco_codec *codec, struct loco_cuda_ctx *cuda,
+                                          const float *dev_in, size_t rows, size_t cols,
+                                          const loco_codec_ctx *ctx, uint8_t *dev_payload,
+                                          uint8_t *out, size_t cap, size_t *out_len,
+                                          loco_error *err)
+{
+    size_t n = rows * cols;
     *out_len = 0;
     if (NULL == codec || NULL == cuda || NULL == out || NULL == dev_payload ||
         (NULL == dev_in && n > 0)) {
@@ -79,6 +139,9 @@ loco_status loco_codec_encode_cuda(const loco_codec *codec, struct loco_cuda_ctx
     }
     if (LOCO_CODEC_TOPK == p->id) {
         return encode_topk(codec, cuda, dev_in, n, dev_payload, out, cap, out_len, err);
+    }
+    if (LOCO_CODEC_DCT_TOPK == p->id) {
+        return encode_dct(codec, cuda, dev_in, rows, cols, dev_payload, out, cap, out_len, err);
     }
     loco_cuda_quant_params q;
     memset(&q, 0, sizeof q);
@@ -106,7 +169,7 @@ loco_status loco_codec_encode_cuda(const loco_codec *codec, struct loco_cuda_ctx
     default:
         return loco_error_set(err, LOCO_ERR_UNSUPPORTED,
                               "GPU encode: codec %s runs on the CPU only (the GPU encodes "
-                              "maxmin, qsgd, fp4, ternary, sign and topk)",
+                              "maxmin, qsgd, fp4, ternary, sign, topk and dct_topk)",
                               loco_codec_name(p->id));
     }
     static const loco_codec_ctx zero_ctx = {0, 0, 0, 0};

@@ -265,6 +265,25 @@ size_t loco_cuda_topk_scratch_bytes(size_t n);
 loco_status loco_cuda_topk_select(loco_cuda_ctx *ctx, const float *x, size_t n, size_t k,
                                   uint32_t *idx, float *val, void *scratch, loco_error *err);
 
+/* DCT-chunk top-k (compress/dct.h's codec) on the GPU: one block per chunk computes the chunk's
+ * 2-D DCT-II with the CPU's operation order and rounding (bit-identical coefficients), keeps
+ * the kc largest |X| (ties to the lower local index) and writes the codec's payload. */
+typedef struct loco_cuda_dct_params {
+    size_t rows, cols;          /* the tensor (row-major) */
+    size_t rc, cc;              /* chunk shape: rc | rows, cc | cols, each 1..64 */
+    size_t kc;                  /* coefficients kept per chunk, 1..rc cc */
+    int index_bits;             /* bits per local index: ceil(log2(rc cc)), at most 12 */
+    const float *basis_rows;    /* device (rc x rc): loco_dct_basis(rc) */
+    const float *basis_cols_t;  /* device (cc x cc): loco_dct_basis(cc) transposed */
+} loco_cuda_dct_params;
+
+/* Encode device in (rows x cols) into device payload: the K = chunks x kc values, then each
+ * chunk's packed local indices (compress/dct.h's payload, without the message header).
+ * Synchronizes. Errors: LOCO_ERR_NONFINITE (NaN/Inf input), LOCO_ERR_RANGE (a coefficient
+ * overflows fp32), LOCO_ERR_INVALID_ARG (geometry), LOCO_ERR_CUDA. */
+loco_status loco_cuda_dct_topk_encode(loco_cuda_ctx *ctx, const loco_cuda_dct_params *p,
+                                      const float *in, uint8_t *payload, loco_error *err);
+
 #ifdef __cplusplus
 }
 #endif

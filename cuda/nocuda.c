@@ -256,4 +256,11 @@ loco_status loco_cuda_topk_select(loco_cuda_ctx *ctx, const float *x, size_t n, 
     return no_cuda(err);
 }
 
+loco_status loco_cuda_dct_topk_encode(loco_cuda_ctx *ctx, const loco_cuda_dct_params *p,
+                                      const float *in, uint8_t *payload, loco_error *err)
+{
+    (void)ctx, (void)p, (void)in, (void)payload;
+    return no_cuda(err);
+}
+
 #endif /* !LOCO_HAVE_CUDA */

@@ -1,5 +1,7 @@
-/* cuda/topk.cu — exact top-k by magnitude on the GPU (cuda.h's loco_cuda_topk_select): the set
- * compress/topk.h defines (the k largest |x|, ties toward the lowest index), indices ascending.
+/* cuda/topk.cu — exact top-k by magnitude on the GPU: over a whole vector (cuda.h's
+ * loco_cuda_topk_select) and per DCT chunk (loco_cuda_dct_topk_encode, at the end of the file).
+ * Both select the set compress/ defines (the k largest |x|, ties toward the lowest index),
+ * indices ascending.
  *
  * Radix select on the 31 magnitude bits of each float (|x|'s bits order like |x|):
  *   pass 1  histogram of bits 30..20 (2048 bins) over every element; the host finds the bin
@@ -237,6 +239,211 @@ static loco_status topk_run(loco_cuda_ctx *ctx, const float *x, size_t n, size_t
     topk_write_kernel<<<ntiles, TOPK_THREADS, 0, ctx->stream>>>(x, n, T, need, counts, idx, val);
     CUDA_LAUNCH_TRY();
     CUDA_TRY(cudaStreamSynchronize(ctx->stream));
+    return LOCO_OK;
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * DCT-chunk top-k (compress/dct.c's codec; layout in compress/dct.h): one block per chunk of
+ * rc x cc <= 64 x 64 coefficients, everything in shared memory:
+ *   1. load the chunk; 2. tmp = x_chunk Bc^T and 3. X = Br tmp, each output element a sum in the
+ *   CPU's order (j, then i, ascending) of products rounded separately (__fmul_rn/__fadd_rn: no
+ *   fused multiply-add, as compress/ is built), so X is the CPU's to the bit;
+ *   4. the kc-th largest |X| by bisection on its 31 bits (31 block-wide counts); 5. the kept
+ *   coefficients in local-index order by a block scan (ties to the lower local index); 6. their
+ *   values at the chunk's place in the value section, their local indices packed LSB first,
+ *   byte by byte, in the chunk's index bytes. */
+
+#define DCT_THREADS 256
+#define DCT_MAX_M 4096
+#define DCT_PER_THREAD (DCT_MAX_M / DCT_THREADS)
+
+struct dct_layout {
+    size_t cols, rc, cc, m, kc, nbc, K, idx_bytes;
+    int ib;
+};
+
+/* Block-wide sum of one count per thread (all threads call it; *cell is shared scratch). */
+__device__ __forceinline__ uint32_t block_count(uint32_t mine, uint32_t *cell)
+{
+    if (0 == threadIdx.x) {
+        *cell = 0;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        mine += __shfl_xor_sync(0xffffffffu, mine, o);
+    }
+    if (0 == (threadIdx.x & 31)) {
+        atomicAdd(cell, mine);
+    }
+    __syncthreads();
+    uint32_t total = *cell;
+    __syncthreads();
+    return total;
+}
+
+__global__ void __launch_bounds__(DCT_THREADS)
+    dct_topk_kernel(const float *x, dct_layout g, const float *Br, const float *BcT,
+                    uint8_t *payload, int *status)
+{
+    extern __shared__ float dsm[];
+    float *xs = dsm, *tmp = dsm + g.m, *C = dsm + 2 * g.m;
+    uint32_t *list = reinterpret_cast<uint32_t *>(dsm + 3 * g.m); /* (kc) kept local indices */
+    __shared__ uint32_t cell, warp_sums[DCT_THREADS / 32];
+    size_t q = blockIdx.x;
+    const float *chunk = x + (q / g.nbc) * g.rc * g.cols + (q % g.nbc) * g.cc;
+    int bad = 0;
+    for (size_t l = threadIdx.x; l < g.m; l += DCT_THREADS) {
+        float v = chunk[(l / g.cc) * g.cols + l % g.cc];
+        bad |= !isfinite(v);
+        xs[l] = v;
+    }
+    __syncthreads();
+    for (size_t l = threadIdx.x; l < g.m; l += DCT_THREADS) { /* tmp[i][v] = sum_j x[i][j] BcT[j][v] */
+        size_t i = l / g.cc, v = l % g.cc;
+        float acc = 0.0f;
+        for (size_t j = 0; j < g.cc; j++) {
+            acc = __fadd_rn(acc, __fmul_rn(xs[i * g.cc + j], BcT[j * g.cc + v]));
+        }
+        tmp[l] = acc;
+    }
+    __syncthreads();
+    int overflow = 0;
+    for (size_t l = threadIdx.x; l < g.m; l += DCT_THREADS) { /* X[u][v] = sum_i Br[u][i] tmp[i][v] */
+        size_t u = l / g.cc, v = l % g.cc;
+        float acc = 0.0f;
+        for (size_t i = 0; i < g.rc; i++) {
+            acc = __fadd_rn(acc, __fmul_rn(Br[u * g.rc + i], tmp[i * g.cc + v]));
+        }
+        C[l] = acc;
+        overflow |= !isfinite(acc);
+    }
+    __syncthreads();
+    if (0 != block_count(bad, &cell)) {
+        if (0 == threadIdx.x) {
+            atomicOr(status, 2);
+        }
+        return;
+    }
+    if (0 != block_count(overflow, &cell)) {
+        if (0 == threadIdx.x) {
+            atomicOr(status, 1);
+        }
+        return;
+    }
+    /* the kc-th largest magnitude key T: the largest T with count(key >= T) >= kc */
+    uint32_t T = 0;
+    for (int bit = 30; bit >= 0; bit--) {
+        uint32_t cand = T | (1u << bit), mine = 0;
+        for (size_t l = threadIdx.x; l < g.m; l += DCT_THREADS) {
+            mine += mag_key(C[l]) >= cand;
+        }
+        if (block_count(mine, &cell) >= g.kc) {
+            T = cand;
+        }
+    }
+    uint32_t mine = 0;
+    for (size_t l = threadIdx.x; l < g.m; l += DCT_THREADS) {
+        mine += mag_key(C[l]) > T;
+    }
+    uint32_t need = (uint32_t)g.kc - block_count(mine, &cell);
+    /* kept coefficients in local-index order: thread t owns [t per, (t + 1) per) */
+    size_t per = (g.m + DCT_THREADS - 1) / DCT_THREADS, first = threadIdx.x * per;
+    uint32_t gt = 0, eq = 0;
+    for (size_t l = first; l < first + per && l < g.m; l++) {
+        uint32_t key = mag_key(C[l]);
+        gt += key > T;
+        eq += key == T;
+    }
+    uint32_t ex = block_exclusive_scan(gt << 16 | eq, warp_sums);
+    uint32_t eq_before = ex & 0xFFFFu;
+    uint32_t pos = (ex >> 16) + min(eq_before, need);
+    float *values = reinterpret_cast<float *>(payload) + q * g.kc;
+    for (size_t l = first; l < first + per && l < g.m; l++) {
+        uint32_t key = mag_key(C[l]);
+        bool keep = key > T;
+        if (key == T) {
+            keep = eq_before < need;
+            eq_before++;
+        }
+        if (keep) {
+            list[pos] = (uint32_t)l;
+            values[pos] = C[l];
+            pos++;
+        }
+    }
+    __syncthreads();
+    uint8_t *bytes = payload + 4 * g.K + q * g.idx_bytes;
+    for (size_t b = threadIdx.x; b < g.idx_bytes; b += DCT_THREADS) {
+        uint32_t byte = 0;
+        for (int bit = 0; bit < 8; bit++) {
+            size_t at = 8 * b + (size_t)bit, t = at / (size_t)g.ib;
+            if (t < g.kc) {
+                byte |= ((list[t] >> (at % (size_t)g.ib)) & 1u) << bit;
+            }
+        }
+        bytes[b] = (uint8_t)byte;
+    }
+}
+
+extern "C" loco_status loco_cuda_dct_topk_encode(loco_cuda_ctx *ctx,
+                                                 const loco_cuda_dct_params *p, const float *in,
+                                                 uint8_t *payload, loco_error *err)
+{
+    size_t m = p->rc * p->cc;
+    if (0 == p->rc || 0 == p->cc || p->rc > 64 || p->cc > 64 || 0 != p->rows % p->rc ||
+        0 != p->cols % p->cc || p->kc < 1 || p->kc > m || (m > 1 && p->index_bits < 1) ||
+        p->index_bits > 12 || ((size_t)1 << p->index_bits) < m) {
+        return loco_error_set(err, LOCO_ERR_INVALID_ARG,
+                              "GPU DCT top-k: bad geometry (%zu x %zu in chunks of %zu x %zu, "
+                              "%zu kept, %d index bits)",
+                              p->rows, p->cols, p->rc, p->cc, p->kc, p->index_bits);
+    }
+    dct_layout g;
+    g.cols = p->cols;
+    g.rc = p->rc;
+    g.cc = p->cc;
+    g.m = m;
+    g.kc = p->kc;
+    g.nbc = p->cols / p->cc;
+    size_t nchunks = (p->rows / p->rc) * g.nbc;
+    g.K = nchunks * p->kc;
+    g.ib = p->index_bits;
+    g.idx_bytes = (p->kc * (size_t)p->index_bits + 7) / 8;
+    if (0 == nchunks) {
+        return LOCO_OK;
+    }
+    size_t smem = 4 * m * sizeof(float);
+    int *status = reinterpret_cast<int *>(ctx->reduce_scratch); /* stream-ordered scratch */
+    cudaError_t e = cudaFuncSetAttribute(dct_topk_kernel,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    if (cudaSuccess == e) {
+        e = cudaMemsetAsync(status, 0, sizeof(int), ctx->stream);
+    }
+    if (cudaSuccess == e) {
+        dct_topk_kernel<<<(unsigned int)nchunks, DCT_THREADS, smem, ctx->stream>>>(
+            in, g, p->basis_rows, p->basis_cols_t, payload, status);
+        e = cudaGetLastError();
+    }
+    int host = 0;
+    if (cudaSuccess == e) {
+        e = cudaMemcpyAsync(&host, status, sizeof host, cudaMemcpyDeviceToHost, ctx->stream);
+    }
+    if (cudaSuccess == e) {
+        e = cudaStreamSynchronize(ctx->stream);
+    }
+    if (cudaSuccess != e) {
+        return loco_cuda_error(err, loco_cuda_fail(e, "dct_topk_kernel", __FILE__, __LINE__),
+                               "GPU DCT top-k");
+    }
+    if (0 != (host & 2)) {
+        return loco_error_set(err, LOCO_ERR_NONFINITE, "dct_topk encode: input has NaN or Inf");
+    }
+    if (0 != (host & 1)) {
+        return loco_error_set(err, LOCO_ERR_RANGE,
+                              "dct_topk encode: a DCT coefficient overflows fp32 (values too "
+                              "large); scale the input down");
+    }
     return LOCO_OK;
 }
 

@@ -3,7 +3,9 @@
  * family (max-min at 1..8 bits, QSGD, FP4, ternary with and without clipping, sign), stochastic
  * and nearest rounding, buckets that do and do not divide the input, the entropy stage; top-k
  * (radix select) at densities 1e-4..1, with heavy ties at the threshold, against the CPU codec
- * and the naive reference; NaN input and unsupported requests fail as on the CPU. Skips without a GPU; public headers only.
+ * and the naive reference; DCT-chunk top-k on vectors and matrices (64 x 64, 48 x 50, 7 x 1
+ * and 1 x 1 chunks; 1..all coefficients kept); NaN input and unsupported requests fail as on
+ * the CPU. Skips without a GPU; public headers only.
  */
 #include "compress/codec.h"
 #include "compress/topk.h"
@@ -53,8 +55,11 @@ static void fixture_free(gpu_fixture *f)
     free(f->host);
 }
 
-/* Encode on both and compare every byte; names the first difference. */
-static void check_same(gpu_fixture *f, const loco_codec_params *p, size_t n, const char *what)
+/* Encode on both and compare every byte; names the first difference. rows 0: n elements with
+ * no shape (a NULL codec state); else a rows x (n / rows) tensor (the CPU gets a state of that
+ * shape, the GPU loco_codec_encode_cuda_shaped). */
+static void check_same_shaped(gpu_fixture *f, const loco_codec_params *p, size_t rows, size_t n,
+                              const char *what)
 {
     loco_codec *codec = NULL;
     loco_error err = {0};
@@ -64,10 +69,17 @@ static void check_same(gpu_fixture *f, const loco_codec_params *p, size_t n, con
     uint8_t *cpu = malloc(cap), *gpu = malloc(cap);
     loco_codec_ctx ctx = {1234567, 17, 3, 5};
     size_t cpu_len = 0, gpu_len = 0;
-    cr_assert_eq(loco_codec_encode_ex(codec, NULL, f->host, n, &ctx, cpu, cap, &cpu_len, &err),
+    loco_codec_state *state = NULL;
+    if (rows > 0) {
+        cr_assert_eq(loco_codec_state_init(&state, codec, rows, n / rows, &err), LOCO_OK, "%s",
+                     err.msg);
+    }
+    cr_assert_eq(loco_codec_encode_ex(codec, state, f->host, n, &ctx, cpu, cap, &cpu_len, &err),
                  LOCO_OK, "%s: CPU: %s", what, err.msg);
-    cr_assert_eq(loco_codec_encode_cuda(codec, f->ctx, f->dev, n, &ctx, f->dev_payload, gpu, cap,
-                                        &gpu_len, &err),
+    loco_codec_state_free(state);
+    cr_assert_eq(loco_codec_encode_cuda_shaped(codec, f->ctx, f->dev, rows > 0 ? rows : 1,
+                                               rows > 0 ? n / rows : n, &ctx, f->dev_payload,
+                                               gpu, cap, &gpu_len, &err),
                  LOCO_OK, "%s: GPU: %s", what, err.msg);
     size_t at = 0;
     while (at < cpu_len && at < gpu_len && cpu[at] == gpu[at]) {
@@ -83,6 +95,11 @@ static void check_same(gpu_fixture *f, const loco_codec_params *p, size_t n, con
     free(cpu);
     free(gpu);
     loco_codec_free(codec);
+}
+
+static void check_same(gpu_fixture *f, const loco_codec_params *p, size_t n, const char *what)
+{
+    check_same_shaped(f, p, 0, n, what);
 }
 
 static loco_codec_params params(loco_codec_id id, int bits, int bucket, bool stochastic)
@@ -272,5 +289,45 @@ Test(cuda_codec, topk_select_matches_naive_reference)
     cr_assert_eq(loco_cuda_topk_select(f.ctx, f.dev, n, 10, (uint32_t *)f.dev_payload,
                                        (float *)(f.dev_payload + 40), f.dev_payload + 80, &err),
                  LOCO_ERR_NONFINITE);
+    fixture_free(&f);
+}
+
+Test(cuda_codec, dct_topk_bytes_match_cpu)
+{
+    SKIP_WITHOUT_GPU();
+    const size_t n = 1u << 20;
+    gpu_fixture f;
+    fixture_init(&f, n);
+    struct {
+        size_t rows, cols;
+        int chunk_topk;
+    } cases[] = {
+        {768, 768, 32},   {768, 768, 1},   {256, 4096, 4096}, {96, 1000, 100}, {96, 1000, 32},
+        {7, 67, 3},       {1, 100003, 32}, {1, 4096, 32},     {1000, 1000, 7}, {64, 64, 4000},
+    };
+    char what[96];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        loco_codec_params p = loco_codec_params_default(LOCO_CODEC_DCT_TOPK);
+        p.chunk_topk = cases[c].chunk_topk;
+        snprintf(what, sizeof what, "dct_topk %zu x %zu, %d per chunk", cases[c].rows,
+                 cases[c].cols, cases[c].chunk_topk);
+        check_same_shaped(&f, &p, cases[c].rows, cases[c].rows * cases[c].cols, what);
+    }
+    loco_codec_params p = loco_codec_params_default(LOCO_CODEC_DCT_TOPK);
+    check_same(&f, &p, 100003, "dct_topk vector of 100003 (1 x 1 chunks)");
+    check_same(&f, &p, 65536, "dct_topk vector of 65536 (1 x 64 chunks)");
+    /* NaN input is refused like on the CPU */
+    loco_codec *codec = NULL;
+    loco_error err = {0};
+    cr_assert_eq(loco_codec_init(&codec, &p, &err), LOCO_OK);
+    size_t cap = loco_codec_bound(codec, 4096), len = 0;
+    uint8_t *out = malloc(cap);
+    float nan = NAN;
+    cr_assert_eq(loco_cuda_upload(f.ctx, f.dev + 1000, &nan, sizeof nan, &err), LOCO_OK);
+    cr_assert_eq(loco_codec_encode_cuda(codec, f.ctx, f.dev, 4096, NULL, f.dev_payload, out, cap,
+                                        &len, &err),
+                 LOCO_ERR_NONFINITE);
+    free(out);
+    loco_codec_free(codec);
     fixture_free(&f);
 }

@@ -2,7 +2,8 @@
 # tests/test_train_cuda.sh — `loco train` with train.device: cuda (src/train_device.c).
 # Everywhere: strategies that need the local gradient on the host are refused with a config
 # error. Without a GPU: a clear error, then SKIP. With a GPU (one or more; two workers share one
-# if need be): a single GPU worker trains (loss falls), stop + --resume is bit-identical to an
+# if need be): a single GPU worker trains (loss falls, validation loss near the CPU's), stop +
+# --resume is bit-identical to an
 # uninterrupted run (parameters and AdamW moments cross device <-> host exactly), two DiLoCo
 # workers (8-bit ring codec) end with identical parameters and shared state, and their final
 # validation loss is close to the same run on the CPU (bf16 activations vs fp32).
@@ -42,6 +43,14 @@ assert len(steps) == 40, len(steps)
 first = sum(s['loss'] for s in steps[:5]) / 5
 last = sum(s['loss'] for s in steps[-5:]) / 5
 assert last < first - 0.5, (first, last)
+PY
+expect_rc 0 "$LOCO" train "$cfg" "${common[@]}" --set train.steps=40 --set train.device=cpu \
+  --set run.dir="$LOCO_TMP/cpu1"
+python3 - "$run/run.json" "$LOCO_TMP/cpu1/run.json" <<'PY' || fail "GPU and CPU disagree"
+import json, sys
+g, c = (json.load(open(p))["final_val_loss"] for p in sys.argv[1:3])
+print(f"final validation loss, one worker: GPU {g:.4f}, CPU {c:.4f}")
+assert abs(g - c) < 0.05 * c, (g, c)
 PY
 part=$LOCO_TMP/gpu1part
 expect_rc 0 "$LOCO" train "$cfg" "${common[@]}" --set train.steps=20 --set run.dir="$part"
