@@ -11,8 +11,8 @@
 #                                         throughput vs a copy, multi = one worker of all GPUs
 #                                         with NCCL, when the machine has two or more;
 #                                         train = `loco train` on GPUs: tests/test_train_cuda.sh,
-#                                         then 2 DiLoCo workers x 1 GPU over TCP (fp32 and
-#                                         8-bit ring) next to one worker of 2 GPUs (NCCL) on the
+#                                         then 2 DiLoCo workers x 1 GPU over TCP (fp32, 8-bit
+#                                         ring, one-round delay) next to one worker of 2 GPUs (NCCL) on the
 #                                         same shape; train_runs.json has tokens/s and losses)
 #
 # Environment: OUT (logs and JSON, default /tmp/loco-gpu-out), LOCO_PKG_DIR (default ./.deb),
@@ -110,13 +110,14 @@ if has train; then # loco train on GPUs: the test, then DiLoCo between 1-GPU wor
   (cd "$LOCO_BUILD_DIR" && timeout 300 ctest -R 'test_train_cuda|test_sync$' --output-on-failure) \
     > "$OUT/train.log" 2>&1
   summary+=("test_train_cuda + test_sync: rc $?, $((SECONDS - t0)) s")
-  grep -E "^ *[0-9]+/[0-9]+ Test|ok:|FAIL|final validation" "$OUT/train.log"
+  grep -E "^ *[0-9]+/[0-9]+ Test|ok:|FAIL|final validation|round ends" "$OUT/train.log"
   runs=/tmp/loco-gpu-runs
   rm -rf "$runs"
   steps=${TRAIN_STEPS:-300}
   shape=(--set train.steps="$steps" --set train.eval_every=100 --set train.log_every=10)
   if [ "$ngpu" -ge 2 ]; then
-    for v in "diloco2 " "diloco2-int8 --set codec.name=maxmin --set codec.bits=8"; do
+    for v in "diloco2 " "diloco2-int8 --set codec.name=maxmin --set codec.bits=8" \
+             "diloco2-delay1 --set sync.delay=1 --set sync.outer_momentum=0"; do
       name=${v%% *}
       t0=$SECONDS
       # shellcheck disable=SC2086
@@ -136,6 +137,7 @@ if has train; then # loco train on GPUs: the test, then DiLoCo between 1-GPU wor
       --layers 12 --width 768 --heads 12 --vocab 256 --seq 1024 --batch 16 --steps 30 \
       --warmup 5 2>&1 | grep -E "^gpu_worker" | tee -a "$OUT/train.log" > "$runs/gpu_worker$np.txt"
   done
+  grep "round ends" "$OUT/train.log"
   python3 bench/train_summary.py "$runs" > "$OUT/train_runs.json"
   python3 - "$OUT/train_runs.json" <<'PY'
 import json, sys

@@ -67,6 +67,11 @@ loco_status loco_cuda_download(loco_cuda_ctx *ctx, void *host, const void *dev, 
 loco_status loco_cuda_copy(loco_cuda_ctx *ctx, void *dst, const void *src, size_t bytes,
                            loco_error *err);
 
+/* Page-lock an existing host buffer so copies to and from it run at full bus speed (and
+ * release it before freeing the buffer). LOCO_ERR_CUDA if the driver refuses. */
+loco_status loco_cuda_pin(void *host, size_t bytes, loco_error *err);
+void loco_cuda_unpin(void *host); /* NULL is fine */
+
 /* Zero `bytes` of device memory (queued on the context's stream). */
 loco_status loco_cuda_zero(loco_cuda_ctx *ctx, void *dev, size_t bytes, loco_error *err);
 

@@ -142,6 +142,24 @@ extern "C" loco_status loco_cuda_alloc(void **dev, size_t bytes, loco_error *err
 
 extern "C" void loco_cuda_free(void *dev) { cudaFree(dev); }
 
+extern "C" loco_status loco_cuda_pin(void *host, size_t bytes, loco_error *err)
+{
+    cudaError_t e = cudaHostRegister(host, bytes, cudaHostRegisterDefault);
+    if (cudaSuccess != e) {
+        (void)cudaGetLastError();
+        return loco_error_set(err, LOCO_ERR_CUDA, "cannot pin %.2f GiB of host memory: %s",
+                              bytes / 1073741824.0, cudaGetErrorString(e));
+    }
+    return LOCO_OK;
+}
+
+extern "C" void loco_cuda_unpin(void *host)
+{
+    if (NULL != host) {
+        (void)cudaHostUnregister(host);
+    }
+}
+
 static loco_status copy_sync(loco_cuda_ctx *ctx, void *dst, const void *src, size_t bytes,
                              cudaMemcpyKind kind)
 {

@@ -36,6 +36,14 @@ loco_status loco_cuda_alloc(void **dev, size_t bytes, loco_error *err)
 
 void loco_cuda_free(void *dev) { (void)dev; }
 
+loco_status loco_cuda_pin(void *host, size_t bytes, loco_error *err)
+{
+    (void)host, (void)bytes;
+    return no_cuda(err);
+}
+
+void loco_cuda_unpin(void *host) { (void)host; }
+
 loco_status loco_cuda_upload(loco_cuda_ctx *ctx, void *dev, const void *host, size_t bytes,
                              loco_error *err)
 {

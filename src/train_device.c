@@ -25,7 +25,12 @@
 #include <stdlib.h>
 
 struct train_device {
-    loco_optim optim; /* the inner optimizer, its moments on the GPU */
+    loco_optim optim;   /* the inner optimizer, its moments on the GPU */
+    float *pinned;      /* the model's host parameters, page-locked (NULL if the driver refused) */
+    int rank;
+    int64_t crossings;  /* steps whose parameters went to the host and back */
+    double copy_s;      /* seconds copying parameters device <-> host on those steps */
+    double strategy_s;  /* seconds in loco_sync_step on those steps (communication included) */
 };
 
 loco_status train_device_check(const loco_config *cfg, loco_error *err)
@@ -75,9 +80,19 @@ loco_status train_device_init(worker *w, loco_error *err)
     if (NULL == w->dev) {
         return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory");
     }
+    w->dev->rank = w->rank;
     LOCO_TRY(loco_optim_init_cuda(&w->dev->optim, &w->cfg.optim, loco_model_num_params(w->model),
                                   loco_model_cuda_ctx(w->model), loco_model_tensors(w->model),
                                   err));
+    /* the parameters cross at every round end: page-locked, the copies run at bus speed */
+    loco_error pin_err = {0};
+    float *host = loco_model_params(w->model);
+    if (LOCO_OK == loco_cuda_pin(host, loco_model_num_params(w->model) * sizeof(float),
+                                 &pin_err)) {
+        w->dev->pinned = host;
+    } else {
+        LOCO_WARN("%s (parameter copies will be slower)", pin_err.msg);
+    }
     if (0 == w->rank) {
         LOCO_INFO("training on %s (GPU %d of worker 0): %zu parameters, inner steps on the device",
                   loco_cuda_ctx_device_name(loco_model_cuda_ctx(w->model)),
@@ -91,6 +106,12 @@ void train_device_free(train_device *dev)
     if (NULL == dev) {
         return;
     }
+    if (dev->crossings > 0) {
+        LOCO_INFO("worker %d: %lld round ends: %.2f s copying parameters device <-> host, "
+                  "%.2f s in the sync strategy",
+                  dev->rank, (long long)dev->crossings, dev->copy_s, dev->strategy_s);
+    }
+    loco_cuda_unpin(dev->pinned);
     loco_optim_free(&dev->optim);
     free(dev);
 }
@@ -162,9 +183,11 @@ loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, l
     }
     /* The strategy sees the replica only on the steps where it reads or writes it. */
     bool uses = loco_sync_step_uses_params(w->sync, w->step);
+    double t0 = loco_now_s();
     if (uses) {
         LOCO_TRY(train_device_params_to_host(w, err));
     }
+    double t1 = loco_now_s();
     loco_sync_step_in in = {.params = loco_model_params(m),
                             .grads = NULL,
                             .grads_finite = finite,
@@ -174,8 +197,12 @@ loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, l
                             .inner_done = true,
                             .inner_grad_norm = norm};
     LOCO_TRY(train_comm_result(w, loco_sync_step(w->sync, &in, out, err), err));
+    double t2 = loco_now_s();
     if (uses) {
         LOCO_TRY(loco_model_upload_params(m, err));
+        w->dev->crossings++;
+        w->dev->copy_s += (t1 - t0) + (loco_now_s() - t2);
+        w->dev->strategy_s += t2 - t1;
     }
     return LOCO_OK;
 }
