@@ -142,6 +142,22 @@ extern "C" loco_status loco_cuda_alloc(void **dev, size_t bytes, loco_error *err
 
 extern "C" void loco_cuda_free(void *dev) { cudaFree(dev); }
 
+loco_status loco_cuda_finish_status(loco_cuda_ctx *ctx, cudaError_t e, const int *status,
+                                    int *host, const char *what, loco_error *err)
+{
+    *host = 0;
+    if (cudaSuccess == e) {
+        e = cudaMemcpyAsync(host, status, sizeof *host, cudaMemcpyDeviceToHost, ctx->stream);
+    }
+    if (cudaSuccess == e) {
+        e = cudaStreamSynchronize(ctx->stream);
+    }
+    if (cudaSuccess != e) {
+        return loco_cuda_error(err, loco_cuda_fail(e, what, __FILE__, __LINE__), what);
+    }
+    return LOCO_OK;
+}
+
 extern "C" loco_status loco_cuda_pin(void *host, size_t bytes, loco_error *err)
 {
     cudaError_t e = cudaHostRegister(host, bytes, cudaHostRegisterDefault);

@@ -426,16 +426,7 @@ extern "C" loco_status loco_cuda_dct_topk_encode(loco_cuda_ctx *ctx,
         e = cudaGetLastError();
     }
     int host = 0;
-    if (cudaSuccess == e) {
-        e = cudaMemcpyAsync(&host, status, sizeof host, cudaMemcpyDeviceToHost, ctx->stream);
-    }
-    if (cudaSuccess == e) {
-        e = cudaStreamSynchronize(ctx->stream);
-    }
-    if (cudaSuccess != e) {
-        return loco_cuda_error(err, loco_cuda_fail(e, "dct_topk_kernel", __FILE__, __LINE__),
-                               "GPU DCT top-k");
-    }
+    LOCO_TRY(loco_cuda_finish_status(ctx, e, status, &host, "GPU DCT top-k", err));
     if (0 != (host & 2)) {
         return loco_error_set(err, LOCO_ERR_NONFINITE, "dct_topk encode: input has NaN or Inf");
     }

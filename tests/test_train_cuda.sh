@@ -3,10 +3,10 @@
 # Everywhere: strategies that need the local gradient on the host are refused with a config
 # error. Without a GPU: a clear error, then SKIP. With a GPU (one or more; two workers share one
 # if need be): a single GPU worker trains (loss falls, validation loss near the CPU's), stop +
-# --resume is bit-identical to an
-# uninterrupted run (parameters and AdamW moments cross device <-> host exactly), two DiLoCo
-# workers (8-bit ring codec) end with identical parameters and shared state, and their final
-# validation loss is close to the same run on the CPU (bf16 activations vs fp32).
+# --resume is bit-identical to an uninterrupted run (parameters and AdamW moments cross
+# device <-> host exactly), two DiLoCo workers (8-bit ring codec) end with identical parameters
+# and shared state, and their final validation loss is close to the same run on the CPU (bf16
+# activations vs fp32).
 source "$(dirname "$0")/lib.sh"
 export LOCO_MPIRUN_TIMEOUT=240
 data=$LOCO_TMP/data
@@ -36,6 +36,7 @@ digest() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["work
 # 2. one GPU worker: outputs, falling loss; stop at 20 + resume to 40 == 40 straight
 run=$LOCO_TMP/gpu1
 expect_rc 0 "$LOCO" train "$cfg" "${common[@]}" --set train.steps=40 --set run.dir="$run"
+grep -q "device: cuda" "$run/config.yaml" || fail "the GPU run's config does not say cuda"
 python3 - "$run/metrics.jsonl" <<'PY' || fail "loss did not fall on the GPU"
 import json, sys
 steps = [json.loads(l) for l in open(sys.argv[1]) if '"event":"step"' in l]
@@ -49,7 +50,7 @@ expect_rc 0 "$LOCO" train "$cfg" "${common[@]}" --set train.steps=40 --set train
 python3 - "$run/run.json" "$LOCO_TMP/cpu1/run.json" <<'PY' || fail "GPU and CPU disagree"
 import json, sys
 g, c = (json.load(open(p))["final_val_loss"] for p in sys.argv[1:3])
-print(f"final validation loss, one worker: GPU {g:.4f}, CPU {c:.4f}")
+print(f"final validation loss, one worker: GPU {g:.6f}, CPU {c:.6f}")
 assert abs(g - c) < 0.05 * c, (g, c)
 PY
 part=$LOCO_TMP/gpu1part
@@ -77,7 +78,7 @@ recs = [json.loads(l) for l in open(f"{sys.argv[1]}/metrics.jsonl")]
 syncs = [r for r in recs if r["event"] == "sync" and r["rank"] == 0]
 assert len(syncs) == 4, len(syncs)
 g, c = gpu["final_val_loss"], cpu["final_val_loss"]
-print(f"final validation loss: GPU {g:.4f}, CPU {c:.4f}")
+print(f"final validation loss: GPU {g:.6f}, CPU {c:.6f}")
 assert abs(g - c) < 0.05 * c, (g, c)
 PY
 pass "two GPU DiLoCo workers agree and match the CPU run"
