@@ -125,6 +125,12 @@ extern "C" loco_status loco_cuda_alloc(void **dev, size_t bytes, loco_error *err
     if (cudaSuccess == e) {
         e = cudaMemset(*dev, 0, bytes);
     }
+    /* cudaMemset is asynchronous and runs on the legacy default stream, which the contexts'
+     * non-blocking streams do not wait for: without this wait an upload queued next on a
+     * context's stream can land first and be zeroed (seen with several processes on one GPU). */
+    if (cudaSuccess == e) {
+        e = cudaStreamSynchronize(cudaStreamLegacy);
+    }
     if (cudaSuccess != e) {
         size_t free_b = 0, total_b = 0;
         (void)cudaGetLastError();
