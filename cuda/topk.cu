@@ -132,23 +132,28 @@ __device__ __forceinline__ uint32_t block_exclusive_scan(uint32_t v, uint32_t *w
     return before + inc - v;
 }
 
+/* Element e of a staged tile sits at e + e / 16: one float of padding per thread's run of 16, so
+ * the 32 threads of a warp reading their runs hit 32 different banks. */
+__device__ __forceinline__ int padded(int e) { return e + (e >> 4); }
+
 /* Write the kept elements of each tile (see the file comment). */
 __global__ void topk_write_kernel(const float *x, size_t n, uint32_t T, uint32_t need,
                                   const uint2 *prefix, uint32_t *idx, float *val)
 {
-    __shared__ float tile[TOPK_TILE];
+    __shared__ float tile[TOPK_TILE + TOPK_TILE / TOPK_PER_THREAD];
     __shared__ uint32_t warp_sums[TOPK_THREADS / 32];
     size_t base = (size_t)blockIdx.x * TOPK_TILE;
     for (int j = 0; j < TOPK_PER_THREAD; j++) {
-        size_t i = base + (size_t)j * TOPK_THREADS + threadIdx.x;
-        tile[j * TOPK_THREADS + threadIdx.x] = i < n ? x[i] : 0.0f;
+        int e = j * TOPK_THREADS + (int)threadIdx.x;
+        tile[padded(e)] = base + (size_t)e < n ? x[base + (size_t)e] : 0.0f;
     }
     __syncthreads();
     int first = threadIdx.x * TOPK_PER_THREAD;
+    const float *run = tile + padded(first);
     uint32_t gt = 0, eq = 0;
     for (int j = 0; j < TOPK_PER_THREAD; j++) {
         if (base + (size_t)(first + j) < n) {
-            uint32_t key = mag_key(tile[first + j]);
+            uint32_t key = mag_key(run[j]);
             gt += key > T;
             eq += key == T;
         }
@@ -161,7 +166,7 @@ __global__ void topk_write_kernel(const float *x, size_t n, uint32_t T, uint32_t
         if (i >= n) {
             break;
         }
-        float v = tile[first + j];
+        float v = run[j];
         uint32_t key = mag_key(v);
         bool keep = key > T;
         if (key == T) {
