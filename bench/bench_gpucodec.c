@@ -1,10 +1,14 @@
 /* bench/bench_gpucodec.c — `loco bench gpucodec`: the GPU quantizers (cuda/cuda.h, the payload of
- * loco_codec_encode_cuda) against a device-to-device copy of the same input, in the same run.
- * Both are timed per call including their synchronization (the encoder synchronizes to report
- * errors), over --reps calls after one warm-up; throughput counts input bytes (4 n) per second,
- * and the ratio is encode / copy (the issue's goal: >= 0.8 for quantizers).
+ * loco_codec_encode_cuda) and the GPU top-k selection (radix select, loco_cuda_topk_select)
+ * and the DCT-chunk top-k encoder (the whole loco_codec_encode_cuda_shaped message: transform,
+ * per-chunk selection and packing on the GPU, 32 of each 64 x 64 chunk kept, the payload copied
+ * to the host) against a device-to-device copy of the same input, in the same run. All are timed per call
+ * including their synchronization (the encoders synchronize to report errors), over --reps
+ * calls after one warm-up; throughput counts input bytes (4 n) per second, and the ratio is
+ * encode / copy (the issue's goal: >= 0.8 for quantizers; top-k reads its input five times).
  */
 #include "bench/bench.h"
+#include "compress/codec.h"
 #include "cuda/cuda.h"
 
 #include <stdio.h>
@@ -25,6 +29,59 @@ typedef struct gpucodec_case {
     bool stochastic;
     float clip;
 } gpucodec_case;
+
+/* Print and keep one case's result. */
+static loco_status add_case(loco_bench_records *records, const char *name, double gbs,
+                            double copy_gbs, size_t n, double payload_bytes)
+{
+    loco_bench_record rec;
+    memset(&rec, 0, sizeof rec);
+    snprintf(rec.bench, sizeof rec.bench, "gpucodec");
+    snprintf(rec.case_name, sizeof rec.case_name, "%s", name);
+    rec.size = 4.0 * (double)n;
+    rec.value = gbs;
+    snprintf(rec.unit, sizeof rec.unit, "GB/s");
+    snprintf(rec.baseline, sizeof rec.baseline, "d2d copy");
+    rec.baseline_value = copy_gbs;
+    rec.ratio = gbs / copy_gbs;
+    printf("%-30s %12.1f %12.1f %8.3f %10.3f\n", rec.case_name, gbs, copy_gbs, rec.ratio,
+           payload_bytes / (double)n);
+    return loco_bench_records_add(records, &rec);
+}
+
+static const float k_topk_densities[] = {0.001f, 0.01f, 0.1f};
+
+/* The DCT top-k message of in viewed as (n / 4096) x 4096 (64 x 64 chunks), 32 per chunk. */
+static loco_status time_dct(loco_cuda_ctx *ctx, const float *in, size_t n, int reps,
+                            double copy_gbs, loco_bench_records *records, loco_error *err)
+{
+    size_t cols = 0 == n % 4096 ? 4096 : n, rows = n / cols;
+    loco_codec_params p = loco_codec_params_default(LOCO_CODEC_DCT_TOPK);
+    p.chunk_topk = 32;
+    loco_codec *codec = NULL;
+    LOCO_TRY(loco_codec_init(&codec, &p, err));
+    size_t cap = loco_codec_bound(codec, n), len = 0;
+    uint8_t *out = malloc(cap), *scratch = NULL;
+    loco_status st = NULL == out ? loco_error_set(err, LOCO_ERR_NOMEM, "out of memory")
+                                 : loco_cuda_alloc((void **)&scratch,
+                                                   loco_codec_cuda_scratch_bytes(codec, n), err);
+    double t0 = 0.0;
+    for (int r = -1; LOCO_OK == st && r < reps; r++) { /* r = -1: warm-up */
+        if (0 == r) {
+            t0 = loco_now_s();
+        }
+        st = loco_codec_encode_cuda_shaped(codec, ctx, in, rows, cols, NULL, scratch, out, cap,
+                                           &len, err);
+    }
+    double gbs = (double)reps * 4.0 * (double)n / (loco_now_s() - t0) / 1e9;
+    if (LOCO_OK == st) {
+        st = add_case(records, "dct-topk-32-of-64x64-message", gbs, copy_gbs, n, (double)len);
+    }
+    loco_cuda_free(scratch);
+    free(out);
+    loco_codec_free(codec);
+    return st;
+}
 
 static const gpucodec_case k_cases[] = {
     {"maxmin-4bit-stochastic", LOCO_CUDA_QUANT_MAXMIN, 4, true, 0.0f},
@@ -61,7 +118,9 @@ int loco_bench_gpucodec(int argc, char **argv)
         st = loco_cuda_alloc((void **)&copy, n * sizeof(float), &err);
     }
     if (LOCO_OK == st) {
-        st = loco_cuda_alloc((void **)&payload, 2 * n + 4096, &err);
+        /* quantizers: < 2 n bytes; top-k at density 0.1: 0.8 n + its scratch */
+        st = loco_cuda_alloc((void **)&payload, 2 * n + 4096 + loco_cuda_topk_scratch_bytes(n),
+                             &err);
     }
     if (LOCO_OK == st) { /* Gaussian input: every bucket has a real range */
         loco_rng rng;
@@ -96,21 +155,29 @@ int loco_bench_gpucodec(int argc, char **argv)
             st = loco_cuda_quant_encode(ctx, &p, in, n, payload, &err);
         }
         double gbs = (double)reps * 4.0 * (double)n / (loco_now_s() - t0) / 1e9;
-        loco_bench_record rec;
-        memset(&rec, 0, sizeof rec);
-        snprintf(rec.bench, sizeof rec.bench, "gpucodec");
-        snprintf(rec.case_name, sizeof rec.case_name, "%s", k_cases[c].name);
-        rec.size = 4.0 * (double)n;
-        rec.value = gbs;
-        snprintf(rec.unit, sizeof rec.unit, "GB/s");
-        snprintf(rec.baseline, sizeof rec.baseline, "d2d copy");
-        rec.baseline_value = copy_gbs;
-        rec.ratio = gbs / copy_gbs;
         if (LOCO_OK == st) {
-            st = loco_bench_records_add(&records, &rec);
-            printf("%-30s %12.1f %12.1f %8.3f %10.3f\n", rec.case_name, gbs, copy_gbs, rec.ratio,
-                   (double)loco_cuda_quant_payload_bytes(&p, n) / (double)n);
+            st = add_case(&records, k_cases[c].name, gbs, copy_gbs, n,
+                          (double)loco_cuda_quant_payload_bytes(&p, n));
         }
+    }
+    for (size_t c = 0; LOCO_OK == st && c < sizeof k_topk_densities / sizeof(float); c++) {
+        size_t k = (size_t)((double)k_topk_densities[c] * (double)n);
+        uint32_t *idx = (uint32_t *)payload;
+        float *val = (float *)(payload + 4 * k);
+        st = loco_cuda_topk_select(ctx, in, n, k, idx, val, payload + 8 * k, &err);
+        double t0 = loco_now_s();
+        for (int r = 0; LOCO_OK == st && r < reps; r++) {
+            st = loco_cuda_topk_select(ctx, in, n, k, idx, val, payload + 8 * k, &err);
+        }
+        double gbs = (double)reps * 4.0 * (double)n / (loco_now_s() - t0) / 1e9;
+        char name[64];
+        snprintf(name, sizeof name, "topk-select-density-%g", (double)k_topk_densities[c]);
+        if (LOCO_OK == st) {
+            st = add_case(&records, name, gbs, copy_gbs, n, 8.0 * (double)k);
+        }
+    }
+    if (LOCO_OK == st) {
+        st = time_dct(ctx, in, n, reps, copy_gbs, &records, &err);
     }
     if (LOCO_OK == st && NULL != common.json) {
         st = loco_bench_records_write(&records, common.json, &err);

@@ -9,7 +9,11 @@
 #                                         shapes, tests = the optimizer and whole-model tests,
 #                                         codecs = GPU quantizers: bytes vs the CPU codec and
 #                                         throughput vs a copy, multi = one worker of all GPUs
-#                                         with NCCL, when the machine has two or more)
+#                                         with NCCL, when the machine has two or more;
+#                                         train = `loco train` on GPUs: tests/test_train_cuda.sh,
+#                                         then 2 DiLoCo workers x 1 GPU over TCP (fp32, 8-bit
+#                                         ring, one-round delay) next to one worker of 2 GPUs (NCCL) on the
+#                                         same shape; train_runs.json has tokens/s and losses)
 #
 # Environment: OUT (logs and JSON, default /tmp/loco-gpu-out), LOCO_PKG_DIR (default ./.deb),
 # LOCO_BUILD_DIR (default /tmp/loco-build), BENCH_ARGS (extra `loco bench gpu` options).
@@ -22,7 +26,7 @@ OUT=${OUT:-/tmp/loco-gpu-out}
 mkdir -p "$OUT"
 export LOCO_PKG_DIR=${LOCO_PKG_DIR:-$PWD/.deb}
 export LOCO_BUILD_DIR=${LOCO_BUILD_DIR:-/tmp/loco-build}
-stages=${*:-setup layers kernels bench profile variants tests codecs multi}
+stages=${*:-setup layers kernels bench profile variants tests codecs multi train}
 summary=()
 has() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
 stamp() { date -u +%Y-%m-%dT%H:%M:%SZ; }
@@ -99,6 +103,53 @@ if has multi && [ "$ngpu" -ge 2 ]; then # several GPUs as one worker, NCCL over 
       --warmup 3 ${run#* } 2>&1 | grep -E "^step|^gpu_worker" | tee -a "$OUT/variants.log"
     summary+=("$(grep '^gpu_worker: GPUs' "$OUT/variants.log" | tail -n 1)")
   done
+fi
+
+if has train; then # loco train on GPUs: the test, then DiLoCo between 1-GPU workers over TCP
+  t0=$SECONDS
+  (cd "$LOCO_BUILD_DIR" && timeout 300 ctest -R 'test_train_cuda|test_sync$' --output-on-failure) \
+    > "$OUT/train.log" 2>&1
+  summary+=("test_train_cuda + test_sync: rc $?, $((SECONDS - t0)) s")
+  grep -E "^ *[0-9]+/[0-9]+ Test|ok:|FAIL|final validation|round ends" "$OUT/train.log"
+  runs=/tmp/loco-gpu-runs
+  rm -rf "$runs"
+  steps=${TRAIN_STEPS:-300}
+  shape=(--set train.steps="$steps" --set train.eval_every=100 --set train.log_every=10)
+  if [ "$ngpu" -ge 2 ]; then
+    for v in "diloco2 " "diloco2-int8 --set codec.name=maxmin --set codec.bits=8" \
+             "diloco2-delay1 --set sync.delay=1 --set sync.outer_momentum=0"; do
+      name=${v%% *}
+      t0=$SECONDS
+      # shellcheck disable=SC2086
+      LOCO_MPIRUN_TIMEOUT=200 launch/loco-mpirun -np 2 "$LOCO_BUILD_DIR/loco" train \
+        configs/diloco-gpu.yaml "${shape[@]}" --set run.dir="$runs/$name" ${v#* } \
+        >> "$OUT/train.log" 2>&1
+      summary+=("loco train $name (2 workers x 1 GPU): $((SECONDS - t0)) s")
+    done
+  fi
+  t0=$SECONDS
+  timeout 200 "$LOCO_BUILD_DIR/loco" train configs/diloco-gpu.yaml --set sync.strategy=none \
+    --set train.steps=100 --set train.eval_every=0 --set train.log_every=10 \
+    --set run.dir="$runs/single" >> "$OUT/train.log" 2>&1
+  summary+=("loco train single (1 worker x 1 GPU, 100 steps): rc $?, $((SECONDS - t0)) s")
+  for np in 1 $([ "$ngpu" -ge 2 ] && echo 2); do # the same shape, random tokens, NCCL workers
+    LOCO_MPIRUN_TIMEOUT=150 launch/loco-mpirun -np "$np" "$LOCO_BUILD_DIR/tools/gpu_worker" \
+      --layers 12 --width 768 --heads 12 --vocab 256 --seq 1024 --batch 16 --steps 30 \
+      --warmup 5 2>&1 | grep -E "^gpu_worker" | tee -a "$OUT/train.log" > "$runs/gpu_worker$np.txt"
+  done
+  grep "round ends" "$OUT/train.log"
+  python3 bench/train_summary.py "$runs" > "$OUT/train_runs.json"
+  python3 - "$OUT/train_runs.json" <<'PY'
+import json, sys
+for name, r in json.load(open(sys.argv[1])).items():
+    if "tokens_per_s_per_worker" in r:
+        print(f"{name:14s} workers {r['workers']}  tokens/s per worker {r['tokens_per_s_per_worker']:.0f}"
+              f"  total {r['tokens_per_s_total']:.0f}  final val {r['final_val_loss']}"
+              f"  syncs {r['syncs']}  sync MB sent/worker {r['sync_mb_sent_per_worker']:.1f}"
+              f"  comm wait s {r['comm_wait_s']:.2f}  wall s {r['wall_s']:.1f}")
+    else:
+        print(f"{name:14s} {r}")
+PY
 fi
 
 echo "== $(stamp) summary"

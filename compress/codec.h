@@ -212,12 +212,25 @@ loco_status loco_codec_peek(const uint8_t *msg, size_t len, loco_codec_info *inf
 struct loco_cuda_ctx; /* cuda/cuda.h */
 
 /* loco_codec_encode for input already on the GPU (dev_in: n floats on cuda's device): the
- * payload is made there in one pass (cuda/cuda.h's quantizers), copied to the host and framed
+ * payload is made there (cuda/cuda.h's quantizers in one pass, or its top-k), copied to the
+ * host and framed
  * exactly as loco_codec_encode frames it — the message is byte-identical to the CPU's for the
  * same input, codec and ctx. dev_payload: device scratch of loco_codec_bound(codec, n) bytes.
- * Codecs: maxmin, qsgd, fp4, ternary and sign with codec.bucket in 1..4000 (and the entropy
- * stage, run on the host); anything else, or a build without CUDA, gives LOCO_ERR_UNSUPPORTED
- * (encode on the CPU then). Other errors as loco_codec_encode_ex. */
+ * Codecs: maxmin, qsgd, fp4, ternary and sign with codec.bucket in 1..4000, topk (the
+ * selection on the GPU, the index list written on the host) and dct_topk (transform, per-chunk
+ * selection and packing on the GPU; n is taken as a 1 x n tensor, like the CPU codec without a
+ * state) — the entropy stage runs on the host; anything else, or a build without CUDA, gives
+ * LOCO_ERR_UNSUPPORTED (encode on the CPU then). Other errors as loco_codec_encode_ex.
+ * dev_payload must hold loco_codec_cuda_scratch_bytes(codec, n) bytes (loco_codec_bound's, more
+ * for topk and dct_topk). */
+size_t loco_codec_cuda_scratch_bytes(const loco_codec *codec, size_t n);
+/* The same for a rows x cols tensor: dct_topk chunks it as the CPU codec does with a state of
+ * that shape (loco_codec_state_init(.., rows, cols, ..)); other codecs see rows * cols elements. */
+loco_status loco_codec_encode_cuda_shaped(const loco_codec *codec, struct loco_cuda_ctx *cuda,
+                                          const float *dev_in, size_t rows, size_t cols,
+                                          const loco_codec_ctx *ctx, uint8_t *dev_payload,
+                                          uint8_t *out, size_t cap, size_t *out_len,
+                                          loco_error *err);
 loco_status loco_codec_encode_cuda(const loco_codec *codec, struct loco_cuda_ctx *cuda,
                                    const float *dev_in, size_t n, const loco_codec_ctx *ctx,
                                    uint8_t *dev_payload, uint8_t *out, size_t cap,

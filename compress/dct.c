@@ -2,10 +2,9 @@
 #include "dct.h"
 #include "bitpack.h"
 #include "codec_impl.h"
+#include "dct_impl.h"
 
 #include <stdlib.h>
-
-#define DCT_MAX 64
 
 size_t loco_dct_chunk(size_t d)
 {
@@ -42,17 +41,7 @@ void loco_dct_naive(const float *x, size_t m, double *X)
 
 /* ---- chunk geometry ------------------------------------------------------------------------- */
 
-typedef struct dct_geom {
-    size_t rows, cols, rc, cc, m; /* chunk rc x cc = m coefficients */
-    size_t kc;                    /* kept per chunk */
-    size_t nbr, nbc, nchunks;     /* chunks per column / row, total */
-    int ib;                       /* bits per local index */
-    size_t idx_bytes;             /* packed index bytes per chunk */
-    size_t K;                     /* kept in all */
-    size_t total;                 /* payload bytes */
-} dct_geom;
-
-static void dct_geom_init(dct_geom *g, size_t rows, size_t cols, size_t chunk_topk)
+void loco_dct_geom_init(loco_dct_geom *g, size_t rows, size_t cols, size_t chunk_topk)
 {
     memset(g, 0, sizeof *g);
     g->rows = rows;
@@ -73,7 +62,7 @@ static void dct_geom_init(dct_geom *g, size_t rows, size_t cols, size_t chunk_to
 }
 
 /* First element of chunk q in the tensor. */
-static inline size_t chunk_origin(const dct_geom *g, size_t q)
+static inline size_t chunk_origin(const loco_dct_geom *g, size_t q)
 {
     return (q / g->nbc) * g->rc * g->cols + (q % g->nbc) * g->cc;
 }
@@ -153,8 +142,8 @@ static void basis_transpose(const float *B, size_t m, float *BT)
 /* Chunked transform of a whole rows x cols tensor, forward (DCT) or inverse (IDCT). */
 static void dct_transform(const float *in, size_t rows, size_t cols, float *out, bool inverse)
 {
-    dct_geom g;
-    dct_geom_init(&g, rows, cols, 1);
+    loco_dct_geom g;
+    loco_dct_geom_init(&g, rows, cols, 1);
     float Br[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX], BcT[DCT_MAX * DCT_MAX];
     loco_dct_basis(g.rc, Br);
     loco_dct_basis(g.cc, Bc);
@@ -235,8 +224,8 @@ static void select_largest(uint64_t *a, size_t m, size_t k)
 static size_t dct_payload_bound(const loco_codec_params *p, size_t n, size_t rows, size_t cols)
 {
     if (rows > 0) {
-        dct_geom g;
-        dct_geom_init(&g, rows, cols, (size_t)p->chunk_topk);
+        loco_dct_geom g;
+        loco_dct_geom_init(&g, rows, cols, (size_t)p->chunk_topk);
         return g.total;
     }
     /* Any shape: at most n coefficients of 4 bytes, <= 12 index bits each, a byte per chunk. */
@@ -248,8 +237,8 @@ static loco_status dct_encode(const loco_codec *codec, loco_codec_state *state, 
                               uint8_t *payload, size_t cap, size_t *len, loco_error *err)
 {
     size_t rows = NULL == state ? 1 : state->rows, cols = NULL == state ? n : state->cols;
-    dct_geom g;
-    dct_geom_init(&g, rows, cols, (size_t)codec->params.chunk_topk);
+    loco_dct_geom g;
+    loco_dct_geom_init(&g, rows, cols, (size_t)codec->params.chunk_topk);
     if (g.total > cap) {
         return loco_error_set(err, LOCO_ERR_RANGE, "dct_topk encode: needs %zu bytes, capacity %zu",
                               g.total, cap);
@@ -307,7 +296,7 @@ static loco_status dct_encode(const loco_codec *codec, loco_codec_state *state, 
 
 /* Check a DCT payload against its header for n elements; fill the geometry. */
 static loco_status dct_validate(const loco_wire *w, const uint8_t *payload, size_t len, size_t n,
-                                dct_geom *g, loco_error *err)
+                                loco_dct_geom *g, loco_error *err)
 {
     if (0 != w->bits || 0 != w->bucket || 0 != w->nonce) {
         return loco_error_set(err, LOCO_ERR_FORMAT,
@@ -319,7 +308,7 @@ static loco_status dct_validate(const loco_wire *w, const uint8_t *payload, size
                               "dct_topk message: chunk_topk %u, shape %u x %u for %zu elements",
                               w->param, w->rows, w->cols, n);
     }
-    dct_geom_init(g, w->rows, w->cols, w->param);
+    loco_dct_geom_init(g, w->rows, w->cols, w->param);
     if (w->k != g->K) {
         return loco_error_set(err, LOCO_ERR_RANGE, "dct_topk message: k = %llu, shape implies %zu",
                               (unsigned long long)w->k, g->K);
@@ -361,7 +350,7 @@ static loco_status dct_validate(const loco_wire *w, const uint8_t *payload, size
 }
 
 /* Read chunk q's kept (local index, value) pairs (validated). */
-static void dct_chunk_entries(const dct_geom *g, const uint8_t *payload, size_t q,
+static void dct_chunk_entries(const loco_dct_geom *g, const uint8_t *payload, size_t q,
                               uint32_t *local, float *val)
 {
     loco_bitreader br;
@@ -377,7 +366,7 @@ static void dct_chunk_entries(const dct_geom *g, const uint8_t *payload, size_t 
 static loco_status dct_decode_add(const loco_wire *w, const uint8_t *payload, size_t len,
                                   float *out, size_t n, float scale, loco_error *err)
 {
-    dct_geom g;
+    loco_dct_geom g;
     LOCO_TRY(dct_validate(w, payload, len, n, &g, err));
     float Br[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX];
     loco_dct_basis(g.rc, Br);
@@ -423,7 +412,7 @@ loco_status loco_dct_add_coefficients(const uint8_t *msg, size_t len, size_t row
     uint8_t *owned;
     LOCO_TRY(loco_wire_open(msg, len, rows * cols, &w, &payload, &plen, &owned, err));
     loco_status st = LOCO_OK;
-    dct_geom g;
+    loco_dct_geom g;
     if (LOCO_CODEC_DCT_TOPK != w.codec) {
         st = loco_error_set(err, LOCO_ERR_PROTOCOL, "dct: message is codec %s, not dct_topk",
                             loco_codec_name((loco_codec_id)w.codec));

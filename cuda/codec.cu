@@ -456,16 +456,7 @@ extern "C" loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cud
         e = cudaGetLastError();
     }
     int host = 0;
-    if (cudaSuccess == e) {
-        e = cudaMemcpyAsync(&host, status, sizeof host, cudaMemcpyDeviceToHost, ctx->stream);
-    }
-    if (cudaSuccess == e) {
-        e = cudaStreamSynchronize(ctx->stream);
-    }
-    if (cudaSuccess != e) {
-        return loco_cuda_error(err, loco_cuda_fail(e, "quant_kernel", __FILE__, __LINE__),
-                               "GPU quantizer");
-    }
+    LOCO_TRY(loco_cuda_finish_status(ctx, e, status, &host, "GPU quantizer", err));
     if (2 == host) {
         return loco_error_set(err, LOCO_ERR_NONFINITE, "GPU quantizer: input has NaN or Inf");
     }

@@ -67,6 +67,11 @@ loco_status loco_cuda_download(loco_cuda_ctx *ctx, void *host, const void *dev, 
 loco_status loco_cuda_copy(loco_cuda_ctx *ctx, void *dst, const void *src, size_t bytes,
                            loco_error *err);
 
+/* Page-lock an existing host buffer so copies to and from it run at full bus speed (and
+ * release it before freeing the buffer). LOCO_ERR_CUDA if the driver refuses. */
+loco_status loco_cuda_pin(void *host, size_t bytes, loco_error *err);
+void loco_cuda_unpin(void *host); /* NULL is fine */
+
 /* Zero `bytes` of device memory (queued on the context's stream). */
 loco_status loco_cuda_zero(loco_cuda_ctx *ctx, void *dev, size_t bytes, loco_error *err);
 
@@ -246,6 +251,43 @@ size_t loco_cuda_quant_payload_bytes(const loco_cuda_quant_params *p, size_t n);
  * LOCO_ERR_RANGE (a scale not representable in fp32), LOCO_ERR_INVALID_ARG (parameters). */
 loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cuda_quant_params *p,
                                    const float *in, size_t n, uint8_t *payload, loco_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * Top-k by magnitude on the GPU (cuda/topk.cu): exactly compress/topk.h's selection (the k
+ * largest |x|, ties toward the lowest index; indices ascending, val[j] = x[idx[j]]), by radix
+ * select on the magnitude bits: three histogram passes (11 + 10 + 10 bits) fix the k-th largest
+ * magnitude, a counting pass and a writing pass compact the kept elements in index order — five
+ * reads of the input. compress/codec.h's loco_codec_encode_cuda frames the result as the CPU's
+ * top-k message. */
+
+/* Device scratch bytes loco_cuda_topk_select needs for n elements (8 KB + 8 bytes per 4096). */
+size_t loco_cuda_topk_scratch_bytes(size_t n);
+
+/* Select the top k of device x (n floats, n < 2^32, k <= n) into device idx (k) and val (k), on
+ * ctx's stream; scratch: loco_cuda_topk_scratch_bytes(n) device bytes, 8-byte aligned.
+ * Synchronizes. Errors: LOCO_ERR_NONFINITE (a NaN/Inf input), LOCO_ERR_INVALID_ARG,
+ * LOCO_ERR_CUDA. */
+loco_status loco_cuda_topk_select(loco_cuda_ctx *ctx, const float *x, size_t n, size_t k,
+                                  uint32_t *idx, float *val, void *scratch, loco_error *err);
+
+/* DCT-chunk top-k (compress/dct.h's codec) on the GPU: one block per chunk computes the chunk's
+ * 2-D DCT-II with the CPU's operation order and rounding (bit-identical coefficients), keeps
+ * the kc largest |X| (ties to the lower local index) and writes the codec's payload. */
+typedef struct loco_cuda_dct_params {
+    size_t rows, cols;          /* the tensor (row-major) */
+    size_t rc, cc;              /* chunk shape: rc | rows, cc | cols, each 1..64 */
+    size_t kc;                  /* coefficients kept per chunk, 1..rc cc */
+    int index_bits;             /* bits per local index: ceil(log2(rc cc)), at most 12 */
+    const float *basis_rows;    /* device (rc x rc): loco_dct_basis(rc) */
+    const float *basis_cols_t;  /* device (cc x cc): loco_dct_basis(cc) transposed */
+} loco_cuda_dct_params;
+
+/* Encode device in (rows x cols) into device payload: the K = chunks x kc values, then each
+ * chunk's packed local indices (compress/dct.h's payload, without the message header).
+ * Synchronizes. Errors: LOCO_ERR_NONFINITE (NaN/Inf input), LOCO_ERR_RANGE (a coefficient
+ * overflows fp32), LOCO_ERR_INVALID_ARG (geometry), LOCO_ERR_CUDA. */
+loco_status loco_cuda_dct_topk_encode(loco_cuda_ctx *ctx, const loco_cuda_dct_params *p,
+                                      const float *in, uint8_t *payload, loco_error *err);
 
 #ifdef __cplusplus
 }

@@ -48,6 +48,14 @@ loco_status loco_cuda_error(loco_error *err, loco_status st, const char *what);
 /* ---------------------------------------------------------------------------------------------
  * The context (opaque in cuda.h) */
 
+struct loco_cuda_ctx;
+
+/* Finish kernels that report through an int status word in device memory (the quantizer, the
+ * DCT top-k): e is the launches' result; the word is copied into *host once the context's stream
+ * has drained. LOCO_ERR_CUDA with err naming `what` on any CUDA failure. */
+loco_status loco_cuda_finish_status(struct loco_cuda_ctx *ctx, cudaError_t e, const int *status,
+                                    int *host, const char *what, loco_error *err);
+
 struct loco_cuda_ctx {
     int device;
     int sm_count;

@@ -125,6 +125,12 @@ extern "C" loco_status loco_cuda_alloc(void **dev, size_t bytes, loco_error *err
     if (cudaSuccess == e) {
         e = cudaMemset(*dev, 0, bytes);
     }
+    /* cudaMemset is asynchronous and runs on the legacy default stream, which the contexts'
+     * non-blocking streams do not wait for: without this wait an upload queued next on a
+     * context's stream can land first and be zeroed (seen with several processes on one GPU). */
+    if (cudaSuccess == e) {
+        e = cudaStreamSynchronize(cudaStreamLegacy);
+    }
     if (cudaSuccess != e) {
         size_t free_b = 0, total_b = 0;
         (void)cudaGetLastError();
@@ -141,6 +147,40 @@ extern "C" loco_status loco_cuda_alloc(void **dev, size_t bytes, loco_error *err
 }
 
 extern "C" void loco_cuda_free(void *dev) { cudaFree(dev); }
+
+loco_status loco_cuda_finish_status(loco_cuda_ctx *ctx, cudaError_t e, const int *status,
+                                    int *host, const char *what, loco_error *err)
+{
+    *host = 0;
+    if (cudaSuccess == e) {
+        e = cudaMemcpyAsync(host, status, sizeof *host, cudaMemcpyDeviceToHost, ctx->stream);
+    }
+    if (cudaSuccess == e) {
+        e = cudaStreamSynchronize(ctx->stream);
+    }
+    if (cudaSuccess != e) {
+        return loco_cuda_error(err, loco_cuda_fail(e, what, __FILE__, __LINE__), what);
+    }
+    return LOCO_OK;
+}
+
+extern "C" loco_status loco_cuda_pin(void *host, size_t bytes, loco_error *err)
+{
+    cudaError_t e = cudaHostRegister(host, bytes, cudaHostRegisterDefault);
+    if (cudaSuccess != e) {
+        (void)cudaGetLastError();
+        return loco_error_set(err, LOCO_ERR_CUDA, "cannot pin %.2f GiB of host memory: %s",
+                              bytes / 1073741824.0, cudaGetErrorString(e));
+    }
+    return LOCO_OK;
+}
+
+extern "C" void loco_cuda_unpin(void *host)
+{
+    if (NULL != host) {
+        (void)cudaHostUnregister(host);
+    }
+}
 
 static loco_status copy_sync(loco_cuda_ctx *ctx, void *dst, const void *src, size_t bytes,
                              cudaMemcpyKind kind)

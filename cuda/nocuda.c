@@ -36,6 +36,14 @@ loco_status loco_cuda_alloc(void **dev, size_t bytes, loco_error *err)
 
 void loco_cuda_free(void *dev) { (void)dev; }
 
+loco_status loco_cuda_pin(void *host, size_t bytes, loco_error *err)
+{
+    (void)host, (void)bytes;
+    return no_cuda(err);
+}
+
+void loco_cuda_unpin(void *host) { (void)host; }
+
 loco_status loco_cuda_upload(loco_cuda_ctx *ctx, void *dev, const void *host, size_t bytes,
                              loco_error *err)
 {
@@ -240,6 +248,26 @@ loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cuda_quant_par
                                    const float *in, size_t n, uint8_t *payload, loco_error *err)
 {
     (void)ctx, (void)p, (void)in, (void)n, (void)payload;
+    return no_cuda(err);
+}
+
+size_t loco_cuda_topk_scratch_bytes(size_t n)
+{
+    (void)n;
+    return 0;
+}
+
+loco_status loco_cuda_topk_select(loco_cuda_ctx *ctx, const float *x, size_t n, size_t k,
+                                  uint32_t *idx, float *val, void *scratch, loco_error *err)
+{
+    (void)ctx, (void)x, (void)n, (void)k, (void)idx, (void)val, (void)scratch;
+    return no_cuda(err);
+}
+
+loco_status loco_cuda_dct_topk_encode(loco_cuda_ctx *ctx, const loco_cuda_dct_params *p,
+                                      const float *in, uint8_t *payload, loco_error *err)
+{
+    (void)ctx, (void)p, (void)in, (void)payload;
     return no_cuda(err);
 }
 

@@ -389,10 +389,29 @@ static void step_out_reset(loco_sync_step_out *out)
     out->fragment = -1;
 }
 
+bool loco_sync_accepts_inner_done(loco_sync_strategy strategy)
+{
+    return LOCO_SYNC_NONE == strategy || LOCO_SYNC_DILOCO == strategy;
+}
+
+bool loco_sync_step_uses_params(const loco_sync *sync, int64_t step)
+{
+    if (NULL == sync->ops->uses_params) {
+        return true;
+    }
+    return sync->ops->uses_params(sync, step);
+}
+
 loco_status loco_sync_step(loco_sync *sync, const loco_sync_step_in *in, loco_sync_step_out *out,
                            loco_error *err)
 {
     step_out_reset(out);
+    if (in->inner_done && !loco_sync_accepts_inner_done(sync->p.strategy)) {
+        return loco_error_set(err, LOCO_ERR_INVALID_ARG,
+                              "sync.strategy %s needs the local gradient: it cannot take a step "
+                              "whose inner update was done elsewhere (allowed: none, diloco)",
+                              loco_sync_strategy_name(sync->p.strategy));
+    }
     return sync->ops->step(sync, in, out, err);
 }
 

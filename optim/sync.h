@@ -158,6 +158,13 @@ typedef struct loco_sync_step_in {
     loco_optim *optim;   /* the inner optimizer (its params.grad_clip is the clip threshold) */
     float lr;            /* this step's learning rate (inner schedule) */
     int64_t step;        /* 0-based index of this step */
+    bool inner_done;     /* the caller already clipped and applied the inner optimizer (a GPU
+                            worker does it on the device; strategies none and diloco only, see
+                            loco_sync_accepts_inner_done): grads is ignored and may be NULL,
+                            params must hold the updated replica when loco_sync_step_uses_params
+                            says the step reads it */
+    double inner_grad_norm; /* with inner_done: the norm the caller measured before clipping
+                               (non-finite: the caller skipped the update) */
 } loco_sync_step_in;
 
 /* What happened in one step. */
@@ -177,6 +184,16 @@ typedef struct loco_sync_step_out {
  * the update is skipped on every worker alike (out->skipped). */
 loco_status loco_sync_step(loco_sync *sync, const loco_sync_step_in *in, loco_sync_step_out *out,
                            loco_error *err);
+
+/* Strategies whose communication never needs the local gradient (none, diloco): only those
+ * take steps with inner_done (loco_sync_step refuses it elsewhere with LOCO_ERR_INVALID_ARG). */
+bool loco_sync_accepts_inner_done(loco_sync_strategy strategy);
+
+/* Does loco_sync_step at 0-based step `step` read or write params? none: never; diloco: at the
+ * last step of a round (the pseudo-gradient is taken and the replica restarts from
+ * theta_global); every other strategy: always. A GPU worker brings its parameters to the host
+ * before such a step and back to the device after it, and keeps them on the device otherwise. */
+bool loco_sync_step_uses_params(const loco_sync *sync, int64_t step);
 
 /* End of training: complete whatever is in flight (delay: apply the last round's average;
  * streaming: one last synchronous sync of every fragment) so params (n) ends equal to the

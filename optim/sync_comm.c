@@ -317,6 +317,11 @@ loco_status sync_inner_update(loco_sync *s, const loco_sync_step_in *in, bool fi
         out->skipped = true;
         return LOCO_OK;
     }
+    if (in->inner_done) {
+        out->grad_norm = in->inner_grad_norm;
+        out->skipped = !isfinite(in->inner_grad_norm);
+        return LOCO_OK;
+    }
     loco_error clip_err = {0};
     loco_status st = loco_grad_clip(in->grads, s->n, in->optim->params.grad_clip,
                                     &out->grad_norm, &clip_err);

@@ -133,15 +133,26 @@ static loco_status diloco_sync(loco_sync *s, diloco_state *d, float *params,
     return LOCO_OK;
 }
 
+/* Does step end a round? The condition diloco_step tests after counting the step. */
+static bool round_ends(const loco_sync *s, const diloco_state *d, int64_t steps_done)
+{
+    return steps_done - d->sched[SCHED_ROUND_START] >= d->sched[SCHED_H] ||
+           steps_done >= s->p.total_steps;
+}
+
+static bool diloco_uses_params(const loco_sync *s, int64_t step)
+{
+    return round_ends(s, s->impl, step + 1);
+}
+
 static loco_status diloco_step(loco_sync *s, const loco_sync_step_in *in,
                                loco_sync_step_out *out, loco_error *err)
 {
     diloco_state *d = s->impl;
     LOCO_TRY(sync_inner_update(s, in, in->grads_finite, out, err));
     d->steps_done = in->step + 1;
-    int64_t in_round = d->steps_done - d->sched[SCHED_ROUND_START];
     out->h = (int)d->sched[SCHED_H];
-    if (in_round < d->sched[SCHED_H] && d->steps_done < s->p.total_steps) {
+    if (!round_ends(s, d, d->steps_done)) {
         return LOCO_OK;
     }
     LOCO_TRY(diloco_sync(s, d, in->params, in, out, err));
@@ -205,4 +216,5 @@ const sync_ops loco_sync_diloco_ops = {
     .buffers = diloco_buffers,
     .restored = diloco_restored,
     .eval_params = diloco_eval_params,
+    .uses_params = diloco_uses_params,
 };

@@ -28,6 +28,8 @@ typedef struct sync_ops {
     void (*buffers)(loco_sync *s, sync_buffer_list *list);
     void (*restored)(loco_sync *s);
     const float *(*eval_params)(const loco_sync *s, const float *params);
+    /* does step `step` read or write params (NULL: always) */
+    bool (*uses_params)(const loco_sync *s, int64_t step);
 } sync_ops;
 
 extern const sync_ops loco_sync_none_ops;
@@ -119,7 +121,8 @@ loco_codec_ctx sync_codec_ctx(const loco_sync *s, int r, int u, int64_t step);
 /* ---------------------------------------------------------------------------------------------
  * The inner update shared by every strategy but demo: clip grads by the inner optimizer's
  * grad_clip (out->grad_norm), then one optimizer step on params with the decay table. A
- * non-finite norm (or !finite) skips the update (out->skipped). */
+ * non-finite norm (or !finite) skips the update (out->skipped). With in->inner_done the caller
+ * did both: only out->grad_norm and out->skipped are filled from in->inner_grad_norm. */
 loco_status sync_inner_update(loco_sync *s, const loco_sync_step_in *in, bool finite,
                               loco_sync_step_out *out, loco_error *err);
 

@@ -144,6 +144,7 @@ static void write_link_rules(const loco_config *cfg, FILE *out)
 static const char *const g_coord_names[] = {"rank0", "external", "none", NULL};
 static const char *const g_straggler_names[] = {"evict", "wait", NULL};
 static const char *const g_optim_names[] = {"sgd", "adamw", NULL};
+static const char *const g_device_names[] = {"cpu", "cuda", NULL};
 static const char *const g_strategy_names[] = {"none", "ddp", "diloco", "streaming", "demo",
                                                NULL};
 static const char *const g_h_schedule_names[] = {"fixed", "qsr", NULL};
@@ -207,6 +208,10 @@ static const config_key g_schema[] = {
     INT_KEY("train.max_nonfinite", train.max_nonfinite, 0, 1 << 30,
             "stop after this many skipped non-finite steps"),
     INT_KEY("train.threads", train.threads, 0, 4096, "OpenMP threads (0 = all cores)"),
+    ENUM_KEY("train.device", train.device, g_device_names,
+             "where each worker computes: cpu, or cuda (one GPU; sync.strategy none or diloco)"),
+    INT_KEY("train.cuda_device", train.cuda_device, -1, 1024,
+            "GPU index with train.device cuda (-1 = the worker's local rank)"),
 
     ENUM_KEY("optim.kind", optim.kind, g_optim_names, "inner optimizer"),
     FLOAT_KEY("optim.lr", optim.lr, 0, 100, "peak learning rate"),
@@ -440,6 +445,8 @@ void loco_config_defaults(loco_config *cfg)
     cfg->train.log_every = 1;
     cfg->train.max_nonfinite = 10;
     cfg->train.threads = 0;
+    cfg->train.device = LOCO_DEVICE_CPU;
+    cfg->train.cuda_device = -1;
 
     cfg->optim.kind = LOCO_OPTIM_ADAMW;
     cfg->optim.lr = 3e-3f;

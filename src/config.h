@@ -43,6 +43,8 @@ typedef struct loco_train_params {
     int log_every;        /* progress line and metrics every N steps */
     int max_nonfinite;    /* stop after this many skipped non-finite steps */
     int threads;          /* OpenMP threads (0 = all cores) */
+    loco_device device;   /* where a worker computes: cpu, or cuda (one GPU per worker) */
+    int cuda_device;      /* cuda: the GPU index (-1 = the worker's local rank) */
 } loco_train_params;
 
 /* How a worker finds its peers (transport.launch). */

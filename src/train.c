@@ -223,6 +223,7 @@ static loco_status open_data(worker *w, loco_error *err)
 static loco_status worker_init(worker *w, loco_error *err)
 {
     const loco_train_params *t = &w->cfg.train;
+    LOCO_TRY(train_device_check(&w->cfg, err));
     if (t->threads > 0) {
         omp_set_num_threads(t->threads);
     }
@@ -237,7 +238,8 @@ static loco_status worker_init(worker *w, loco_error *err)
     if (NULL == w->inputs || NULL == w->targets) {
         return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for batches");
     }
-    LOCO_TRY(loco_model_init(&w->model, &w->cfg.model, t->batch, t->seq_len, err));
+    LOCO_TRY(loco_model_init_device(&w->model, &w->cfg.model, t->batch, t->seq_len, t->device,
+                                    train_device_index(&w->cfg, w->rank), err));
     loco_model_init_weights(w->model, w->cfg.run.seed);
     size_t n = loco_model_num_params(w->model);
     float *params = loco_model_params(w->model);
@@ -249,10 +251,12 @@ static loco_status worker_init(worker *w, loco_error *err)
             loco_error_set(err, st, "broadcast of the initial weights failed: %s", info.error);
             return train_comm_result(w, st, err);
         }
+        LOCO_TRY(loco_model_upload_params(w->model, err)); /* a GPU model; no-op on the CPU */
     }
     LOCO_TRY(loco_optim_init(&w->optim, &w->cfg.optim, n, err));
     LOCO_TRY(loco_sync_init(&w->sync, &w->cfg.sync, w->comm, loco_model_tensors(w->model),
                             params, err));
+    LOCO_TRY(train_device_init(w, err));
     w->eval_swap = loco_alloc_aligned(n * sizeof(float));
     if (NULL == w->eval_swap) {
         return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory");
@@ -268,6 +272,7 @@ static loco_status worker_init(worker *w, loco_error *err)
 static void worker_free(worker *w)
 {
     loco_sync_free(w->sync);
+    train_device_free(w->dev);
     loco_metrics_close(&w->metrics);
     loco_optim_free(&w->optim);
     loco_model_free(w->model);
@@ -295,8 +300,10 @@ static loco_status evaluate(worker *w, double *val_loss, loco_error *err)
     const float *shared = loco_sync_eval_params(w->sync, params);
     bool swap = shared != params;
     if (swap) {
+        LOCO_TRY(train_device_params_to_host(w, err)); /* a GPU replica, to restore below */
         memcpy(w->eval_swap, params, bytes);
         memcpy(params, shared, bytes);
+        LOCO_TRY(loco_model_upload_params(w->model, err)); /* no-op on the CPU */
     }
     loco_loader val;
     loco_status st = loco_loader_init(&val, &w->val_file, LOCO_PARTITION_IID, 1 << 30, 0, 1,
@@ -317,6 +324,8 @@ static loco_status evaluate(worker *w, double *val_loss, loco_error *err)
     }
     if (swap) {
         memcpy(params, w->eval_swap, bytes);
+        loco_status up = loco_model_upload_params(w->model, err);
+        st = LOCO_OK == st ? up : st;
     }
     LOCO_TRY(st);
     LOCO_TRY(train_comm_result(w, loco_sync_sum(w->sync, &sum, 1, err), err));
@@ -350,17 +359,26 @@ static loco_status train_step(worker *w, loco_error *err)
     const loco_train_params *t = &w->cfg.train;
     loco_loader_next(&w->loader, w->inputs, w->targets);
     float loss = NAN;
-    LOCO_TRY(loco_model_forward(w->model, w->inputs, w->targets, t->batch, t->seq_len, &loss, err));
-    w->tokens += (double)t->batch * t->seq_len;
-    loco_model_zero_grad(w->model);
-    bool finite = isfinite(loss);
-    if (finite) {
-        LOCO_TRY(loco_model_backward(w->model, err));
-    }
-    loco_sync_step_in in = {loco_model_params(w->model), loco_model_grads(w->model), finite,
-                            &w->optim, loco_optim_lr(&w->cfg.optim, w->step), w->step};
     loco_sync_step_out out;
-    LOCO_TRY(train_comm_result(w, loco_sync_step(w->sync, &in, &out, err), err));
+    if (NULL != w->dev) { /* train.device cuda: the whole inner step on the GPU */
+        LOCO_TRY(train_device_step(w, &loss, &out, err));
+    } else {
+        LOCO_TRY(loco_model_forward(w->model, w->inputs, w->targets, t->batch, t->seq_len, &loss,
+                                    err));
+        loco_model_zero_grad(w->model);
+        if (isfinite(loss)) {
+            LOCO_TRY(loco_model_backward(w->model, err));
+        }
+        loco_sync_step_in in = {.params = loco_model_params(w->model),
+                                .grads = loco_model_grads(w->model),
+                                .grads_finite = isfinite(loss),
+                                .optim = &w->optim,
+                                .lr = loco_optim_lr(&w->cfg.optim, w->step),
+                                .step = w->step};
+        LOCO_TRY(train_comm_result(w, loco_sync_step(w->sync, &in, &out, err), err));
+    }
+    w->tokens += (double)t->batch * t->seq_len;
+    bool finite = isfinite(loss);
     w->comm_wait_s += out.comm_wait_s;
     w->last_loss = loss;
     w->last_grad_norm = out.grad_norm;
@@ -391,8 +409,10 @@ static loco_status train_step(worker *w, loco_error *err)
 static loco_status train_finish(worker *w, loco_error *err)
 {
     loco_sync_step_out out;
+    LOCO_TRY(train_device_to_host(w, err)); /* a GPU worker's replica, for the strategy */
     LOCO_TRY(train_comm_result(w, loco_sync_finish(w->sync, loco_model_params(w->model), &out, err),
                                err));
+    LOCO_TRY(train_device_from_host(w, err));
     w->comm_wait_s += out.comm_wait_s;
     if (out.synced && logs_syncs(w)) {
         w->syncs++;

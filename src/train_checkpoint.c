@@ -117,6 +117,7 @@ static loco_status save_sync_tensors(const char *path, const loco_sync_buffer *b
 loco_status train_save_checkpoint(worker *w, loco_error *err)
 {
     LOCO_TRY(train_comm_result(w, loco_sync_quiesce(w->sync, err), err));
+    LOCO_TRY(train_device_to_host(w, err)); /* a GPU worker's parameters and moments */
     char dir[LOCO_PATH_MAX + 64], path[LOCO_PATH_MAX + 128];
     snprintf(dir, sizeof dir, "%s/checkpoints/step_%07lld", w->cfg.run.dir, (long long)w->step);
     LOCO_TRY(loco_mkdir_p(dir, err));
@@ -295,6 +296,7 @@ loco_status train_resume_checkpoint(worker *w, loco_error *err)
     }
     loco_json_free(&doc);
     LOCO_TRY(st);
+    LOCO_TRY(train_device_from_host(w, err)); /* a GPU worker: parameters and moments up */
     w->step = step;
     w->nonfinite = nonfinite;
     w->syncs = syncs;

@@ -16,6 +16,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+typedef struct train_device train_device; /* train_device.c: a worker's GPU state */
+
 /* Everything one worker holds while training. */
 typedef struct worker {
     loco_config cfg;
@@ -29,6 +31,7 @@ typedef struct worker {
     loco_model *model;
     loco_optim optim;          /* the inner optimizer */
     loco_sync *sync;           /* the sync strategy */
+    train_device *dev;         /* train.device cuda: the GPU's inner optimizer; NULL on the CPU */
     float *eval_swap;          /* (num_params) the replica, while theta_global is evaluated */
     loco_metrics metrics;
     int64_t step;              /* steps done (the next step's index) */
@@ -61,6 +64,26 @@ loco_status train_comm_result(worker *w, loco_status st, loco_error *err);
 /* train_checkpoint.c */
 loco_status train_save_checkpoint(worker *w, loco_error *err);
 loco_status train_resume_checkpoint(worker *w, loco_error *err);
+
+/* train_device.c: train.device cuda (every function is a no-op returning LOCO_OK when w->dev
+ * is NULL, i.e. on the CPU). */
+/* Refuse train.device cuda with a strategy other than none/diloco, without CUDA or a GPU. */
+loco_status train_device_check(const loco_config *cfg, loco_error *err);
+/* The GPU of this worker: train.cuda_device, or the local rank modulo the GPUs visible. */
+int train_device_index(const loco_config *cfg, int rank);
+/* After the model (on the GPU), the host optimizer and the strategy exist: the device optimizer. */
+loco_status train_device_init(worker *w, loco_error *err);
+void train_device_free(train_device *dev); /* NULL is fine */
+/* One step on the batch in w->inputs/targets: forward, backward, clip and inner update on the
+ * GPU, then loco_sync_step (inner_done), the parameters crossing to the host and back only when
+ * the strategy uses them. *loss: the local loss. */
+loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, loco_error *err);
+/* Device parameters -> the model's host mirror. */
+loco_status train_device_params_to_host(worker *w, loco_error *err);
+/* Parameters and the inner optimizer's state and step count: device -> host (w->optim), and
+ * back. Around checkpoints, --resume and the strategy's finish. */
+loco_status train_device_to_host(worker *w, loco_error *err);
+loco_status train_device_from_host(worker *w, loco_error *err);
 
 /* train_output.c */
 void train_show_progress(worker *w, double tokens_per_s, bool final);

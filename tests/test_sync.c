@@ -29,6 +29,7 @@ typedef struct sim {
     float init[64];
     grad_rule rule;
     float c[MAX_RANKS];
+    bool inner_done; /* clip + inner step here, as a GPU worker does, then inner_done */
     /* outputs, per rank */
     float trace[MAX_RANKS][MAX_STEPS][64]; /* replica after each step */
     float global_trace[MAX_RANKS][MAX_STEPS][64]; /* eval params after each step */
@@ -36,6 +37,8 @@ typedef struct sim {
     uint64_t digests[MAX_RANKS][MAX_STEPS];       /* shared digest after each synced step */
     int synced_at[MAX_RANKS][MAX_STEPS];          /* steps (1-based) that synced */
     int n_synced[MAX_RANKS];
+    int uses_mismatch[MAX_RANKS]; /* inner_done: steps whose uses_params disagreed with a sync
+                                     or whose poisoned params the strategy touched */
     loco_status st[MAX_RANKS];
     char msg[MAX_RANKS][512];
 } sim;
@@ -101,6 +104,18 @@ static void gradient(const sim *s, int rank, int step, const float *theta, float
     }
 }
 
+/* Every byte of p (n floats) still 0xff? */
+static bool poison_intact(const float *p, size_t n)
+{
+    const uint8_t *b = (const uint8_t *)p;
+    for (size_t i = 0; i < n * sizeof(float); i++) {
+        if (0xff != b[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
 static void sim_body(rank_slot *slot)
 {
     sim *s = slot->arg;
@@ -117,10 +132,36 @@ static void sim_body(rank_slot *slot)
     }
     for (int step = 0; LOCO_OK == st && step < s->steps; step++) {
         gradient(s, r, step, params, grads);
-        loco_sync_step_in in = {params, grads, true, &opt,
-                                NULL != s->lr_per_step ? s->lr_per_step[step] : s->op.lr, step};
+        loco_sync_step_in in = {
+            .params = params,
+            .grads = grads,
+            .grads_finite = true,
+            .optim = &opt,
+            .lr = NULL != s->lr_per_step ? s->lr_per_step[step] : s->op.lr,
+            .step = step,
+        };
         loco_sync_step_out out;
-        st = loco_sync_step(sync, &in, &out, &err);
+        float poison[64];
+        bool uses = true;
+        if (s->inner_done) { /* what train_device.c does on the GPU */
+            st = loco_grad_clip(grads, n, s->op.grad_clip, &in.inner_grad_norm, &err);
+            if (LOCO_OK == st) {
+                st = loco_optim_step(&opt, params, grads, in.lr, &s->table, &err);
+            }
+            in.inner_done = true;
+            in.grads = NULL;
+            uses = loco_sync_step_uses_params(sync, step);
+            if (!uses) { /* the replica stays "on the device": hand the strategy garbage */
+                memset(poison, 0xff, sizeof poison);
+                in.params = poison;
+            }
+        }
+        if (LOCO_OK == st) {
+            st = loco_sync_step(sync, &in, &out, &err);
+        }
+        if (s->inner_done && (uses != out.synced || (!uses && !poison_intact(poison, n)))) {
+            s->uses_mismatch[r]++;
+        }
         memcpy(s->trace[r][step], params, n * sizeof(float));
         memcpy(s->global_trace[r][step], loco_sync_eval_params(sync, params), n * sizeof(float));
         if (LOCO_OK == st && out.synced) {
@@ -615,6 +656,104 @@ typedef struct variant {
     loco_ef_mode ef;
     int delay;
 } variant;
+
+/* A GPU worker's path (train.device cuda): the caller clips and steps the inner optimizer itself
+ * and hands loco_sync_step the replica only where loco_sync_step_uses_params says so. DiLoCo
+ * (plain, 8-bit ring codec, one-round delay) must give bit-identical replicas, theta_global and
+ * shared digests to the strategy doing the inner update; the replica passed on other steps must
+ * stay untouched. */
+static void compare_inner_done(int delay, bool codec)
+{
+    sim *runs[2];
+    for (int k = 0; k < 2; k++) {
+        sim *s = sim_new(2, 13, LOCO_SYNC_DILOCO);
+        table_flat(s, 16);
+        adamw_params(&s->op, 0.05f);
+        s->op.grad_clip = 2.0f;
+        s->sp.h = 4;
+        s->sp.delay = delay;
+        if (codec) {
+            s->sp.compress = true;
+            s->sp.codec = loco_codec_params_default(LOCO_CODEC_MAXMIN);
+            s->sp.codec.bits = 8;
+        }
+        s->rule = GRAD_NOISY;
+        s->c[0] = 0.5f;
+        s->c[1] = -0.25f;
+        for (int i = 0; i < 16; i++) {
+            s->init[i] = 0.1f * (float)i;
+        }
+        s->inner_done = 1 == k;
+        sim_run(s);
+        runs[k] = s;
+    }
+    for (int r = 0; r < 2; r++) {
+        cr_assert_eq(runs[1]->uses_mismatch[r], 0, "rank %d: %d steps where uses_params was "
+                     "wrong or the strategy touched the replica", r, runs[1]->uses_mismatch[r]);
+        cr_assert_eq(runs[0]->n_synced[r], runs[1]->n_synced[r]);
+        cr_assert(runs[0]->n_synced[r] >= 3, "%d syncs", runs[0]->n_synced[r]);
+        for (int i = 0; i < runs[0]->n_synced[r]; i++) {
+            cr_assert_eq(runs[0]->digests[r][i], runs[1]->digests[r][i], "sync %d digest", i);
+        }
+        cr_assert_eq(0, memcmp(runs[0]->final[r], runs[1]->final[r], 16 * sizeof(float)),
+                     "rank %d: final replicas differ", r);
+        cr_assert_eq(0, memcmp(runs[0]->global_trace[r], runs[1]->global_trace[r],
+                               sizeof runs[0]->global_trace[r]),
+                     "rank %d: theta_global differs", r);
+    }
+    sim_free(runs[0]);
+    sim_free(runs[1]);
+}
+
+Test(sync, inner_done_diloco_is_bit_identical)
+{
+    compare_inner_done(0, false);
+    compare_inner_done(0, true);
+    compare_inner_done(1, false);
+}
+
+Test(sync, inner_done_only_where_the_gradient_stays_local)
+{
+    cr_assert(loco_sync_accepts_inner_done(LOCO_SYNC_NONE));
+    cr_assert(loco_sync_accepts_inner_done(LOCO_SYNC_DILOCO));
+    cr_assert_not(loco_sync_accepts_inner_done(LOCO_SYNC_DDP));
+    cr_assert_not(loco_sync_accepts_inner_done(LOCO_SYNC_STREAMING));
+    cr_assert_not(loco_sync_accepts_inner_done(LOCO_SYNC_DEMO));
+    loco_tensor_table table;
+    cr_assert_eq(LOCO_OK, loco_tensor_table_init(&table, 1));
+    int64_t dims[1] = {4};
+    loco_tensor_table_add(&table, "x", -1, 1, dims);
+    float params[4] = {1, 2, 3, 4};
+    loco_optim_params op;
+    sgd_params(&op, 0.1f);
+    loco_optim opt;
+    cr_assert_eq(LOCO_OK, loco_optim_init(&opt, &op, 4, NULL));
+    loco_sync_params sp = loco_sync_params_default(LOCO_SYNC_DDP);
+    loco_sync *sync = NULL;
+    loco_error err = {0};
+    cr_assert_eq(LOCO_OK, loco_sync_init(&sync, &sp, NULL, &table, params, &err), "%s", err.msg);
+    cr_assert(loco_sync_step_uses_params(sync, 0));
+    loco_sync_step_in in = {params, NULL, true, &opt, 0.1f, 0, true, 1.0};
+    loco_sync_step_out out;
+    cr_assert_eq(LOCO_ERR_INVALID_ARG, loco_sync_step(sync, &in, &out, &err));
+    cr_assert(NULL != strstr(err.msg, "allowed: none, diloco"), "%s", err.msg);
+    loco_sync_free(sync);
+    /* none never touches the replica with inner_done; a non-finite norm counts as skipped */
+    sp = loco_sync_params_default(LOCO_SYNC_NONE);
+    cr_assert_eq(LOCO_OK, loco_sync_init(&sync, &sp, NULL, &table, params, &err), "%s", err.msg);
+    cr_assert_not(loco_sync_step_uses_params(sync, 0));
+    in.inner_grad_norm = NAN;
+    cr_assert_eq(LOCO_OK, loco_sync_step(sync, &in, &out, &err));
+    cr_assert(out.skipped);
+    in.inner_grad_norm = 3.5;
+    cr_assert_eq(LOCO_OK, loco_sync_step(sync, &in, &out, &err));
+    cr_assert_not(out.skipped);
+    cr_assert_eq(out.grad_norm, 3.5);
+    cr_assert_eq(params[0], 1.0f);
+    loco_sync_free(sync);
+    loco_optim_free(&opt);
+    loco_tensor_table_free(&table);
+}
 
 Test(sync, identical_state_after_every_sync)
 {

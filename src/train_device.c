@@ -1,0 +1,208 @@
+/* src/train_device.c — `loco train` with train.device: cuda: one worker per GPU.
+ *
+ * The model lives on the GPU (loco_model_init_device) and every inner step stays there:
+ * forward, backward, global-norm clipping and the inner optimizer (optim's _cuda functions on
+ * the device buffers). The sync strategy still runs on the host, unchanged: each step is handed
+ * to loco_sync_step with inner_done set (optim/sync.h), and only on the steps where the strategy
+ * reads or writes the replica (loco_sync_step_uses_params: diloco's round ends) do the fp32
+ * parameters travel device -> host before it and host -> device after it. So a DiLoCo worker
+ * copies its parameters twice per round of H steps; the pseudo-gradient, its (optional) codec,
+ * the ring over loco's TCP collectives and the outer Nesterov step are the CPU strategy's own
+ * code, and theta_global stays bit-identical on every worker, GPU or CPU.
+ *
+ * Strategies that use the local gradient itself on the host (ddp, streaming's fragments, demo)
+ * are refused by train_device_check with a configuration error.
+ *
+ * The worker's host optimizer (worker.optim) keeps its role for checkpoints: train_device_to_host
+ * copies the device optimizer's moments and step count into it (and the parameters into the
+ * model's host mirror) before a checkpoint or the strategy's finish, train_device_from_host
+ * copies them back after --resume.
+ */
+#include "cuda/cuda.h"
+#include "src/train_impl.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+struct train_device {
+    loco_optim optim;   /* the inner optimizer, its moments on the GPU */
+    float *pinned;      /* the model's host parameters, page-locked (NULL if the driver refused) */
+    int rank;
+    int64_t crossings;  /* steps whose parameters went to the host and back */
+    double copy_s;      /* seconds copying parameters device <-> host on those steps */
+    double strategy_s;  /* seconds in loco_sync_step on those steps (communication included) */
+};
+
+loco_status train_device_check(const loco_config *cfg, loco_error *err)
+{
+    if (LOCO_DEVICE_CUDA != cfg->train.device) {
+        return LOCO_OK;
+    }
+    if (!loco_sync_accepts_inner_done(cfg->sync.strategy)) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "train.device: cuda works with sync.strategy none or diloco (with "
+                              "any ring codec); sync.strategy %s uses the local gradient on the "
+                              "host every step. Set sync.strategy: diloco, or train.device: cpu",
+                              loco_sync_strategy_name(cfg->sync.strategy));
+    }
+    if (!loco_cuda_built()) {
+        return loco_error_set(err, LOCO_ERR_UNSUPPORTED,
+                              "train.device: cuda, but this loco was built without CUDA "
+                              "(rebuild with the CUDA toolkit: LOCO_CUDA=ON bash launch/setup.sh), "
+                              "or set train.device: cpu");
+    }
+    if (0 == loco_cuda_device_count()) {
+        return loco_error_set(err, LOCO_ERR_CUDA,
+                              "train.device: cuda, but no CUDA device is visible to this process "
+                              "(check nvidia-smi and CUDA_VISIBLE_DEVICES), or set "
+                              "train.device: cpu");
+    }
+    return LOCO_OK;
+}
+
+int train_device_index(const loco_config *cfg, int rank)
+{
+    if (cfg->train.cuda_device >= 0) {
+        return cfg->train.cuda_device;
+    }
+    const char *local = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
+    int index = NULL != local ? atoi(local) : rank;
+    int count = loco_cuda_device_count();
+    return count > 0 ? index % count : index;
+}
+
+loco_status train_device_init(worker *w, loco_error *err)
+{
+    if (LOCO_DEVICE_CUDA != loco_model_device(w->model)) {
+        return LOCO_OK;
+    }
+    w->dev = calloc(1, sizeof *w->dev);
+    if (NULL == w->dev) {
+        return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory");
+    }
+    w->dev->rank = w->rank;
+    LOCO_TRY(loco_optim_init_cuda(&w->dev->optim, &w->cfg.optim, loco_model_num_params(w->model),
+                                  loco_model_cuda_ctx(w->model), loco_model_tensors(w->model),
+                                  err));
+    /* the parameters cross at every round end: page-locked, the copies run at bus speed */
+    loco_error pin_err = {0};
+    float *host = loco_model_params(w->model);
+    if (LOCO_OK == loco_cuda_pin(host, loco_model_num_params(w->model) * sizeof(float),
+                                 &pin_err)) {
+        w->dev->pinned = host;
+    } else {
+        LOCO_WARN("%s (parameter copies will be slower)", pin_err.msg);
+    }
+    if (0 == w->rank) {
+        LOCO_INFO("training on %s (GPU %d of worker 0): %zu parameters, inner steps on the device",
+                  loco_cuda_ctx_device_name(loco_model_cuda_ctx(w->model)),
+                  train_device_index(&w->cfg, w->rank), loco_model_num_params(w->model));
+    }
+    return LOCO_OK;
+}
+
+void train_device_free(train_device *dev)
+{
+    if (NULL == dev) {
+        return;
+    }
+    if (dev->crossings > 0) {
+        LOCO_INFO("worker %d: %lld round ends: %.2f s copying parameters device <-> host, "
+                  "%.2f s in the sync strategy",
+                  dev->rank, (long long)dev->crossings, dev->copy_s, dev->strategy_s);
+    }
+    loco_cuda_unpin(dev->pinned);
+    loco_optim_free(&dev->optim);
+    free(dev);
+}
+
+loco_status train_device_params_to_host(worker *w, loco_error *err)
+{
+    if (NULL == w->dev) {
+        return LOCO_OK;
+    }
+    return loco_cuda_gpt_download_params(loco_model_cuda_gpt(w->model),
+                                         loco_model_params(w->model), err);
+}
+
+loco_status train_device_to_host(worker *w, loco_error *err)
+{
+    if (NULL == w->dev) {
+        return LOCO_OK;
+    }
+    LOCO_TRY(train_device_params_to_host(w, err));
+    loco_optim *dev = &w->dev->optim;
+    size_t bytes = dev->n * sizeof(float);
+    for (int i = 0; i < dev->slots; i++) {
+        LOCO_TRY(loco_cuda_download(loco_model_cuda_ctx(w->model), loco_optim_slot(&w->optim, i),
+                                    loco_optim_slot(dev, i), bytes, err));
+    }
+    w->optim.step = dev->step;
+    return LOCO_OK;
+}
+
+loco_status train_device_from_host(worker *w, loco_error *err)
+{
+    if (NULL == w->dev) {
+        return LOCO_OK;
+    }
+    LOCO_TRY(loco_model_upload_params(w->model, err));
+    loco_optim *dev = &w->dev->optim;
+    size_t bytes = dev->n * sizeof(float);
+    for (int i = 0; i < dev->slots; i++) {
+        LOCO_TRY(loco_cuda_upload(loco_model_cuda_ctx(w->model), loco_optim_slot(dev, i),
+                                  loco_optim_slot(&w->optim, i), bytes, err));
+    }
+    dev->step = w->optim.step;
+    return LOCO_OK;
+}
+
+loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, loco_error *err)
+{
+    const loco_train_params *t = &w->cfg.train;
+    loco_model *m = w->model;
+    size_t n = loco_model_num_params(m);
+    float lr = loco_optim_lr(&w->cfg.optim, w->step);
+    *loss = NAN;
+    LOCO_TRY(loco_model_forward(m, w->inputs, w->targets, t->batch, t->seq_len, loss, err));
+    loco_model_zero_grad(m);
+    bool finite = isfinite(*loss);
+    double norm = NAN;
+    if (finite) {
+        LOCO_TRY(loco_model_backward(m, err));
+        float *grads = loco_model_device_grads(m);
+        loco_error clip_err = {0};
+        loco_status st = loco_grad_clip_cuda(loco_model_cuda_ctx(m), grads, n,
+                                             w->cfg.optim.grad_clip, &norm, &clip_err);
+        if (LOCO_OK == st) {
+            LOCO_TRY(loco_optim_step_cuda(&w->dev->optim, loco_model_device_params(m),
+                                          loco_model_device_params_bf16(m), grads, lr, err));
+        } else if (LOCO_ERR_NONFINITE != st) { /* a non-finite norm skips the update */
+            return loco_error_set(err, st, "%s", clip_err.msg);
+        }
+    }
+    /* The strategy sees the replica only on the steps where it reads or writes it. */
+    bool uses = loco_sync_step_uses_params(w->sync, w->step);
+    double t0 = loco_now_s();
+    if (uses) {
+        LOCO_TRY(train_device_params_to_host(w, err));
+    }
+    double t1 = loco_now_s();
+    loco_sync_step_in in = {.params = loco_model_params(m),
+                            .grads = NULL,
+                            .grads_finite = finite,
+                            .optim = &w->optim,
+                            .lr = lr,
+                            .step = w->step,
+                            .inner_done = true,
+                            .inner_grad_norm = norm};
+    LOCO_TRY(train_comm_result(w, loco_sync_step(w->sync, &in, out, err), err));
+    double t2 = loco_now_s();
+    if (uses) {
+        LOCO_TRY(loco_model_upload_params(m, err));
+        w->dev->crossings++;
+        w->dev->copy_s += (t1 - t0) + (loco_now_s() - t2);
+        w->dev->strategy_s += t2 - t1;
+    }
+    return LOCO_OK;
+}
