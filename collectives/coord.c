@@ -196,6 +196,13 @@ static loco_ack_code coord_check_hello(void *ctx, const loco_frame_header *h,
                  c->cfg.integrity ? "on" : "off");
         return LOCO_ACK_BAD_PEER;
     }
+    if (LOCO_CONN_JOIN == hello->kind && 0 == c->nonce) {
+        /* A standalone coordinator learns the run (its nonce) from the first member; a joiner
+         * that arrives before any member would otherwise be admitted into "run 0" and be
+         * refused by every member afterwards. It dials again shortly. */
+        snprintf(reason, cap, "no member of the run has reached this coordinator yet");
+        return LOCO_ACK_RETRY;
+    }
     return LOCO_ACK_OK;
 }
 
@@ -414,7 +421,7 @@ static void coord_on_readable(loco_coord *c, int k)
             return;
         }
         if (LOCO_HS_ERROR == r) {
-            if (LOCO_ERR_PEER_LOST != cc->hs.status) {
+            if (LOCO_ERR_PEER_LOST != cc->hs.status && LOCO_ACK_RETRY != cc->hs.code) {
                 LOCO_WARN("coordinator refused a connection from %s: %s", cc->peer, cc->hs.reason);
                 coord_event(c, "refused", "\"peer\": \"%s\"", cc->peer);
             }

@@ -528,7 +528,10 @@ Test(ft, a_standalone_coordinator_serves_the_run_and_rank_0_takes_over, .timeout
     }
 }
 
-/* A joiner given the standalone coordinator's address registers with it directly. */
+/* A joiner given the standalone coordinator's address registers with it directly, even when it
+ * arrives before any member has told the coordinator which run it serves (it is asked to dial
+ * again until then; admitted at once, it would carry no run nonce and every member would refuse
+ * it). */
 Test(ft, a_joiner_dials_a_standalone_coordinator_directly, .timeout = 60)
 {
     loco_coord_config cc = {.comm = ft_config(), .listen = "127.0.0.1:0"};
@@ -542,6 +545,7 @@ Test(ft, a_joiner_dials_a_standalone_coordinator_directly, .timeout = 60)
     loco_comm_config cfg = ft_config();
     cfg.ft.coordinator = LOCO_COORD_EXTERNAL;
     snprintf(cfg.ft.coordinator_addr, sizeof cfg.ft.coordinator_addr, "%s", c.addr);
+    usleep(300 * 1000); /* the joiner reaches the coordinator first */
     run_ranks(2, &cfg, body_hosts_a_joiner, &c, slots);
     pthread_join(th, NULL);
     loco_coord_stats stats;
