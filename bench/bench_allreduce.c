@@ -2,7 +2,7 @@
  * MPI_Allreduce forced onto its TCP transport, measured in the same run, size by size.
  *
  *   launch/loco-mpirun -np 4 build/loco bench allreduce [--sizes 1K,1M,64M,256M] [--streams K]
- *       [--chunk BYTES] [--iters N] [--link SPEC] [--no-confirm] [--json FILE]
+ *       [--chunk BYTES] [--iters N] [--link SPEC] [--no-confirm] [--no-ft] [--json FILE]
  *
  * For every size both systems run the same out-of-place fp32 sum, timed between barriers; the
  * slowest rank's time counts. Bus bandwidth = 2 (N-1)/N * bytes / time, the traffic each rank's
@@ -13,7 +13,9 @@
  * leaves it alone. That is only acceptable because nothing dies in a benchmark: the training
  * runtime never calls MPI after the bootstrap (DESIGN.md §1).
  *
- * With --link (e.g. rate=1gbit,delay=50ms) loco runs over the link emulator and the baseline is
+ * By default every allreduce ends with the coordinator's verdict (collectives/membership.h);
+ * --no-ft measures the bare data plane (ft.coordinator: none), so the two runs show the verdict's
+ * cost. With --link (e.g. rate=1gbit,delay=50ms) loco runs over the link emulator and the baseline is
  * the emulated link rate itself (an MPI run cannot be shaped without root and netem).
  */
 #include "bench/bench.h"
@@ -39,7 +41,7 @@ static int allreduce_usage(FILE *out)
 {
     fprintf(out,
             "usage: loco bench allreduce [--sizes LIST] [--streams K] [--chunk BYTES] [--iters N]\n"
-            "                            [--link SPEC] [--no-confirm] [--json FILE]\n"
+            "                            [--link SPEC] [--no-confirm] [--no-ft] [--json FILE]\n"
             "Run under launch/loco-mpirun -np N. Compares loco's ring allreduce with Open MPI's\n"
             "MPI_Allreduce over TCP (btl tcp,self), same sizes, same run. Sizes in bytes\n"
             "(default 1K,64K,1M,16M,64M,256M). --link emulates a WAN link for loco\n"
@@ -54,6 +56,10 @@ static loco_status allreduce_parse(int argc, char **argv, allreduce_args *a, loc
         const char *k = argv[i];
         if (0 == strcmp(k, "--no-confirm")) {
             a->confirm = false;
+            continue;
+        }
+        if (0 == strcmp(k, "--no-ft")) {
+            a->cfg.ft.coordinator = LOCO_COORD_NONE;
             continue;
         }
         if (0 == strcmp(k, "-h") || 0 == strcmp(k, "--help")) {

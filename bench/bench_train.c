@@ -23,45 +23,33 @@ typedef struct train_args {
     loco_model_config cfg;
     int share; /* consecutive layers per K/V group */
     int batch, seq, threads, steps, warmup, rounds;
-    const char *json, *python, *script;
-    bool no_torch;
+    loco_bench_common common; /* --json, --python, --torch-script, --no-torch */
 } train_args;
 
 static void train_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: loco bench train [options]\n\n"
-            "Training throughput (tokens/s: forward + backward + clip + AdamW) of loco's CPU model\n"
-            "and of the same model in PyTorch (bench/torch_train.py), same shape, batch, threads.\n\n"
-            "  --layers N      transformer blocks (4)\n"
-            "  --width C       embedding width (128)\n"
-            "  --heads H       query heads (4)\n"
-            "  --kv-heads G    K/V heads (= heads)\n"
-            "  --share S       layers per cross-layer K/V group (1)\n"
-            "  --vocab V       vocabulary (256)\n"
-            "  --seq T         sequence length (128)\n"
-            "  --batch B       sequences per step (16)\n"
-            "  --threads N     OpenMP / torch threads (2)\n"
-            "  --steps N       timed steps (20)\n"
-            "  --warmup N      untimed steps first (3)\n"
-            "  --rounds R      alternate loco and torch R times, keep each one's best (1)\n"
-            "  --python PATH   interpreter with torch (default: $LOCO_PYTHON, python3,\n"
-            "                  /usr/bin/python3 - the first that imports torch)\n"
-            "  --torch-script PATH   bench/torch_train.py (default: found next to the binary)\n"
-            "  --no-torch      measure loco only\n"
-            "  --json FILE     write the records\n");
-}
-
-static int parse_int(const char *flag, const char *value, int lo, int hi, int *out)
-{
-    char *end = NULL;
-    long v = NULL != value ? strtol(value, &end, 10) : 0;
-    if (NULL == value || end == value || '\0' != *end || v < lo || v > hi) {
-        fprintf(stderr, "loco bench train: %s needs an integer in %d..%d\n", flag, lo, hi);
-        return 2;
-    }
-    *out = (int)v;
-    return 0;
+    fprintf(
+        out,
+        "usage: loco bench train [options]\n\n"
+        "Training throughput (tokens/s: forward + backward + clip + AdamW) of loco's CPU model\n"
+        "and of the same model in PyTorch (bench/torch_train.py), same shape, batch, threads.\n\n"
+        "  --layers N      transformer blocks (4)\n"
+        "  --width C       embedding width (128)\n"
+        "  --heads H       query heads (4)\n"
+        "  --kv-heads G    K/V heads (= heads)\n"
+        "  --share S       layers per cross-layer K/V group (1)\n"
+        "  --vocab V       vocabulary (256)\n"
+        "  --seq T         sequence length (128)\n"
+        "  --batch B       sequences per step (16)\n"
+        "  --threads N     OpenMP / torch threads (2)\n"
+        "  --steps N       timed steps (20)\n"
+        "  --warmup N      untimed steps first (3)\n"
+        "  --rounds R      alternate loco and torch R times, keep each one's best (1)\n"
+        "  --python PATH   interpreter with torch (default: $LOCO_PYTHON, python3,\n"
+        "                  /usr/bin/python3 - the first that imports torch)\n"
+        "  --torch-script PATH   bench/torch_train.py (default: found next to the binary)\n"
+        "  --no-torch      measure loco only\n"
+        "  --json FILE     write the records\n");
 }
 
 static int parse_args(int argc, char **argv, train_args *a)
@@ -75,67 +63,21 @@ static int parse_args(int argc, char **argv, train_args *a)
     a->steps = 20;
     a->warmup = 3;
     a->rounds = 1;
-    struct {
-        const char *flag;
-        int *field, lo, hi;
-    } ints[] = {{"--layers", &a->cfg.n_layer, 1, LOCO_MAX_LAYERS},
-                {"--width", &a->cfg.n_embd, 1, 1 << 16},
-                {"--heads", &a->cfg.n_head, 1, 1 << 12},
-                {"--kv-heads", &a->cfg.n_kv_head, 1, 1 << 12},
-                {"--share", &a->share, 1, LOCO_MAX_LAYERS},
-                {"--vocab", &a->cfg.vocab, 1, 65536},
-                {"--seq", &a->seq, 1, 1 << 16},
-                {"--batch", &a->batch, 1, 1 << 16},
-                {"--threads", &a->threads, 1, 1024},
-                {"--steps", &a->steps, 1, 1 << 20},
-                {"--warmup", &a->warmup, 0, 1 << 20},
-                {"--rounds", &a->rounds, 1, 100}};
-    for (int i = 1; i < argc; i++) {
-        bool matched = false;
-        for (size_t k = 0; k < sizeof ints / sizeof ints[0] && !matched; k++) {
-            if (0 == strcmp(argv[i], ints[k].flag)) {
-                int rc = parse_int(argv[i], i + 1 < argc ? argv[i + 1] : NULL, ints[k].lo,
-                                   ints[k].hi, ints[k].field);
-                if (0 != rc) {
-                    return rc;
-                }
-                i++;
-                matched = true;
-            }
-        }
-        if (matched) {
-            continue;
-        }
-        if (0 == strcmp(argv[i], "--help") || 0 == strcmp(argv[i], "-h")) {
-            train_usage(stdout);
-            return -1;
-        } else if (0 == strcmp(argv[i], "--no-torch")) {
-            a->no_torch = true;
-        } else if (i + 1 < argc && 0 == strcmp(argv[i], "--json")) {
-            a->json = argv[++i];
-        } else if (i + 1 < argc && 0 == strcmp(argv[i], "--python")) {
-            a->python = argv[++i];
-        } else if (i + 1 < argc && 0 == strcmp(argv[i], "--torch-script")) {
-            a->script = argv[++i];
-        } else {
-            fprintf(stderr, "loco bench train: unknown or incomplete option '%s'\n\n", argv[i]);
-            train_usage(stderr);
-            return 2;
-        }
-    }
-    if (0 == a->cfg.n_kv_head) {
-        a->cfg.n_kv_head = a->cfg.n_head;
-    }
-    a->cfg.ctx = a->seq;
-    for (int l = 0; l < a->cfg.n_layer; l++) {
-        a->cfg.kv_src[l] = l - l % a->share;
-    }
-    loco_error err = {0};
-    if (LOCO_OK != loco_model_config_validate(&a->cfg, &err)) {
-        fprintf(stderr, "loco bench train: %s\n", err.msg);
-        return 2;
-    }
-    return 0;
+    const loco_bench_int_flag ints[] = {{"--layers", &a->cfg.n_layer, 1, LOCO_MAX_LAYERS},
+                                        {"--width", &a->cfg.n_embd, 1, 1 << 16},
+                                        {"--heads", &a->cfg.n_head, 1, 1 << 12},
+                                        {"--kv-heads", &a->cfg.n_kv_head, 1, 1 << 12},
+                                        {"--share", &a->share, 1, LOCO_MAX_LAYERS},
+                                        {"--vocab", &a->cfg.vocab, 1, 65536},
+                                        {"--seq", &a->seq, 1, 1 << 16},
+                                        {"--batch", &a->batch, 1, 1 << 16},
+                                        {"--threads", &a->threads, 1, 1024},
+                                        {"--steps", &a->steps, 1, 1 << 20},
+                                        {"--warmup", &a->warmup, 0, 1 << 20},
+                                        {"--rounds", &a->rounds, 1, 100}};
+    int rc = loco_bench_parse_args("loco bench train", argc, argv, ints,
+                                   sizeof ints / sizeof ints[0], &a->common, train_usage);
+    return 0 != rc ? rc : loco_bench_model_config("loco bench train", &a->cfg, a->seq, a->share);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -144,6 +86,7 @@ static int parse_args(int argc, char **argv, train_args *a)
 typedef struct loco_timing {
     double tokens_per_s, forward_ms, backward_ms, optim_ms;
     float loss;
+    loco_model_profile profile; /* timed steps only */
 } loco_timing;
 
 static loco_status run_loco(const train_args *a, loco_timing *out, loco_error *err)
@@ -187,6 +130,9 @@ static loco_status run_loco(const train_args *a, loco_timing *out, loco_error *e
                                  loco_model_tensors(m), err);
         }
         double t3 = loco_now_s();
+        if (s + 1 == a->warmup) {
+            loco_model_reset_profile(m);
+        }
         if (s >= a->warmup) {
             t_fwd += t1 - t0;
             t_bwd += t2 - t1;
@@ -198,6 +144,7 @@ static loco_status run_loco(const train_args *a, loco_timing *out, loco_error *e
         out->forward_ms = 1e3 * t_fwd / a->steps;
         out->backward_ms = 1e3 * t_bwd / a->steps;
         out->optim_ms = 1e3 * t_opt / a->steps;
+        out->profile = loco_model_get_profile(m);
     }
     free(data);
     loco_optim_free(&opt);
@@ -214,51 +161,6 @@ typedef struct torch_timing {
     char blas[256];
 } torch_timing;
 
-static bool python_has_torch(const char *python)
-{
-    char cmd[PATH_MAX + 64];
-    snprintf(cmd, sizeof cmd, "'%s' -c 'import torch' > /dev/null 2>&1", python);
-    return 0 == system(cmd);
-}
-
-static const char *find_python(const train_args *a)
-{
-    if (NULL != a->python) {
-        return a->python;
-    }
-    const char *candidates[] = {getenv("LOCO_PYTHON"), "python3", "/usr/bin/python3"};
-    for (size_t i = 0; i < sizeof candidates / sizeof candidates[0]; i++) {
-        if (NULL != candidates[i] && python_has_torch(candidates[i])) {
-            return candidates[i];
-        }
-    }
-    return NULL;
-}
-
-/* bench/torch_train.py: given, or relative to the binary (build/loco -> ../bench), or ./bench. */
-static bool find_script(const train_args *a, char *out, size_t cap)
-{
-    if (NULL != a->script) {
-        snprintf(out, cap, "%s", a->script);
-        return 0 == access(out, R_OK);
-    }
-    char exe[PATH_MAX];
-    ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (len > 0) {
-        exe[len] = '\0';
-        const char *dir = dirname(exe);
-        const char *rel[] = {"../bench/torch_train.py", "../../bench/torch_train.py"};
-        for (size_t i = 0; i < sizeof rel / sizeof rel[0]; i++) {
-            snprintf(out, cap, "%s/%s", dir, rel[i]);
-            if (0 == access(out, R_OK)) {
-                return true;
-            }
-        }
-    }
-    snprintf(out, cap, "bench/torch_train.py");
-    return 0 == access(out, R_OK);
-}
-
 static loco_status run_torch(const train_args *a, const char *python, const char *script,
                              torch_timing *out, loco_error *err)
 {
@@ -268,20 +170,8 @@ static loco_status run_torch(const train_args *a, const char *python, const char
              "--batch %d --threads %d --steps %d --warmup %d",
              python, script, a->cfg.n_layer, a->cfg.n_embd, a->cfg.n_head, a->cfg.n_kv_head,
              a->cfg.vocab, a->seq, a->batch, a->threads, a->steps, a->warmup);
-    FILE *pipe = popen(cmd, "r");
-    if (NULL == pipe) {
-        return loco_error_set(err, LOCO_ERR_SYSTEM, "cannot run %s", cmd);
-    }
-    char line[4096] = "", last[4096] = "";
-    while (NULL != fgets(line, sizeof line, pipe)) {
-        snprintf(last, sizeof last, "%s", line);
-    }
-    int rc = pclose(pipe);
     loco_json_doc doc;
-    if (0 != rc || LOCO_OK != loco_json_parse(&doc, last, strlen(last), NULL, NULL)) {
-        return loco_error_set(err, LOCO_ERR_SYSTEM, "PyTorch baseline failed (exit %d): %s", rc,
-                              cmd);
-    }
+    LOCO_TRY(loco_bench_run_json(cmd, &doc, err));
     const loco_json_node *root = loco_json_root(&doc);
     const loco_json_node *tps = loco_json_get(&doc, root, "tokens_per_s");
     const loco_json_node *ver = loco_json_get(&doc, root, "torch");
@@ -313,18 +203,9 @@ int loco_bench_train(int argc, char **argv)
     }
     const char *python = NULL;
     char script[PATH_MAX];
-    if (!a.no_torch) {
-        python = find_python(&a);
-        if (NULL == python) {
-            fprintf(stderr, "loco bench train: no python3 with torch found (install "
-                            "python3-torch, pass --python PATH, or use --no-torch)\n");
-            return 1;
-        }
-        if (!find_script(&a, script, sizeof script)) {
-            fprintf(stderr, "loco bench train: bench/torch_train.py not found (pass "
-                            "--torch-script PATH)\n");
-            return 1;
-        }
+    if (0 != loco_bench_find_baseline("loco bench train", &a.common, "torch_train.py", &python,
+                                      script, sizeof script)) {
+        return 1;
     }
     printf("loco bench train: %d layers, width %d, %d heads (%d K/V), K/V groups of %d, vocab %d, "
            "batch %d x %d tokens, %d threads, %d timed steps\n",
@@ -342,8 +223,14 @@ int loco_bench_train(int argc, char **argv)
         printf("  round %d loco:    %9.0f tokens/s  (forward %.1f ms, backward %.1f ms, clip+AdamW "
                "%.1f ms per step, loss %.3f)\n",
                r + 1, t.tokens_per_s, t.forward_ms, t.backward_ms, t.optim_ms, t.loss);
+        printf("           ms per step by layer kind (forward / backward):");
+        for (int op = 0; op < LOCO_OP_COUNT; op++) {
+            printf(" %s %.1f/%.1f", loco_model_op_name((loco_model_op)op),
+                   1e3 * t.profile.forward_s[op] / a.steps, 1e3 * t.profile.backward_s[op] / a.steps);
+        }
+        printf("\n");
         best = t.tokens_per_s > best.tokens_per_s ? t : best;
-        if (a.no_torch) {
+        if (a.common.no_torch) {
             continue;
         }
         torch_timing tt = {0};
@@ -363,22 +250,22 @@ int loco_bench_train(int argc, char **argv)
     rec.size = (double)a.batch * a.seq;
     rec.value = best.tokens_per_s;
     snprintf(rec.unit, sizeof rec.unit, "tokens/s");
-    if (!a.no_torch) {
+    if (!a.common.no_torch) {
         snprintf(rec.baseline, sizeof rec.baseline, "pytorch");
         rec.baseline_value = best_torch.tokens_per_s;
         rec.ratio = best.tokens_per_s / best_torch.tokens_per_s;
     }
     printf("\n%-44s %12s %12s %8s\n", "case", "loco tok/s", "torch tok/s", "ratio");
     printf("%-44s %12.0f %12.0f %8.2f\n", rec.case_name, rec.value, rec.baseline_value, rec.ratio);
-    if (!a.no_torch) {
+    if (!a.common.no_torch) {
         printf("baseline: PyTorch %s via %s, BLAS %s\n", best_torch.version, python,
                best_torch.blas);
     }
-    if (NULL != a.json) {
+    if (NULL != a.common.json) {
         loco_bench_records records = {0};
         loco_status st = loco_bench_records_add(&records, &rec);
         if (LOCO_OK == st) {
-            st = loco_bench_records_write(&records, a.json, &err);
+            st = loco_bench_records_write(&records, a.common.json, &err);
         }
         loco_bench_records_free(&records);
         if (LOCO_OK != st) {

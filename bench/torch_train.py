@@ -122,13 +122,21 @@ def loco_tensors(model):
 
 
 def blas_library():
-    """The BLAS shared object mapped into this process (after a matmul has run)."""
+    """torch's BLAS_INFO build setting and the BLAS shared object mapped into this process (after
+    a matmul has run): Debian's torch says BLAS_INFO=generic and maps whatever libblas.so.3 the
+    alternatives system points at; pip wheels link MKL statically."""
+    info = "?"
+    for part in torch.__config__.show().replace(",", " ").split():
+        if part.startswith("BLAS_INFO="):
+            info = part.split("=", 1)[1]
+    mapped = "none mapped"
     with open("/proc/self/maps") as f:
         for line in f:
             path = line.split()[-1]
-            if "blas" in path.lower() and ".so" in path:
-                return path
-    return "unknown (statically linked or none)"
+            if "blas" in path.lower() and ".so" in path and "numpy" not in path:
+                mapped = path
+                break
+    return f"BLAS_INFO={info}, {mapped}"
 
 
 def main():
@@ -173,7 +181,7 @@ def main():
     elapsed = time.perf_counter() - start
     tokens = args.steps * args.batch * args.seq
     print(json.dumps({"tokens_per_s": tokens / elapsed, "ms_per_step": 1e3 * elapsed / args.steps,
-                      "loss": float(loss), "torch": torch.__version__,
+                      "loss": float(loss.detach()), "torch": torch.__version__,
                       "threads": torch.get_num_threads(), "blas": blas_library()}))
 
 

@@ -1,8 +1,13 @@
-/* collectives/bootstrap.c — who the members are: MPI, JOIN (dial rank 0) or LOCAL (threads).
+/* collectives/bootstrap.c — who the members are: MPI, JOIN (dial rank 0), LOCAL (threads), or
+ * ADMIT (a joiner: only its listeners; the coordinator admits it later, membership.c).
  *
- * Each path binds this rank's listener first (so its port is known), then exchanges one member
- * record per rank — {host, port, capabilities, run nonce, protocol version} — and returns the
- * member table of epoch 0. Nothing else happens here: wire.c connects the mesh.
+ * Each path binds this rank's listeners first (its worker port and, with a control plane, its
+ * coordinator port: any member may have to host the coordinator), then exchanges one member
+ * record per rank — {host, ports, capabilities, run nonce, protocol version} — and returns the
+ * member table of epoch 0 (member id = rank). It also settles the run key: a configured one
+ * (auth.c), else MPI shares a random key of rank 0's in its one MPI_Allgather and a LOCAL group
+ * makes one; JOIN connections to rank 0 are authenticated with it like every other connection.
+ * Nothing else happens here: wire.c connects the mesh.
  *
  * MPI is used only here and only as the design allows (DESIGN.md §1): MPI_Init (unless the
  * caller already initialised MPI, as the allreduce benchmark does for its baseline), one
@@ -63,7 +68,25 @@ void loco_boot_free(loco_boot *boot)
     if (boot->listen_fd >= 0) {
         close(boot->listen_fd);
     }
-    boot->listen_fd = -1;
+    if (boot->coord_fd >= 0) {
+        close(boot->coord_fd);
+    }
+    boot->listen_fd = boot->coord_fd = -1;
+}
+
+/* The coordinator listener every member binds when the run has a control plane (port 0 = any;
+ * a fixed port is a per-host range like the worker port). */
+static loco_status bind_coord_listener(const loco_comm_config *cfg, const char *host,
+                                       int local_index, loco_boot *boot, loco_error *err)
+{
+    if (LOCO_COORD_NONE == cfg->ft.coordinator) {
+        return LOCO_OK;
+    }
+    int want = cfg->ft.coordinator_port > 0 ? cfg->ft.coordinator_port + local_index : 0;
+    int port = 0;
+    LOCO_TRY(loco_net_listen(host, want, &boot->coord_fd, &port, err));
+    boot->cport = (uint16_t)port;
+    return LOCO_OK;
 }
 
 /* =============================================================================================
@@ -97,9 +120,9 @@ static void mpi_guard(const char *call, double timeout_s)
 
 static void mpi_unguard(void) { alarm(0); }
 
-/* MPI record: u32 magic, u32 protocol version, then a JOIN payload (nonce, rank, world, caps,
- * port, host). */
-#define MPI_RECORD_BYTES (8 + LOCO_JOIN_BYTES)
+/* MPI record: u32 magic, u32 protocol version, a JOIN payload (nonce, rank, world, caps, ports,
+ * host), then rank 0's key field (u8 kind, 32 bytes). */
+#define MPI_RECORD_BYTES (8 + LOCO_JOIN_BYTES + 1 + 32)
 
 static loco_status bootstrap_mpi(const loco_comm_config *cfg, loco_boot *boot, loco_error *err)
 {
@@ -115,6 +138,10 @@ static loco_status bootstrap_mpi(const loco_comm_config *cfg, loco_boot *boot, l
                                                            : cfg->listen_port;
     int port = 0;
     LOCO_TRY(loco_net_listen(listen_host, want, &boot->listen_fd, &port, err));
+    LOCO_TRY(bind_coord_listener(cfg, listen_host, NULL != local_rank ? atoi(local_rank) : 0, boot,
+                                 err));
+    bool have_key = false;
+    LOCO_TRY(loco_key_resolve(cfg, false, boot->key, &have_key, err));
 
     int initialized = 0;
     MPI_Initialized(&initialized);
@@ -141,7 +168,7 @@ static loco_status bootstrap_mpi(const loco_comm_config *cfg, loco_boot *boot, l
     }
     loco_join mine = {.nonce = nonce, .rank = (uint32_t)boot->rank,
                       .world = (uint32_t)boot->world, .caps = (uint32_t)host_caps(),
-                      .port = (uint16_t)port};
+                      .port = (uint16_t)port, .cport = boot->cport};
     if (cfg->advertise_host[0]) {
         loco_copy_str(mine.host, sizeof mine.host, cfg->advertise_host);
     } else if (all_local) {
@@ -149,12 +176,24 @@ static loco_status bootstrap_mpi(const loco_comm_config *cfg, loco_boot *boot, l
     } else {
         loco_net_default_host(mine.host, sizeof mine.host);
     }
-    uint8_t record[MPI_RECORD_BYTES];
+    uint8_t record[MPI_RECORD_BYTES] = {0};
     uint32_t head[2] = {LOCO_FRAME_MAGIC, LOCO_PROTOCOL_VERSION};
     for (int i = 0; i < 8; i++) {
         record[i] = (uint8_t)(head[i / 4] >> (8 * (i % 4)));
     }
     loco_join_encode(&mine, record + 8);
+    /* Without a configured key rank 0 makes one and shares it here (byte 0: 1 = shared key
+     * follows, 2 = rank 0 has a configured key of its own). */
+    uint8_t *key_field = record + 8 + LOCO_JOIN_BYTES;
+    if (0 == boot->rank) {
+        if (!have_key) {
+            loco_random_bytes(boot->key, sizeof boot->key);
+            key_field[0] = 1;
+            memcpy(key_field + 1, boot->key, sizeof boot->key);
+        } else {
+            key_field[0] = 2;
+        }
+    }
 
     uint8_t *all = malloc((size_t)boot->world * MPI_RECORD_BYTES);
     boot->members = calloc((size_t)boot->world, sizeof *boot->members);
@@ -200,9 +239,21 @@ static loco_status bootstrap_mpi(const loco_comm_config *cfg, loco_boot *boot, l
         }
         snprintf(boot->members[r].host, LOCO_HOST_MAX, "%s", j.host);
         boot->members[r].port = j.port;
+        boot->members[r].cport = j.cport;
         boot->members[r].caps = j.caps;
+        boot->members[r].id = (uint32_t)r;
         if (0 == r) {
             boot->nonce = j.nonce;
+            const uint8_t *kf = rec + 8 + LOCO_JOIN_BYTES;
+            if (1 == kf[0] && !have_key) {
+                memcpy(boot->key, kf + 1, sizeof boot->key);
+                have_key = true;
+            } else if (2 == kf[0] && !have_key) {
+                st = loco_error_set(err, LOCO_ERR_AUTH,
+                                    "rank 0 has a run key but rank %d has none: give every rank "
+                                    "the same LOCO_RUN_KEY / LOCO_RUN_KEY_FILE / key_file",
+                                    boot->rank);
+            }
         } else if (0 != j.nonce && j.nonce != boot->nonce) {
             st = loco_error_set(err, LOCO_ERR_AUTH,
                                 "rank %d (%s:%u) has run nonce 0x%016llx but rank 0 has 0x%016llx: "
@@ -247,7 +298,26 @@ static void send_refusal(int fd, loco_ack_code code, const char *reason, uint64_
     loco_net_send_frame(fd, &h, payload, deadline_ns, "refused peer", NULL);
 }
 
-/* Rank 0: read one JOIN from a fresh connection; refuse and return false if it is not welcome. */
+/* Rank 0 accepts only bootstrap connections of its world size. */
+static loco_ack_code join_check_hello(void *ctx, const loco_frame_header *h,
+                                      const loco_hello *hello, char *reason, size_t cap)
+{
+    const loco_boot *boot = ctx;
+    if (LOCO_CONN_BOOT != hello->kind) {
+        snprintf(reason, cap, "rank 0 is forming the group: only bootstrap connections (kind "
+                              "%u): retry", hello->kind);
+        return LOCO_ACK_RETRY;
+    }
+    if (hello->world != (uint32_t)boot->world) {
+        snprintf(reason, cap, "world size %u, rank 0 runs a world of %d", hello->world,
+                 boot->world);
+        return LOCO_ACK_BAD_WORLD;
+    }
+    return LOCO_ACK_OK;
+}
+
+/* Rank 0: authenticate a fresh connection and read its JOIN; refuse and return false if it is
+ * not welcome. */
 static bool join_accept_one(loco_boot *boot, int fd, int *fds, uint64_t deadline_ns)
 {
     char who[96];
@@ -256,8 +326,16 @@ static bool join_accept_one(loco_boot *boot, int fd, int *fds, uint64_t deadline
     loco_frame_header h;
     loco_error e = {0};
     uint64_t d = loco_now_ns() + 5000000000ull;
-    if (LOCO_OK != loco_net_recv_frame(fd, &h, payload, LOCO_JOIN_BYTES, d < deadline_ns ? d : deadline_ns,
-                                       who, &e)) {
+    d = d < deadline_ns ? d : deadline_ns;
+    loco_hs hs;
+    loco_hs_accept(&hs, fd, boot->key, boot->nonce);
+    if (LOCO_HS_OK != loco_hs_run(&hs, join_check_hello, boot, d)) {
+        if (LOCO_ACK_RETRY != hs.code) {
+            LOCO_WARN("refused a connection during join from %s: %s", who, hs.reason);
+        }
+        return false;
+    }
+    if (LOCO_OK != loco_net_recv_frame(fd, &h, payload, LOCO_JOIN_BYTES, d, who, &e)) {
         LOCO_WARN("refused a connection during join: %s", e.msg);
         if (LOCO_ERR_VERSION == e.status) {
             send_refusal(fd, LOCO_ACK_BAD_VERSION, e.msg, d);
@@ -299,7 +377,9 @@ static bool join_accept_one(loco_boot *boot, int fd, int *fds, uint64_t deadline
         loco_net_local_host(fd, m->host, LOCO_HOST_MAX); /* same host as rank 0 sees */
     }
     m->port = j.port;
+    m->cport = j.cport;
     m->caps = j.caps;
+    m->id = j.rank;
     fds[j.rank] = fd;
     return true;
 }
@@ -309,12 +389,14 @@ static loco_status join_as_rank0(const loco_comm_config *cfg, loco_boot *boot, c
 {
     int bound = 0;
     LOCO_TRY(loco_net_listen(cfg->listen_host, port, &boot->listen_fd, &bound, err));
+    LOCO_TRY(bind_coord_listener(cfg, cfg->listen_host, 0, boot, err));
     uint64_t nonce = 0;
     LOCO_TRY(configured_nonce(cfg, &nonce, err));
     boot->nonce = 0 != nonce ? nonce : random_nonce();
     snprintf(boot->members[0].host, LOCO_HOST_MAX, "%s",
              cfg->advertise_host[0] ? cfg->advertise_host : host);
     boot->members[0].port = (uint16_t)bound;
+    boot->members[0].cport = boot->cport;
     boot->members[0].caps = (uint32_t)host_caps();
     if (1 == boot->world) {
         return LOCO_OK;
@@ -389,16 +471,23 @@ static loco_status join_as_member(const loco_comm_config *cfg, loco_boot *boot, 
 {
     int bound = 0;
     LOCO_TRY(loco_net_listen(cfg->listen_host, cfg->listen_port, &boot->listen_fd, &bound, err));
+    LOCO_TRY(bind_coord_listener(cfg, cfg->listen_host, 0, boot, err));
     uint64_t deadline = loco_now_ns() + (uint64_t)(cfg->connect_timeout_s * 1e9);
     int fd = -1;
     loco_error local = {0};
-    loco_status st = loco_net_dial(host, port, deadline, &fd, &local);
+    loco_join j = {.rank = (uint32_t)boot->rank, .world = (uint32_t)boot->world,
+                   .caps = (uint32_t)host_caps(), .port = (uint16_t)bound, .cport = boot->cport};
+    loco_status st = configured_nonce(cfg, &j.nonce, err);
+    if (LOCO_OK != st) {
+        return st;
+    }
+    loco_hello hello = {.nonce = j.nonce, .from = j.rank, .to = 0, .world = j.world,
+                        .kind = LOCO_CONN_BOOT, .streams = 1};
+    loco_hs hs;
+    st = loco_auth_dial(host, port, boot->key, 0, &hello, deadline, &fd, &hs, &local);
     if (LOCO_OK != st) {
         return loco_error_set(err, st, "join: rank 0 at %s:%d: %s", host, port, local.msg);
     }
-    loco_join j = {.rank = (uint32_t)boot->rank, .world = (uint32_t)boot->world,
-                   .caps = (uint32_t)host_caps(), .port = (uint16_t)bound};
-    st = configured_nonce(cfg, &j.nonce, err);
     if (cfg->advertise_host[0]) {
         loco_copy_str(j.host, sizeof j.host, cfg->advertise_host);
     } else {
@@ -448,6 +537,7 @@ static loco_status join_as_member(const loco_comm_config *cfg, loco_boot *boot, 
         } else {
             /* Rank 0 is reached at the address we dialled. */
             snprintf(boot->members[0].host, LOCO_HOST_MAX, "%s", host);
+            boot->nonce = hs.nonce;
         }
     }
     free(reply);
@@ -465,6 +555,8 @@ static loco_status bootstrap_join(const loco_comm_config *cfg, loco_boot *boot, 
         return loco_error_set(err, LOCO_ERR_CONFIG, "join host '%s' is longer than %d characters",
                               host, LOCO_HOST_MAX - 1);
     }
+    bool have_key = false;
+    LOCO_TRY(loco_key_resolve(cfg, true, boot->key, &have_key, err));
     boot->members = calloc((size_t)boot->world, sizeof *boot->members);
     if (NULL == boot->members) {
         return LOCO_ERR_NOMEM;
@@ -483,6 +575,7 @@ struct loco_local_group {
     pthread_cond_t cond;
     int world, arrived;
     uint64_t nonce;
+    uint8_t key[32];      /* the group's run key unless the config gives one */
     loco_member *members; /* (world) */
     bool *present;        /* (world) */
 };
@@ -508,6 +601,7 @@ loco_status loco_local_group_init(loco_local_group **group, int world, loco_erro
     pthread_cond_init(&g->cond, NULL);
     g->world = world;
     g->nonce = random_nonce();
+    loco_random_bytes(g->key, sizeof g->key);
     *group = g;
     return LOCO_OK;
 }
@@ -535,8 +629,14 @@ static loco_status bootstrap_local(const loco_comm_config *cfg, loco_boot *boot,
                               cfg->rank, g->world);
     }
     int port = 0;
-    LOCO_TRY(loco_net_listen(cfg->listen_host[0] ? cfg->listen_host : "127.0.0.1",
-                             cfg->listen_port, &boot->listen_fd, &port, err));
+    const char *host = cfg->listen_host[0] ? cfg->listen_host : "127.0.0.1";
+    LOCO_TRY(loco_net_listen(host, cfg->listen_port, &boot->listen_fd, &port, err));
+    LOCO_TRY(bind_coord_listener(cfg, host, cfg->rank, boot, err));
+    bool have_key = false;
+    LOCO_TRY(loco_key_resolve(cfg, false, boot->key, &have_key, err));
+    if (!have_key) {
+        memcpy(boot->key, g->key, sizeof boot->key);
+    }
     boot->rank = cfg->rank;
     boot->world = g->world;
     boot->members = calloc((size_t)g->world, sizeof *boot->members);
@@ -557,7 +657,9 @@ static loco_status bootstrap_local(const loco_comm_config *cfg, loco_boot *boot,
         snprintf(m->host, LOCO_HOST_MAX, "%s",
                  cfg->advertise_host[0] ? cfg->advertise_host : "127.0.0.1");
         m->port = (uint16_t)port;
+        m->cport = boot->cport;
         m->caps = (uint32_t)host_caps();
+        m->id = (uint32_t)cfg->rank;
         g->present[cfg->rank] = true;
         g->arrived++;
         pthread_cond_broadcast(&g->cond);
@@ -577,17 +679,52 @@ static loco_status bootstrap_local(const loco_comm_config *cfg, loco_boot *boot,
     return st;
 }
 
+/* =============================================================================================
+ * ADMIT: a process joining a running group binds its listeners and needs the run key; the
+ * coordinator gives it everything else when it is admitted (membership.c). */
+
+static loco_status bootstrap_admit(const loco_comm_config *cfg, loco_boot *boot, loco_error *err)
+{
+    if (LOCO_COORD_NONE == cfg->ft.coordinator) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "joining a running group needs its control plane "
+                              "(ft.coordinator is none)");
+    }
+    char host[256];
+    int port = 0;
+    LOCO_TRY(loco_net_split_hostport(cfg->join, host, sizeof host, &port, err));
+    bool have_key = false;
+    LOCO_TRY(loco_key_resolve(cfg, true, boot->key, &have_key, err));
+    int bound = 0;
+    LOCO_TRY(loco_net_listen(cfg->listen_host, cfg->listen_port, &boot->listen_fd, &bound, err));
+    LOCO_TRY(bind_coord_listener(cfg, cfg->listen_host, 0, boot, err));
+    boot->rank = -1;
+    boot->world = 0;
+    boot->members = calloc(1, sizeof *boot->members); /* this process's own record */
+    if (NULL == boot->members) {
+        return LOCO_ERR_NOMEM;
+    }
+    boot->members[0].port = (uint16_t)bound;
+    boot->members[0].cport = boot->cport;
+    boot->members[0].caps = (uint32_t)host_caps();
+    boot->members[0].id = cfg->rank >= 0 ? (uint32_t)cfg->rank : LOCO_ID_ANY;
+    loco_copy_str(boot->members[0].host, LOCO_HOST_MAX, cfg->advertise_host);
+    return configured_nonce(cfg, &boot->nonce, err);
+}
+
 loco_status loco_bootstrap(const loco_comm_config *cfg, loco_boot *boot, loco_error *err)
 {
     memset(boot, 0, sizeof *boot);
-    boot->listen_fd = -1;
+    boot->listen_fd = boot->coord_fd = -1;
     loco_status st = LOCO_ERR_CONFIG;
     switch (cfg->bootstrap) {
     case LOCO_BOOTSTRAP_MPI: st = bootstrap_mpi(cfg, boot, err); break;
     case LOCO_BOOTSTRAP_JOIN: st = bootstrap_join(cfg, boot, err); break;
     case LOCO_BOOTSTRAP_LOCAL: st = bootstrap_local(cfg, boot, err); break;
+    case LOCO_BOOTSTRAP_ADMIT: st = bootstrap_admit(cfg, boot, err); break;
     default:
-        st = loco_error_set(err, LOCO_ERR_CONFIG, "unknown bootstrap kind %d (mpi, join, local)",
+        st = loco_error_set(err, LOCO_ERR_CONFIG,
+                            "unknown bootstrap kind %d (mpi, join, local, admit)",
                             (int)cfg->bootstrap);
     }
     if (LOCO_OK != st) {

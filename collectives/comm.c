@@ -1,10 +1,11 @@
 /* collectives/comm.c — the public API of collectives/comm.h: communicator life cycle, argument
- * checks, requests (a fixed pool), submitting operations to the event loop and waiting.
+ * checks, requests (a fixed pool), submitting operations to the event loop and waiting; and the
+ * per-epoch arrays (connections, links, peer state) that membership.c rebuilds for each epoch.
  *
  * The caller's thread only validates, fills a request and wakes the loop (eventfd); the loop
  * thread does all I/O and completes the request under comm->lock, signalling comm->cond.
  */
-#include "collectives/comm_impl.h"
+#include "collectives/ft_impl.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -12,6 +13,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
@@ -42,6 +44,33 @@ static loco_status comm_check_config(const loco_comm_config *cfg, loco_error *er
                               cfg->connect_timeout_s, cfg->heartbeat_s, cfg->peer_timeout_s,
                               cfg->op_timeout_s, cfg->mpi_timeout_s);
     }
+    const loco_ft_config *ft = &cfg->ft;
+    if (ft->coordinator > LOCO_COORD_NONE || ft->straggler > LOCO_STRAGGLER_WAIT ||
+        !(ft->op_deadline_s > 0) || !(ft->deadline_min_s > 0) ||
+        !(ft->deadline_max_s >= ft->deadline_min_s) || !(ft->deadline_k >= 0) ||
+        ft->deadline_window < 4 || ft->deadline_window > 1024 || !(ft->straggler_wait_s > 0) ||
+        !(ft->join_timeout_s > 0) || !(ft->sync_timeout_s > 0) || ft->transfer_streams < 0 ||
+        ft->transfer_streams > LOCO_MAX_STREAMS || ft->coordinator_port < 0 ||
+        ft->coordinator_port > 65535) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "ft: invalid settings (coordinator %d, straggler %d, deadlines "
+                              "%g/%g..%g s k %g window %d, waits %g/%g/%g s, transfer_streams %d, "
+                              "coordinator_port %d)",
+                              (int)ft->coordinator, (int)ft->straggler, ft->op_deadline_s,
+                              ft->deadline_min_s, ft->deadline_max_s, ft->deadline_k,
+                              ft->deadline_window, ft->straggler_wait_s, ft->join_timeout_s,
+                              ft->sync_timeout_s, ft->transfer_streams, ft->coordinator_port);
+    }
+    if (LOCO_COORD_EXTERNAL == ft->coordinator && '\0' == ft->coordinator_addr[0]) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "ft.coordinator is external but ft.coordinator_addr is empty; "
+                              "allowed: HOST:PORT of `loco coordinator --listen`");
+    }
+    if (LOCO_BOOTSTRAP_ADMIT == cfg->bootstrap && '\0' == cfg->join[0]) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "joining a running group needs transport.join (HOST:PORT of any "
+                              "member or of the coordinator)");
+    }
     if (cfg->peer_timeout_s < 2 * cfg->heartbeat_s) {
         return loco_error_set(err, LOCO_ERR_CONFIG,
                               "transport.peer_timeout (%g s) must be at least twice the heartbeat "
@@ -60,7 +89,7 @@ static loco_status comm_check_config(const loco_comm_config *cfg, loco_error *er
 }
 
 /* The link from this rank to `to`: the default, overridden by the last matching rule. */
-static const loco_link_config *comm_link_for(const loco_comm_t comm, int to)
+const loco_link_config *loco_comm_link_for(const loco_comm_t comm, int to)
 {
     const loco_link_config *link = &comm->cfg.link;
     for (int i = 0; i < comm->cfg.n_link_rules; i++) {
@@ -74,7 +103,39 @@ static const loco_link_config *comm_link_for(const loco_comm_t comm, int to)
 
 /* ---- init / free ---------------------------------------------------------------------------- */
 
-static loco_status comm_alloc_conns(loco_comm_t comm)
+void loco_comm_epoch_free(loco_comm_t comm)
+{
+    for (int i = 0; i < comm->nconns && NULL != comm->conns; i++) {
+        loco_conn *c = &comm->conns[i];
+        if (c->fd >= 0) {
+            close(c->fd);
+        }
+        free(c->rx_buf);
+        free(c->txq);
+        free(c->out);
+    }
+    for (int r = 0; r < comm->world && NULL != comm->links; r++) {
+        loco_link_free(&comm->links[r]);
+    }
+    free(comm->conns);
+    free(comm->ctl);
+    free(comm->out);
+    free(comm->in);
+    free(comm->links);
+    free(comm->peer_state);
+    free(comm->last_heard_ns);
+    free(comm->done_seq);
+    free(comm->done_digest);
+    free(comm->peer_seq);
+    comm->conns = NULL;
+    comm->ctl = comm->out = comm->in = NULL;
+    comm->links = NULL;
+    comm->peer_state = NULL;
+    comm->last_heard_ns = comm->done_seq = comm->done_digest = comm->peer_seq = NULL;
+    comm->nconns = 0;
+}
+
+loco_status loco_comm_epoch_alloc(loco_comm_t comm)
 {
     int K = comm->cfg.streams, N = comm->world;
     comm->nconns = N + 2 * K;
@@ -125,12 +186,14 @@ static loco_status comm_alloc_conns(loco_comm_t comm)
     }
     uint64_t now = loco_now_ns();
     for (int r = 0; r < N; r++) {
+        comm->last_heard_ns[r] = now;
         if (r == comm->rank) {
             continue;
         }
-        LOCO_TRY(loco_link_init(&comm->links[r], comm_link_for(comm, r), K + 1, now,
+        LOCO_TRY(loco_link_init(&comm->links[r], loco_comm_link_for(comm, r), K + 1, now,
                                 comm->cfg.link_seed,
-                                loco_rng_stream_id((uint64_t)comm->rank, (uint64_t)r, 0x4c494e4b)));
+                                loco_rng_stream_id((uint64_t)comm->members[comm->rank].id,
+                                                   (uint64_t)comm->members[r].id, 0x4c494e4b)));
     }
     return LOCO_OK;
 }
@@ -147,24 +210,19 @@ static loco_status comm_start_loop(loco_comm_t comm, loco_error *err)
     epoll_ctl(comm->epfd, EPOLL_CTL_ADD, comm->evfd, &ev);
     ev.data.u64 = 2ull << 40;
     epoll_ctl(comm->epfd, EPOLL_CTL_ADD, comm->tfd, &ev);
-    ev.data.u64 = 3ull << 40;
-    epoll_ctl(comm->epfd, EPOLL_CTL_ADD, comm->listen_fd, &ev);
-    for (int i = 0; i < comm->nconns; i++) {
-        loco_conn *c = &comm->conns[i];
-        if (c->fd >= 0) {
-            c->events = EPOLLIN | EPOLLRDHUP;
-            ev = (struct epoll_event){.events = c->events, .data.u64 = (uint64_t)i};
-            epoll_ctl(comm->epfd, EPOLL_CTL_ADD, c->fd, &ev);
-        }
+    if (!comm->detached) {
+        ev.data.u64 = 3ull << 40;
+        epoll_ctl(comm->epfd, EPOLL_CTL_ADD, comm->listen_fd, &ev);
     }
+    if (comm->ft) {
+        loco_ftc_attach(comm);
+    }
+    loco_loop_register_conns(comm);
     uint64_t now = loco_now_ns();
     comm->start_ns = now;
     comm->next_ping_ns = now;
     for (int r = 0; r < comm->world; r++) {
         comm->last_heard_ns[r] = now;
-    }
-    for (int i = 0; i < LOCO_MAX_PENDING; i++) {
-        comm->pending[i].fd = -1;
     }
     if (0 != pthread_create(&comm->thread, NULL, loco_loop_main, comm)) {
         return loco_error_set(err, LOCO_ERR_SYSTEM, "cannot start the event-loop thread");
@@ -182,8 +240,11 @@ loco_status loco_comm_init(loco_comm_t *out, const loco_comm_config *config, loc
         return LOCO_ERR_NOMEM;
     }
     comm->cfg = *config;
-    comm->listen_fd = comm->epfd = comm->evfd = comm->tfd = -1;
+    comm->listen_fd = comm->epfd = comm->evfd = comm->tfd = comm->coord_listen_fd = -1;
     comm->lost_rank = -1;
+    for (int i = 0; i < LOCO_MAX_PENDING; i++) {
+        comm->pending[i].fd = -1;
+    }
     pthread_mutex_init(&comm->lock, NULL);
     pthread_cond_init(&comm->cond, NULL);
     for (int i = 0; i < LOCO_MAX_REQUESTS; i++) {
@@ -211,12 +272,25 @@ loco_status loco_comm_init(loco_comm_t *out, const loco_comm_config *config, loc
         comm->epoch = boot.epoch;
         comm->members = boot.members;
         comm->listen_fd = boot.listen_fd;
-        comm->next = (comm->rank + 1) % comm->world;
-        comm->prev = (comm->rank + comm->world - 1) % comm->world;
-        st = comm_alloc_conns(comm);
+        comm->coord_listen_fd = boot.coord_fd;
+        memcpy(comm->key, boot.key, sizeof comm->key);
+        comm->ft = LOCO_COORD_NONE != config->ft.coordinator;
+        comm->cfg.result_digest = comm->cfg.result_digest || comm->ft; /* verdicts need them */
+        comm->admitted = LOCO_BOOTSTRAP_ADMIT != config->bootstrap;
+        comm->detached = !comm->admitted;
+        comm->detach_req = comm->detached;
+        if (comm->admitted) {
+            comm->my_id = comm->members[comm->rank].id;
+            comm->next = (comm->rank + 1) % comm->world;
+            comm->prev = (comm->rank + comm->world - 1) % comm->world;
+            st = loco_comm_epoch_alloc(comm);
+        }
     }
-    if (LOCO_OK == st) {
+    if (LOCO_OK == st && comm->admitted) {
         st = loco_wire_connect(comm, err);
+    }
+    if (LOCO_OK == st && comm->ft) {
+        st = loco_ftc_init(comm, err);
     }
     if (LOCO_OK == st) {
         st = comm_start_loop(comm, err);
@@ -250,25 +324,23 @@ void loco_comm_free(loco_comm_t comm)
         (void)ignored;
         pthread_join(comm->thread, NULL);
     }
-    for (int i = 0; i < comm->nconns && NULL != comm->conns; i++) {
-        loco_conn *c = &comm->conns[i];
-        if (c->fd >= 0) {
-            close(c->fd);
+    loco_ftc_join_failover(comm);
+    if (NULL != comm->coord) { /* let the others finish with it, unless this member left */
+        if (comm->admitted) {
+            loco_coord_wait(comm->coord, comm->cfg.peer_timeout_s + 1.0);
         }
-        free(c->rx_buf);
-        free(c->txq);
-        free(c->out);
+        loco_coord_stop(comm->coord);
+        comm->coord = NULL;
     }
+    loco_ftc_free(comm);
+    loco_comm_epoch_free(comm);
     for (int i = 0; i < LOCO_MAX_PENDING; i++) {
-        if (comm->thread_started && comm->pending[i].fd >= 0) {
+        if (comm->pending[i].fd >= 0) {
             close(comm->pending[i].fd);
         }
     }
-    for (int r = 0; r < comm->world && NULL != comm->links; r++) {
-        loco_link_free(&comm->links[r]);
-    }
-    int fds[4] = {comm->listen_fd, comm->epfd, comm->evfd, comm->tfd};
-    for (int i = 0; i < 4; i++) {
+    int fds[5] = {comm->listen_fd, comm->epfd, comm->evfd, comm->tfd, comm->coord_listen_fd};
+    for (int i = 0; i < 5; i++) {
         if (fds[i] >= 0) {
             close(fds[i]);
         }
@@ -278,20 +350,48 @@ void loco_comm_free(loco_comm_t comm)
     for (int i = 0; i < LOCO_MAX_REQUESTS; i++) {
         free(comm->reqs[i].vstore);
     }
-    free(comm->conns);
-    free(comm->ctl);
-    free(comm->out);
-    free(comm->in);
-    free(comm->links);
-    free(comm->peer_state);
-    free(comm->last_heard_ns);
-    free(comm->done_seq);
-    free(comm->done_digest);
-    free(comm->peer_seq);
     free(comm->members);
     free(comm->rules);
     free(comm->scratch);
     free(comm);
+}
+
+static void reset_fd(int fd)
+{
+    if (fd >= 0) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        shutdown(fd, SHUT_RDWR);
+    }
+}
+
+void loco_comm_crash(loco_comm_t comm)
+{
+    pthread_mutex_lock(&comm->lock);
+    comm->crashed = true;
+    comm->stop = true;
+    pthread_mutex_unlock(&comm->lock);
+    if (comm->thread_started) {
+        uint64_t one = 1;
+        ssize_t ignored = write(comm->evfd, &one, sizeof one);
+        (void)ignored;
+        pthread_join(comm->thread, NULL);
+        comm->thread_started = false;
+    }
+    loco_ftc_join_failover(comm);
+    for (int i = 0; i < comm->nconns; i++) {
+        reset_fd(comm->conns[i].fd);
+    }
+    if (NULL != comm->ftc) {
+        reset_fd(comm->ftc->chan.fd);
+    }
+    reset_fd(comm->listen_fd);
+    reset_fd(comm->coord_listen_fd);
+    pthread_mutex_lock(&comm->lock);
+    loco_coord *c = comm->coord;
+    comm->coord = NULL;
+    pthread_mutex_unlock(&comm->lock);
+    loco_coord_stop(c); /* its members see the connections close */
 }
 
 int loco_comm_rank(loco_comm_t comm) { return comm->rank; }
@@ -362,6 +462,13 @@ loco_status loco_comm_submit(loco_comm_t comm, const loco_op *op, loco_request_t
         *req_out = NULL;
     }
     pthread_mutex_lock(&comm->lock);
+    if (!comm->admitted) {
+        pthread_mutex_unlock(&comm->lock);
+        return comm_refuse(comm, op->kind, LOCO_ERR_INVALID_ARG, info,
+                           "this process is not a member of the group (a joiner is admitted by "
+                           "its first loco_comm_sync_point; a member that left or was evicted "
+                           "must rejoin)");
+    }
     if (comm->broken) {
         char msg[256];
         loco_copy_str(msg, sizeof msg, comm->broken_msg);

@@ -60,7 +60,49 @@ typedef enum loco_bootstrap_kind {
     LOCO_BOOTSTRAP_MPI = 0,   /* mpirun: one MPI_Allgather, then MPI_Finalize */
     LOCO_BOOTSTRAP_JOIN = 1,  /* dial rank 0 at config.join */
     LOCO_BOOTSTRAP_LOCAL = 2, /* threads of this process meeting in config.local */
+    LOCO_BOOTSTRAP_ADMIT = 3, /* join a running group: dial config.join (any member or the
+                                 coordinator), wait to be admitted at its next sync point
+                                 (collectives/membership.h) */
 } loco_bootstrap_kind;
+
+/* Where the coordinator runs (DESIGN.md §1, §6; collectives/membership.h). */
+typedef enum loco_coord_mode {
+    LOCO_COORD_RANK0 = 0,    /* inside the lowest rank's process (default) */
+    LOCO_COORD_EXTERNAL = 1, /* a standalone `loco coordinator` at ft.coordinator_addr */
+    LOCO_COORD_NONE = 2,     /* no control plane: the bare data plane of one epoch (success only
+                                after every member confirmed; no verdicts, no recovery) */
+} loco_coord_mode;
+
+/* What happens to a member that is alive but late for an operation. */
+typedef enum loco_straggler_policy {
+    LOCO_STRAGGLER_EVICT = 0, /* evict it when the operation's deadline passes */
+    LOCO_STRAGGLER_WAIT = 1,  /* keep waiting while it heartbeats, up to straggler_wait_s */
+} loco_straggler_policy;
+
+/* The control plane's settings (YAML `ft:`). Times are seconds. */
+typedef struct loco_ft_config {
+    loco_coord_mode coordinator;
+    char coordinator_addr[256];   /* EXTERNAL: "HOST:PORT" of `loco coordinator --listen` */
+    int coordinator_port;         /* port of this process's coordinator listener (every worker
+                                     binds one: any of them may take over); 0 = any free port */
+    double op_deadline_s;         /* an operation not finished everywhere this long after its
+                                     first member began it is aborted and its stragglers evicted */
+    bool adaptive_deadline;       /* deadline = median + k * MAD of recent operation times,
+                                     clamped to [deadline_min_s, deadline_max_s] (op_deadline_s
+                                     until deadline_window / 2 operations were seen) */
+    double deadline_k;
+    double deadline_min_s, deadline_max_s;
+    int deadline_window;          /* recent operations the adaptive deadline looks at, 4..1024 */
+    loco_straggler_policy straggler;
+    double straggler_wait_s;      /* WAIT: a live straggler is evicted after this long */
+    double join_timeout_s;        /* a joiner waits this long to be admitted */
+    double sync_timeout_s;        /* a recovery or sync point gives up after this long */
+    int transfer_streams;         /* state transfer: TCP streams per sender (0 = streams) */
+    bool parity;                  /* compare state digests at sync points, repair the minority */
+    char events_path[256];        /* when this process hosts the coordinator: append its events
+                                     (JSON lines: verdicts, epochs, members) here ("" = none,
+                                     else env LOCO_COORD_EVENTS) */
+} loco_ft_config;
 
 #define LOCO_LINK_MAX_OUTAGES 16
 
@@ -95,7 +137,8 @@ typedef struct loco_link_rule {
     loco_link_config link;
 } loco_link_rule;
 
-#define LOCO_COMM_CONFIG_VERSION 1
+#define LOCO_COMM_CONFIG_VERSION 2
+#define LOCO_RUN_KEY_BYTES 32
 
 /* Everything a communicator needs; start from LOCO_COMM_CONFIG_INIT (src/config.c fills it from
  * the YAML `transport:` section). Times are seconds; sizes are bytes. */
@@ -128,6 +171,16 @@ typedef struct loco_comm_config {
                                          until loco_comm_init returns) */
     int n_link_rules;
     uint64_t link_seed;            /* seed of the emulator's draws */
+    /* Authentication: every connection proves knowledge of the run key (HMAC challenge-response,
+     * libsodium). The key comes from key_file, else `key` when has_key, else the environment
+     * (LOCO_RUN_KEY_FILE, then LOCO_RUN_KEY: a passphrase of at least 16 characters), never the
+     * command line. Without any: MPI shares a random key of rank 0's through the bootstrap and
+     * LOCAL groups make one; JOIN and ADMIT refuse to start. */
+    char key_file[256];
+    uint8_t key[LOCO_RUN_KEY_BYTES];
+    bool has_key;
+    bool integrity;                /* a MAC (Poly1305, per-connection keys) on every frame */
+    loco_ft_config ft;
 } loco_comm_config;
 
 #define LOCO_COMM_CONFIG_INIT                                                                     \
@@ -136,7 +189,11 @@ typedef struct loco_comm_config {
         .world = -1, .streams = 4, .chunk_bytes = (size_t)1 << 20, .connect_timeout_s = 30.0,     \
         .heartbeat_s = 0.5, .peer_timeout_s = 10.0, .op_timeout_s = 60.0, .mpi_timeout_s = 60.0,  \
         .confirm = true,                                                                          \
-        .link = {.window_bytes = 4194304.0}, .link_seed = 1                                       \
+        .link = {.window_bytes = 4194304.0}, .link_seed = 1,                                      \
+        .ft = {.coordinator = LOCO_COORD_RANK0, .op_deadline_s = 60.0, .deadline_k = 6.0,        \
+               .deadline_min_s = 1.0, .deadline_max_s = 600.0, .deadline_window = 32,             \
+               .straggler = LOCO_STRAGGLER_EVICT, .straggler_wait_s = 300.0,                      \
+               .join_timeout_s = 600.0, .sync_timeout_s = 600.0, .parity = true}                  \
     }
 
 /* ---------------------------------------------------------------------------------------------

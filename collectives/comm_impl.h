@@ -10,6 +10,7 @@
  *   wire.c       the handshake and the connection mesh of one epoch
  *   conn.c       one connection: send queues gated by the emulator, the receive state machine
  *   loop.c       the event-loop thread: timers, heartbeats, operations, failure detection
+ *   accept.c     connections arriving at a running member (joiners, state streams, refusals)
  *   ring.c       the collectives as ring schedules: what to send, where received bytes go
  *   codec_hops.c the compressed allreduce's per-chunk encode/decode (calls compress/codec.h)
  *   comm.c       the public API: init/free, requests, submit, wait/test
@@ -77,7 +78,24 @@ typedef enum loco_frame_type {
     LOCO_FRAME_JOIN = 7,  /* JOIN bootstrap: a rank introduces itself to rank 0 */
     LOCO_FRAME_TABLE = 8, /* JOIN bootstrap: rank 0's member table */
     LOCO_FRAME_DONE = 9,  /* "I hold the result of operation seq" (+ its digest) */
-    LOCO_FRAME_TYPE_MAX = 9,
+    /* authentication (auth.c) */
+    LOCO_FRAME_CHALLENGE = 10, /* acceptor -> dialer: run nonce, fresh challenge, its proof */
+    LOCO_FRAME_PROOF = 11,     /* dialer -> acceptor: its proof over both challenges */
+    /* control plane (ft_impl.h): worker <-> coordinator, joiners, state transfer */
+    LOCO_FRAME_REGISTER = 12,  /* worker -> coordinator: who I am, where I am, what I hold */
+    LOCO_FRAME_WELCOME = 13,   /* coordinator -> worker: registered (member id) */
+    LOCO_FRAME_BEGIN = 14,     /* worker -> coordinator: operation seq started here */
+    LOCO_FRAME_RESULT = 15,    /* worker -> coordinator: operation seq ended here (+ digest) */
+    LOCO_FRAME_VERDICT = 16,   /* coordinator -> worker: operation seq COMMITTED or ABORTED */
+    LOCO_FRAME_RECONF = 17,    /* worker -> coordinator: recover or sync point request */
+    LOCO_FRAME_PLAN = 18,      /* coordinator -> worker: the next epoch and state transfers */
+    LOCO_FRAME_PLAN_DONE = 19, /* worker -> coordinator: plan round executed (status) */
+    LOCO_FRAME_COMMIT = 20,    /* coordinator -> worker: the round is complete everywhere */
+    LOCO_FRAME_JOIN_REQ = 21,  /* joiner -> member or coordinator: admit me */
+    LOCO_FRAME_REDIRECT = 22,  /* member -> joiner: the coordinator is there */
+    LOCO_FRAME_XFER_REQ = 23,  /* state receiver -> sender: send these byte ranges */
+    LOCO_FRAME_XFER_DATA = 24, /* state sender -> receiver: bytes of the requested ranges */
+    LOCO_FRAME_TYPE_MAX = 24,
 } loco_frame_type;
 
 typedef struct loco_frame_header {
@@ -94,27 +112,45 @@ typedef struct loco_frame_header {
 /* Capability bits exchanged at bootstrap (data, not policy). */
 #define LOCO_CAP_CUDA 0x1u
 
-/* One member's address: the member table is the membership of an epoch. */
+/* One member's address: the member table is the membership of an epoch (rank = index). */
 typedef struct loco_member {
     char host[LOCO_HOST_MAX];
-    uint16_t port;
+    uint16_t port;  /* its worker listener (data plane, state transfer, joiners) */
     uint32_t caps;
+    uint32_t id;    /* stable member id (its rank in epoch 0; joiners get new ones) */
+    uint16_t cport; /* its coordinator listener (served when it hosts the coordinator) */
 } loco_member;
+
+#define LOCO_ID_ANY 0xffffffffu
 
 typedef enum loco_conn_kind {
     LOCO_CONN_CONTROL = 0, /* one per pair of members: heartbeats, aborts, goodbyes */
     LOCO_CONN_DATA = 1,    /* `streams` per ring neighbour, from a rank to its successor */
+    LOCO_CONN_COORD = 2,   /* worker -> coordinator (from = member id) */
+    LOCO_CONN_STATE = 3,   /* state receiver -> sender (from/to = ranks, stream of streams) */
+    LOCO_CONN_JOIN = 4,    /* a process that wants to join (from = wanted id or LOCO_ID_ANY) */
+    LOCO_CONN_BOOT = 5,    /* JOIN bootstrap: rank `from` -> rank 0 */
+    LOCO_CONN_KIND_MAX = 5,
 } loco_conn_kind;
 
-/* HELLO payload (32 bytes): u64 nonce, u32 from, u32 to, u32 world, u16 kind, u16 stream,
- * u16 streams, u16 reserved, u32 caps. */
-#define LOCO_HELLO_BYTES 32
+/* HELLO payload (64 bytes): u64 nonce (0 = any: a joiner learns it), u32 from, u32 to,
+ * u32 world, u16 kind, u16 stream, u16 streams, u16 flags, u32 caps, u8 challenge[32]. */
+#define LOCO_HELLO_BYTES 64
+#define LOCO_HELLO_INTEGRITY 0x1u /* flags: frames carry a MAC */
+#define LOCO_CHALLENGE_BYTES 32
+#define LOCO_MAC_BYTES 32
 typedef struct loco_hello {
     uint64_t nonce;
     uint32_t from, to, world;
-    uint16_t kind, stream, streams;
+    uint16_t kind, stream, streams, flags;
     uint32_t caps;
+    uint8_t challenge[LOCO_CHALLENGE_BYTES];
 } loco_hello;
+
+/* CHALLENGE payload (72 bytes): u64 run nonce, u8 challenge[32], u8 mac[32].
+ * PROOF payload (32 bytes): u8 mac[32]. */
+#define LOCO_CHALLENGE_PAYLOAD (8 + LOCO_CHALLENGE_BYTES + LOCO_MAC_BYTES)
+#define LOCO_PROOF_PAYLOAD LOCO_MAC_BYTES
 
 /* ACK payload: u32 code (0 accepted), then up to LOCO_REASON_MAX bytes of reason text. */
 typedef enum loco_ack_code {
@@ -125,6 +161,8 @@ typedef enum loco_ack_code {
     LOCO_ACK_BAD_EPOCH = 4,
     LOCO_ACK_REFUSED = 5,    /* valid but not admitted now (membership fixed in this epoch) */
     LOCO_ACK_BAD_WORLD = 6,
+    LOCO_ACK_BAD_AUTH = 7,   /* the proof did not verify: no run key, or a replay */
+    LOCO_ACK_RETRY = 8,      /* not ready yet (an epoch being formed): dial again shortly */
 } loco_ack_code;
 
 /* JOIN payload (96 bytes): u64 nonce (0 = any), u32 rank, u32 world, u32 caps, u16 port,
@@ -133,13 +171,14 @@ typedef enum loco_ack_code {
 typedef struct loco_join {
     uint64_t nonce;
     uint32_t rank, world, caps;
-    uint16_t port;
+    uint16_t port, cport;
     char host[LOCO_HOST_MAX];
 } loco_join;
 
-/* TABLE payload: u64 nonce, u32 world, u32 epoch, then world entries of 72 bytes:
- * char host[64], u16 port, u16 reserved, u32 caps. */
-#define LOCO_MEMBER_BYTES 72
+/* JOIN's u16 reserved carries the coordinator port (cport).
+ * TABLE payload: u64 nonce, u32 world, u32 epoch, then world entries of 76 bytes:
+ * char host[64], u16 port, u16 cport, u32 caps, u32 id. */
+#define LOCO_MEMBER_BYTES 76
 #define LOCO_TABLE_HEAD_BYTES 16
 
 /* ABORT payload: i32 lost rank (-1 unknown), u32 reserved, then reason text. */
@@ -164,6 +203,10 @@ size_t loco_table_encode(uint64_t nonce, uint32_t epoch, int world, const loco_m
 /* Decode a TABLE for expected_world members into members[expected_world]. */
 loco_status loco_table_decode(const uint8_t *in, size_t len, int expected_world, uint64_t *nonce,
                               uint32_t *epoch, loco_member *members, loco_error *err);
+/* One member record (LOCO_MEMBER_BYTES) of a TABLE or a control-plane message. */
+void loco_member_encode(const loco_member *m, uint8_t *out);
+loco_status loco_member_decode(const uint8_t *in, loco_member *m, const char *what,
+                               loco_error *err);
 size_t loco_abort_encode(int lost_rank, const char *reason, uint8_t *out);
 loco_status loco_abort_decode(const uint8_t *in, size_t len, int *lost_rank,
                               char reason[LOCO_REASON_MAX + 1], loco_error *err);
@@ -246,6 +289,8 @@ loco_status loco_net_recv_frame(int fd, loco_frame_header *h, uint8_t *payload,
                                 loco_error *err);
 loco_status loco_net_send_frame(int fd, const loco_frame_header *h, const void *payload,
                                 uint64_t deadline_ns, const char *what, loco_error *err);
+/* Milliseconds until deadline_ns (0 when passed), for poll(). */
+int loco_net_remaining_ms(uint64_t deadline_ns);
 /* TCP_NODELAY, keepalive (idle/interval/count from timeout_s) and TCP_USER_TIMEOUT. */
 void loco_net_tune(int fd, double timeout_s);
 void loco_net_set_nonblocking(int fd);
@@ -259,14 +304,148 @@ void loco_net_default_host(char *out, size_t cap);
 uint32_t loco_net_retransmits(int fd);
 
 /* =============================================================================================
+ * Authentication (auth.c): the run key, the handshake every connection opens with, and the
+ * per-frame MAC of `integrity` runs.
+ *
+ *   dialer   -> HELLO {run nonce, from, to, kind, stream, flags, challenge Cd}
+ *   acceptor -> ACK {code, reason}                          refused (bad nonce, epoch, peer, ...)
+ *             | CHALLENGE {run nonce, Ca, Ma = HMAC(K, "acceptor" | nonce | HELLO | Ca)}
+ *   dialer   -> PROOF {Md = HMAC(K, "dialer" | nonce | HELLO | Ca | Ma)}     once Ma verified
+ *   acceptor -> ACK {0} | ACK {BAD_AUTH}                                      once Md verified
+ *
+ * HMAC is libsodium's crypto_auth (HMAC-SHA-512-256) under the 32-byte run key K. Both proofs
+ * bind the run nonce, the HELLO (identities, epoch, connection kind) and both fresh challenges,
+ * so a recorded handshake replayed to a new challenge fails, and neither side's proof can be
+ * reflected as the other's. A session key HMAC(K, "session" | HELLO | Ca | Ma) keys the
+ * per-frame MACs (Poly1305 with a one-time key per frame and direction, from a frame counter:
+ * reordered, replayed or dropped frames fail too). */
+
+#define LOCO_FRAME_MAC_BYTES 16
+
+/* Resolve the run key (comm.h: key_file, key, LOCO_RUN_KEY_FILE, LOCO_RUN_KEY). *have says
+ * whether one was found; with `required` a missing key is an error naming where to put one. */
+loco_status loco_key_resolve(const loco_comm_config *cfg, bool required, uint8_t key[32],
+                             bool *have, loco_error *err);
+/* Fill buf with random bytes (libsodium). */
+void loco_random_bytes(void *buf, size_t n);
+
+typedef enum loco_hs_state {
+    LOCO_HS_DIAL_CHALLENGE = 0, /* dialer: HELLO sent, waiting for CHALLENGE (or refusal) */
+    LOCO_HS_DIAL_ACK,           /* dialer: PROOF sent, waiting for the final ACK */
+    LOCO_HS_ACCEPT_HELLO,       /* acceptor: waiting for HELLO */
+    LOCO_HS_ACCEPT_PROOF,       /* acceptor: CHALLENGE sent, waiting for PROOF */
+    LOCO_HS_DONE,               /* authenticated */
+    LOCO_HS_FAILED,             /* refused, forged, truncated or closed (see status, reason) */
+} loco_hs_state;
+
+typedef enum loco_hs_result { LOCO_HS_AGAIN = 0, LOCO_HS_OK = 1, LOCO_HS_ERROR = -1 } loco_hs_result;
+
+/* One side of a handshake on a non-blocking socket: feed it with loco_hs_step when readable. */
+typedef struct loco_hs {
+    loco_hs_state state;
+    int fd;
+    uint8_t key[32];
+    uint64_t nonce;            /* the run nonce (acceptor: its own, 0 = learn the dialer's) */
+    uint8_t hello_raw[LOCO_FRAME_HEADER_BYTES + LOCO_HELLO_BYTES]; /* the transcript's HELLO */
+    loco_frame_header hello_h;
+    loco_hello hello;
+    uint8_t ca[LOCO_CHALLENGE_BYTES], ma[LOCO_MAC_BYTES];
+    uint8_t buf[LOCO_FRAME_HEADER_BYTES + 4 + LOCO_REASON_MAX];
+    size_t got;
+    uint32_t code;             /* a refusal's ACK code (sent or received) */
+    loco_status status;        /* why it failed */
+    char reason[LOCO_REASON_MAX + 1];
+    uint8_t session[32];       /* keys the frame MACs once done */
+} loco_hs;
+
+/* Acceptor's check of a HELLO (identities, epoch, nonce, what it may connect to). */
+typedef loco_ack_code (*loco_hs_check)(void *ctx, const loco_frame_header *h,
+                                       const loco_hello *hello, char *reason, size_t cap);
+
+/* Dialer: fill in a fresh challenge and send the HELLO (epoch in its header). */
+void loco_hs_dial(loco_hs *hs, int fd, const uint8_t key[32], uint32_t epoch,
+                  const loco_hello *hello);
+/* Acceptor: wait for a HELLO. */
+void loco_hs_accept(loco_hs *hs, int fd, const uint8_t key[32], uint64_t nonce);
+/* Read what arrived and answer: LOCO_HS_OK once authenticated, LOCO_HS_ERROR on refusal or
+ * failure (hs->status and hs->reason say why; the acceptor has told the dialer), else AGAIN. */
+loco_hs_result loco_hs_step(loco_hs *hs, loco_hs_check check, void *ctx);
+/* Step with poll until done or deadline_ns (LOCO_ERR_TIMEOUT in hs->status). */
+loco_hs_result loco_hs_run(loco_hs *hs, loco_hs_check check, void *ctx, uint64_t deadline_ns);
+/* Dial host:port (retrying until deadline) and authenticate as hello says. On success *fd is
+ * the connection and *hs its handshake (session key); a refusal with LOCO_ACK_RETRY is dialled
+ * again. Errors name the address and the cause. */
+loco_status loco_auth_dial(const char *host, int port, const uint8_t key[32], uint32_t epoch,
+                           const loco_hello *hello, uint64_t deadline_ns, int *fd, loco_hs *hs,
+                           loco_error *err);
+
+/* Per-frame MAC of one direction of a connection. */
+typedef struct loco_frame_mac {
+    bool on;
+    uint8_t key[32];
+    uint64_t counter;
+} loco_frame_mac;
+
+/* Keys of both directions from a finished handshake (dialer: tx = dialer->acceptor). */
+void loco_frame_mac_init(const loco_hs *hs, bool dialer, bool on, loco_frame_mac *tx,
+                         loco_frame_mac *rx);
+/* Tag of the next frame (header + payload, possibly in two pieces); advances the counter. */
+void loco_frame_mac_tag(loco_frame_mac *m, const uint8_t *hdr, const uint8_t *payload,
+                        size_t len, uint8_t tag[LOCO_FRAME_MAC_BYTES]);
+/* Check the next frame's tag (constant time); advances the counter. */
+bool loco_frame_mac_check(loco_frame_mac *m, const uint8_t *hdr, const uint8_t *payload,
+                          size_t len, const uint8_t tag[LOCO_FRAME_MAC_BYTES]);
+
+/* =============================================================================================
+ * Framed channels (chan.c): a non-blocking connection carrying whole frames with a copied send
+ * buffer, for the control plane (worker <-> coordinator). Not link-emulated. */
+
+#define LOCO_CTL_MAX_PAYLOAD (1u << 20)
+
+typedef struct loco_chan {
+    int fd;
+    char name[128];
+    uint8_t rx_hdr[LOCO_FRAME_HEADER_BYTES];
+    uint32_t rx_hdr_got, rx_got, rx_tag_got;
+    bool rx_in_payload;
+    loco_frame_header rx;          /* the frame being read / just read */
+    uint8_t *rx_buf;               /* its payload (grown up to max_payload) */
+    uint32_t rx_cap, max_payload;
+    uint8_t rx_tag[LOCO_FRAME_MAC_BYTES];
+    uint8_t *out;
+    size_t out_len, out_off, out_cap;
+    loco_frame_mac tx_mac, rx_mac;
+    uint64_t last_rx_ns;
+} loco_chan;
+
+/* Take over a connected, authenticated fd (hs gives the MAC keys when integrity). */
+void loco_chan_open(loco_chan *ch, int fd, const char *name, uint32_t max_payload,
+                    const loco_hs *hs, bool dialer, bool integrity);
+/* Close the fd and free the buffers (the struct can be opened again). */
+void loco_chan_close(loco_chan *ch);
+bool loco_chan_is_open(const loco_chan *ch);
+/* Queue one frame (copied). LOCO_ERR_NOMEM or LOCO_ERR_RANGE (too big) on failure. */
+loco_status loco_chan_queue(loco_chan *ch, uint8_t type, uint32_t epoch, uint64_t seq,
+                            uint32_t aux, const void *payload, uint32_t len);
+/* Write what the socket takes. 0, or -errno when the connection failed. */
+int loco_chan_flush(loco_chan *ch);
+bool loco_chan_want_write(const loco_chan *ch);
+/* Read: 1 when a whole frame is in ch->rx / ch->rx_buf (call again for the next), 0 when
+ * nothing more is available now, -1 when closed or broken (err says why). */
+int loco_chan_read(loco_chan *ch, loco_error *err);
+
+/* =============================================================================================
  * Bootstrap (bootstrap.c): who the members are. */
 
 typedef struct loco_boot {
-    int rank, world;
+    int rank, world;      /* ADMIT: -1 and 0 (a joiner learns them when admitted) */
     uint64_t nonce;
     uint32_t epoch;
-    loco_member *members; /* (world), malloc'd */
+    loco_member *members; /* (world), malloc'd; member ids are the ranks */
     int listen_fd;        /* this rank's listener, bound before the exchange */
+    int coord_fd;         /* this rank's coordinator listener (-1 without a control plane) */
+    uint16_t cport;
+    uint8_t key[32];      /* the run key (configured, or shared by the bootstrap) */
 } loco_boot;
 
 loco_status loco_bootstrap(const loco_comm_config *cfg, loco_boot *boot, loco_error *err);
@@ -281,7 +460,8 @@ typedef struct loco_tx_item {
     uint8_t hdr[LOCO_FRAME_HEADER_BYTES];
     const uint8_t *payload;
     uint32_t len;  /* payload bytes */
-    uint32_t done; /* bytes of header + payload written */
+    uint32_t done; /* bytes of header + payload (+ tag) written */
+    uint8_t tag[LOCO_FRAME_MAC_BYTES]; /* integrity: the frame's MAC, sent after the payload */
 } loco_tx_item;
 
 typedef struct loco_conn {
@@ -303,6 +483,8 @@ typedef struct loco_conn {
     uint32_t rx_got;
     uint8_t *rx_buf;     /* (rx_cap) staging for payloads that are reduced or decoded */
     size_t rx_cap;
+    uint8_t rx_tag[LOCO_FRAME_MAC_BYTES]; /* integrity: the frame's MAC as received */
+    uint32_t rx_tag_got;
     /* send side */
     loco_tx_item *txq;   /* ring of (tx_cap) items, [tx_head, tx_head + tx_count) */
     uint32_t tx_cap, tx_head, tx_count;
@@ -311,6 +493,7 @@ typedef struct loco_conn {
     uint64_t tx_written; /* bytes written in total (gated by the link emulator) */
     bool want_out;       /* waiting for EPOLLOUT */
     uint32_t retrans_base; /* TCP retransmissions at the start of the current operation */
+    loco_frame_mac tx_mac, rx_mac; /* integrity: frame MACs of each direction */
 } loco_conn;
 
 /* The compressed allreduce reaches compress/codec.h only through this table (codec_hops.c), so
@@ -363,6 +546,8 @@ typedef struct loco_op {
     bool started;
     bool data_done;                    /* everything received and sent */
     bool done_sent;                    /* DONE told to the peers (confirm) */
+    bool result_sent;                  /* control plane: RESULT sent, waiting for the verdict */
+    int verdict;                       /* loco_verdict_kind once it arrived */
     uint64_t start_ns, submit_ns, last_progress_ns;
     uint64_t lost_base;                /* emulated losses on all links when the op started */
     loco_op_info info;
@@ -380,19 +565,26 @@ struct loco_request {
 
 typedef enum loco_peer_state { LOCO_PEER_ALIVE = 0, LOCO_PEER_LOST, LOCO_PEER_LEFT } loco_peer_state;
 
-/* An inbound connection after init: read its HELLO, then refuse it (membership is fixed within
- * an epoch; the control plane will admit joiners here). */
+/* An inbound connection after init, authenticated by the handshake: a joiner (redirected to
+ * the coordinator), a state-transfer stream (handed to the sync point), or refused (data-plane
+ * connections of another epoch; membership is fixed within an epoch). */
 typedef struct loco_pending_conn {
     int fd;
-    uint8_t buf[LOCO_FRAME_HEADER_BYTES + LOCO_HELLO_BYTES];
+    loco_hs hs;
+    bool joiner;         /* handshake done: reading the joiner's JOIN_REQ */
+    uint8_t buf[LOCO_FRAME_HEADER_BYTES + 4 + LOCO_MEMBER_BYTES];
     uint32_t got;
     uint64_t deadline_ns;
     char name[64];
 } loco_pending_conn;
-#define LOCO_MAX_PENDING 8
+#define LOCO_MAX_PENDING 16
+
+struct loco_ftc;   /* the worker's side of the control plane (ft_impl.h) */
+struct loco_coord; /* a coordinator hosted by this process (coordinator.h) */
 
 struct loco_comm {
     loco_comm_config cfg;
+    uint8_t key[32];             /* the run key (auth.c) */
     loco_link_rule *rules;       /* (cfg.n_link_rules) own copy */
     int rank, world;
     uint32_t epoch;
@@ -438,7 +630,28 @@ struct loco_comm {
     char last_error[256];
     char error_copy[256];        /* what loco_comm_error returned */
     loco_comm_totals totals;
+    /* control plane (issue 7): membership.c, ftclient.c, coord*.c */
+    bool ft;                     /* a coordinator gives every operation its verdict */
+    uint32_t my_id;              /* this member's stable id */
+    bool admitted;               /* a member of `epoch` (false: a joiner not admitted yet) */
+    bool detach_req, detached;   /* under lock: the loop lets go of the epoch's connections
+                                    while the caller wires the next epoch */
+    int coord_listen_fd;         /* this process's coordinator listener (bound at init) */
+    struct loco_coord *coord;    /* the coordinator this process hosts, or NULL */
+    struct loco_ftc *ftc;        /* NULL when !ft */
+    bool crashed;                /* loco_comm_crash: die without goodbyes */
 };
+
+/* Tests: make this member die like a killed process — its loop stops without goodbyes, every
+ * socket it owns is reset, a coordinator it hosts vanishes. Free it with loco_comm_free later. */
+void loco_comm_crash(loco_comm_t comm);
+
+/* epoll tags of the event loop (loop.c; the coordinator link's is set by ftclient.c) */
+#define LOCO_TAG_WAKE (1ull << 40)
+#define LOCO_TAG_TIMER (2ull << 40)
+#define LOCO_TAG_LISTEN (3ull << 40)
+#define LOCO_TAG_PENDING (4ull << 40) /* + slot */
+#define LOCO_TAG_COORD (5ull << 40)
 
 /* comm.c: validate and submit an allreduce (raw when hops == NULL). */
 loco_status loco_comm_allreduce_op(loco_comm_t comm, const void *sendbuf, void *recvbuf,
@@ -446,6 +659,9 @@ loco_status loco_comm_allreduce_op(loco_comm_t comm, const void *sendbuf, void *
                                    const loco_codec *codec, uint32_t codec_id,
                                    const loco_codec_ctx *ctx, const loco_codec_hops *hops,
                                    loco_request_t *req, loco_op_info *info);
+
+/* comm.c: the emulated link from this rank to rank `to` (config default or a per-pair rule). */
+const loco_link_config *loco_comm_link_for(const loco_comm_t comm, int to);
 
 /* comm.c: hand an operation to the event loop. With req == NULL, wait for it and copy its
  * info to *info (may be NULL); otherwise *req receives the request. */
@@ -471,6 +687,13 @@ void loco_op_commit(loco_comm_t comm, loco_op *op);
 
 /* loop.c: the event-loop thread and what breaks an epoch */
 void *loco_loop_main(void *arg);
+/* Put the epoch's open connections in the loop's epoll set. */
+void loco_loop_register_conns(loco_comm_t comm);
+
+/* accept.c (loop thread): connections arriving after init. */
+void loco_pending_accept(loco_comm_t comm);
+void loco_pending_read(loco_comm_t comm, loco_pending_conn *p);
+void loco_pending_close(loco_comm_t comm, loco_pending_conn *p);
 /* The epoch cannot run collectives any more: fail the running and queued operations with st
  * (inputs restored), tell the peers once (ABORT) when `tell`, stop the data connections. The
  * first cause is kept. */

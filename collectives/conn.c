@@ -2,6 +2,11 @@
  * frames) gated by the link emulator, the receive state machine (32-byte header validated at
  * once, payload straight to its destination, DATA for the next operation parked), and what a
  * closed or misbehaving connection means. Called only from the event-loop thread (loop.c).
+ *
+ * With transport.integrity every frame is followed by a 16-byte MAC (auth.c: Poly1305 with a
+ * one-time key per frame from the connection's session key and a frame counter), computed when
+ * the frame is queued and checked before its payload is used: a forged, corrupted, replayed,
+ * reordered or dropped frame drops the peer.
  */
 #define _GNU_SOURCE
 #include "collectives/comm_impl.h"
@@ -48,6 +53,8 @@ void loco_conn_stop(loco_comm_t comm, loco_conn *c, bool close_fd)
 
 static loco_link *conn_link(loco_comm_t comm, const loco_conn *c) { return &comm->links[c->peer]; }
 
+static uint32_t tag_bytes(const loco_conn *c) { return c->tx_mac.on ? LOCO_FRAME_MAC_BYTES : 0; }
+
 static void count_sent(loco_comm_t comm, uint64_t n)
 {
     __atomic_fetch_add(&comm->io_sent, n, __ATOMIC_RELAXED);
@@ -67,7 +74,8 @@ void loco_conn_send_ctl(loco_comm_t comm, loco_conn *c, loco_frame_type type, ui
     if (!c->live) {
         return;
     }
-    size_t need = c->out_len + LOCO_FRAME_HEADER_BYTES + len;
+    uint32_t tag = tag_bytes(c);
+    size_t need = c->out_len + LOCO_FRAME_HEADER_BYTES + len + tag;
     if (need > c->out_cap) {
         if (0 == c->out_off && need > 16u << 20) {
             return; /* a peer that reads nothing: it will time out */
@@ -77,7 +85,7 @@ void loco_conn_send_ctl(loco_comm_t comm, loco_conn *c, loco_frame_type type, ui
             c->out_len -= c->out_off;
             c->out_off = 0;
         }
-        need = c->out_len + LOCO_FRAME_HEADER_BYTES + len;
+        need = c->out_len + LOCO_FRAME_HEADER_BYTES + len + tag;
         if (need > c->out_cap) {
             size_t cap = need * 2;
             uint8_t *grown = realloc(c->out, cap);
@@ -90,14 +98,19 @@ void loco_conn_send_ctl(loco_comm_t comm, loco_conn *c, loco_frame_type type, ui
     }
     loco_frame_header h = {.version = LOCO_PROTOCOL_VERSION, .type = (uint8_t)type,
                            .epoch = comm->epoch, .length = len, .seq = seq, .sig = aux};
-    loco_frame_header_encode(&h, c->out + c->out_len);
+    uint8_t *frame = c->out + c->out_len;
+    loco_frame_header_encode(&h, frame);
     if (len > 0) {
-        memcpy(c->out + c->out_len + LOCO_FRAME_HEADER_BYTES, payload, len);
+        memcpy(frame + LOCO_FRAME_HEADER_BYTES, payload, len);
     }
-    c->out_len += LOCO_FRAME_HEADER_BYTES + len;
+    if (tag > 0) {
+        loco_frame_mac_tag(&c->tx_mac, frame, frame + LOCO_FRAME_HEADER_BYTES, len,
+                           frame + LOCO_FRAME_HEADER_BYTES + len);
+    }
+    c->out_len += LOCO_FRAME_HEADER_BYTES + len + tag;
     loco_link *l = conn_link(comm, c);
     if (l->active) {
-        loco_link_enqueue(l, c->stream, LOCO_FRAME_HEADER_BYTES + len, loco_now_ns());
+        loco_link_enqueue(l, c->stream, LOCO_FRAME_HEADER_BYTES + len + tag, loco_now_ns());
     }
 }
 
@@ -191,11 +204,15 @@ loco_status loco_loop_send_data(loco_comm_t comm, loco_op *op, int stream, int s
     it->payload = payload;
     it->len = len;
     it->done = 0;
+    if (c->tx_mac.on) {
+        loco_frame_mac_tag(&c->tx_mac, it->hdr, payload, len, it->tag);
+    }
     c->tx_count++;
     op->tx_outstanding++;
     loco_link *l = conn_link(comm, c);
     if (l->active) {
-        loco_link_enqueue(l, c->stream, LOCO_FRAME_HEADER_BYTES + (uint64_t)len, loco_now_ns());
+        loco_link_enqueue(l, c->stream, LOCO_FRAME_HEADER_BYTES + (uint64_t)len + tag_bytes(c),
+                          loco_now_ns());
     }
     return LOCO_OK;
 }
@@ -243,17 +260,24 @@ static bool conn_write_data(loco_comm_t comm, loco_conn *c, int *errnum)
         struct iovec iov[MAX_IOV];
         int n = 0;
         uint64_t total = 0;
-        for (uint32_t i = 0; i < c->tx_count && n + 2 <= MAX_IOV && total < allow; i++) {
+        uint32_t tag = tag_bytes(c);
+        for (uint32_t i = 0; i < c->tx_count && n + 3 <= MAX_IOV && total < allow; i++) {
             loco_tx_item *it = &c->txq[(c->tx_head + i) % c->tx_cap];
             uint32_t done = it->done;
+            uint32_t end = LOCO_FRAME_HEADER_BYTES + it->len;
             if (done < LOCO_FRAME_HEADER_BYTES) {
                 iov[n++] = (struct iovec){it->hdr + done, LOCO_FRAME_HEADER_BYTES - done};
                 done = LOCO_FRAME_HEADER_BYTES;
                 total += iov[n - 1].iov_len;
             }
-            if (it->len > done - LOCO_FRAME_HEADER_BYTES) {
+            if (done < end) {
                 uint32_t off = done - LOCO_FRAME_HEADER_BYTES;
                 iov[n++] = (struct iovec){(void *)(it->payload + off), it->len - off};
+                done = end;
+                total += iov[n - 1].iov_len;
+            }
+            if (tag > 0 && done < end + tag) {
+                iov[n++] = (struct iovec){it->tag + (done - end), end + tag - done};
                 total += iov[n - 1].iov_len;
             }
         }
@@ -277,11 +301,11 @@ static bool conn_write_data(loco_comm_t comm, loco_conn *c, int *errnum)
         uint64_t left = (uint64_t)w;
         while (left > 0 && c->tx_count > 0) {
             loco_tx_item *it = &c->txq[c->tx_head];
-            uint64_t rest = LOCO_FRAME_HEADER_BYTES + (uint64_t)it->len - it->done;
+            uint64_t rest = LOCO_FRAME_HEADER_BYTES + (uint64_t)it->len + tag - it->done;
             uint64_t take = left < rest ? left : rest;
             it->done += (uint32_t)take;
             left -= take;
-            if (it->done == LOCO_FRAME_HEADER_BYTES + it->len) {
+            if (it->done == LOCO_FRAME_HEADER_BYTES + it->len + tag) {
                 if (NULL != op) {
                     op->tx_outstanding--;
                     op->info.payload_sent += it->len;
@@ -473,6 +497,26 @@ static void conn_on_payload(loco_comm_t comm, loco_conn *c)
     }
 }
 
+/* The payload (and with integrity its MAC) is in: check the MAC, then act on the frame. */
+static void conn_frame_complete(loco_comm_t comm, loco_conn *c)
+{
+    if (c->rx_got != c->rx_frame.length ||
+        (c->rx_mac.on && c->rx_tag_got < LOCO_FRAME_MAC_BYTES)) {
+        return;
+    }
+    c->rx_in_payload = false;
+    if (c->rx_mac.on &&
+        !loco_frame_mac_check(&c->rx_mac, c->rx_hdr, c->rx_dst, c->rx_frame.length, c->rx_tag)) {
+        char why[128];
+        snprintf(why, sizeof why, "a %s frame failed its integrity check (forged, corrupted, "
+                                  "replayed or reordered)",
+                 loco_frame_type_name(c->rx_frame.type));
+        loco_conn_violation(comm, c, why);
+        return;
+    }
+    conn_on_payload(comm, c);
+}
+
 /* Read what a connection has, within a budget; stops early when parked or stopped. */
 void loco_conn_read(loco_comm_t comm, loco_conn *c)
 {
@@ -481,8 +525,10 @@ void loco_conn_read(loco_comm_t comm, loco_conn *c)
         ssize_t n;
         if (!c->rx_in_payload) {
             n = recv(c->fd, c->rx_hdr + c->rx_hdr_got, LOCO_FRAME_HEADER_BYTES - c->rx_hdr_got, 0);
-        } else {
+        } else if (c->rx_got < c->rx_frame.length) {
             n = recv(c->fd, c->rx_dst + c->rx_got, c->rx_frame.length - c->rx_got, 0);
+        } else {
+            n = recv(c->fd, c->rx_tag + c->rx_tag_got, LOCO_FRAME_MAC_BYTES - c->rx_tag_got, 0);
         }
         if (n < 0 && EINTR == errno) {
             continue;
@@ -493,6 +539,12 @@ void loco_conn_read(loco_comm_t comm, loco_conn *c)
         if (n <= 0) {
             loco_conn_closed(comm, c, n < 0 ? errno : 0);
             return;
+        }
+        if (c->rx_in_payload && c->rx_got == c->rx_frame.length) { /* the MAC tag */
+            c->rx_tag_got += (uint32_t)n;
+            count_received(comm, (uint64_t)n);
+            conn_frame_complete(comm, c);
+            continue;
         }
         budget -= (uint64_t)n < budget ? (uint64_t)n : budget;
         count_received(comm, (uint64_t)n);
@@ -508,16 +560,14 @@ void loco_conn_read(loco_comm_t comm, loco_conn *c)
             }
             c->rx_in_payload = true;
             c->rx_got = 0;
+            c->rx_tag_got = 0;
         } else {
             c->rx_got += (uint32_t)n;
             if (NULL != comm->cur && LOCO_CONN_DATA == c->kind) {
                 comm->cur->op.info.bytes_received += (uint64_t)n;
             }
         }
-        if (c->rx_got == c->rx_frame.length) {
-            c->rx_in_payload = false;
-            conn_on_payload(comm, c);
-        }
+        conn_frame_complete(comm, c);
     }
 }
 
@@ -536,10 +586,8 @@ void loco_conn_unpark(loco_comm_t comm)
         }
         c->rx_in_payload = true;
         c->rx_got = 0;
-        if (0 == c->rx_frame.length) {
-            c->rx_in_payload = false;
-            conn_on_payload(comm, c);
-        }
+        c->rx_tag_got = 0;
+        conn_frame_complete(comm, c); /* an empty frame without a MAC is complete now */
         loco_conn_read(comm, c);
     }
 }

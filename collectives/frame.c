@@ -65,6 +65,21 @@ const char *loco_frame_type_name(int type)
     case LOCO_FRAME_JOIN: return "JOIN";
     case LOCO_FRAME_TABLE: return "TABLE";
     case LOCO_FRAME_DONE: return "DONE";
+    case LOCO_FRAME_CHALLENGE: return "CHALLENGE";
+    case LOCO_FRAME_PROOF: return "PROOF";
+    case LOCO_FRAME_REGISTER: return "REGISTER";
+    case LOCO_FRAME_WELCOME: return "WELCOME";
+    case LOCO_FRAME_BEGIN: return "BEGIN";
+    case LOCO_FRAME_RESULT: return "RESULT";
+    case LOCO_FRAME_VERDICT: return "VERDICT";
+    case LOCO_FRAME_RECONF: return "RECONF";
+    case LOCO_FRAME_PLAN: return "PLAN";
+    case LOCO_FRAME_PLAN_DONE: return "PLAN_DONE";
+    case LOCO_FRAME_COMMIT: return "COMMIT";
+    case LOCO_FRAME_JOIN_REQ: return "JOIN_REQ";
+    case LOCO_FRAME_REDIRECT: return "REDIRECT";
+    case LOCO_FRAME_XFER_REQ: return "XFER_REQ";
+    case LOCO_FRAME_XFER_DATA: return "XFER_DATA";
     }
     return "unknown";
 }
@@ -130,7 +145,9 @@ void loco_hello_encode(const loco_hello *hello, uint8_t out[LOCO_HELLO_BYTES])
     put_u16(out + 20, hello->kind);
     put_u16(out + 22, hello->stream);
     put_u16(out + 24, hello->streams);
+    put_u16(out + 26, hello->flags);
     put_u32(out + 28, hello->caps);
+    memcpy(out + 32, hello->challenge, LOCO_CHALLENGE_BYTES);
 }
 
 loco_status loco_hello_decode(const uint8_t *in, size_t len, loco_hello *hello, loco_error *err)
@@ -146,14 +163,23 @@ loco_status loco_hello_decode(const uint8_t *in, size_t len, loco_hello *hello, 
     hello->kind = get_u16(in + 20);
     hello->stream = get_u16(in + 22);
     hello->streams = get_u16(in + 24);
+    hello->flags = get_u16(in + 26);
     hello->caps = get_u32(in + 28);
-    if (0 == hello->world || hello->world > LOCO_MAX_WORLD || hello->from >= hello->world ||
-        hello->to >= hello->world) {
+    memcpy(hello->challenge, in + 32, LOCO_CHALLENGE_BYTES);
+    if (hello->kind > LOCO_CONN_KIND_MAX) {
+        return loco_error_set(err, LOCO_ERR_PROTOCOL, "HELLO for connection kind %u",
+                              hello->kind);
+    }
+    bool ranked = LOCO_CONN_CONTROL == hello->kind || LOCO_CONN_DATA == hello->kind ||
+                  LOCO_CONN_STATE == hello->kind || LOCO_CONN_BOOT == hello->kind;
+    if (hello->world > LOCO_MAX_WORLD ||
+        (ranked && (0 == hello->world || hello->from >= hello->world ||
+                    hello->to >= hello->world))) {
         return loco_error_set(err, LOCO_ERR_PROTOCOL, "HELLO with ranks %u -> %u in a world of %u",
                               hello->from, hello->to, hello->world);
     }
-    if (hello->kind > LOCO_CONN_DATA || 0 == hello->streams ||
-        hello->streams > LOCO_MAX_STREAMS || hello->stream >= hello->streams) {
+    if (0 == hello->streams || hello->streams > LOCO_MAX_STREAMS ||
+        hello->stream >= hello->streams) {
         return loco_error_set(err, LOCO_ERR_PROTOCOL,
                               "HELLO for connection kind %u stream %u of %u", hello->kind,
                               hello->stream, hello->streams);
@@ -225,6 +251,7 @@ void loco_join_encode(const loco_join *join, uint8_t out[LOCO_JOIN_BYTES])
     put_u32(out + 12, join->world);
     put_u32(out + 16, join->caps);
     put_u16(out + 20, join->port);
+    put_u16(out + 22, join->cport);
     put_host(out + 24, join->host);
 }
 
@@ -239,6 +266,7 @@ loco_status loco_join_decode(const uint8_t *in, size_t len, loco_join *join, loc
     join->world = get_u32(in + 12);
     join->caps = get_u32(in + 16);
     join->port = get_u16(in + 20);
+    join->cport = get_u16(in + 22);
     LOCO_TRY(get_host(in + 24, join->host, "JOIN", err));
     if (0 == join->world || join->world > LOCO_MAX_WORLD || join->rank >= join->world) {
         return loco_error_set(err, LOCO_ERR_PROTOCOL, "JOIN as rank %u of a world of %u",
@@ -257,11 +285,7 @@ size_t loco_table_encode(uint64_t nonce, uint32_t epoch, int world, const loco_m
     put_u32(out + 8, (uint32_t)world);
     put_u32(out + 12, epoch);
     for (int r = 0; r < world; r++) {
-        uint8_t *p = out + LOCO_TABLE_HEAD_BYTES + (size_t)r * LOCO_MEMBER_BYTES;
-        put_host(p, members[r].host);
-        put_u16(p + 64, members[r].port);
-        put_u16(p + 66, 0);
-        put_u32(p + 68, members[r].caps);
+        loco_member_encode(&members[r], out + LOCO_TABLE_HEAD_BYTES + (size_t)r * LOCO_MEMBER_BYTES);
     }
     return LOCO_TABLE_HEAD_BYTES + (size_t)world * LOCO_MEMBER_BYTES;
 }
@@ -285,13 +309,32 @@ loco_status loco_table_decode(const uint8_t *in, size_t len, int expected_world,
     *nonce = get_u64(in);
     *epoch = get_u32(in + 12);
     for (uint32_t r = 0; r < world; r++) {
-        const uint8_t *p = in + LOCO_TABLE_HEAD_BYTES + (size_t)r * LOCO_MEMBER_BYTES;
-        LOCO_TRY(get_host(p, members[r].host, "TABLE", err));
-        members[r].port = get_u16(p + 64);
-        members[r].caps = get_u32(p + 68);
-        if (0 == members[r].port) {
-            return loco_error_set(err, LOCO_ERR_PROTOCOL, "TABLE: rank %u has port 0", r);
-        }
+        LOCO_TRY(loco_member_decode(in + LOCO_TABLE_HEAD_BYTES + (size_t)r * LOCO_MEMBER_BYTES,
+                                    &members[r], "TABLE", err));
+    }
+    return LOCO_OK;
+}
+
+void loco_member_encode(const loco_member *m, uint8_t *out)
+{
+    put_host(out, m->host);
+    put_u16(out + 64, m->port);
+    put_u16(out + 66, m->cport);
+    put_u32(out + 68, m->caps);
+    put_u32(out + 72, m->id);
+}
+
+loco_status loco_member_decode(const uint8_t *in, loco_member *m, const char *what,
+                               loco_error *err)
+{
+    LOCO_TRY(get_host(in, m->host, what, err));
+    m->port = get_u16(in + 64);
+    m->cport = get_u16(in + 66);
+    m->caps = get_u32(in + 68);
+    m->id = get_u32(in + 72);
+    if (0 == m->port || LOCO_ID_ANY == m->id) {
+        return loco_error_set(err, LOCO_ERR_PROTOCOL, "%s: member %u has port %u", what, m->id,
+                              m->port);
     }
     return LOCO_OK;
 }

@@ -13,11 +13,19 @@
  * LOCO_ERR_PEER_LOST (in-place inputs restored), the peers are told with ABORT frames, data
  * connections stop, control connections keep heartbeating so each member still knows who is
  * alive (input for the control plane).
+ *
+ * With a control plane (comm->ft, ftclient.c) the end of an operation is the coordinator's:
+ * data complete -> digest -> RESULT to the coordinator -> its VERDICT -> commit or abort. An
+ * operation waiting for its verdict is never failed locally (only the verdict decides it); one
+ * that fails here first reports the failure, which aborts it everywhere. Between epochs the
+ * caller's thread re-wires (membership.c): it asks the loop to detach from the epoch's
+ * connections, builds the next ones, and attaches them again.
  */
 #define _GNU_SOURCE /* accept4 */
-#include "collectives/comm_impl.h"
+#include "collectives/ft_impl.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,11 +37,10 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
-#define TAG_WAKE (1ull << 40)
-#define TAG_TIMER (2ull << 40)
-#define TAG_LISTEN (3ull << 40)
-#define TAG_PENDING (4ull << 40) /* + slot */
-#define PENDING_TIMEOUT_NS 5000000000ull
+#define TAG_WAKE LOCO_TAG_WAKE
+#define TAG_TIMER LOCO_TAG_TIMER
+#define TAG_LISTEN LOCO_TAG_LISTEN
+#define TAG_PENDING LOCO_TAG_PENDING
 
 /* ---- helpers -------------------------------------------------------------------------------- */
 
@@ -70,6 +77,10 @@ static void loop_complete(loco_comm_t comm, loco_request *req)
     pthread_mutex_lock(&comm->lock);
     comm->totals.ops++;
     comm->totals.ops_failed += LOCO_OK != op->info.status;
+    if (comm->ft) { /* committed by a verdict, or aborted (by a verdict or here first) */
+        comm->ftc->totals.ops_committed += LOCO_OK == op->info.status;
+        comm->ftc->totals.ops_aborted += LOCO_OK != op->info.status;
+    }
     comm->totals.payload_sent += op->info.payload_sent;
     comm->totals.payload_received += op->info.payload_received;
     comm->totals.retransmits += op->info.retransmits;
@@ -129,8 +140,48 @@ void loco_loop_break_epoch(loco_comm_t comm, int lost, loco_status st, bool tell
     }
     if (NULL != comm->cur) {
         loco_request *req = comm->cur;
+        if (comm->ft && req->op.result_sent && LOCO_VERDICT_ABORTED != req->op.verdict) {
+            return; /* its fate is the coordinator's verdict (or it was committed already) */
+        }
+        if (comm->ft && !req->op.result_sent) {
+            loco_ftc_op_result(comm, &req->op, st, lost, msg);
+        }
         comm->cur = NULL;
         loop_fail_request(comm, req, st, lost, msg);
+    }
+}
+
+void loco_loop_on_verdict(loco_comm_t comm, uint32_t epoch, uint64_t seq,
+                          const loco_msg_outcome *v)
+{
+    if (epoch != comm->epoch || !comm->admitted) {
+        return; /* about another epoch */
+    }
+    loco_request *cur = comm->cur;
+    bool mine = NULL != cur && cur->op.seq == seq;
+    if (mine) { /* a verdict on an operation this member ran (not one it will not start) */
+        loco_ftc_op_verdict(comm, seq, (loco_verdict_kind)v->verdict);
+    }
+    if (LOCO_VERDICT_COMMITTED == v->verdict) {
+        if (mine && cur->op.result_sent) {
+            cur->op.verdict = LOCO_VERDICT_COMMITTED; /* loop_check_op commits it */
+        }
+        return;
+    }
+    char msg[300];
+    snprintf(msg, sizeof msg, "%s #%llu aborted by the coordinator: %s",
+             mine ? loco_op_name(cur->op.kind) : "operation", (unsigned long long)seq,
+             v->reason);
+    if (mine) {
+        cur->op.verdict = LOCO_VERDICT_ABORTED;
+        cur->op.result_sent = true; /* nothing more to report */
+    }
+    int blame = v->blame >= 0 && v->blame < comm->world ? v->blame : -1;
+    loco_status st = LOCO_OK != v->status ? (loco_status)v->status : LOCO_ERR_PEER_LOST;
+    loco_loop_break_epoch(comm, blame, st, false, msg);
+    if (mine && comm->cur == cur) { /* already broken before: fail it now */
+        comm->cur = NULL;
+        loop_fail_request(comm, cur, st, blame, msg);
     }
 }
 
@@ -201,9 +252,16 @@ static void loop_start_next(loco_comm_t comm)
         int lost = comm->lost_rank;
         pthread_mutex_unlock(&comm->lock);
         loco_op *op = &req->op;
+        if (!broken && comm->detached) {
+            broken = true;
+            loco_copy_str(msg, sizeof msg, "the group is being re-formed");
+        }
         if (broken) {
             char full[300];
             snprintf(full, sizeof full, "epoch %u is broken: %s", comm->epoch, msg);
+            if (comm->ft) { /* the others may be waiting in it */
+                loco_ftc_op_result(comm, op, LOCO_ERR_PEER_LOST, lost, full);
+            }
             loop_fail_request(comm, req, LOCO_ERR_PEER_LOST, lost, full);
             continue;
         }
@@ -227,6 +285,9 @@ static void loop_start_next(loco_comm_t comm)
             comm->out[k]->retrans_base = loco_net_retransmits(comm->out[k]->fd);
         }
         comm->cur = req;
+        if (comm->ft) {
+            loco_ftc_op_begin(comm, op);
+        }
         loco_error e = {0};
         loco_status st = loco_op_start(comm, op, &e);
         if (LOCO_OK != st) {
@@ -252,7 +313,15 @@ static bool loop_check_op(loco_comm_t comm)
             op->data_done = true;
             loco_op_digest(comm, op);
         }
-        if (comm->cfg.confirm && comm->world > 1) {
+        if (comm->ft) { /* the coordinator's verdict decides */
+            if (!op->result_sent) {
+                loco_ftc_op_result(comm, op, LOCO_OK, -1, "");
+                acted = true;
+            }
+            if (LOCO_VERDICT_COMMITTED != op->verdict) {
+                return acted;
+            }
+        } else if (comm->cfg.confirm && comm->world > 1) {
             if (!op->done_sent) {
                 uint8_t payload[8];
                 for (int i = 0; i < 8; i++) {
@@ -296,107 +365,16 @@ static bool loop_check_op(loco_comm_t comm)
     }
 }
 
-/* ---- inbound connections after init: refused (membership is fixed within an epoch) ------- */
-
-static void loop_accept(loco_comm_t comm)
-{
-    for (;;) {
-        int fd = accept4(comm->listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
-        if (fd < 0) {
-            return;
-        }
-        int slot = -1;
-        for (int i = 0; i < LOCO_MAX_PENDING; i++) {
-            if (comm->pending[i].fd < 0) {
-                slot = i;
-                break;
-            }
-        }
-        if (slot < 0) {
-            close(fd);
-            continue;
-        }
-        loco_pending_conn *p = &comm->pending[slot];
-        p->fd = fd;
-        p->got = 0;
-        p->deadline_ns = loco_now_ns() + PENDING_TIMEOUT_NS;
-        loco_net_peer_name(fd, p->name, sizeof p->name);
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_PENDING + (uint64_t)slot};
-        epoll_ctl(comm->epfd, EPOLL_CTL_ADD, fd, &ev);
-    }
-}
-
-static void pending_close(loco_comm_t comm, loco_pending_conn *p)
-{
-    epoll_ctl(comm->epfd, EPOLL_CTL_DEL, p->fd, NULL);
-    close(p->fd);
-    p->fd = -1;
-}
-
-static void pending_refuse(loco_comm_t comm, loco_pending_conn *p, loco_ack_code code,
-                           const char *reason)
-{
-    LOCO_WARN("rank %d refused a connection from %s: %s", comm->rank, p->name, reason);
-    uint8_t buf[LOCO_FRAME_HEADER_BYTES + 4 + LOCO_REASON_MAX];
-    loco_frame_header h = {.version = LOCO_PROTOCOL_VERSION, .type = LOCO_FRAME_ACK,
-                           .epoch = comm->epoch};
-    h.length = (uint32_t)loco_ack_encode(code, reason, buf + LOCO_FRAME_HEADER_BYTES);
-    loco_frame_header_encode(&h, buf);
-    ssize_t ignored = send(p->fd, buf, LOCO_FRAME_HEADER_BYTES + h.length,
-                           MSG_NOSIGNAL | MSG_DONTWAIT);
-    (void)ignored;
-    pending_close(comm, p);
-}
-
-static void loop_pending_read(loco_comm_t comm, loco_pending_conn *p)
-{
-    ssize_t n = recv(p->fd, p->buf + p->got, sizeof p->buf - p->got, 0);
-    if (n < 0 && (EAGAIN == errno || EINTR == errno)) {
-        return;
-    }
-    if (n <= 0) {
-        pending_close(comm, p);
-        return;
-    }
-    p->got += (uint32_t)n;
-    if (p->got < LOCO_FRAME_HEADER_BYTES) {
-        return;
-    }
-    loco_frame_header h;
-    loco_error e = {0};
-    loco_status st = loco_frame_header_decode(p->buf, LOCO_HELLO_BYTES, &h, &e);
-    if (LOCO_OK != st) {
-        pending_refuse(comm, p, LOCO_ERR_VERSION == st ? LOCO_ACK_BAD_VERSION : LOCO_ACK_BAD_PEER,
-                       e.msg);
-        return;
-    }
-    if (p->got < LOCO_FRAME_HEADER_BYTES + h.length) {
-        return;
-    }
-    loco_hello hello;
-    char reason[LOCO_REASON_MAX + 1];
-    if (LOCO_FRAME_HELLO != h.type) {
-        snprintf(reason, sizeof reason, "expected HELLO, got %s", loco_frame_type_name(h.type));
-        pending_refuse(comm, p, LOCO_ACK_BAD_PEER, reason);
-        return;
-    }
-    if (LOCO_OK != loco_hello_decode(p->buf + LOCO_FRAME_HEADER_BYTES, h.length, &hello, &e)) {
-        pending_refuse(comm, p, LOCO_ACK_BAD_PEER, e.msg);
-        return;
-    }
-    loco_ack_code code = loco_wire_check_hello(comm, &h, &hello, reason, sizeof reason);
-    if (LOCO_ACK_OK == code) {
-        snprintf(reason, sizeof reason, "membership is fixed in epoch %u (joining needs the "
-                                        "control plane)", comm->epoch);
-        code = LOCO_ACK_REFUSED;
-    }
-    pending_refuse(comm, p, code, reason);
-}
-
 /* ---- timers --------------------------------------------------------------------------------- */
 
 static void loop_timers(loco_comm_t comm, uint64_t now)
 {
+    if (comm->ft) {
+        loco_ftc_timers(comm, now);
+    }
+    if (comm->detached) {
+        return;
+    }
     if (now >= comm->next_ping_ns) {
         uint64_t in_op = NULL != comm->cur ? comm->cur->op.seq : comm->seq_done;
         for (int r = 0; r < comm->world; r++) {
@@ -418,7 +396,8 @@ static void loop_timers(loco_comm_t comm, uint64_t now)
         }
     }
     loco_request *cur = comm->cur;
-    if (NULL != cur && now > cur->op.last_progress_ns + (uint64_t)(comm->cfg.op_timeout_s * 1e9)) {
+    if (NULL != cur && !cur->op.result_sent &&
+        now > cur->op.last_progress_ns + (uint64_t)(comm->cfg.op_timeout_s * 1e9)) {
         loco_op *op = &cur->op;
         bool receiving = op->recv_done < op->recv_expected;
         int blame = receiving ? comm->prev : comm->next;
@@ -448,16 +427,20 @@ static void loop_timers(loco_comm_t comm, uint64_t now)
     for (int i = 0; i < LOCO_MAX_PENDING; i++) {
         loco_pending_conn *p = &comm->pending[i];
         if (p->fd >= 0 && now > p->deadline_ns) {
-            LOCO_WARN("rank %d dropped a connection from %s: no HELLO within 5 s", comm->rank,
-                      p->name);
-            pending_close(comm, p);
+            LOCO_WARN("rank %d dropped a connection from %s: no handshake within 5 s",
+                      comm->rank, p->name);
+            loco_pending_close(comm, p);
         }
     }
 }
 
 static uint64_t loop_next_deadline(loco_comm_t comm)
 {
-    uint64_t t = comm->next_ping_ns;
+    uint64_t t = comm->ft ? loco_ftc_next_deadline(comm) : UINT64_MAX;
+    if (comm->detached) {
+        return t;
+    }
+    t = comm->next_ping_ns < t ? comm->next_ping_ns : t;
     uint64_t silence = (uint64_t)(comm->cfg.peer_timeout_s * 1e9);
     for (int r = 0; r < comm->world; r++) {
         if (r != comm->rank && LOCO_PEER_ALIVE == comm->peer_state[r]) {
@@ -469,7 +452,7 @@ static uint64_t loop_next_deadline(loco_comm_t comm)
             t = d < t ? d : t;
         }
     }
-    if (NULL != comm->cur) {
+    if (NULL != comm->cur && !comm->cur->op.result_sent) {
         uint64_t d = comm->cur->op.last_progress_ns + (uint64_t)(comm->cfg.op_timeout_s * 1e9) + 1;
         t = d < t ? d : t;
     }
@@ -505,7 +488,16 @@ static int loop_arm_timer(loco_comm_t comm)
 /* Leaving: write pending control bytes and a BYE, bypassing the emulator (best effort). */
 static void loop_say_goodbye(loco_comm_t comm)
 {
-    for (int r = 0; r < comm->world; r++) {
+    if (comm->ft && loco_chan_is_open(&comm->ftc->chan)) { /* finished, not lost */
+        loco_chan *ch = &comm->ftc->chan;
+        loco_chan_queue(ch, LOCO_FRAME_BYE, comm->epoch, 0, 0, NULL, 0);
+        uint64_t deadline = loco_now_ns() + 200000000ull;
+        while (loco_chan_want_write(ch) && loco_now_ns() < deadline && loco_chan_flush(ch) >= 0) {
+            struct pollfd p = {.fd = ch->fd, .events = POLLOUT};
+            poll(&p, 1, 10);
+        }
+    }
+    for (int r = 0; r < comm->world && !comm->detached; r++) {
         loco_conn *c = r == comm->rank ? NULL : comm->ctl[r];
         if (NULL == c || !c->live) {
             continue;
@@ -524,6 +516,78 @@ static void loop_say_goodbye(loco_comm_t comm)
     }
 }
 
+/* Let go of the epoch's connections (the caller re-wires) or take the new ones back. */
+static void loop_detach_now(loco_comm_t comm)
+{
+    for (int i = 0; i < comm->nconns; i++) {
+        loco_conn_stop(comm, &comm->conns[i], true);
+    }
+    epoll_ctl(comm->epfd, EPOLL_CTL_DEL, comm->listen_fd, NULL);
+    for (int i = 0; i < LOCO_MAX_PENDING; i++) {
+        if (comm->pending[i].fd >= 0) {
+            loco_pending_close(comm, &comm->pending[i]);
+        }
+    }
+    comm->detached = true;
+}
+
+void loco_loop_register_conns(loco_comm_t comm)
+{
+    for (int i = 0; i < comm->nconns; i++) {
+        loco_conn *c = &comm->conns[i];
+        if (c->fd >= 0) {
+            c->events = EPOLLIN | EPOLLRDHUP;
+            struct epoll_event ev = {.events = c->events, .data.u64 = (uint64_t)i};
+            epoll_ctl(comm->epfd, EPOLL_CTL_ADD, c->fd, &ev);
+        }
+    }
+}
+
+static void loop_attach_now(loco_comm_t comm)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = TAG_LISTEN};
+    epoll_ctl(comm->epfd, EPOLL_CTL_ADD, comm->listen_fd, &ev);
+    uint64_t now = loco_now_ns();
+    loco_loop_register_conns(comm);
+    for (int r = 0; r < comm->world; r++) {
+        comm->last_heard_ns[r] = now;
+    }
+    comm->next_ping_ns = now;
+    comm->timer_armed_ns = 0;
+    comm->detached = false;
+}
+
+/* Caller thread: ask and wait. */
+void loco_loop_detach(loco_comm_t comm)
+{
+    pthread_mutex_lock(&comm->lock);
+    comm->detach_req = true;
+    pthread_mutex_unlock(&comm->lock);
+    uint64_t one = 1;
+    ssize_t ignored = write(comm->evfd, &one, sizeof one);
+    (void)ignored;
+    pthread_mutex_lock(&comm->lock);
+    while (!comm->detached && comm->thread_started) {
+        pthread_cond_wait(&comm->cond, &comm->lock);
+    }
+    pthread_mutex_unlock(&comm->lock);
+}
+
+void loco_loop_attach(loco_comm_t comm)
+{
+    pthread_mutex_lock(&comm->lock);
+    comm->detach_req = false;
+    pthread_mutex_unlock(&comm->lock);
+    uint64_t one = 1;
+    ssize_t ignored = write(comm->evfd, &one, sizeof one);
+    (void)ignored;
+    pthread_mutex_lock(&comm->lock);
+    while (comm->detached && comm->thread_started) {
+        pthread_cond_wait(&comm->cond, &comm->lock);
+    }
+    pthread_mutex_unlock(&comm->lock);
+}
+
 void *loco_loop_main(void *arg)
 {
     loco_comm_t comm = arg;
@@ -531,9 +595,20 @@ void *loco_loop_main(void *arg)
     for (;;) {
         pthread_mutex_lock(&comm->lock);
         bool stop = comm->stop;
+        bool want_detach = comm->detach_req;
+        if (want_detach != comm->detached && NULL == comm->cur) {
+            if (want_detach) {
+                loop_detach_now(comm);
+            } else {
+                loop_attach_now(comm);
+            }
+            pthread_cond_broadcast(&comm->cond);
+        }
         pthread_mutex_unlock(&comm->lock);
         if (stop) {
-            loop_say_goodbye(comm);
+            if (!comm->crashed) {
+                loop_say_goodbye(comm);
+            }
             return NULL;
         }
         int timeout = loop_arm_timer(comm);
@@ -551,13 +626,15 @@ void *loco_loop_main(void *arg)
                 (void)ignored;
                 comm->timer_armed_ns = 0;
             } else if (TAG_LISTEN == tag) {
-                loop_accept(comm);
+                loco_pending_accept(comm);
+            } else if (LOCO_TAG_COORD == tag) {
+                loco_ftc_on_readable(comm);
             } else if (tag >= TAG_PENDING && tag < TAG_PENDING + LOCO_MAX_PENDING) {
                 loco_pending_conn *p = &comm->pending[tag - TAG_PENDING];
                 if (p->fd >= 0) {
-                    loop_pending_read(comm, p);
+                    loco_pending_read(comm, p);
                 }
-            } else if (tag < (uint64_t)comm->nconns) {
+            } else if (tag < (uint64_t)comm->nconns && !comm->detached) {
                 loco_conn *c = &comm->conns[tag];
                 if (c->live && c->rx_parked && (ev & (EPOLLERR | EPOLLHUP))) {
                     loco_conn_closed(comm, c, ECONNRESET);
@@ -584,7 +661,7 @@ void *loco_loop_main(void *arg)
         loop_timers(comm, now);
         /* Writing can finish an operation, and finishing one queues frames (DONE, the next
          * operation's first chunks): write until nothing more happens. */
-        bool again = true;
+        bool again = !comm->detached;
         for (int pass = 0; again && pass < 8; pass++) {
             for (int r = 0; r < comm->world; r++) {
                 if (r != comm->rank) {
@@ -597,6 +674,12 @@ void *loco_loop_main(void *arg)
                 }
             }
             again = loop_check_op(comm);
+            if (comm->ft) {
+                loco_ftc_flush(comm);
+            }
+        }
+        if (comm->ft) {
+            loco_ftc_flush(comm);
         }
     }
 }

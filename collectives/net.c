@@ -236,7 +236,7 @@ loco_status loco_net_connect_start(const char *host, int port, int *fd_out, loco
     return LOCO_OK;
 }
 
-static int remaining_ms(uint64_t deadline_ns)
+int loco_net_remaining_ms(uint64_t deadline_ns)
 {
     uint64_t now = loco_now_ns();
     if (now >= deadline_ns) {
@@ -250,7 +250,7 @@ static int remaining_ms(uint64_t deadline_ns)
 static int connect_finish(int fd, uint64_t deadline_ns)
 {
     struct pollfd p = {.fd = fd, .events = POLLOUT};
-    int rc = poll(&p, 1, remaining_ms(deadline_ns));
+    int rc = poll(&p, 1, loco_net_remaining_ms(deadline_ns));
     if (rc <= 0) {
         return rc < 0 ? errno : ETIMEDOUT;
     }
@@ -313,7 +313,7 @@ loco_status loco_net_send_all(int fd, const void *buf, size_t len, uint64_t dead
         }
         if (n < 0 && (EAGAIN == errno || EWOULDBLOCK == errno)) {
             struct pollfd pf = {.fd = fd, .events = POLLOUT};
-            int rc = poll(&pf, 1, remaining_ms(deadline_ns));
+            int rc = poll(&pf, 1, loco_net_remaining_ms(deadline_ns));
             if (0 == rc) {
                 return loco_error_set(err, LOCO_ERR_TIMEOUT, "%s: timed out sending", what);
             }
@@ -343,7 +343,7 @@ loco_status loco_net_recv_all(int fd, void *buf, size_t len, uint64_t deadline_n
         }
         if (EAGAIN == errno || EWOULDBLOCK == errno) {
             struct pollfd pf = {.fd = fd, .events = POLLIN};
-            int rc = poll(&pf, 1, remaining_ms(deadline_ns));
+            int rc = poll(&pf, 1, loco_net_remaining_ms(deadline_ns));
             if (0 == rc) {
                 return loco_error_set(err, LOCO_ERR_TIMEOUT, "%s: timed out waiting for a reply",
                                       what);

@@ -2,21 +2,16 @@
  *
  * Given the member table, rank i dials a control connection to every rank j > i and `streams`
  * data connections to its ring successor; it accepts control connections from every j < i and
- * the data streams of its predecessor. Every connection opens with a handshake:
- *
- *   dialer   -> HELLO {run nonce, from, to, world, kind, stream, streams, caps} (epoch in header)
- *   acceptor -> ACK {code 0} or ACK {code, one-line reason}, then closes on refusal
- *
- * A refusal names the cause (nonce, version, epoch, world, unexpected or duplicate connection).
+ * the data streams of its predecessor. Every connection opens with the authenticated handshake
+ * of auth.c (HELLO, CHALLENGE, PROOF, ACK): both ends prove they know the run key, and the
+ * acceptor checks the HELLO (run nonce, epoch, world, which connection this is). A refusal names
+ * the cause (nonce, version, epoch, world, unexpected or duplicate connection, authentication);
+ * "retry" refusals (a peer still in the previous epoch) are dialled again.
  * Dials, accepts and handshakes run together under one poll() loop with a deadline, so nobody
- * waits for a peer that is waiting for them.
- *
- * Authentication (issue 7) goes in wire_handshake_dialer / wire_handshake_acceptor: after the
- * HELLO/ACK exchange, an HMAC challenge-response over (nonce, HELLO bytes, fresh challenges)
- * with the run key; the connection is registered only when both directions verified.
+ * waits for a peer that is waiting for them. loco_wire_connect runs again for every new epoch.
  */
 #define _GNU_SOURCE /* accept4 */
-#include "collectives/comm_impl.h"
+#include "collectives/ft_impl.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -29,20 +24,16 @@
 typedef enum wire_state {
     WIRE_CONNECTING = 0, /* outbound: connect() in progress */
     WIRE_RETRY,          /* outbound: refused, dial again at retry_ns */
-    WIRE_AWAIT_ACK,      /* outbound: HELLO sent */
-    WIRE_AWAIT_HELLO,    /* inbound: accepted, reading HELLO */
+    WIRE_HANDSHAKE,      /* outbound: HELLO sent; inbound: accepted, handshake running */
     WIRE_DONE,
     WIRE_CLOSED,         /* inbound connection refused and closed */
 } wire_state;
 
-#define WIRE_MSG_MAX (LOCO_FRAME_HEADER_BYTES + 4 + LOCO_REASON_MAX)
-
 typedef struct wire_slot {
     int fd;
     wire_state state;
-    loco_conn *conn; /* outbound: the connection it will become; inbound: set after HELLO */
-    uint8_t buf[WIRE_MSG_MAX];
-    size_t got;
+    loco_conn *conn; /* outbound: the connection it will become */
+    loco_hs hs;
     uint64_t retry_ns, deadline_ns;
     int last_errno;
 } wire_slot;
@@ -58,27 +49,41 @@ static void conn_name(loco_comm_t comm, loco_conn *c)
     }
 }
 
-/* Register an established, verified connection. */
-static void conn_attach(loco_comm_t comm, loco_conn *c, int fd)
+/* Register an established, verified connection (its frame MACs keyed by the handshake). */
+static void conn_attach(loco_comm_t comm, loco_conn *c, int fd, const loco_hs *hs, bool dialer)
 {
     c->fd = fd;
     c->live = true;
     loco_net_set_nonblocking(fd);
     loco_net_tune(fd, comm->cfg.peer_timeout_s);
+    loco_frame_mac_init(hs, dialer, comm->cfg.integrity, &c->tx_mac, &c->rx_mac);
 }
 
 loco_ack_code loco_wire_check_hello(loco_comm_t comm, const loco_frame_header *h,
                                     const loco_hello *hello, char *reason, size_t cap)
 {
-    if (LOCO_FRAME_HELLO != h->type) {
-        snprintf(reason, cap, "expected HELLO, got a %s frame", loco_frame_type_name(h->type));
-        return LOCO_ACK_BAD_PEER;
-    }
     if (hello->nonce != comm->nonce) {
         snprintf(reason, cap, "run nonce 0x%016llx, this run is 0x%016llx (a process of another "
                               "run?)",
                  (unsigned long long)hello->nonce, (unsigned long long)comm->nonce);
         return LOCO_ACK_BAD_NONCE;
+    }
+    if ((0 != (hello->flags & LOCO_HELLO_INTEGRITY)) != comm->cfg.integrity) {
+        snprintf(reason, cap, "frame integrity is %s there and %s here (set transport.integrity "
+                              "the same on every member)",
+                 (hello->flags & LOCO_HELLO_INTEGRITY) ? "on" : "off",
+                 comm->cfg.integrity ? "on" : "off");
+        return LOCO_ACK_BAD_PEER;
+    }
+    if (LOCO_CONN_CONTROL != hello->kind && LOCO_CONN_DATA != hello->kind) {
+        snprintf(reason, cap, "a %s connection while epoch %u is being formed: retry",
+                 LOCO_CONN_JOIN == hello->kind ? "joiner's" : "control-plane", comm->epoch);
+        return LOCO_ACK_RETRY;
+    }
+    if (h->epoch > comm->epoch) {
+        snprintf(reason, cap, "epoch %u, this member is still in epoch %u: retry", h->epoch,
+                 comm->epoch);
+        return LOCO_ACK_RETRY;
     }
     if (h->epoch != comm->epoch) {
         snprintf(reason, cap, "epoch %u, this member is in epoch %u", h->epoch, comm->epoch);
@@ -113,6 +118,12 @@ loco_ack_code loco_wire_check_hello(loco_comm_t comm, const loco_frame_header *h
     return LOCO_ACK_OK;
 }
 
+static loco_ack_code wire_check(void *ctx, const loco_frame_header *h, const loco_hello *hello,
+                                char *reason, size_t cap)
+{
+    return loco_wire_check_hello(ctx, h, hello, reason, cap);
+}
+
 /* ---- dialer side ---------------------------------------------------------------------------- */
 
 static void wire_dial(loco_comm_t comm, wire_slot *s)
@@ -130,149 +141,73 @@ static void wire_dial(loco_comm_t comm, wire_slot *s)
     s->state = WIRE_CONNECTING;
 }
 
-/* Connected: send HELLO (it fits the socket buffer of a fresh connection). */
-static loco_status wire_handshake_dialer(loco_comm_t comm, wire_slot *s, loco_error *err)
+/* Connected: start the handshake (HELLO). */
+static void wire_handshake_dialer(loco_comm_t comm, wire_slot *s)
 {
     loco_conn *c = s->conn;
     loco_hello hello = {.nonce = comm->nonce, .from = (uint32_t)comm->rank,
                         .to = (uint32_t)c->peer, .world = (uint32_t)comm->world,
                         .kind = (uint16_t)c->kind,
                         .stream = (uint16_t)(LOCO_CONN_DATA == c->kind ? c->stream : 0),
-                        .streams = (uint16_t)comm->cfg.streams, .caps = 0};
-    uint8_t payload[LOCO_HELLO_BYTES];
-    loco_hello_encode(&hello, payload);
-    loco_frame_header h = {.version = LOCO_PROTOCOL_VERSION, .type = LOCO_FRAME_HELLO,
-                           .epoch = comm->epoch, .length = LOCO_HELLO_BYTES};
-    loco_error e = {0};
-    if (LOCO_OK != loco_net_send_frame(s->fd, &h, payload, s->deadline_ns, c->name, &e)) {
-        return loco_error_set(err, LOCO_ERR_PEER_LOST, "wiring: %s", e.msg);
-    }
-    s->state = WIRE_AWAIT_ACK;
-    s->got = 0;
-    return LOCO_OK;
+                        .streams = (uint16_t)comm->cfg.streams,
+                        .flags = comm->cfg.integrity ? LOCO_HELLO_INTEGRITY : 0};
+    loco_hs_dial(&s->hs, s->fd, comm->key, comm->epoch, &hello);
+    s->state = WIRE_HANDSHAKE;
 }
 
-/* Read what is available into s->buf; returns true once a whole frame is there. */
-static loco_status wire_read_frame(wire_slot *s, const char *who, bool *complete,
-                                   loco_frame_header *h, loco_error *err)
+/* The handshake progressed: done, failed (an error, or "retry"), or not yet. */
+static loco_status wire_step_dialer(loco_comm_t comm, wire_slot *s, loco_error *err)
 {
-    *complete = false;
-    for (;;) {
-        size_t need = LOCO_FRAME_HEADER_BYTES;
-        if (s->got >= LOCO_FRAME_HEADER_BYTES) {
-            loco_error e = {0};
-            loco_status st = loco_frame_header_decode(s->buf, WIRE_MSG_MAX - LOCO_FRAME_HEADER_BYTES,
-                                                      h, &e);
-            if (LOCO_OK != st) {
-                return loco_error_set(err, st, "%s: %s", who, e.msg);
-            }
-            need += h->length;
-            if (s->got == need) {
-                *complete = true;
-                return LOCO_OK;
-            }
-        }
-        ssize_t n = recv(s->fd, s->buf + s->got, need - s->got, 0);
-        if (n > 0) {
-            s->got += (size_t)n;
-            continue;
-        }
-        if (0 == n) {
-            return loco_error_set(err, LOCO_ERR_PEER_LOST, "%s closed the connection during the "
-                                                           "handshake", who);
-        }
-        if (EAGAIN == errno || EWOULDBLOCK == errno || EINTR == errno) {
-            return LOCO_OK;
-        }
-        return loco_error_errno(err, LOCO_ERR_PEER_LOST, errno, "%s: handshake", who);
-    }
-}
-
-static loco_status wire_on_ack(loco_comm_t comm, wire_slot *s, loco_error *err)
-{
-    bool complete = false;
-    loco_frame_header h;
-    LOCO_TRY(wire_read_frame(s, s->conn->name, &complete, &h, err));
-    if (!complete) {
+    loco_hs_result r = loco_hs_step(&s->hs, NULL, NULL);
+    if (LOCO_HS_AGAIN == r) {
         return LOCO_OK;
     }
-    uint32_t code = 0;
-    char reason[LOCO_REASON_MAX + 1];
-    loco_error e = {0};
-    if (LOCO_FRAME_ACK != h.type ||
-        LOCO_OK != loco_ack_decode(s->buf + LOCO_FRAME_HEADER_BYTES, h.length, &code, reason, &e)) {
-        return loco_error_set(err, LOCO_ERR_PROTOCOL, "%s answered the handshake with %s%s%s",
-                              s->conn->name, loco_frame_type_name(h.type), e.msg[0] ? ": " : "",
-                              e.msg);
+    if (LOCO_HS_OK == r) {
+        conn_attach(comm, s->conn, s->fd, &s->hs, true);
+        s->state = WIRE_DONE;
+        return LOCO_OK;
     }
-    if (LOCO_ACK_OK != code) {
-        loco_status st = LOCO_ACK_BAD_NONCE == code     ? LOCO_ERR_AUTH
-                         : LOCO_ACK_BAD_VERSION == code ? LOCO_ERR_VERSION
-                                                        : LOCO_ERR_PROTOCOL;
-        return loco_error_set(err, st, "%s refused our connection: %s", s->conn->name, reason);
+    close(s->fd);
+    s->fd = -1;
+    if (LOCO_ACK_RETRY == s->hs.code || LOCO_ERR_PEER_LOST == s->hs.status) {
+        s->state = WIRE_RETRY; /* a peer still in the last epoch, or one that hung up early */
+        s->retry_ns = loco_now_ns() + 20000000ull;
+        s->last_errno = LOCO_ERR_PEER_LOST == s->hs.status ? ECONNRESET : EAGAIN;
+        return LOCO_OK;
     }
-    conn_attach(comm, s->conn, s->fd);
-    s->state = WIRE_DONE;
-    return LOCO_OK;
+    return loco_error_set(err, s->hs.status, "%s refused our connection: %s", s->conn->name,
+                          s->hs.reason);
 }
 
 /* ---- acceptor side -------------------------------------------------------------------------- */
 
-static void wire_refuse(int fd, loco_ack_code code, const char *reason, const char *who)
+static void wire_step_acceptor(loco_comm_t comm, wire_slot *s)
 {
-    uint8_t payload[4 + LOCO_REASON_MAX];
-    loco_frame_header h = {.version = LOCO_PROTOCOL_VERSION, .type = LOCO_FRAME_ACK};
-    h.length = (uint32_t)loco_ack_encode(code, reason, payload);
-    loco_net_send_frame(fd, &h, payload, loco_now_ns() + 1000000000ull, who, NULL);
-}
-
-static void wire_handshake_acceptor(loco_comm_t comm, wire_slot *s)
-{
-    char who[96];
-    loco_net_peer_name(s->fd, who, sizeof who);
-    bool complete = false;
-    loco_frame_header h;
-    loco_error e = {0};
-    loco_status st = wire_read_frame(s, who, &complete, &h, &e);
-    if (LOCO_OK == st && !complete) {
+    loco_hs_result r = loco_hs_step(&s->hs, wire_check, comm);
+    if (LOCO_HS_AGAIN == r) {
         return;
     }
-    loco_hello hello;
-    char reason[LOCO_REASON_MAX + 1] = "";
-    loco_ack_code code = LOCO_ACK_OK;
-    if (LOCO_OK != st) {
-        loco_copy_str(reason, sizeof reason, e.msg);
-        code = LOCO_ERR_VERSION == st ? LOCO_ACK_BAD_VERSION : LOCO_ACK_BAD_PEER;
-    } else if (LOCO_FRAME_HELLO != h.type) {
-        snprintf(reason, sizeof reason, "expected HELLO, got %s", loco_frame_type_name(h.type));
-        code = LOCO_ACK_BAD_PEER;
-    } else if (LOCO_OK != loco_hello_decode(s->buf + LOCO_FRAME_HEADER_BYTES, h.length, &hello,
-                                            &e)) {
-        loco_copy_str(reason, sizeof reason, e.msg);
-        code = LOCO_ACK_BAD_PEER;
-    } else {
-        code = loco_wire_check_hello(comm, &h, &hello, reason, sizeof reason);
-    }
-    if (LOCO_ACK_OK != code) {
-        LOCO_WARN("rank %d refused a connection from %s: %s", comm->rank, who, reason);
-        wire_refuse(s->fd, code, reason, who);
+    if (LOCO_HS_ERROR == r) {
+        if (LOCO_ACK_RETRY != s->hs.code && LOCO_ERR_PEER_LOST != s->hs.status) {
+            char who[96];
+            loco_net_peer_name(s->fd, who, sizeof who);
+            LOCO_WARN("rank %d refused a connection from %s: %s", comm->rank, who, s->hs.reason);
+        }
         close(s->fd);
         s->fd = -1;
         s->state = WIRE_CLOSED;
         return;
     }
-    loco_conn *c = LOCO_CONN_CONTROL == hello.kind ? comm->ctl[hello.from] : comm->in[hello.stream];
-    uint8_t payload[4];
-    loco_frame_header ack = {.version = LOCO_PROTOCOL_VERSION, .type = LOCO_FRAME_ACK,
-                             .epoch = comm->epoch};
-    ack.length = (uint32_t)loco_ack_encode(LOCO_ACK_OK, "", payload);
-    if (LOCO_OK != loco_net_send_frame(s->fd, &ack, payload, s->deadline_ns, c->name, NULL)) {
+    const loco_hello *hello = &s->hs.hello;
+    loco_conn *c = LOCO_CONN_CONTROL == hello->kind ? comm->ctl[hello->from]
+                                                     : comm->in[hello->stream];
+    if (c->fd >= 0) { /* two handshakes for one connection raced: keep the first */
         close(s->fd);
         s->fd = -1;
         s->state = WIRE_CLOSED;
         return;
     }
-    conn_attach(comm, c, s->fd);
+    conn_attach(comm, c, s->fd, &s->hs, false);
     s->conn = c;
     s->state = WIRE_DONE;
 }
@@ -367,6 +302,11 @@ loco_status loco_wire_connect(loco_comm_t comm, loco_error *err)
             break;
         }
         uint64_t now = loco_now_ns();
+        if (comm->ft && loco_ftc_superseded(comm)) { /* the coordinator planned again */
+            st = loco_error_set(err, LOCO_ERR_ABORTED, "rank %d: epoch %u was re-planned while "
+                                                       "connecting", comm->rank, comm->epoch);
+            break;
+        }
         if (now >= deadline) {
             char missing[400];
             wire_missing(comm, out, nout, missing, sizeof missing);
@@ -383,14 +323,17 @@ loco_status loco_wire_connect(loco_comm_t comm, loco_error *err)
             if (WIRE_RETRY == out[i].state && now >= out[i].retry_ns) {
                 wire_dial(comm, &out[i]);
             }
+            if (WIRE_RETRY == out[i].state) {
+                timeout_ms = 10;
+            }
             if (WIRE_CONNECTING == out[i].state) {
                 pfd[np++] = (struct pollfd){.fd = out[i].fd, .events = POLLOUT};
-            } else if (WIRE_AWAIT_ACK == out[i].state) {
+            } else if (WIRE_HANDSHAKE == out[i].state) {
                 pfd[np++] = (struct pollfd){.fd = out[i].fd, .events = POLLIN};
             }
         }
         for (int i = 0; i < nin; i++) {
-            if (WIRE_AWAIT_HELLO == in[i].state) {
+            if (WIRE_HANDSHAKE == in[i].state) {
                 pfd[np++] = (struct pollfd){.fd = in[i].fd, .events = POLLIN};
             }
         }
@@ -404,7 +347,7 @@ loco_status loco_wire_connect(loco_comm_t comm, loco_error *err)
             if (nin == cap_in) { /* compact refused slots */
                 int w = 0;
                 for (int i = 0; i < nin; i++) {
-                    if (WIRE_AWAIT_HELLO == in[i].state) {
+                    if (WIRE_HANDSHAKE == in[i].state) {
                         in[w++] = in[i];
                     }
                 }
@@ -414,8 +357,9 @@ loco_status loco_wire_connect(loco_comm_t comm, loco_error *err)
                 close(fd);
                 continue;
             }
-            in[nin] = (wire_slot){.fd = fd, .state = WIRE_AWAIT_HELLO,
+            in[nin] = (wire_slot){.fd = fd, .state = WIRE_HANDSHAKE,
                                   .deadline_ns = loco_now_ns() + 5000000000ull};
+            loco_hs_accept(&in[nin].hs, fd, comm->key, comm->nonce);
             nin++;
         }
         /* outbound progress */
@@ -437,26 +381,27 @@ loco_status loco_wire_connect(loco_comm_t comm, loco_error *err)
                     s->retry_ns = loco_now_ns() + 100000000ull;
                     continue;
                 }
-                st = wire_handshake_dialer(comm, s, err);
-            } else if (WIRE_AWAIT_ACK == s->state) {
-                st = wire_on_ack(comm, s, err);
+                wire_handshake_dialer(comm, s);
+                st = wire_step_dialer(comm, s, err);
+            } else if (WIRE_HANDSHAKE == s->state) {
+                st = wire_step_dialer(comm, s, err);
             }
         }
         /* inbound handshakes */
         for (int i = 0; i < nin && LOCO_OK == st; i++) {
-            if (WIRE_AWAIT_HELLO != in[i].state) {
+            if (WIRE_HANDSHAKE != in[i].state) {
                 continue;
             }
             if (loco_now_ns() > in[i].deadline_ns) {
                 char who[96];
                 loco_net_peer_name(in[i].fd, who, sizeof who);
-                LOCO_WARN("rank %d dropped a connection from %s: no HELLO within 5 s",
+                LOCO_WARN("rank %d dropped a connection from %s: no handshake within 5 s",
                           comm->rank, who);
                 close(in[i].fd);
                 in[i].state = WIRE_CLOSED;
                 continue;
             }
-            wire_handshake_acceptor(comm, &in[i]);
+            wire_step_acceptor(comm, &in[i]);
         }
         if (LOCO_OK != st) {
             break;
@@ -468,7 +413,7 @@ loco_status loco_wire_connect(loco_comm_t comm, loco_error *err)
         }
     }
     for (int i = 0; i < nin; i++) {
-        if (WIRE_AWAIT_HELLO == in[i].state) {
+        if (WIRE_HANDSHAKE == in[i].state) {
             close(in[i].fd);
         }
     }

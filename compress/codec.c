@@ -539,30 +539,42 @@ loco_status loco_codec_encode_ex(const loco_codec *codec, loco_codec_state *stat
         ctx = &zero_ctx;
     }
     loco_wire w;
-    memset(&w, 0, sizeof w);
-    w.codec = (uint8_t)codec->params.id;
-    w.bits = uses_bits(codec->params.id) ? (uint8_t)codec->params.bits : 0;
-    w.flags = (codec->params.stochastic ? LOCO_WIRE_FLAG_STOCHASTIC : 0) |
-              (codec->params.entropy ? LOCO_WIRE_FLAG_ENTROPY : 0);
-    w.n = n;
-    w.bucket = uses_bucket(codec->params.id) ? (uint32_t)codec->params.bucket : 0;
+    loco_wire_init(codec, n, &w);
     uint8_t *payload = out + LOCO_WIRE_HEADER_BYTES;
     size_t raw = 0;
     LOCO_TRY(codec->ops->encode(codec, state, in, n, ctx, &w, payload,
                                 cap - LOCO_WIRE_HEADER_BYTES, &raw, err));
-    w.raw_len = raw;
-    w.payload_len = raw;
+    return loco_wire_frame(codec, &w, out, raw, out_len, err);
+}
+
+void loco_wire_init(const loco_codec *codec, size_t n, loco_wire *w)
+{
+    memset(w, 0, sizeof *w);
+    w->codec = (uint8_t)codec->params.id;
+    w->bits = uses_bits(codec->params.id) ? (uint8_t)codec->params.bits : 0;
+    w->flags = (codec->params.stochastic ? LOCO_WIRE_FLAG_STOCHASTIC : 0) |
+               (codec->params.entropy ? LOCO_WIRE_FLAG_ENTROPY : 0);
+    w->n = n;
+    w->bucket = uses_bucket(codec->params.id) ? (uint32_t)codec->params.bucket : 0;
+}
+
+loco_status loco_wire_frame(const loco_codec *codec, loco_wire *w, uint8_t *out, size_t raw,
+                            size_t *out_len, loco_error *err)
+{
+    uint8_t *payload = out + LOCO_WIRE_HEADER_BYTES;
+    w->raw_len = raw;
+    w->payload_len = raw;
     if (codec->params.entropy) {
         size_t packed = 0;
         LOCO_TRY(loco_deflate_if_pays(payload, raw, &packed, err));
         if (packed > 0) {
-            w.flags |= LOCO_WIRE_FLAG_DEFLATED;
-            w.payload_len = packed;
+            w->flags |= LOCO_WIRE_FLAG_DEFLATED;
+            w->payload_len = packed;
         }
     }
-    wire_write(out, &w);
-    loco_put_u32(out + 68, wire_crc(out, (size_t)w.payload_len));
-    *out_len = LOCO_WIRE_HEADER_BYTES + (size_t)w.payload_len;
+    wire_write(out, w);
+    loco_put_u32(out + 68, wire_crc(out, (size_t)w->payload_len));
+    *out_len = LOCO_WIRE_HEADER_BYTES + (size_t)w->payload_len;
     return LOCO_OK;
 }
 

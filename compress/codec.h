@@ -207,4 +207,20 @@ typedef struct loco_codec_info {
 loco_status loco_codec_peek(const uint8_t *msg, size_t len, loco_codec_info *info,
                             loco_error *err);
 
+/* ---- on the GPU ------------------------------------------------------------------------ */
+
+struct loco_cuda_ctx; /* cuda/cuda.h */
+
+/* loco_codec_encode for input already on the GPU (dev_in: n floats on cuda's device): the
+ * payload is made there in one pass (cuda/cuda.h's quantizers), copied to the host and framed
+ * exactly as loco_codec_encode frames it — the message is byte-identical to the CPU's for the
+ * same input, codec and ctx. dev_payload: device scratch of loco_codec_bound(codec, n) bytes.
+ * Codecs: maxmin, qsgd, fp4, ternary and sign with codec.bucket in 1..4000 (and the entropy
+ * stage, run on the host); anything else, or a build without CUDA, gives LOCO_ERR_UNSUPPORTED
+ * (encode on the CPU then). Other errors as loco_codec_encode_ex. */
+loco_status loco_codec_encode_cuda(const loco_codec *codec, struct loco_cuda_ctx *cuda,
+                                   const float *dev_in, size_t n, const loco_codec_ctx *ctx,
+                                   uint8_t *dev_payload, uint8_t *out, size_t cap,
+                                   size_t *out_len, loco_error *err);
+
 #endif /* LOCO_COMPRESS_CODEC_H */

@@ -28,6 +28,17 @@
 #include <math.h>
 #include <string.h>
 
+/* Bitwise-identical results on every build: no fused multiply-add contraction in compress/.
+ * Decoding fuses `out += scale * v` into an FMA on a build for a CPU that has one and not on
+ * another, so two members decoding the same message would hold different bits (measured:
+ * max-min and DCT decodes differed between -march=native and portable builds). Every file of
+ * compress/ includes this header first. */
+#if defined(__clang__)
+#pragma STDC FP_CONTRACT OFF
+#elif defined(__GNUC__)
+#pragma GCC optimize("fp-contract=off")
+#endif
+
 #define LOCO_WIRE_MAGIC 0x43434F4Cu
 #define LOCO_WIRE_VERSION 1
 #define LOCO_WIRE_HEADER_BYTES 72
@@ -141,6 +152,15 @@ static inline uint64_t loco_codec_stream(const loco_codec_ctx *ctx)
 /* Fill r[0..len) with the 16-bit uniform draws of elements first .. first+len-1 of the message
  * with (seed, stream) (layout in codec.h). */
 void loco_codec_draws16(uint64_t seed, uint64_t stream, size_t first, size_t len, uint16_t *r);
+
+/* The header fields every encoder starts from: codec id, bits, flags, n, bucket (codec.c). */
+void loco_wire_init(const struct loco_codec *codec, size_t n, loco_wire *w);
+
+/* Finish a message whose raw payload (raw bytes) is at out + LOCO_WIRE_HEADER_BYTES: the
+ * entropy stage when the codec asks for it, then the header and its CRC; *out_len = the message
+ * length. Shared by loco_codec_encode_ex and the GPU encoder (codec_cuda.c). */
+loco_status loco_wire_frame(const struct loco_codec *codec, loco_wire *w, uint8_t *out,
+                            size_t raw, size_t *out_len, loco_error *err);
 
 /* Open a message of n elements: check its framing (magic, version, lengths, CRC, codec id),
  * that it carries n elements, inflate a deflated payload into a fresh buffer (*owned, to free()

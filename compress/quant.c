@@ -201,20 +201,14 @@ static void round_levels(const float *t, size_t len, const uint16_t *r, int top,
     }
 }
 
-/* t[i] = (x[i] - offset) / scale, by the reciprocal unless it overflows (loco_qinverse). */
-static void scale_values(const float *x, size_t len, float offset, float scale, bool absolute,
-                         float *t)
+/* The careful path for extreme scales (subnormal, or a range wider than fp32): t[i] = factor *
+ * (v_i - offset) / scale in double, v_i = x[i] or |x[i]|. Results lie in [0, top]. */
+static void scale_values_double(const float *x, size_t len, float offset, float scale,
+                                bool absolute, double factor, float *t)
 {
-    bool divide;
-    float inv = loco_qinverse(scale, &divide);
-    if (divide) {
-        for (size_t i = 0; i < len; i++) {
-            t[i] = ((absolute ? fabsf(x[i]) : x[i]) - offset) / scale;
-        }
-    } else {
-        for (size_t i = 0; i < len; i++) {
-            t[i] = ((absolute ? fabsf(x[i]) : x[i]) - offset) * inv;
-        }
+    double k = scale > 0.0f ? factor / (double)scale : 0.0;
+    for (size_t i = 0; i < len; i++) {
+        t[i] = (float)(((double)(absolute ? fabsf(x[i]) : x[i]) - (double)offset) * k);
     }
 }
 
@@ -242,6 +236,10 @@ static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loc
     }
     scales[0] = st->min;
     scales[1] = (float)unit;
+    /* round the unit up if fp32 rounding (subnormal units) left the grid short of the max */
+    if ((double)scales[1] * levels < (double)st->max - (double)st->min) {
+        scales[1] = nextafterf(scales[1], INFINITY);
+    }
     /* the decoder refuses a top level beyond fp32 (maxmin_check_scales): so does the encoder */
     return maxmin_check_scales(scales, bits);
 }
@@ -276,12 +274,13 @@ static void maxmin_quantize(const float *x, size_t len, const float *scales, int
     int top = (int)((1u << bits) - 1u);
     bool divide;
     float inv = loco_qinverse(scales[1], &divide);
-    if (!divide) {
+    /* fp32 fast path unless the unit is subnormal or x - min could overflow (range > 1e38) */
+    if (!divide && (double)scales[1] * top < 1e38) {
         affine_levels(x, len, scales[0], inv, false, top, r, codes);
         return;
     }
     float t[LOCO_CODEC_TILE];
-    scale_values(x, len, scales[0], scales[1], false, t);
+    scale_values_double(x, len, scales[0], scales[1], false, 1.0, t);
     round_levels(t, len, r, top, codes);
 }
 
@@ -289,6 +288,12 @@ static void maxmin_dequant_add(const uint8_t *codes, size_t len, const float *sc
                                float scale, float *out)
 {
     float mn = scales[0], unit = scales[1];
+    if ((double)unit * ((1u << bits) - 1u) > 1e38) { /* code * unit could overflow fp32 */
+        for (size_t i = 0; i < len; i++) {
+            out[i] += scale * (float)((double)mn + (double)codes[i] * (double)unit);
+        }
+        return;
+    }
     for (size_t i = 0; i < len; i++) {
         out[i] += scale * (mn + (float)codes[i] * unit);
     }
@@ -317,16 +322,12 @@ static void qsgd_quantize(const float *x, size_t len, const float *scales, int b
 {
     int s = (int)((1u << (bits - 1)) - 1u);
     uint8_t level[LOCO_CODEC_TILE];
-    bool divide;
-    float inv = loco_qinverse(scales[0], &divide);
-    if (!divide) {
-        affine_levels(x, len, 0.0f, inv * (float)s, true, s, r, level);
-    } else {
+    float mul = scales[0] > 0.0f ? (float)s / scales[0] : 0.0f; /* levels per unit of |x| */
+    if (mul <= 3e38f) {
+        affine_levels(x, len, 0.0f, mul, true, s, r, level);
+    } else { /* a tiny norm: s / norm overflows fp32 */
         float t[LOCO_CODEC_TILE];
-        scale_values(x, len, 0.0f, scales[0], true, t);
-        for (size_t i = 0; i < len; i++) {
-            t[i] *= (float)s;
-        }
+        scale_values_double(x, len, 0.0f, scales[0], true, (double)s, t);
         round_levels(t, len, r, s, level);
     }
     for (size_t i = 0; i < len; i++) { /* sign from the sign bit: -0.0 has level 0 anyway */
@@ -399,7 +400,15 @@ static LOCO_NO_TRAPPING_MATH void fp4_quantize(const float *x, size_t len, const
                          const uint16_t *r, uint8_t *codes)
 {
     float t[LOCO_CODEC_TILE];
-    scale_values(x, len, 0.0f, scales[0], true, t);
+    bool divide;
+    float inv = loco_qinverse(scales[0], &divide);
+    if (divide) {
+        scale_values_double(x, len, 0.0f, scales[0], true, 1.0, t);
+    } else {
+        for (size_t i = 0; i < len; i++) {
+            t[i] = fabsf(x[i]) * inv;
+        }
+    }
     if (NULL != r) {
         fp4_codes(t, x, len, r, true, codes);
     } else {

@@ -16,7 +16,7 @@
 /* GCC if-converts (and so vectorises) loops with conditional float operations only without
  * -ftrapping-math; loco never reads FP exception flags, so this changes no result. */
 #if defined(__GNUC__) && !defined(__clang__)
-#define LOCO_NO_TRAPPING_MATH __attribute__((optimize("no-trapping-math")))
+#define LOCO_NO_TRAPPING_MATH __attribute__((optimize("no-trapping-math", "fp-contract=off")))
 #else
 #define LOCO_NO_TRAPPING_MATH
 #endif

@@ -43,33 +43,92 @@ if [ "${LOCO_BENCH_DEPS:-0}" = 1 ]; then
   packages+=(python3-torch libopenblas0-pthread python3-numpy)
 fi
 
+# present PKG: installed by dpkg, or what it provides is already usable (images often carry
+# tools installed some other way, e.g. cmake from pip).
+present() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" && return 0
+  case "$1" in
+    build-essential) command -v cc >/dev/null && command -v make >/dev/null ;;
+    cmake|git|python3|pkg-config) command -v "$1" >/dev/null ;;
+    openmpi-bin) command -v mpirun >/dev/null ;;
+    libopenmpi-dev) command -v mpicc >/dev/null ;;
+    zlib1g-dev) [ -f /usr/include/zlib.h ] ;;
+    libyaml-dev) pkg-config --exists yaml-0.1 2>/dev/null ;;
+    libsodium-dev) pkg-config --exists libsodium 2>/dev/null ;;
+    libcriterion-dev) pkg-config --exists criterion 2>/dev/null ;;
+    fortunes) [ -f /usr/share/games/fortunes/computers ] ;;
+    dict-gcide) [ -f /usr/share/dictd/gcide.dict.dz ] ;;
+    iproute2) command -v ip >/dev/null ;;
+    procps) command -v ps >/dev/null ;;
+    *) return 1 ;;
+  esac
+}
+
 missing=()
 for p in "${packages[@]}"; do
-  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
-    missing+=("$p")
-  fi
+  present "$p" || missing+=("$p")
 done
+
+# unpack_offline DIR: unpack every .deb in DIR whose package dpkg does not have into DIR/root,
+# repair library links that point at files the root lacks, and point pkg-config, CMake, the
+# linker and the loader at the root. Writes DIR/root/env.sh for later shells.
+unpack_offline() {
+  local dir=$1 root=$1/root deb pkg n=0
+  mkdir -p "$root"
+  root=$(cd "$root" && pwd)
+  for deb in "$dir"/*.deb; do
+    [ -e "$deb" ] || continue
+    pkg=$(dpkg-deb -f "$deb" Package)
+    if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed"; then
+      continue
+    fi
+    dpkg -x "$deb" "$root"
+    n=$((n + 1))
+  done
+  say "unpacked $n packages from $dir into $root"
+  local arch_dir link target base sys
+  arch_dir=$(ls -d "$root"/usr/lib/*-linux-gnu 2>/dev/null | head -1 || true)
+  # A -dev package's libX.so may point at a runtime library the system has under another
+  # version (Debian vs Ubuntu): point it at the system's libX.so.N.
+  for link in "$root"/usr/lib/*-linux-gnu/*.so; do
+    [ -L "$link" ] || continue
+    target=$(readlink "$link")
+    if [ "${target#/}" != "$target" ] && [ -e "$root$target" ]; then
+      ln -sf "$root$target" "$link"
+    elif [ ! -e "$link" ]; then
+      base=$(basename "$link")
+      sys=$(ls /usr/lib/*-linux-gnu/"$base".* /lib/*-linux-gnu/"$base".* 2>/dev/null | head -1 || true)
+      if [ -n "$sys" ]; then
+        ln -sf "$sys" "$link"
+      fi
+    fi
+  done
+  # .pc files name /usr as their prefix; dependencies only needed for static linking are not
+  # carried, so drop them (loco links shared libraries).
+  local pc
+  for pc in "$root"/usr/lib/*/pkgconfig/*.pc "$root"/usr/lib/pkgconfig/*.pc \
+            "$root"/usr/share/pkgconfig/*.pc; do
+    [ -e "$pc" ] || continue
+    sed -i -e "s#^prefix=/usr\$#prefix=$root/usr#" -e '/^Requires.private:/d' \
+        -e '/^Libs.private:/d' "$pc"
+  done
+  cat >"$root/env.sh" <<ENV
+# Source this before running loco's binaries and tests built against $root.
+export PATH="\$PATH:$root/usr/bin"
+export PKG_CONFIG_PATH="$root/usr/lib/pkgconfig:$root/usr/share/pkgconfig${arch_dir:+:$arch_dir/pkgconfig}\${PKG_CONFIG_PATH:+:\$PKG_CONFIG_PATH}"
+export LD_LIBRARY_PATH="${arch_dir:+$arch_dir}\${LD_LIBRARY_PATH:+:\$LD_LIBRARY_PATH}"
+export LOCO_CORPUS_ROOT="$root"
+ENV
+  # shellcheck disable=SC1091
+  . "$root/env.sh"
+  cmake_extra+=("-DCMAKE_PREFIX_PATH=$root/usr")
+  say "later shells: . $root/env.sh"
+}
 
 cmake_extra=()
 if [ ${#missing[@]} -gt 0 ] && [ -n "${LOCO_PKG_DIR:-}" ]; then
-  # Offline: unpack the missing packages' .deb files into a private root.
-  root="$LOCO_PKG_DIR/root"
-  mkdir -p "$root"
-  for deb in "$LOCO_PKG_DIR"/*.deb; do
-    [ -e "$deb" ] || continue
-    dpkg -x "$deb" "$root"
-  done
-  say "unpacked $(ls "$LOCO_PKG_DIR"/*.deb 2>/dev/null | wc -l) packages from $LOCO_PKG_DIR into $root"
-  arch_dir=$(ls -d "$root"/usr/lib/*-linux-gnu 2>/dev/null | head -1 || true)
-  export PKG_CONFIG_PATH="$root/usr/lib/pkgconfig:$root/usr/share/pkgconfig${arch_dir:+:$arch_dir/pkgconfig}${PKG_CONFIG_PATH:+:$PKG_CONFIG_PATH}"
-  # pkg-config files name /usr as their prefix; point them at the private root.
-  export PKG_CONFIG_SYSROOT_DIR=""
-  for pc in "$root"/usr/lib/*/pkgconfig/*.pc "$root"/usr/lib/pkgconfig/*.pc "$root"/usr/share/pkgconfig/*.pc; do
-    [ -e "$pc" ] && sed -i "s#^prefix=/usr\$#prefix=$root/usr#" "$pc"
-  done
-  export LD_LIBRARY_PATH="${arch_dir:+$arch_dir:}${LD_LIBRARY_PATH:-}"
-  export LOCO_CORPUS_ROOT="$root"
-  cmake_extra+=("-DCMAKE_PREFIX_PATH=$root/usr")
+  say "missing: ${missing[*]}; installing offline from $LOCO_PKG_DIR"
+  unpack_offline "$LOCO_PKG_DIR"
 elif [ ${#missing[@]} -gt 0 ]; then
   say "installing: ${missing[*]}"
   export DEBIAN_FRONTEND=noninteractive
@@ -89,10 +148,12 @@ if ! cmake --build "$build_dir" -j"$(nproc)" >"$build_dir.build.log" 2>&1; then
 fi
 
 if [ ! -f data/default/train.tok ] || [ ! -f data/default/val.tok ]; then
-  corpus_root=${LOCO_CORPUS_ROOT:-}
+  fortunes_dir=/usr/share/games/fortunes
+  gcide=/usr/share/dictd/gcide.dict.dz
+  [ -d "$fortunes_dir" ] || fortunes_dir=${LOCO_CORPUS_ROOT:-}$fortunes_dir
+  [ -f "$gcide" ] || gcide=${LOCO_CORPUS_ROOT:-}$gcide
   say "preparing the default corpus (fortunes + dict-gcide) in data/default"
-  "$build_dir/loco" data prepare --out data/default \
-    "$corpus_root/usr/share/games/fortunes" "$corpus_root/usr/share/dictd/gcide.dict.dz"
+  "$build_dir/loco" data prepare --out data/default "$fortunes_dir" "$gcide"
 fi
 "$build_dir/loco" version
 

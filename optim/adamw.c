@@ -3,8 +3,8 @@
 
 #include <math.h>
 
-void loco_adamw_update(const loco_optim *opt, float *params, const float *grads, float lr,
-                       float wd, int64_t t, size_t begin, size_t end)
+void loco_adamw_update(const loco_optim *opt, float *params, const float *grads, float lr, float wd,
+                       int64_t t, size_t begin, size_t end)
 {
     const loco_optim_params *p = &opt->params;
     float *m = loco_optim_slot(opt, 0); /* exp_avg (n) */
@@ -19,7 +19,7 @@ void loco_adamw_update(const loco_optim *opt, float *params, const float *grads,
     float step_size = (float)((double)lr / bias_correction1);
     float bc2_sqrt = (float)sqrt(bias_correction2);
     float eps = p->eps;
-#pragma omp parallel for schedule(static) if (end - begin >= LOCO_OPTIM_PARALLEL_MIN)
+#pragma omp for schedule(static) nowait
     for (size_t i = begin; i < end; i++) {
         float g = grads[i];
         params[i] *= decay;

@@ -3,6 +3,8 @@
  * schedule.c. */
 #include "optim/optim_impl.h"
 
+#include "cuda/cuda.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,8 +82,7 @@ loco_status loco_optim_params_validate(const loco_optim_params *p, loco_error *e
     return LOCO_OK;
 }
 
-loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t n,
-                            loco_error *err)
+loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t n, loco_error *err)
 {
     memset(opt, 0, sizeof *opt);
     LOCO_TRY(loco_optim_params_validate(p, err));
@@ -101,14 +102,25 @@ loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t 
 
 void loco_optim_free(loco_optim *opt)
 {
-    free(opt->state);
+    if (NULL != opt->cuda) {
+        loco_cuda_free(opt->state);
+        loco_cuda_decay_free(opt->decay);
+    } else {
+        free(opt->state);
+    }
     memset(opt, 0, sizeof *opt);
 }
 
 void loco_optim_reset(loco_optim *opt)
 {
-    if (NULL != opt->state) {
-        memset(opt->state, 0, (size_t)opt->slots * opt->n * sizeof(float));
+    size_t bytes = (size_t)opt->slots * opt->n * sizeof(float);
+    if (NULL != opt->state && NULL != opt->cuda) {
+        loco_error err = {0};
+        if (LOCO_OK != loco_cuda_zero(opt->cuda, opt->state, bytes, &err)) {
+            LOCO_ERROR("optimizer reset: %s", err.msg);
+        }
+    } else if (NULL != opt->state) {
+        memset(opt->state, 0, bytes);
     }
     opt->step = 0;
 }
@@ -202,6 +214,7 @@ loco_status loco_optim_step(loco_optim *opt, float *params, const float *grads, 
 {
     float wd = opt->params.weight_decay;
     if (NULL == decay_table) {
+#pragma omp parallel if (opt->n >= LOCO_OPTIM_PARALLEL_MIN)
         update_range(opt, params, grads, lr, wd, 0, opt->n);
         opt->step++;
         return LOCO_OK;
@@ -219,6 +232,9 @@ loco_status loco_optim_step(loco_optim *opt, float *params, const float *grads, 
                                   t->offset, t->offset + t->numel, opt->n);
         }
     }
+    /* One parallel region for all tensors; each tensor's elements are split among the team
+     * without a barrier between tensors (elementwise updates are independent). */
+#pragma omp parallel if (opt->n >= LOCO_OPTIM_PARALLEL_MIN)
     for (int i = 0; i < decay_table->count; i++) {
         const loco_tensor *t = &decay_table->tensors[i];
         update_range(opt, params, grads, lr, t->ndim >= 2 ? wd : 0.0f, t->offset,

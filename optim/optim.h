@@ -38,27 +38,33 @@ typedef enum loco_lr_schedule {
 
 typedef struct loco_optim_params {
     loco_optim_kind kind;
-    float lr;             /* peak learning rate */
-    float min_lr;         /* floor of the cosine schedule */
-    int warmup_steps;     /* linear warmup from 0 */
-    int total_steps;      /* schedule length (train.steps unless set) */
+    float lr;         /* peak learning rate */
+    float min_lr;     /* floor of the cosine schedule */
+    int warmup_steps; /* linear warmup from 0 */
+    int total_steps;  /* schedule length (train.steps unless set) */
     loco_lr_schedule schedule;
-    float beta1, beta2;   /* AdamW */
-    float eps;            /* AdamW */
-    float weight_decay;   /* decoupled (AdamW) or L2-free decay applied to weights (SGD) */
-    float momentum;       /* SGD */
-    bool nesterov;        /* SGD */
-    float grad_clip;      /* global-norm clipping threshold (0 = off) */
+    float beta1, beta2; /* AdamW */
+    float eps;          /* AdamW */
+    float weight_decay; /* decoupled (AdamW) or L2-free decay applied to weights (SGD) */
+    float momentum;     /* SGD */
+    bool nesterov;      /* SGD */
+    float grad_clip;    /* global-norm clipping threshold (0 = off) */
 } loco_optim_params;
+
+struct loco_cuda_ctx;   /* cuda/cuda.h */
+struct loco_cuda_decay; /* cuda/cuda.h */
 
 /* An optimizer over n parameters. */
 typedef struct loco_optim {
     loco_optim_params params;
     size_t n;     /* elements of the parameter buffer */
     float *state; /* (slots, n): AdamW exp_avg then exp_avg_sq; SGD momentum_buffer (if
-                     momentum > 0); NULL when there are no slots */
+                     momentum > 0); NULL when there are no slots. Device memory for a CUDA
+                     optimizer. */
     int slots;
     int64_t step; /* updates applied so far (AdamW's t is step + 1 during an update) */
+    struct loco_cuda_ctx *cuda;    /* NULL: host buffers; else the device running the updates */
+    struct loco_cuda_decay *decay; /* CUDA: the weight-decayed ranges fixed at init */
 } loco_optim;
 
 /* AdamW, lr 6e-4, min_lr 6e-5, warmup 100 of 1000 steps, cosine, betas (0.9, 0.95), eps 1e-8,
@@ -69,8 +75,7 @@ void loco_optim_params_default(loco_optim_params *p);
 loco_status loco_optim_params_validate(const loco_optim_params *p, loco_error *err);
 
 /* Validate p and allocate zeroed state for n parameters. On failure opt is left empty. */
-loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t n,
-                            loco_error *err);
+loco_status loco_optim_init(loco_optim *opt, const loco_optim_params *p, size_t n, loco_error *err);
 void loco_optim_free(loco_optim *opt);
 
 /* Zero the state and the step counter (a fresh optimizer over the same buffer). */
@@ -105,5 +110,27 @@ loco_status loco_grad_clip(float *grads, size_t n, float max_norm, double *norm_
  * (nothing is changed). Does not check for non-finite gradients: clip (or check) first. */
 loco_status loco_optim_step(loco_optim *opt, float *params, const float *grads, float lr,
                             const loco_tensor_table *decay_table, loco_error *err);
+
+/* ---------------------------------------------------------------------------------------------
+ * On a GPU (cuda/cuda.h): the same updates on device buffers, queued on ctx's stream. */
+
+/* Like loco_optim_init with the state on ctx's device (loco_optim_slot then returns device
+ * pointers: copy them with loco_cuda_download for checkpoints). decay_table (may be NULL: decay
+ * everything) fixes which elements get weight decay, as in loco_optim_step. Errors as
+ * loco_optim_init, plus LOCO_ERR_UNSUPPORTED in a build without CUDA. loco_optim_free and
+ * loco_optim_reset handle both kinds. */
+loco_status loco_optim_init_cuda(loco_optim *opt, const loco_optim_params *p, size_t n,
+                                 struct loco_cuda_ctx *ctx, const loco_tensor_table *decay_table,
+                                 loco_error *err);
+
+/* loco_optim_step on device params and grads (n elements each); params_bf16 (may be NULL)
+ * receives the bf16 copy of the updated parameters in the same pass. LOCO_ERR_INVALID_ARG for a
+ * host optimizer. */
+loco_status loco_optim_step_cuda(loco_optim *opt, float *params, uint16_t *params_bf16,
+                                 const float *grads, float lr, loco_error *err);
+
+/* loco_grad_clip on device gradients (the norm in double, fixed order; synchronizes). */
+loco_status loco_grad_clip_cuda(struct loco_cuda_ctx *ctx, float *grads, size_t n,
+                                float max_norm, double *norm_out, loco_error *err);
 
 #endif /* LOCO_OPTIM_OPTIM_H */

@@ -75,27 +75,27 @@ static loco_status config_from_json(const char *text, loco_model_config *cfg, co
     loco_json_doc doc;
     loco_error jerr = {0};
     if (LOCO_OK != loco_json_parse(&doc, text, strlen(text), NULL, &jerr)) {
-        return loco_error_set(err, LOCO_ERR_FORMAT, "%s: the stored model configuration: %s",
-                              path, loco_error_msg(&jerr, jerr.status));
+        return loco_error_set(err, LOCO_ERR_FORMAT, "%s: the stored model configuration: %s", path,
+                              loco_error_msg(&jerr, jerr.status));
     }
     loco_model_config_default(cfg);
     const loco_json_node *root = loco_json_root(&doc);
-    loco_status st = LOCO_JSON_OBJECT == root->type
-                         ? LOCO_OK
-                         : loco_error_set(err, LOCO_ERR_FORMAT,
-                                          "%s: the stored model configuration is not an object",
-                                          path);
+    loco_status st =
+        LOCO_JSON_OBJECT == root->type
+            ? LOCO_OK
+            : loco_error_set(err, LOCO_ERR_FORMAT,
+                             "%s: the stored model configuration is not an object", path);
     const char *keys[] = {"n_layer", "n_embd", "n_head", "n_kv_head", "ctx", "vocab"};
-    int *fields[] = {&cfg->n_layer, &cfg->n_embd, &cfg->n_head,
-                     &cfg->n_kv_head, &cfg->ctx,  &cfg->vocab};
+    int *fields[] = {&cfg->n_layer,   &cfg->n_embd, &cfg->n_head,
+                     &cfg->n_kv_head, &cfg->ctx,    &cfg->vocab};
     for (int i = 0; i < 6 && LOCO_OK == st; i++) {
         st = json_int_field(&doc, root, keys[i], fields[i], path, err);
     }
     const loco_json_node *kv = LOCO_OK == st ? loco_json_get(&doc, root, "kv_src") : NULL;
     const loco_json_node *std = LOCO_OK == st ? loco_json_get(&doc, root, "init_std") : NULL;
-    if (LOCO_OK == st && (NULL == kv || LOCO_JSON_ARRAY != kv->type || kv->count != cfg->n_layer ||
-                          cfg->n_layer > LOCO_MAX_LAYERS || NULL == std ||
-                          LOCO_JSON_NUMBER != std->type)) {
+    if (LOCO_OK == st &&
+        (NULL == kv || LOCO_JSON_ARRAY != kv->type || kv->count != cfg->n_layer ||
+         cfg->n_layer > LOCO_MAX_LAYERS || NULL == std || LOCO_JSON_NUMBER != std->type)) {
         st = loco_error_set(err, LOCO_ERR_FORMAT,
                             "%s: the stored model configuration has no valid kv_src / init_std",
                             path);
@@ -122,10 +122,10 @@ static loco_status config_compare(const loco_model_config *file, const loco_mode
                                   const char *path, loco_error *err)
 {
     const char *keys[] = {"n_layer", "n_embd", "n_head", "n_kv_head", "ctx", "vocab"};
-    const int a[] = {file->n_layer, file->n_embd, file->n_head,
-                     file->n_kv_head, file->ctx, file->vocab};
-    const int b[] = {want->n_layer, want->n_embd, want->n_head,
-                     want->n_kv_head, want->ctx, want->vocab};
+    const int a[] = {file->n_layer,   file->n_embd, file->n_head,
+                     file->n_kv_head, file->ctx,    file->vocab};
+    const int b[] = {want->n_layer,   want->n_embd, want->n_head,
+                     want->n_kv_head, want->ctx,    want->vocab};
     for (int i = 0; i < 6; i++) {
         if (a[i] != b[i]) {
             return loco_error_set(err, LOCO_ERR_FORMAT,
@@ -179,17 +179,14 @@ static loco_status expect_tensor(const loco_safetensors *st, const char *name, i
         format_shape(got, sizeof got, e->ndim, e->shape);
         format_shape(want, sizeof want, ndim, shape);
         return loco_error_set(err, LOCO_ERR_FORMAT,
-                              "%s: tensor '%s' has shape %s, the model expects %s", st->label,
-                              name, got, want);
+                              "%s: tensor '%s' has shape %s, the model expects %s", st->label, name,
+                              got, want);
     }
     *out = e;
     return LOCO_OK;
 }
 
-static char *copy_string(const char *s)
-{
-    return NULL == s ? NULL : strdup(s);
-}
+static char *copy_string(const char *s) { return NULL == s ? NULL : strdup(s); }
 
 /* Open, verify the digest and check the "format" metadata. */
 static loco_status open_checked(loco_safetensors *st, const char *path, size_t expect_floats,
@@ -200,8 +197,8 @@ static loco_status open_checked(loco_safetensors *st, const char *path, size_t e
     loco_status status = loco_safetensors_verify(st, err);
     const char *found = loco_safetensors_meta(st, "format");
     if (LOCO_OK == status && NULL != found && 0 != strcmp(found, format)) {
-        status = loco_error_set(err, LOCO_ERR_FORMAT, "%s is a %s file, not %s", path, found,
-                                format);
+        status =
+            loco_error_set(err, LOCO_ERR_FORMAT, "%s is a %s file, not %s", path, found, format);
     }
     const char *version = loco_safetensors_meta(st, "version");
     if (LOCO_OK == status && NULL != found && (NULL == version || 0 != strcmp(version, "1"))) {
@@ -224,8 +221,8 @@ loco_status loco_checkpoint_save_weights(const char *path, const loco_model_conf
                                          const char *meta_json, loco_error *err)
 {
     char *config = config_to_json(cfg);
-    loco_st_tensor *tensors = calloc((size_t)(table->count > 0 ? table->count : 1),
-                                     sizeof *tensors);
+    loco_st_tensor *tensors =
+        calloc((size_t)(table->count > 0 ? table->count : 1), sizeof *tensors);
     if (NULL == config || NULL == tensors) {
         free(config);
         free(tensors);
@@ -246,8 +243,7 @@ loco_status loco_checkpoint_save_weights(const char *path, const loco_model_conf
     return status;
 }
 
-loco_status loco_checkpoint_read_config(const char *path, loco_model_config *cfg,
-                                        loco_error *err)
+loco_status loco_checkpoint_read_config(const char *path, loco_model_config *cfg, loco_error *err)
 {
     loco_safetensors st;
     /* The configuration is in the header: the size cap only has to admit the file. */
@@ -281,8 +277,8 @@ loco_status loco_checkpoint_load_weights(const char *path, const loco_model_conf
             status = config_compare(&stored, cfg, path, err);
         }
     }
-    const loco_st_entry **found = calloc((size_t)(table->count > 0 ? table->count : 1),
-                                         sizeof *found);
+    const loco_st_entry **found =
+        calloc((size_t)(table->count > 0 ? table->count : 1), sizeof *found);
     if (LOCO_OK == status && NULL == found) {
         status = loco_error_set(err, LOCO_ERR_NOMEM, "%s: out of memory", path);
     }
@@ -407,9 +403,9 @@ loco_status loco_checkpoint_load_state(const char *path, const loco_tensor_table
                                 "optim.step or params.xxh64 missing)",
                                 path);
     } else if (0 != strcmp(kind, loco_optim_kind_name(opt->params.kind))) {
-        status = loco_error_set(err, LOCO_ERR_FORMAT,
-                                "%s holds %s state; this run uses %s (optim.kind)", path, kind,
-                                loco_optim_kind_name(opt->params.kind));
+        status =
+            loco_error_set(err, LOCO_ERR_FORMAT, "%s holds %s state; this run uses %s (optim.kind)",
+                           path, kind, loco_optim_kind_name(opt->params.kind));
     }
     char *end = NULL;
     errno = 0;
@@ -439,8 +435,8 @@ loco_status loco_checkpoint_load_state(const char *path, const loco_tensor_table
     }
     for (size_t k = 0; k < count && LOCO_OK == status; k++) {
         const loco_tensor *t = &table->tensors[k % table->count];
-        status = expect_tensor(&st, names + k * STATE_NAME_STRIDE, t->ndim, t->shape, &found[k],
-                               err);
+        status =
+            expect_tensor(&st, names + k * STATE_NAME_STRIDE, t->ndim, t->shape, &found[k], err);
     }
     if (LOCO_OK == status && NULL != state_json) {
         const char *user = loco_safetensors_meta(&st, "loco.state");
@@ -452,8 +448,8 @@ loco_status loco_checkpoint_load_state(const char *path, const loco_tensor_table
     for (size_t k = 0; k < count && LOCO_OK == status; k++) {
         size_t s = k / table->count;
         const loco_tensor *t = &table->tensors[k % table->count];
-        status = loco_safetensors_read_f32(&st, found[k],
-                                           loco_optim_slot(opt, (int)s) + t->offset, err);
+        status =
+            loco_safetensors_read_f32(&st, found[k], loco_optim_slot(opt, (int)s) + t->offset, err);
     }
     if (LOCO_OK == status) {
         opt->step = step_value;

@@ -37,9 +37,9 @@
 
 /* One tensor in a file being read. */
 typedef struct loco_st_entry {
-    const char *name;  /* NUL-terminated, owned by the file object */
-    char dtype[16];    /* "F32", "BF16", ... */
-    int ndim;          /* 0..LOCO_TENSOR_MAX_DIMS */
+    const char *name; /* NUL-terminated, owned by the file object */
+    char dtype[16];   /* "F32", "BF16", ... */
+    int ndim;         /* 0..LOCO_TENSOR_MAX_DIMS */
     int64_t shape[LOCO_TENSOR_MAX_DIMS];
     size_t numel;
     size_t begin, end; /* byte range within the data section */
@@ -47,15 +47,15 @@ typedef struct loco_st_entry {
 
 /* A parsed safetensors file (or buffer). */
 typedef struct loco_safetensors {
-    char label[256];        /* the path, for messages */
-    const uint8_t *bytes;   /* the whole file */
+    char label[256];      /* the path, for messages */
+    const uint8_t *bytes; /* the whole file */
     size_t size;
-    size_t data_start;      /* 8 + header length */
+    size_t data_start; /* 8 + header length */
     loco_json_doc header;
     const loco_json_node *metadata; /* the __metadata__ object, or NULL */
-    loco_st_entry *entries; /* (count), in header order */
+    loco_st_entry *entries;         /* (count), in header order */
     int count;
-    uint8_t *owned;         /* the file buffer when opened from a path */
+    uint8_t *owned; /* the file buffer when opened from a path */
 } loco_safetensors;
 
 /* Read and validate the file at path (at most max_bytes). LOCO_ERR_NOT_FOUND/IO if unreadable,
@@ -109,8 +109,7 @@ loco_status loco_checkpoint_save_weights(const char *path, const loco_model_conf
 
 /* Read the model configuration stored in a weights file. LOCO_ERR_FORMAT if the file has none
  * (not written by loco) or it is malformed. */
-loco_status loco_checkpoint_read_config(const char *path, loco_model_config *cfg,
-                                        loco_error *err);
+loco_status loco_checkpoint_read_config(const char *path, loco_model_config *cfg, loco_error *err);
 
 /* Load weights into params (table->numel floats). Every tensor of the table must be present with
  * its exact shape, and the file must hold no other tensor; with cfg non-NULL the stored

@@ -17,5 +17,6 @@ int loco_cmd_report(int argc, char **argv);
 int loco_cmd_train(int argc, char **argv);
 int loco_cmd_eval(int argc, char **argv);
 int loco_cmd_sample(int argc, char **argv);
+int loco_cmd_coordinator(int argc, char **argv);
 
 #endif /* LOCO_SRC_COMMANDS_H */

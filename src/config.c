@@ -141,6 +141,8 @@ static void write_link_rules(const loco_config *cfg, FILE *out)
     }
     fputc(']', out);
 }
+static const char *const g_coord_names[] = {"rank0", "external", "none", NULL};
+static const char *const g_straggler_names[] = {"evict", "wait", NULL};
 static const char *const g_optim_names[] = {"sgd", "adamw", NULL};
 static const char *const g_strategy_names[] = {"none", "ddp", "diloco", "streaming", "demo",
                                                NULL};
@@ -261,6 +263,48 @@ static const config_key g_schema[] = {
     U64_KEY("transport.link.seed", transport.comm.link_seed, "seed of the emulator's draws"),
     LIST_KEY("transport.links", LOCO_MAX_LINK_RULES, parse_link_rules, write_link_rules,
              "per-pair link overrides, each \"FROM->TO key=value,...\" (-1 = any rank)"),
+
+    STR_KEY("transport.key_file", transport.comm.key_file,
+            "file holding the run key every connection must prove (else LOCO_RUN_KEY_FILE or "
+            "LOCO_RUN_KEY; mpirun runs without one share a random key)"),
+    BOOL_KEY("transport.integrity", transport.comm.integrity,
+             "a MAC on every frame (forged, corrupted or replayed frames drop their sender)"),
+
+    ENUM_KEY("ft.coordinator", transport.comm.ft.coordinator, g_coord_names,
+             "where the coordinator runs: rank0 (inside the lowest rank), external "
+             "(ft.coordinator_addr), none (no verdicts, no recovery)"),
+    STR_KEY("ft.coordinator_addr", transport.comm.ft.coordinator_addr,
+            "HOST:PORT of `loco coordinator --listen` (coordinator: external)"),
+    INT_KEY("ft.coordinator_port", transport.comm.ft.coordinator_port, 0, 65535,
+            "port of each worker's coordinator listener (0 = any; fixed: + local rank)"),
+    UNIT_KEY("ft.op_deadline", transport.comm.ft.op_deadline_s, loco_parse_duration, "30s",
+             0.001, 86400, "an operation not done everywhere this long after it began is "
+             "aborted and its stragglers evicted"),
+    BOOL_KEY("ft.adaptive_deadline", transport.comm.ft.adaptive_deadline,
+             "deadline = median + k * MAD of recent operations (op_deadline until enough)"),
+    DOUBLE_KEY("ft.deadline_k", transport.comm.ft.deadline_k, 0, 1000,
+               "k of the adaptive deadline"),
+    UNIT_KEY("ft.deadline_min", transport.comm.ft.deadline_min_s, loco_parse_duration, "1s",
+             0.001, 86400, "floor of the adaptive deadline"),
+    UNIT_KEY("ft.deadline_max", transport.comm.ft.deadline_max_s, loco_parse_duration, "10m",
+             0.001, 86400, "ceiling of the adaptive deadline"),
+    INT_KEY("ft.deadline_window", transport.comm.ft.deadline_window, 4, 1024,
+            "recent operations the adaptive deadline looks at"),
+    ENUM_KEY("ft.straggler", transport.comm.ft.straggler, g_straggler_names,
+             "a live member late for an operation: evict (at the deadline) or wait "
+             "(ft.straggler_wait)"),
+    UNIT_KEY("ft.straggler_wait", transport.comm.ft.straggler_wait_s, loco_parse_duration, "5m",
+             0.001, 86400, "how long the wait policy waits for a live straggler"),
+    UNIT_KEY("ft.join_timeout", transport.comm.ft.join_timeout_s, loco_parse_duration, "10m",
+             0.001, 864000, "how long a joiner waits to be admitted"),
+    UNIT_KEY("ft.sync_timeout", transport.comm.ft.sync_timeout_s, loco_parse_duration, "10m",
+             0.001, 864000, "a recovery or sync point gives up after this long"),
+    INT_KEY("ft.transfer_streams", transport.comm.ft.transfer_streams, 0, 64,
+            "state transfer: TCP streams per sending member (0 = transport.streams)"),
+    BOOL_KEY("ft.parity", transport.comm.ft.parity,
+             "compare state digests at sync points and repair members that differ"),
+    STR_KEY("ft.events", transport.comm.ft.events_path,
+            "file the coordinator appends its events to (JSON lines), when hosted here"),
 
     ENUM_KEY("sync.strategy", sync.strategy, g_strategy_names,
              "how replicas agree: none (one process), ddp, diloco, streaming, demo"),
@@ -460,6 +504,17 @@ static loco_status resolve_transport(loco_config *cfg, loco_error *err)
     }
     loco_config_bind_transport(cfg);
     LOCO_TRY(loco_link_config_check(&t->comm.link, err));
+    const loco_ft_config *ft = &t->comm.ft;
+    if (LOCO_COORD_EXTERNAL == ft->coordinator && '\0' == ft->coordinator_addr[0]) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "ft.coordinator is external but ft.coordinator_addr is empty; "
+                              "allowed: HOST:PORT of `loco coordinator --listen`");
+    }
+    if (ft->deadline_min_s > ft->deadline_max_s) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "ft.deadline_min (%g s) exceeds ft.deadline_max (%g s)",
+                              ft->deadline_min_s, ft->deadline_max_s);
+    }
     if (LOCO_LAUNCH_JOIN == t->launch && '\0' == t->comm.join[0]) {
         return loco_error_set(err, LOCO_ERR_CONFIG,
                               "transport.launch is join but transport.join is empty; allowed: "
@@ -691,9 +746,9 @@ static void describe_allowed(const config_key *key, char *out, size_t cap)
         snprintf(out, cap, "an integer in [%.0f, %.0f]", key->min, key->max);
         break;
     case KEY_U64: snprintf(out, cap, "a non-negative integer"); break;
-    case KEY_FLOAT: snprintf(out, cap, "a number in [%g, %g]", key->min, key->max); break;
-    case KEY_BOOL: snprintf(out, cap, "true or false"); break;
+    case KEY_FLOAT:
     case KEY_DOUBLE: snprintf(out, cap, "a number in [%g, %g]", key->min, key->max); break;
+    case KEY_BOOL: snprintf(out, cap, "true or false"); break;
     case KEY_UNIT:
     case KEY_SIZE:
         snprintf(out, cap, "a value like %s in [%g, %g]", key->unit_example, key->min, key->max);
@@ -760,8 +815,8 @@ static loco_status set_scalar(loco_config *cfg, const config_key *key, const cha
         *(uint64_t *)field = (uint64_t)v;
         return LOCO_OK;
     }
-    case KEY_FLOAT: {
-        errno = 0;
+    case KEY_FLOAT:
+    case KEY_DOUBLE: {
         char *end = NULL;
         double v = strtod(text, &end);
         if ('\0' == text[0] || NULL == end || '\0' != *end || !isfinite(v)) {
@@ -772,7 +827,11 @@ static loco_status set_scalar(loco_config *cfg, const config_key *key, const cha
             return site_error(err, site, "%s: %g is out of range; allowed: %s", key->path, v,
                               allowed);
         }
-        *(float *)field = (float)v;
+        if (KEY_FLOAT == key->type) {
+            *(float *)field = (float)v;
+        } else {
+            *(double *)field = v;
+        }
         return LOCO_OK;
     }
     case KEY_BOOL: {
@@ -804,20 +863,6 @@ static loco_status set_scalar(loco_config *cfg, const config_key *key, const cha
         }
         return site_error(err, site, "%s: unknown value '%s'; allowed: %s", key->path, text,
                           allowed);
-    }
-    case KEY_DOUBLE: {
-        char *end = NULL;
-        double v = strtod(text, &end);
-        if ('\0' == text[0] || NULL == end || '\0' != *end || !isfinite(v)) {
-            return site_error(err, site, "%s: '%s' is not a finite number; allowed: %s",
-                              key->path, text, allowed);
-        }
-        if (v < key->min || v > key->max) {
-            return site_error(err, site, "%s: %g is out of range; allowed: %s", key->path, v,
-                              allowed);
-        }
-        *(double *)field = v;
-        return LOCO_OK;
     }
     case KEY_UNIT:
     case KEY_SIZE: {

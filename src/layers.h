@@ -39,16 +39,27 @@ void loco_matmul_forward(const loco_gemm_workspace *ws, float *out, const float 
                          int C, int OC);
 /* dinp (N, C) = dout · weight (dinp may be NULL to skip), dweight (OC, C) += dout^T · inp,
  * dbias (OC) += column sums of dout (may be NULL). */
-void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dweight,
-                          float *dbias, const float *dout, const float *inp, const float *weight,
-                          int N, int C, int OC);
+void loco_matmul_backward(const loco_gemm_workspace *ws, float *dinp, float *dweight, float *dbias,
+                          const float *dout, const float *inp, const float *weight, int N, int C,
+                          int OC);
+
+/* The MLP's two GELU-adjacent matmuls with the GELU fused in (applied to each output tile while
+ * it is in L1, no separate pass): forward out (N, OC) = inp · weight^T + bias and act = gelu(out);
+ * backward of a layer whose input inp = gelu(gelu_in): dinp (N, C) = (dout · weight) *
+ * gelu'(gelu_in), dweight (OC, C) +=, dbias (OC) += as loco_matmul_backward. */
+void loco_matmul_gelu_forward(const loco_gemm_workspace *ws, float *out, float *act,
+                              const float *inp, const float *weight, const float *bias, int N,
+                              int C, int OC);
+void loco_matmul_backward_gelu(const loco_gemm_workspace *ws, float *dinp, float *dweight,
+                               float *dbias, const float *dout, const float *inp,
+                               const float *weight, const float *gelu_in, int N, int C, int OC);
 
 /* Causal multi-head attention with grouped K/V heads. Query head h of NH reads K/V head
  * h / (NH / NKV). q rows have stride q_stride (query head h at columns h*hs), k and v rows have
  * stride kv_stride (K/V head g at columns g*hs). out (N, NH*hs); att (B, NH, T, T) saves the
  * softmax probabilities (zero above the diagonal). scratch: per-thread slices of
- * loco_attention_scratch_floats(T) floats, for up to ws->threads threads. */
-size_t loco_attention_scratch_floats(int T);
+ * loco_attention_scratch_floats(T, hs) floats, for up to ws->threads threads. */
+size_t loco_attention_scratch_floats(int T, int hs);
 void loco_attention_forward(const loco_gemm_workspace *ws, float *scratch, float *out, float *att,
                             const float *q, int q_stride, const float *k, const float *v,
                             int kv_stride, int B, int T, int NH, int NKV, int hs);
@@ -57,10 +68,9 @@ void loco_attention_forward(const loco_gemm_workspace *ws, float *scratch, float
  * true (the first reader in the backward pass starts the sum; only the K/V head columns of dk
  * and dv are touched). */
 void loco_attention_backward(const loco_gemm_workspace *ws, float *scratch, float *dq,
-                             int dq_stride, float *dk, float *dv, bool zero_dkv,
-                             const float *dout, const float *att, const float *q, int q_stride,
-                             const float *k, const float *v, int kv_stride, int B, int T, int NH,
-                             int NKV, int hs);
+                             int dq_stride, float *dk, float *dv, bool zero_dkv, const float *dout,
+                             const float *att, const float *q, int q_stride, const float *k,
+                             const float *v, int kv_stride, int B, int T, int NH, int NKV, int hs);
 
 /* GELU, tanh approximation (GPT-2, torch approximate="tanh"). n elements. */
 void loco_gelu_forward(float *out, const float *inp, size_t n);

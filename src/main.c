@@ -14,6 +14,8 @@
 
 static const loco_command g_commands[] = {
     {"bench", "run a benchmark against a same-run baseline (loco bench --help)", loco_bench_main},
+    {"coordinator", "run a loco run's coordinator as its own process (loco coordinator --help)",
+     loco_cmd_coordinator},
     {"data", "prepare token shards from text, inspect and decode them (loco data --help)",
      loco_cmd_data},
     {"eval", "score a checkpoint on prepared text (loco eval --help)", loco_cmd_eval},

@@ -1,12 +1,14 @@
-/* src/model.c — the GPT model: configuration, parameter table, buffers, forward, backward and
- * cached decoding (see model.h). The per-layer math lives in layers.c.
+/* src/model.c — the GPT model: configuration, parameter table, buffers, forward and backward
+ * (see model.h). The per-layer math lives in layers.c, the structs in model_impl.h, cached
+ * decoding in decode.c, the CUDA backend in model_cuda.c.
  *
- * Read in this order: configuration checks, the parameter table, the structs that view the flat
- * buffers, init/free, forward, backward, decode.
+ * Read in this order: configuration checks, the parameter table, buffer layout, init/free,
+ * forward, backward.
  */
 #include "model.h"
 
 #include "src/layers.h"
+#include "src/model_impl.h"
 
 #include <math.h>
 #include <omp.h>
@@ -91,8 +93,7 @@ int loco_model_n_kv_layers(const loco_model_config *cfg)
 size_t loco_model_kv_cache_numel(const loco_model_config *cfg, int T)
 {
     size_t head_size = (size_t)(cfg->n_embd / cfg->n_head);
-    return (size_t)loco_model_n_kv_layers(cfg) * 2 * (size_t)cfg->n_kv_head * head_size *
-           (size_t)T;
+    return (size_t)loco_model_n_kv_layers(cfg) * 2 * (size_t)cfg->n_kv_head * head_size * (size_t)T;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -152,100 +153,19 @@ loco_status loco_model_build_table(const loco_model_config *cfg, loco_tensor_tab
     return LOCO_OK;
 }
 
-/* ---------------------------------------------------------------------------------------------
- * Views into the flat buffers */
-
-/* One block's parameters (or their gradients): pointers into the flat buffer. */
-typedef struct layer_weights {
-    float *ln1w, *ln1b; /* (C) */
-    float *qkvw;        /* (QKV_l, C): q rows, then k and v rows for producers */
-    float *qkvb;        /* (QKV_l) */
-    float *attprojw;    /* (C, C) */
-    float *attprojb;    /* (C) */
-    float *ln2w, *ln2b; /* (C) */
-    float *fcw;         /* (4C, C) */
-    float *fcb;         /* (4C) */
-    float *fcprojw;     /* (C, 4C) */
-    float *fcprojb;     /* (C) */
-} layer_weights;
-
-typedef struct model_weights {
-    float *wte;         /* (V, C) */
-    float *wpe;         /* (ctx, C) */
-    float *lnfw, *lnfb; /* (C) */
-    layer_weights layer[LOCO_MAX_LAYERS];
-} model_weights;
-
-/* One block's saved activations, each sized for (B, T) at init. */
-typedef struct layer_acts {
-    float *ln1;                /* (B, T, C) */
-    float *ln1_mean, *ln1_rstd; /* (B, T) */
-    float *qkv;                /* (B, T, QKV_l) */
-    float *att;                /* (B, NH, T, T) softmax probabilities */
-    float *atty;               /* (B, T, C) attention output before c_proj */
-    float *res2;               /* (B, T, C) residual after attention */
-    float *ln2;                /* (B, T, C) */
-    float *ln2_mean, *ln2_rstd; /* (B, T) */
-    float *fch;                /* (B, T, 4C) before GELU */
-    float *fch_gelu;           /* (B, T, 4C) */
-    float *res3;               /* (B, T, C) block output */
-} layer_acts;
-
-struct loco_model {
-    loco_model_config cfg;
-    int C, NH, NKV, hs, kv_dim; /* kv_dim = NKV * hs */
-    int qkv_dim[LOCO_MAX_LAYERS]; /* C + 2 kv_dim for producers, C for consumers */
-    int kv_index[LOCO_MAX_LAYERS]; /* producer's slot in a K/V cache, -1 for consumers */
-    loco_tensor_table table;
-    float *params; /* (num_params) */
-    float *grads;  /* (num_params) */
-    model_weights w, g;
-
-    int max_B, max_T;
-    float *acts; /* one allocation for everything below */
-    float *encoded;            /* (B, T, C) */
-    layer_acts layer[LOCO_MAX_LAYERS];
-    float *lnf;                /* (B, T, C) */
-    float *lnf_mean, *lnf_rstd; /* (B, T) */
-    float *logits;             /* (B, T, V); dlogits in place during backward */
-    float *lse, *losses;       /* (B, T) */
-    /* gradients of activations */
-    float *dresidual;          /* (B, T, C) the residual stream's gradient */
-    float *dln;                /* (B, T, C) gradient of a LayerNorm output */
-    float *dfch;               /* (B, T, 4C) */
-    float *datty;              /* (B, T, C) */
-    float *dq;                 /* (B, T, C) a consumer's dQ */
-    float *dqkv[LOCO_MAX_LAYERS]; /* (B, T, QKV_l) per producer: [dQ | dK | dV], NULL else */
-    float *att_scratch;        /* (threads, T, T) */
-    uint16_t *tokens, *targets; /* (B, T) copies of the last forward's inputs */
-
-    loco_gemm_workspace ws;
-    int B, T;            /* shape of the last forward */
-    bool backward_ready; /* the last forward had targets and backward has not run */
-};
-
-static float *take(float **cursor, size_t n)
-{
-    float *p = *cursor;
-    *cursor += (n + 15) & ~(size_t)15; /* keep every buffer 64-byte aligned */
-    return p;
-}
-
-static size_t round16(size_t n) { return (n + 15) & ~(size_t)15; }
-
 /* Floats of activations for (B, T); with base non-NULL, also point the views into it. */
 static size_t layout_acts(loco_model *m, float *base, int B, int T)
 {
     size_t BT = (size_t)B * T, C = m->C, V = m->cfg.vocab;
     float *cur = base;
     size_t total = 0;
-#define ACT(field, n)                                \
-    do {                                             \
-        size_t n_ = (n);                             \
-        if (NULL != base) {                          \
-            (field) = take(&cur, n_);                \
-        }                                            \
-        total += round16(n_);                        \
+#define ACT(field, n)                                                                              \
+    do {                                                                                           \
+        size_t n_ = (n);                                                                           \
+        if (NULL != base) {                                                                        \
+            (field) = take(&cur, n_);                                                              \
+        }                                                                                          \
+        total += round16(n_);                                                                      \
     } while (0)
     ACT(m->encoded, BT * C);
     for (int l = 0; l < m->cfg.n_layer; l++) {
@@ -282,7 +202,7 @@ static size_t layout_acts(loco_model *m, float *base, int B, int T)
             m->dqkv[l] = NULL;
         }
     }
-    ACT(m->att_scratch, (size_t)m->ws.threads * loco_attention_scratch_floats(T));
+    ACT(m->att_scratch, (size_t)m->ws.threads * loco_attention_scratch_floats(T, m->hs));
 #undef ACT
     return total;
 }
@@ -299,10 +219,10 @@ static void view_weights(const loco_model *m, float *buf, model_weights *w)
     char name[LOCO_TENSOR_NAME_MAX];
     for (int l = 0; l < m->cfg.n_layer; l++) {
         layer_weights *lw = &w->layer[l];
-#define LAYER_AT(field, suffix)                               \
-    do {                                                      \
-        snprintf(name, sizeof name, "h.%d.%s", l, suffix);    \
-        lw->field = AT(name);                                 \
+#define LAYER_AT(field, suffix)                                                                    \
+    do {                                                                                           \
+        snprintf(name, sizeof name, "h.%d.%s", l, suffix);                                         \
+        lw->field = AT(name);                                                                      \
     } while (0)
         LAYER_AT(ln1w, "ln_1.weight");
         LAYER_AT(ln1b, "ln_1.bias");
@@ -322,10 +242,39 @@ static void view_weights(const loco_model *m, float *buf, model_weights *w)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Lifetime */
+ * Buffer layout and lifetime */
 
 loco_status loco_model_init(loco_model **model, const loco_model_config *cfg, int B, int T,
                             loco_error *err)
+{
+    return loco_model_init_device(model, cfg, B, T, LOCO_DEVICE_CPU, 0, err);
+}
+
+static loco_status cpu_init(loco_model *m, loco_error *err)
+{
+    if (LOCO_OK != loco_gemm_workspace_init(&m->ws, omp_get_max_threads())) {
+        return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for matmul scratch");
+    }
+    size_t act_floats = layout_acts(m, NULL, m->max_B, m->max_T);
+    m->acts = loco_alloc_aligned(act_floats * sizeof(float));
+    if (NULL == m->acts) {
+        return loco_error_set(err, LOCO_ERR_NOMEM,
+                              "out of memory: %zu activation floats for B = %d, T = %d (lower the "
+                              "batch or sequence length)",
+                              act_floats, m->max_B, m->max_T);
+    }
+    layout_acts(m, m->acts, m->max_B, m->max_T);
+    return LOCO_OK;
+}
+
+static void cpu_release(loco_model *m)
+{
+    free(m->acts);
+    loco_gemm_workspace_free(&m->ws);
+}
+
+loco_status loco_model_init_device(loco_model **model, const loco_model_config *cfg, int B, int T,
+                                   loco_device device, int cuda_device, loco_error *err)
 {
     *model = NULL;
     LOCO_TRY(loco_model_config_validate(cfg, err));
@@ -334,6 +283,10 @@ loco_status loco_model_init(loco_model **model, const loco_model_config *cfg, in
                               "model buffers for B = %d, T = %d: need B >= 1 and 1 <= T <= ctx "
                               "(%d)",
                               B, T, cfg->ctx);
+    }
+    if (LOCO_DEVICE_CPU != device && LOCO_DEVICE_CUDA != device) {
+        return loco_error_set(err, LOCO_ERR_INVALID_ARG, "unknown device %d (cpu or cuda)",
+                              (int)device);
     }
     loco_model *m = calloc(1, sizeof *m);
     if (NULL == m) {
@@ -353,32 +306,29 @@ loco_status loco_model_init(loco_model **model, const loco_model_config *cfg, in
     }
     m->max_B = B;
     m->max_T = T;
+    m->device = device;
+    m->cuda_device = cuda_device;
+    m->backend = LOCO_DEVICE_CUDA == device ? &loco_model_cuda_backend : &loco_model_cpu_backend;
     loco_status st = loco_model_build_table(cfg, &m->table, err);
-    if (LOCO_OK == st && LOCO_OK != loco_gemm_workspace_init(&m->ws, omp_get_max_threads())) {
-        st = loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for matmul scratch");
-    }
     if (LOCO_OK == st) {
         size_t n = m->table.numel;
-        size_t act_floats = layout_acts(m, NULL, B, T);
         m->params = loco_alloc_aligned(n * sizeof(float));
         m->grads = loco_alloc_aligned(n * sizeof(float));
-        m->acts = loco_alloc_aligned(act_floats * sizeof(float));
         m->tokens = calloc(2 * (size_t)B * T, sizeof(uint16_t));
-        if (NULL == m->params || NULL == m->grads || NULL == m->acts || NULL == m->tokens) {
-            st = loco_error_set(err, LOCO_ERR_NOMEM,
-                                "out of memory: %zu parameters and %zu activation floats for "
-                                "B = %d, T = %d (lower the batch or sequence length)",
-                                n, act_floats, B, T);
+        if (NULL == m->params || NULL == m->grads || NULL == m->tokens) {
+            st = loco_error_set(err, LOCO_ERR_NOMEM, "out of memory: %zu parameters", n);
         }
+    }
+    if (LOCO_OK == st) {
+        m->targets = m->tokens + (size_t)B * T;
+        view_weights(m, m->params, &m->w);
+        view_weights(m, m->grads, &m->g);
+        st = m->backend->init(m, err);
     }
     if (LOCO_OK != st) {
         loco_model_free(m);
         return st;
     }
-    m->targets = m->tokens + (size_t)B * T;
-    layout_acts(m, m->acts, B, T);
-    view_weights(m, m->params, &m->w);
-    view_weights(m, m->grads, &m->g);
     *model = m;
     return LOCO_OK;
 }
@@ -388,11 +338,12 @@ void loco_model_free(loco_model *model)
     if (NULL == model) {
         return;
     }
+    if (NULL != model->backend) {
+        model->backend->release(model);
+    }
     free(model->params);
     free(model->grads);
-    free(model->acts);
     free(model->tokens);
-    loco_gemm_workspace_free(&model->ws);
     loco_tensor_table_free(&model->table);
     free(model);
 }
@@ -403,7 +354,7 @@ static bool ends_with(const char *s, const char *suffix)
     return ls >= lx && 0 == strcmp(s + ls - lx, suffix);
 }
 
-void loco_model_init_weights(loco_model *model, uint64_t seed)
+loco_status loco_model_init_weights(loco_model *model, uint64_t seed)
 {
     const loco_tensor_table *t = &model->table;
     float proj_std = model->cfg.init_std / sqrtf(2.0f * (float)model->cfg.n_layer);
@@ -424,6 +375,7 @@ void loco_model_init_weights(loco_model *model, uint64_t seed)
             p[j] = std * loco_rng_normal(&rng);
         }
     }
+    return model->backend->params_written(model, NULL);
 }
 
 const loco_model_config *loco_model_get_config(const loco_model *model) { return &model->cfg; }
@@ -431,12 +383,86 @@ const loco_tensor_table *loco_model_tensors(const loco_model *model) { return &m
 size_t loco_model_num_params(const loco_model *model) { return model->table.numel; }
 float *loco_model_params(loco_model *model) { return model->params; }
 float *loco_model_grads(loco_model *model) { return model->grads; }
-const float *loco_model_logits(const loco_model *model) { return model->logits; }
+loco_device loco_model_device(const loco_model *model) { return model->device; }
+
+const float *loco_model_logits(const loco_model *model)
+{
+    /* A CUDA model fills its host copy on request: a cache, so the model is logically const. */
+    return model->backend->logits((loco_model *)model);
+}
+
+loco_status loco_model_upload_params(loco_model *model, loco_error *err)
+{
+    return model->backend->params_written(model, err);
+}
+
+loco_status loco_model_download(loco_model *model, loco_error *err)
+{
+    return model->backend->to_host(model, err);
+}
+
+float *loco_model_device_params(loco_model *model)
+{
+    return NULL != model->gpu ? loco_cuda_gpt_params(model->gpu) : NULL;
+}
+
+uint16_t *loco_model_device_params_bf16(loco_model *model)
+{
+    return NULL != model->gpu ? loco_cuda_gpt_params_bf16(model->gpu) : NULL;
+}
+
+float *loco_model_device_grads(loco_model *model)
+{
+    return NULL != model->gpu ? loco_cuda_gpt_grads(model->gpu) : NULL;
+}
+
+loco_cuda_ctx *loco_model_cuda_ctx(loco_model *model) { return model->cuda; }
+loco_cuda_gpt *loco_model_cuda_gpt(loco_model *model) { return model->gpu; }
+
+loco_model_profile loco_model_get_profile(const loco_model *model) { return model->profile; }
+
+void loco_model_reset_profile(loco_model *model)
+{
+    memset(&model->profile, 0, sizeof model->profile);
+}
+
+const char *loco_model_op_name(loco_model_op op)
+{
+    static const char *names[LOCO_OP_COUNT] = {"embedding", "layernorm", "matmul", "attention",
+                                               "loss"};
+    return op >= 0 && op < LOCO_OP_COUNT ? names[op] : "?";
+}
+
+/* Add the time since *t to *slot and restart *t. */
+static void lap(double *slot, uint64_t *t)
+{
+    uint64_t now = loco_now_ns();
+    *slot += 1e-9 * (double)(now - *t);
+    *t = now;
+}
 
 void loco_model_zero_grad(loco_model *model)
 {
-    memset(model->grads, 0, model->table.numel * sizeof(float));
+    loco_status st = model->backend->zero_grad(model, NULL);
+    if (LOCO_OK != st) { /* a CUDA failure; it shows again at the next forward */
+        LOCO_ERROR("zeroing the gradients failed: %s", loco_status_str(st));
+    }
 }
+
+static loco_status cpu_zero_grad(loco_model *m, loco_error *err)
+{
+    (void)err;
+    memset(m->grads, 0, m->table.numel * sizeof(float));
+    return LOCO_OK;
+}
+
+static loco_status cpu_nothing(loco_model *m, loco_error *err)
+{
+    (void)m, (void)err;
+    return LOCO_OK; /* the CPU works on the host buffers themselves */
+}
+
+static const float *cpu_logits(loco_model *m) { return m->logits; }
 
 /* ---------------------------------------------------------------------------------------------
  * Forward */
@@ -480,10 +506,26 @@ loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const 
     }
     m->B = B;
     m->T = T;
-    int N = (int)BT, C = m->C, V = m->cfg.vocab;
+    m->backward_ready = false;
+    float mean_loss = NAN;
+    LOCO_TRY(m->backend->forward(m, NULL != targets, &mean_loss, err));
+    m->backward_ready = NULL != targets;
+    if (NULL != loss) {
+        *loss = mean_loss;
+    }
+    return LOCO_OK;
+}
+
+static loco_status cpu_forward(loco_model *m, bool with_targets, float *loss, loco_error *err)
+{
+    (void)err;
+    int B = m->B, T = m->T, N = B * T, C = m->C, V = m->cfg.vocab;
     const loco_gemm_workspace *ws = &m->ws;
 
+    double *prof = m->profile.forward_s;
+    uint64_t t = loco_now_ns();
     loco_encoder_forward(m->encoded, m->tokens, m->w.wte, m->w.wpe, B, T, C);
+    lap(&prof[LOCO_OP_EMBEDDING], &t);
     const float *residual = m->encoded; /* (B, T, C) */
     for (int l = 0; l < m->cfg.n_layer; l++) {
         const layer_weights *lw = &m->w.layer[l];
@@ -492,29 +534,34 @@ loco_status loco_model_forward(loco_model *model, const uint16_t *tokens, const 
         const float *kv = m->layer[src].qkv; /* producer's [Q | K | V] rows */
         loco_layernorm_forward(a->ln1, a->ln1_mean, a->ln1_rstd, residual, lw->ln1w, lw->ln1b, N,
                                C);
+        lap(&prof[LOCO_OP_LAYERNORM], &t);
         loco_matmul_forward(ws, a->qkv, a->ln1, lw->qkvw, lw->qkvb, NULL, N, C, m->qkv_dim[l]);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_attention_forward(ws, m->att_scratch, a->atty, a->att, a->qkv, m->qkv_dim[l], kv + C,
                                kv + C + m->kv_dim, m->qkv_dim[src], B, T, m->NH, m->NKV, m->hs);
+        lap(&prof[LOCO_OP_ATTENTION], &t);
         loco_matmul_forward(ws, a->res2, a->atty, lw->attprojw, lw->attprojb, residual, N, C, C);
-        loco_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N,
-                               C);
-        loco_matmul_forward(ws, a->fch, a->ln2, lw->fcw, lw->fcb, NULL, N, C, 4 * C);
-        loco_gelu_forward(a->fch_gelu, a->fch, BT * 4 * C);
+        lap(&prof[LOCO_OP_MATMUL], &t);
+        loco_layernorm_forward(a->ln2, a->ln2_mean, a->ln2_rstd, a->res2, lw->ln2w, lw->ln2b, N, C);
+        lap(&prof[LOCO_OP_LAYERNORM], &t);
+        loco_matmul_gelu_forward(ws, a->fch, a->fch_gelu, a->ln2, lw->fcw, lw->fcb, N, C, 4 * C);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_matmul_forward(ws, a->res3, a->fch_gelu, lw->fcprojw, lw->fcprojb, a->res2, N, 4 * C,
                             C);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         residual = a->res3;
     }
     loco_layernorm_forward(m->lnf, m->lnf_mean, m->lnf_rstd, residual, m->w.lnfw, m->w.lnfb, N, C);
+    lap(&prof[LOCO_OP_LAYERNORM], &t);
     loco_matmul_forward(ws, m->logits, m->lnf, m->w.wte, NULL, NULL, N, C, V);
+    lap(&prof[LOCO_OP_MATMUL], &t);
 
-    m->backward_ready = NULL != targets;
-    float mean_loss = NAN;
-    if (NULL != targets) {
-        mean_loss = (float)loco_crossentropy_forward(m->losses, m->lse, m->logits, m->targets, N, V);
+    *loss = NAN;
+    if (with_targets) {
+        *loss = (float)loco_crossentropy_forward(m->losses, m->lse, m->logits, m->targets, N, V);
+        lap(&prof[LOCO_OP_LOSS], &t);
     }
-    if (NULL != loss) {
-        *loss = mean_loss;
-    }
+    m->profile.forwards++;
     return LOCO_OK;
 }
 
@@ -530,17 +577,27 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
                               "forward)");
     }
     m->backward_ready = false;
+    return m->backend->backward(m, err);
+}
+
+static loco_status cpu_backward(loco_model *m, loco_error *err)
+{
+    (void)err;
     int B = m->B, T = m->T, N = B * T, C = m->C, V = m->cfg.vocab, L = m->cfg.n_layer;
     const loco_gemm_workspace *ws = &m->ws;
 
+    double *prof = m->profile.backward_s;
+    uint64_t t = loco_now_ns();
     memset(m->dresidual, 0, (size_t)N * C * sizeof(float));
-
     loco_crossentropy_backward(m->logits, m->lse, m->targets, 1.0f / (float)N, N, V);
+    lap(&prof[LOCO_OP_LOSS], &t);
     float *dlogits = m->logits; /* (B, T, V) */
     loco_matmul_backward(ws, m->dln, m->g.wte, NULL, dlogits, m->lnf, m->w.wte, N, C, V);
+    lap(&prof[LOCO_OP_MATMUL], &t);
     const float *last = m->layer[L - 1].res3;
     loco_layernorm_backward(m->dresidual, m->g.lnfw, m->g.lnfb, m->dln, last, m->w.lnfw,
                             m->lnf_mean, m->lnf_rstd, N, C);
+    lap(&prof[LOCO_OP_LAYERNORM], &t);
 
     for (int l = L - 1; l >= 0; l--) {
         const layer_weights *lw = &m->w.layer[l];
@@ -560,189 +617,45 @@ loco_status loco_model_backward(loco_model *model, loco_error *err)
         }
 
         /* MLP: res3 = res2 + c_proj(gelu(c_fc(ln_2(res2)))) */
-        loco_matmul_backward(ws, m->dfch, lg->fcprojw, lg->fcprojb, m->dresidual, a->fch_gelu,
-                             lw->fcprojw, N, 4 * C, C);
-        loco_gelu_backward(m->dfch, a->fch, m->dfch, (size_t)N * 4 * C);
+        loco_matmul_backward_gelu(ws, m->dfch, lg->fcprojw, lg->fcprojb, m->dresidual, a->fch_gelu,
+                                  lw->fcprojw, a->fch, N, 4 * C, C);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_matmul_backward(ws, m->dln, lg->fcw, lg->fcb, m->dfch, a->ln2, lw->fcw, N, C, 4 * C);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_layernorm_backward(m->dresidual, lg->ln2w, lg->ln2b, m->dln, a->res2, lw->ln2w,
                                 a->ln2_mean, a->ln2_rstd, N, C);
+        lap(&prof[LOCO_OP_LAYERNORM], &t);
         /* attention: res2 = residual + c_proj(attn(q(ln_1), k, v)) */
         loco_matmul_backward(ws, m->datty, lg->attprojw, lg->attprojb, m->dresidual, a->atty,
                              lw->attprojw, N, C, C);
-        loco_attention_backward(ws, m->att_scratch, dq, m->qkv_dim[l], dkv + C,
-                                dkv + C + m->kv_dim, first_reader, m->datty, a->att, a->qkv,
-                                m->qkv_dim[l],
-                                kv + C, kv + C + m->kv_dim, m->qkv_dim[src], B, T, m->NH, m->NKV,
-                                m->hs);
+        lap(&prof[LOCO_OP_MATMUL], &t);
+        loco_attention_backward(ws, m->att_scratch, dq, m->qkv_dim[l], dkv + C, dkv + C + m->kv_dim,
+                                first_reader, m->datty, a->att, a->qkv, m->qkv_dim[l], kv + C,
+                                kv + C + m->kv_dim, m->qkv_dim[src], B, T, m->NH, m->NKV, m->hs);
+        lap(&prof[LOCO_OP_ATTENTION], &t);
         /* A producer is the lowest reader of its K/V: every consumer above has added its dK/dV
          * by now, so one matmul backward over [dQ | dK | dV] covers all readers. */
         loco_matmul_backward(ws, m->dln, lg->qkvw, lg->qkvb, dq, a->ln1, lw->qkvw, N, C,
                              m->qkv_dim[l]);
+        lap(&prof[LOCO_OP_MATMUL], &t);
         loco_layernorm_backward(m->dresidual, lg->ln1w, lg->ln1b, m->dln, residual, lw->ln1w,
                                 a->ln1_mean, a->ln1_rstd, N, C);
+        lap(&prof[LOCO_OP_LAYERNORM], &t);
     }
     loco_encoder_backward(m->g.wte, m->g.wpe, m->dresidual, m->tokens, B, T, C);
+    lap(&prof[LOCO_OP_EMBEDDING], &t);
+    m->profile.backwards++;
     return LOCO_OK;
 }
 
-/* ---------------------------------------------------------------------------------------------
- * Incremental decoding with a K/V cache */
-
-struct loco_kv_cache {
-    int max_T;
-    int len;          /* tokens decoded so far */
-    size_t kv_numel;  /* floats of K/V storage */
-    float *kv;        /* (n_kv_layers, 2, NKV, max_T, hs): K then V per producing layer */
-    float *x;         /* (C) residual stream */
-    float *ln;        /* (C) */
-    float *qkv;       /* (C + 2 kv_dim) */
-    float *scores;    /* (max_T) */
-    float *atty;      /* (C) */
-    float *fch;       /* (4C) */
-    float *fch_gelu;  /* (4C) */
-    float stats[2];   /* a LayerNorm's mean and rstd */
+const model_backend loco_model_cpu_backend = {
+    .name = "cpu",
+    .init = cpu_init,
+    .release = cpu_release,
+    .forward = cpu_forward,
+    .backward = cpu_backward,
+    .zero_grad = cpu_zero_grad,
+    .params_written = cpu_nothing,
+    .to_host = cpu_nothing,
+    .logits = cpu_logits,
 };
-
-loco_status loco_kv_cache_init(loco_kv_cache **cache, const loco_model *model, int max_T,
-                               loco_error *err)
-{
-    *cache = NULL;
-    const loco_model *m = model;
-    if (max_T < 1 || max_T > m->cfg.ctx) {
-        return loco_error_set(err, LOCO_ERR_RANGE, "K/V cache of %d tokens: must be 1..ctx (%d)",
-                              max_T, m->cfg.ctx);
-    }
-    loco_kv_cache *c = calloc(1, sizeof *c);
-    if (NULL == c) {
-        return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for a K/V cache");
-    }
-    size_t C = m->C;
-    c->max_T = max_T;
-    c->kv_numel = loco_model_kv_cache_numel(&m->cfg, max_T);
-    size_t scratch = round16(C) * 3 + round16(C + 2 * (size_t)m->kv_dim) + round16(max_T) +
-                     2 * round16(4 * C);
-    c->kv = loco_alloc_aligned((round16(c->kv_numel) + scratch) * sizeof(float));
-    if (NULL == c->kv) {
-        size_t want = c->kv_numel;
-        free(c);
-        return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for a K/V cache of %zu floats",
-                              want);
-    }
-    float *cur = c->kv + round16(c->kv_numel);
-    c->x = take(&cur, C);
-    c->ln = take(&cur, C);
-    c->qkv = take(&cur, C + 2 * (size_t)m->kv_dim);
-    c->scores = take(&cur, (size_t)max_T);
-    c->atty = take(&cur, C);
-    c->fch = take(&cur, 4 * C);
-    c->fch_gelu = take(&cur, 4 * C);
-    *cache = c;
-    return LOCO_OK;
-}
-
-void loco_kv_cache_free(loco_kv_cache *cache)
-{
-    if (NULL != cache) {
-        free(cache->kv);
-        free(cache);
-    }
-}
-
-void loco_kv_cache_reset(loco_kv_cache *cache) { cache->len = 0; }
-int loco_kv_cache_len(const loco_kv_cache *cache) { return cache->len; }
-size_t loco_kv_cache_numel(const loco_kv_cache *cache) { return cache->kv_numel; }
-
-/* y (OC) = W (OC, IC) · x (IC) + b (OC, may be NULL) (+ y when accumulate). */
-static void matvec(float *y, const float *W, const float *b, const float *x, int OC, int IC,
-                   bool accumulate)
-{
-#pragma omp parallel for schedule(static) if ((size_t)OC * IC >= 65536)
-    for (int o = 0; o < OC; o++) {
-        const float *row = W + (size_t)o * IC;
-        float sum = 0.0f;
-#pragma omp simd reduction(+ : sum)
-        for (int i = 0; i < IC; i++) {
-            sum += row[i] * x[i];
-        }
-        sum += NULL != b ? b[o] : 0.0f;
-        y[o] = accumulate ? y[o] + sum : sum;
-    }
-}
-
-/* K or V of producing slot `slot`, head g: (max_T, hs). which = 0 for K, 1 for V. */
-static float *cache_head(const loco_model *m, loco_kv_cache *c, int slot, int which, int g)
-{
-    size_t head = (size_t)c->max_T * m->hs;
-    return c->kv + (((size_t)slot * 2 + which) * m->NKV + g) * head;
-}
-
-loco_status loco_model_decode_step(loco_model *model, loco_kv_cache *cache, uint16_t token,
-                                   float *logits, loco_error *err)
-{
-    loco_model *m = model;
-    loco_kv_cache *c = cache;
-    int pos = c->len, C = m->C, hs = m->hs, group = m->NH / m->NKV;
-    if (token >= m->cfg.vocab) {
-        return loco_error_set(err, LOCO_ERR_RANGE, "token %u is not below the vocabulary size %d",
-                              token, m->cfg.vocab);
-    }
-    if (pos >= c->max_T) {
-        return loco_error_set(err, LOCO_ERR_RANGE,
-                              "K/V cache full: %d tokens decoded, capacity %d (model.ctx %d); "
-                              "reset it and re-feed a shorter window",
-                              pos, c->max_T, m->cfg.ctx);
-    }
-    float scale = 1.0f / sqrtf((float)hs);
-    for (int i = 0; i < C; i++) {
-        c->x[i] = m->w.wte[(size_t)token * C + i] + m->w.wpe[(size_t)pos * C + i];
-    }
-    for (int l = 0; l < m->cfg.n_layer; l++) {
-        const layer_weights *lw = &m->w.layer[l];
-        int slot = m->kv_index[m->cfg.kv_src[l]];
-        loco_layernorm_forward(c->ln, &c->stats[0], &c->stats[1], c->x, lw->ln1w, lw->ln1b, 1, C);
-        matvec(c->qkv, lw->qkvw, lw->qkvb, c->ln, m->qkv_dim[l], C, false);
-        if (m->kv_index[l] >= 0) { /* a producer writes its K/V row for this position */
-            for (int g = 0; g < m->NKV; g++) {
-                memcpy(cache_head(m, c, slot, 0, g) + (size_t)pos * hs, c->qkv + C + g * hs,
-                       (size_t)hs * sizeof(float));
-                memcpy(cache_head(m, c, slot, 1, g) + (size_t)pos * hs,
-                       c->qkv + C + m->kv_dim + g * hs, (size_t)hs * sizeof(float));
-            }
-        }
-        for (int h = 0; h < m->NH; h++) {
-            const float *q = c->qkv + h * hs;
-            const float *K = cache_head(m, c, slot, 0, h / group); /* (max_T, hs) */
-            const float *Vh = cache_head(m, c, slot, 1, h / group);
-            float maxv = -INFINITY, sum = 0.0f;
-            for (int t = 0; t <= pos; t++) {
-                float s = 0.0f;
-                for (int i = 0; i < hs; i++) {
-                    s += q[i] * K[(size_t)t * hs + i];
-                }
-                c->scores[t] = s * scale;
-                maxv = c->scores[t] > maxv ? c->scores[t] : maxv;
-            }
-            for (int t = 0; t <= pos; t++) {
-                c->scores[t] = expf(c->scores[t] - maxv);
-                sum += c->scores[t];
-            }
-            float *out = c->atty + h * hs;
-            memset(out, 0, (size_t)hs * sizeof(float));
-            for (int t = 0; t <= pos; t++) {
-                float p = c->scores[t] / sum;
-                for (int i = 0; i < hs; i++) {
-                    out[i] += p * Vh[(size_t)t * hs + i];
-                }
-            }
-        }
-        matvec(c->x, lw->attprojw, lw->attprojb, c->atty, C, C, true);
-        loco_layernorm_forward(c->ln, &c->stats[0], &c->stats[1], c->x, lw->ln2w, lw->ln2b, 1, C);
-        matvec(c->fch, lw->fcw, lw->fcb, c->ln, 4 * C, C, false);
-        loco_gelu_forward(c->fch_gelu, c->fch, 4 * (size_t)C);
-        matvec(c->x, lw->fcprojw, lw->fcprojb, c->fch_gelu, C, 4 * C, true);
-    }
-    loco_layernorm_forward(c->ln, &c->stats[0], &c->stats[1], c->x, m->w.lnfw, m->w.lnfb, 1, C);
-    matvec(logits, m->w.wte, NULL, c->ln, m->cfg.vocab, C, false);
-    c->len++;
-    return LOCO_OK;
-}

@@ -55,9 +55,9 @@ void loco_ref_layernorm_forward(double *out, double *mean, double *rstd, const d
     }
 }
 
-void loco_ref_layernorm_backward(double *dinp, double *dweight, double *dbias,
-                                 const double *dout, const double *inp, const double *weight,
-                                 const double *mean, const double *rstd, int N, int C)
+void loco_ref_layernorm_backward(double *dinp, double *dweight, double *dbias, const double *dout,
+                                 const double *inp, const double *weight, const double *mean,
+                                 const double *rstd, int N, int C)
 {
     for (int n = 0; n < N; n++) {
         const double *x = inp + (size_t)n * C;
@@ -231,8 +231,8 @@ static double ref_logsumexp(const double *x, int V)
     return maxv + log(sum);
 }
 
-double loco_ref_crossentropy_forward(double *losses, const double *logits,
-                                     const uint16_t *targets, int N, int V)
+double loco_ref_crossentropy_forward(double *losses, const double *logits, const uint16_t *targets,
+                                     int N, int V)
 {
     double total = 0.0;
     for (int n = 0; n < N; n++) {
@@ -243,8 +243,8 @@ double loco_ref_crossentropy_forward(double *losses, const double *logits,
     return total / N;
 }
 
-void loco_ref_crossentropy_backward(double *dlogits, const double *logits,
-                                    const uint16_t *targets, double dloss, int N, int V)
+void loco_ref_crossentropy_backward(double *dlogits, const double *logits, const uint16_t *targets,
+                                    double dloss, int N, int V)
 {
     for (int n = 0; n < N; n++) {
         const double *x = logits + (size_t)n * V;
@@ -295,8 +295,8 @@ typedef struct ref_layer {
     double *att;                 /* (B, NH, T, T) */
     double *atty, *res2;         /* (N, C) */
     double *ln2, *mean2, *rstd2;
-    double *fch, *fchg;          /* (N, 4C) */
-    double *res3;                /* (N, C) */
+    double *fch, *fchg; /* (N, 4C) */
+    double *res3;       /* (N, C) */
 } ref_layer;
 
 static double *param_at(const loco_tensor_table *table, const double *base, int layer,
@@ -375,10 +375,10 @@ loco_status loco_ref_model_run(const loco_model_config *cfg, const double *param
                                    W(l, "ln_1.bias"), N, C);
         loco_ref_matmul_forward(a->q, a->ln1, W(l, "attn.q.weight"), W(l, "attn.q.bias"), N, C, C);
         if (src == l) {
-            loco_ref_matmul_forward(a->k, a->ln1, W(l, "attn.k.weight"), W(l, "attn.k.bias"), N,
-                                    C, KV);
-            loco_ref_matmul_forward(a->v, a->ln1, W(l, "attn.v.weight"), W(l, "attn.v.bias"), N,
-                                    C, KV);
+            loco_ref_matmul_forward(a->k, a->ln1, W(l, "attn.k.weight"), W(l, "attn.k.bias"), N, C,
+                                    KV);
+            loco_ref_matmul_forward(a->v, a->ln1, W(l, "attn.v.weight"), W(l, "attn.v.bias"), N, C,
+                                    KV);
         } else if (kv_of[l] == l) { /* untied copy applied to the producer's ln_1 output */
             loco_ref_matmul_forward(a->k, act[src].ln1, untied->kvw[l], untied->kvb[l], N, C, KV);
             loco_ref_matmul_forward(a->v, act[src].ln1, untied->kvw[l] + (size_t)KV * C,
@@ -452,19 +452,19 @@ loco_status loco_ref_model_run(const loco_model_config *cfg, const double *param
             loco_ref_gelu_backward(dfch, a->fch, dfchg, (size_t)N * 4 * C);
             loco_ref_matmul_backward(dln2, G(l, "mlp.c_fc.weight"), G(l, "mlp.c_fc.bias"), dfch,
                                      a->ln2, W(l, "mlp.c_fc.weight"), N, C, 4 * C);
-            loco_ref_layernorm_backward(dres, G(l, "ln_2.weight"), G(l, "ln_2.bias"), dln2,
-                                        a->res2, W(l, "ln_2.weight"), a->mean2, a->rstd2, N, C);
+            loco_ref_layernorm_backward(dres, G(l, "ln_2.weight"), G(l, "ln_2.bias"), dln2, a->res2,
+                                        W(l, "ln_2.weight"), a->mean2, a->rstd2, N, C);
             loco_ref_matmul_backward(datty, G(l, "attn.c_proj.weight"), G(l, "attn.c_proj.bias"),
                                      dres, a->atty, W(l, "attn.c_proj.weight"), N, C, C);
-            loco_ref_attention_backward(dq, C, dk[kl], dv[kl], datty, a->att, a->q, C,
-                                        act[kl].k, act[kl].v, KV, B, T, NH, NKV, hs);
+            loco_ref_attention_backward(dq, C, dk[kl], dv[kl], datty, a->att, a->q, C, act[kl].k,
+                                        act[kl].v, KV, B, T, NH, NKV, hs);
             loco_ref_matmul_backward(dln1[l], G(l, "attn.q.weight"), G(l, "attn.q.bias"), dq,
                                      a->ln1, W(l, "attn.q.weight"), N, C, C);
             if (src == l) { /* every reader above has added its dK/dV by now */
-                loco_ref_matmul_backward(dln1[l], G(l, "attn.k.weight"), G(l, "attn.k.bias"),
-                                         dk[l], a->ln1, W(l, "attn.k.weight"), N, C, KV);
-                loco_ref_matmul_backward(dln1[l], G(l, "attn.v.weight"), G(l, "attn.v.bias"),
-                                         dv[l], a->ln1, W(l, "attn.v.weight"), N, C, KV);
+                loco_ref_matmul_backward(dln1[l], G(l, "attn.k.weight"), G(l, "attn.k.bias"), dk[l],
+                                         a->ln1, W(l, "attn.k.weight"), N, C, KV);
+                loco_ref_matmul_backward(dln1[l], G(l, "attn.v.weight"), G(l, "attn.v.bias"), dv[l],
+                                         a->ln1, W(l, "attn.v.weight"), N, C, KV);
             } else if (kl == l) { /* untied copy: gradient to the copy and the producer's ln_1 */
                 loco_ref_matmul_backward(dln1[src], untied->dkvw[l], untied->dkvb[l], dk[l],
                                          act[src].ln1, untied->kvw[l], N, C, KV);

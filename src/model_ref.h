@@ -26,9 +26,9 @@ void loco_ref_encoder_backward(double *dwte, double *dwpe, const double *dout,
                                const uint16_t *tokens, int B, int T, int C);
 void loco_ref_layernorm_forward(double *out, double *mean, double *rstd, const double *inp,
                                 const double *weight, const double *bias, int N, int C);
-void loco_ref_layernorm_backward(double *dinp, double *dweight, double *dbias,
-                                 const double *dout, const double *inp, const double *weight,
-                                 const double *mean, const double *rstd, int N, int C);
+void loco_ref_layernorm_backward(double *dinp, double *dweight, double *dbias, const double *dout,
+                                 const double *inp, const double *weight, const double *mean,
+                                 const double *rstd, int N, int C);
 /* out (N, OC) = inp (N, C) · weight (OC, C)^T + bias (may be NULL) */
 void loco_ref_matmul_forward(double *out, const double *inp, const double *weight,
                              const double *bias, int N, int C, int OC);
@@ -45,10 +45,10 @@ void loco_ref_attention_backward(double *dq, int dq_stride, double *dk, double *
 void loco_ref_gelu_forward(double *out, const double *inp, size_t n);
 void loco_ref_gelu_backward(double *dinp, const double *inp, const double *dout, size_t n);
 /* losses (N); returns the mean. dlogits (N, V) += (softmax - onehot) * dloss. */
-double loco_ref_crossentropy_forward(double *losses, const double *logits,
-                                     const uint16_t *targets, int N, int V);
-void loco_ref_crossentropy_backward(double *dlogits, const double *logits,
-                                    const uint16_t *targets, double dloss, int N, int V);
+double loco_ref_crossentropy_forward(double *losses, const double *logits, const uint16_t *targets,
+                                     int N, int V);
+void loco_ref_crossentropy_backward(double *dlogits, const double *logits, const uint16_t *targets,
+                                    double dloss, int N, int V);
 
 /* ---------------------------------------------------------------------------------------------
  * The whole model */

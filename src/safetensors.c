@@ -23,9 +23,9 @@ static size_t dtype_size(const char *dtype)
     static const struct {
         const char *name;
         size_t size;
-    } k_dtypes[] = {{"F64", 8},  {"F32", 4},  {"F16", 2},  {"BF16", 2}, {"I64", 8},
-                    {"I32", 4},  {"I16", 2},  {"I8", 1},   {"U64", 8},  {"U32", 4},
-                    {"U16", 2},  {"U8", 1},   {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
+    } k_dtypes[] = {{"F64", 8}, {"F32", 4}, {"F16", 2},  {"BF16", 2},    {"I64", 8},
+                    {"I32", 4}, {"I16", 2}, {"I8", 1},   {"U64", 8},     {"U32", 4},
+                    {"U16", 2}, {"U8", 1},  {"BOOL", 1}, {"F8_E4M3", 1}, {"F8_E5M2", 1}};
     for (size_t i = 0; i < sizeof k_dtypes / sizeof k_dtypes[0]; i++) {
         if (0 == strcmp(dtype, k_dtypes[i].name)) {
             return k_dtypes[i].size;
@@ -37,9 +37,8 @@ static size_t dtype_size(const char *dtype)
 /* A non-negative JSON integer, or -1. */
 static int64_t json_index(const loco_json_node *n)
 {
-    return NULL != n && LOCO_JSON_NUMBER == n->type && n->is_integer && n->integer >= 0
-               ? n->integer
-               : -1;
+    return NULL != n && LOCO_JSON_NUMBER == n->type && n->is_integer && n->integer >= 0 ? n->integer
+                                                                                        : -1;
 }
 
 /* Fill e from the header entry `node` (an object member named e->name). */
@@ -48,8 +47,8 @@ static loco_status parse_entry(const loco_safetensors *st, const loco_json_node 
 {
     const loco_json_doc *doc = &st->header;
     if (LOCO_JSON_OBJECT != node->type) {
-        return loco_error_set(err, LOCO_ERR_FORMAT, "%s: tensor '%s': header entry is not an object",
-                              st->label, e->name);
+        return loco_error_set(err, LOCO_ERR_FORMAT,
+                              "%s: tensor '%s': header entry is not an object", st->label, e->name);
     }
     const loco_json_node *dtype = loco_json_get(doc, node, "dtype");
     const loco_json_node *shape = loco_json_get(doc, node, "shape");
@@ -66,8 +65,8 @@ static loco_status parse_entry(const loco_safetensors *st, const loco_json_node 
     }
     if (shape->count > LOCO_TENSOR_MAX_DIMS) {
         return loco_error_set(err, LOCO_ERR_FORMAT,
-                              "%s: tensor '%s' has %d dimensions; loco reads at most %d",
-                              st->label, e->name, shape->count, LOCO_TENSOR_MAX_DIMS);
+                              "%s: tensor '%s' has %d dimensions; loco reads at most %d", st->label,
+                              e->name, shape->count, LOCO_TENSOR_MAX_DIMS);
     }
     e->ndim = shape->count;
     e->numel = 1;
@@ -123,17 +122,18 @@ static int compare_begin(const void *a, const void *b)
 
 static int compare_name(const void *a, const void *b)
 {
-    return strcmp((*(const loco_st_entry *const *)a)->name, (*(const loco_st_entry *const *)b)->name);
+    return strcmp((*(const loco_st_entry *const *)a)->name,
+                  (*(const loco_st_entry *const *)b)->name);
 }
 
 /* The tensors must tile [0, data_size) and have distinct names. */
 static loco_status check_layout(const loco_safetensors *st, size_t data_size, loco_error *err)
 {
     if (0 == st->count) {
-        return 0 == data_size ? LOCO_OK
-                              : loco_error_set(err, LOCO_ERR_FORMAT,
-                                               "%s: %zu data bytes but no tensors", st->label,
-                                               data_size);
+        return 0 == data_size
+                   ? LOCO_OK
+                   : loco_error_set(err, LOCO_ERR_FORMAT, "%s: %zu data bytes but no tensors",
+                                    st->label, data_size);
     }
     const loco_st_entry **order = malloc((size_t)st->count * sizeof *order);
     if (NULL == order) {
@@ -162,9 +162,8 @@ static loco_status check_layout(const loco_safetensors *st, size_t data_size, lo
         next = order[i]->end;
     }
     if (LOCO_OK == status && next != data_size) {
-        status = loco_error_set(err, LOCO_ERR_FORMAT,
-                                "%s: %zu bytes after the last tensor's data", st->label,
-                                data_size - next);
+        status = loco_error_set(err, LOCO_ERR_FORMAT, "%s: %zu bytes after the last tensor's data",
+                                st->label, data_size - next);
     }
     free(order);
     return status;
@@ -184,10 +183,9 @@ loco_status loco_safetensors_parse(loco_safetensors *st, const uint8_t *bytes, s
     uint64_t header_len;
     memcpy(&header_len, bytes, 8);
     if (header_len > LOCO_SAFETENSORS_MAX_HEADER) {
-        return loco_error_set(err, LOCO_ERR_FORMAT,
-                              "%s: header length %llu is over %u bytes: not a safetensors file",
-                              st->label, (unsigned long long)header_len,
-                              LOCO_SAFETENSORS_MAX_HEADER);
+        return loco_error_set(
+            err, LOCO_ERR_FORMAT, "%s: header length %llu is over %u bytes: not a safetensors file",
+            st->label, (unsigned long long)header_len, LOCO_SAFETENSORS_MAX_HEADER);
     }
     if (header_len > size - 8) {
         return loco_error_set(err, LOCO_ERR_TRUNCATED,
@@ -197,8 +195,8 @@ loco_status loco_safetensors_parse(loco_safetensors *st, const uint8_t *bytes, s
     }
     loco_error jerr = {0};
     loco_json_limits limits = {.max_depth = 8, .max_nodes = 1 << 22};
-    if (LOCO_OK != loco_json_parse(&st->header, (const char *)bytes + 8, (size_t)header_len,
-                                   &limits, &jerr)) {
+    if (LOCO_OK !=
+        loco_json_parse(&st->header, (const char *)bytes + 8, (size_t)header_len, &limits, &jerr)) {
         return loco_error_set(err, LOCO_ERR_FORMAT, "%s: the header is not valid JSON: %s",
                               st->label, loco_error_msg(&jerr, jerr.status));
     }
@@ -217,8 +215,8 @@ loco_status loco_safetensors_parse(loco_safetensors *st, const uint8_t *bytes, s
         return loco_error_set(err, LOCO_ERR_NOMEM, "%s: out of memory", label);
     }
     loco_status status = LOCO_OK;
-    for (const loco_json_node *m = loco_json_child(&st->header, root); NULL != m && LOCO_OK == status;
-         m = loco_json_next(&st->header, m)) {
+    for (const loco_json_node *m = loco_json_child(&st->header, root);
+         NULL != m && LOCO_OK == status; m = loco_json_next(&st->header, m)) {
         if (0 != strcmp(m->key, "__metadata__")) {
             loco_st_entry *e = &st->entries[st->count++];
             e->name = m->key;
@@ -234,8 +232,8 @@ loco_status loco_safetensors_parse(loco_safetensors *st, const uint8_t *bytes, s
              kv = loco_json_next(&st->header, kv)) {
             if (LOCO_JSON_STRING != kv->type) {
                 status = loco_error_set(err, LOCO_ERR_FORMAT,
-                                        "%s: __metadata__ value of '%s' is not a string",
-                                        st->label, kv->key);
+                                        "%s: __metadata__ value of '%s' is not a string", st->label,
+                                        kv->key);
                 break;
             }
         }
@@ -401,7 +399,8 @@ loco_status loco_safetensors_write(const char *path, const loco_st_tensor *tenso
         return status;
     }
     uint64_t len64 = header_len;
-    bool ok = 1 == fwrite(&len64, 8, 1, af.fp) && header_len == fwrite(header, 1, header_len, af.fp);
+    bool ok =
+        1 == fwrite(&len64, 8, 1, af.fp) && header_len == fwrite(header, 1, header_len, af.fp);
     for (int i = 0; i < count && ok; i++) {
         size_t n = tensor_numel(&tensors[i]);
         ok = n == fwrite(tensors[i].data, sizeof(float), n, af.fp);

@@ -29,6 +29,7 @@ json_get() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys
 # tiny_data DIR: a small dataset from three fortunes topics (fast to train on).
 tiny_data() {
   local f=/usr/share/games/fortunes
+  [ -d "$f" ] || f=${LOCO_CORPUS_ROOT:-}$f
   [ -f "$f/computers" ] || fail "fortunes is not installed (run launch/setup.sh)"
   "$LOCO" data prepare --out "$1" "$f/computers" "$f/science" "$f/wisdom" >/dev/null 2>&1 \
     || fail "loco data prepare failed"

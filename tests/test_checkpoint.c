@@ -168,9 +168,8 @@ static void expect_refused(const char *path, loco_model *m, loco_status status, 
     float *before = malloc(n * sizeof(float));
     memcpy(before, loco_model_params(m), n * sizeof(float));
     loco_error err = {0};
-    loco_status got = loco_checkpoint_load_weights(path, loco_model_get_config(m),
-                                                   loco_model_tensors(m), loco_model_params(m),
-                                                   NULL, &err);
+    loco_status got = loco_checkpoint_load_weights(
+        path, loco_model_get_config(m), loco_model_tensors(m), loco_model_params(m), NULL, &err);
     cr_assert_eq(got, status, "%s: status %s (%s), want %s", path, loco_status_str(got), err.msg,
                  loco_status_str(status));
     cr_assert(NULL != strstr(err.msg, needle), "message '%s' lacks '%s'", err.msg, needle);
@@ -237,8 +236,9 @@ Test(checkpoint, malformed_headers_are_refused)
     expect_refused(bad, m, LOCO_ERR_FORMAT, "holes");
     write_raw(bad, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 12);
     expect_refused(bad, m, LOCO_ERR_FORMAT, "after the last tensor");
-    write_raw(bad, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
-                   "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
+    write_raw(bad,
+              "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+              "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}",
               8);
     expect_refused(bad, m, LOCO_ERR_FORMAT, "twice");
     write_raw(bad, "{\"a\":{\"dtype\":\"Q4\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
@@ -247,8 +247,9 @@ Test(checkpoint, malformed_headers_are_refused)
     expect_refused(bad, m, LOCO_ERR_FORMAT, "dimension 0");
     write_raw(bad, "{\"a\":{\"dtype\":\"F32\",\"shape\":[1,1,1,1,1],\"data_offsets\":[0,4]}}", 4);
     expect_refused(bad, m, LOCO_ERR_FORMAT, "at most 4");
-    write_raw(bad, "{\"a\":{\"dtype\":\"F32\",\"shape\":[4,4611686018427387904],"
-                   "\"data_offsets\":[0,4]}}",
+    write_raw(bad,
+              "{\"a\":{\"dtype\":\"F32\",\"shape\":[4,4611686018427387904],"
+              "\"data_offsets\":[0,4]}}",
               4);
     expect_refused(bad, m, LOCO_ERR_FORMAT, "dimension 1");
     write_raw(bad, "{\"__metadata__\":{\"format\":7}}", 0);
@@ -262,11 +263,12 @@ Test(checkpoint, malformed_headers_are_refused)
 
 Test(checkpoint, another_model_shape_is_refused_by_name)
 {
-    loco_model *mha = tiny_model(4, 1, 6), *shared = tiny_model(4, 2, 7), *gqa = tiny_model(2, 1, 8);
+    loco_model *mha = tiny_model(4, 1, 6), *shared = tiny_model(4, 2, 7),
+               *gqa = tiny_model(2, 1, 8);
     const char *path = path_in_dir("mha.safetensors");
     cr_assert_eq(loco_checkpoint_save_weights(path, loco_model_get_config(mha),
-                                              loco_model_tensors(mha), loco_model_params(mha),
-                                              NULL, NULL),
+                                              loco_model_tensors(mha), loco_model_params(mha), NULL,
+                                              NULL),
                  LOCO_OK);
     expect_refused(path, shared, LOCO_ERR_FORMAT, "model.kv_src[1] = 1");
     expect_refused(path, gqa, LOCO_ERR_FORMAT, "model.n_kv_head = 4");
@@ -331,8 +333,9 @@ Test(checkpoint, state_refuses_other_weights_kind_and_files)
     cr_assert_eq(adam2.step, 0, "refusal left the optimizer alone");
     /* a state file is not weights, and weights are not a state file */
     expect_refused(spath, m, LOCO_ERR_FORMAT, "loco-train-state");
-    cr_assert_eq(loco_checkpoint_save_weights(wpath, loco_model_get_config(m), loco_model_tensors(m),
-                                              loco_model_params(m), NULL, NULL),
+    cr_assert_eq(loco_checkpoint_save_weights(wpath, loco_model_get_config(m),
+                                              loco_model_tensors(m), loco_model_params(m), NULL,
+                                              NULL),
                  LOCO_OK);
     loco_error_clear(&err);
     cr_assert_eq(loco_checkpoint_load_state(wpath, loco_model_tensors(m), loco_model_params(m),

@@ -5,6 +5,7 @@
 set -euo pipefail
 : "${LOCO_TOOLS:?}" "${LOCO_TMP:?}"
 DRIVER="$LOCO_TOOLS/comm_driver"
+export LOCO_RUN_KEY="test-run-key-of-the-join-tests" # joining over the network needs a run key
 rm -rf "$LOCO_TMP"
 mkdir -p "$LOCO_TMP"
 fail() { echo "FAIL: $*" >&2; exit 1; }

@@ -213,6 +213,7 @@ static loco_comm_config link_test_config(void)
 {
     loco_comm_config cfg = local_config();
     cfg.result_digest = false;
+    cfg.ft.coordinator = LOCO_COORD_NONE; /* the link alone: no coordinator round trip */
     return cfg;
 }
 

@@ -61,7 +61,7 @@ else:  # lost|stalled VICTIM MIN_S MAX_S
             die(f"rank {r}: blamed rank {o['lost_rank']} ('{o['error']}'), expected {victim}")
         if not lo <= o["seconds"] <= hi:
             die(f"rank {r}: failed after {o['seconds']:.2f} s, expected {lo}..{hi} s")
-        if mode == "stalled" and "sent nothing for" not in o["error"]:
+        if mode == "stalled" and "sent nothing for" not in o["error"] and "silent for" not in o["error"]:
             die(f"rank {r}: '{o['error']}' is not the peer-timeout verdict")
     print(f"ok: survivors {survivors} reported rank {victim} lost within {hi} s")
 PY

@@ -7,6 +7,7 @@ set -euo pipefail
 : "${LOCO_SRC:?}" "${LOCO_TOOLS:?}" "${LOCO_TMP:?}"
 WAN="$LOCO_SRC/launch/wan-netns.sh"
 DRIVER="$LOCO_TOOLS/comm_driver"
+export LOCO_RUN_KEY="test-run-key-of-the-netns-test" # joining over the network needs a run key
 prefix="lt$$"
 prefix="${prefix:0:8}"
 export LOCO_NETNS_PREFIX="$prefix"

@@ -85,6 +85,8 @@ static inline loco_comm_config local_config(void)
     cfg.streams = 2;
     cfg.chunk_bytes = 64 * 1024;
     cfg.result_digest = true;
+    cfg.has_key = true; /* JOIN bootstraps need a run key (LOCAL groups would make one) */
+    memset(cfg.key, 0x5c, sizeof cfg.key);
     return cfg;
 }
 

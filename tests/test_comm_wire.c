@@ -74,7 +74,7 @@ Test(wire, payload_decoders_reject_bad_fields)
     memset(buf + 24, 'a', LOCO_HOST_MAX); /* unterminated host */
     cr_assert_eq(LOCO_ERR_PROTOCOL, loco_join_decode(buf, LOCO_JOIN_BYTES, &jb, NULL));
 
-    loco_member members[3] = {{"a", 1, 0}, {"b", 2, 0}, {"c", 3, 0}};
+    loco_member members[3] = {{"a", 1, 0, 0, 9}, {"b", 2, 0, 1, 8}, {"c", 3, 0, 2, 7}};
     size_t len = loco_table_encode(77, 0, 3, members, buf);
     loco_member mb[3];
     uint64_t nonce = 0;
@@ -209,7 +209,7 @@ static const hello_case g_hello_cases[] = {
     {"garbage", LOCO_PROTOCOL_VERSION, 0, true, false, LOCO_ACK_BAD_PEER, "bad frame magic"},
     {"nonce", LOCO_PROTOCOL_VERSION, 0, false, true, LOCO_ACK_BAD_NONCE, "run nonce"},
     {"version", 7, 0, false, false, LOCO_ACK_BAD_VERSION, "protocol version 7"},
-    {"epoch", LOCO_PROTOCOL_VERSION, 5, false, false, LOCO_ACK_BAD_EPOCH, "epoch 5"},
+    {"epoch", LOCO_PROTOCOL_VERSION, 5, false, false, LOCO_ACK_RETRY, "epoch 5"},
     {"duplicate", LOCO_PROTOCOL_VERSION, 0, false, false, LOCO_ACK_BAD_PEER, "duplicate"},
 };
 #define HELLO_CASES (int)(sizeof g_hello_cases / sizeof g_hello_cases[0])
@@ -326,6 +326,8 @@ static join_try join_config(int rank, int world, int port)
     t.cfg.rank = rank;
     t.cfg.world = world;
     t.cfg.connect_timeout_s = 1.5;
+    t.cfg.has_key = true;
+    memset(t.cfg.key, 0x5c, sizeof t.cfg.key);
     snprintf(t.cfg.join, sizeof t.cfg.join, "127.0.0.1:%d", port);
     return t;
 }

@@ -193,6 +193,61 @@ Test(codec, bytes_do_not_depend_on_the_thread_count)
     free(x);
 }
 
+/* The wire format and the decoded bits, pinned: every codec's message for a fixed input and
+ * context, and the vector its decode_add produces, hashed (XXH64). The same hashes came out of
+ * a -march=native (FMA) and a portable build, which compress/ guarantees by compiling without
+ * FMA contraction (codec_impl.h). A change here changes what peers exchange: bump the wire
+ * version and update the hashes together. */
+Test(codec, golden_messages_and_decodes_are_stable)
+{
+    static const struct {
+        loco_codec_id id;
+        uint64_t msg, dec;
+    } golden[] = {
+        {LOCO_CODEC_NONE, 0x6647a11bb300901eull, 0xbbea3c10ccbd92bbull},
+        {LOCO_CODEC_FP16, 0x79749dfddc45436aull, 0x5e9744696a91cbadull},
+        {LOCO_CODEC_BF16, 0xfca08a4085adf4acull, 0x9a243ae521a14e17ull},
+        {LOCO_CODEC_MAXMIN, 0x2c0a0769070d10f7ull, 0x34076f6d2139a133ull},
+        {LOCO_CODEC_QSGD, 0x4330bedd6a52ad2eull, 0x5bd56aaae990cc12ull},
+        {LOCO_CODEC_FP4, 0x54116863647bb0d1ull, 0x3499b9f638006ff6ull},
+        {LOCO_CODEC_TERNARY, 0xa0fac7d6886084e1ull, 0xa995634eef077553ull},
+        {LOCO_CODEC_SIGN, 0xf42e7416808813bcull, 0x07e1c8107603bf2eull},
+        {LOCO_CODEC_TOPK, 0x86917eaec194bab0ull, 0xcaae5935cba0dbe2ull},
+        {LOCO_CODEC_DGC, 0xc78d8af8653feb2aull, 0xcaae5935cba0dbe2ull},
+        {LOCO_CODEC_RANDK, 0x13c307a219d05f8full, 0x99f3fe209a5ed89bull},
+        {LOCO_CODEC_DCT_TOPK, 0x88b306bc0b813f13ull, 0x0b15463d519d5c2full},
+        {LOCO_CODEC_POWERSGD, 0xcc3929a3b16b7157ull, 0x87d5627175124ebdull},
+    };
+    const size_t n = 10240;
+    float *x = test_floats(n), *d = test_floats(n);
+    loco_rng r;
+    loco_rng_init(&r, 5, 5);
+    for (size_t i = 0; i < n; i++) {
+        x[i] = loco_rng_normal(&r) * 3.7f + 0.1f;
+    }
+    for (size_t g = 0; g < sizeof golden / sizeof golden[0]; g++) {
+        loco_codec *c = test_codec(loco_codec_params_default(golden[g].id));
+        loco_codec_state *s = NULL;
+        cr_assert_eq(LOCO_OK, loco_codec_state_init(&s, c, 80, 128, NULL));
+        loco_codec_ctx ctx = {1, 2, 3, 4};
+        size_t len;
+        uint8_t *msg = test_encode(c, s, x, n, &ctx, &len);
+        for (size_t i = 0; i < n; i++) {
+            d[i] = 0.25f;
+        }
+        cr_assert_eq(LOCO_OK, loco_codec_decode_add(c, msg, len, d, n, 0.5f, &ctx));
+        cr_expect_eq(loco_hash64(msg, len, 0), golden[g].msg, "%s message bytes changed",
+                     loco_codec_name(golden[g].id));
+        cr_expect_eq(loco_hash64(d, n * sizeof(float), 0), golden[g].dec,
+                     "%s decoded bits changed", loco_codec_name(golden[g].id));
+        free(msg);
+        loco_codec_state_free(s);
+        loco_codec_free(c);
+    }
+    free(x);
+    free(d);
+}
+
 Test(codec, nonfinite_input_is_refused_by_every_codec)
 {
     float x[600];
@@ -329,6 +384,49 @@ Test(maxmin, error_within_one_step_stochastic_half_step_nearest)
             }
         }
         free(x);
+    }
+}
+
+Test(maxmin, extreme_ranges_and_tiny_norms_stay_within_bounds)
+{
+    /* a range wider than fp32 (x - min overflows in fp32), a subnormal unit, a tiny QSGD norm */
+    const float cases[3][6] = {
+        {3e38f, -3e38f, 0.0f, 1.0f, -2.5e38f, 1e38f},
+        {1e-44f, 2e-44f, 0.0f, 3e-44f, 1e-45f, 0.0f},
+        {1e-38f, -5e-39f, 0.0f, 2e-39f, 0.0f, -1e-38f},
+    };
+    for (int c = 0; c < 3; c++) {
+        for (int id = LOCO_CODEC_MAXMIN; id <= LOCO_CODEC_FP4; id++) {
+            for (int stoch = 0; stoch < 2; stoch++) {
+                loco_codec_params p = loco_codec_params_default((loco_codec_id)id);
+                p.bits = 4;
+                p.stochastic = stoch;
+                loco_codec *codec = test_codec(p);
+                if (LOCO_CODEC_QSGD == id && 0 == c) { /* the L2 norm itself exceeds fp32 */
+                    uint8_t msg[256];
+                    size_t len;
+                    cr_expect_eq(LOCO_ERR_RANGE,
+                                 loco_codec_encode(codec, NULL, cases[c], 6, NULL, msg, 256, &len));
+                    loco_codec_free(codec);
+                    continue;
+                }
+                float *d = test_roundtrip(codec, NULL, cases[c], 6, NULL, NULL);
+                double lo = 0, hi = 0, l2 = 0;
+                for (int i = 0; i < 6; i++) {
+                    lo = fmin(lo, cases[c][i]);
+                    hi = fmax(hi, cases[c][i]);
+                    l2 += (double)cases[c][i] * cases[c][i];
+                }
+                for (int i = 0; i < 6; i++) {
+                    cr_assert(isfinite(d[i]), "%s case %d: non-finite decode", loco_codec_name(p.id), c);
+                    double step = LOCO_CODEC_MAXMIN == id ? (hi - lo) / 15 : (LOCO_CODEC_QSGD == id ? sqrt(l2) / 7 : fmax(-lo, hi));
+                    cr_assert(fabs((double)d[i] - cases[c][i]) <= step * 1.001 + 1e-45,
+                              "%s case %d i %d: %g for %g", loco_codec_name(p.id), c, i, d[i], cases[c][i]);
+                }
+                free(d);
+                loco_codec_free(codec);
+            }
+        }
     }
 }
 
@@ -485,6 +583,7 @@ Test(sign, plus_minus_mean_magnitude)
         }
         cr_expect_eq(len, 72 + 4 + (n + 7) / 8);
         free(d);
+        free(x);
         loco_codec_free(c);
     }
 }

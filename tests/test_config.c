@@ -354,3 +354,67 @@ Test(config, sync_and_codec_sections_resolve_against_the_codec_defaults)
     cr_assert_eq(LOCO_ERR_CONFIG, loco_config_load_string(&cfg, "s.yaml", "", 0, bad, 3, &err));
     cr_assert(0 == strncmp(err.msg, "--set sync.overlap: sync.overlap = 7", 36), "%s", err.msg);
 }
+
+Test(config, ft_and_authentication_keys_with_round_trip_and_errors)
+{
+    const char *text = "transport:\n"
+                       "  key_file: /etc/loco/run.key\n"
+                       "  integrity: true\n"
+                       "ft:\n"
+                       "  coordinator: external\n"
+                       "  coordinator_addr: 10.0.0.9:29500\n"
+                       "  op_deadline: 45s\n"
+                       "  adaptive_deadline: true\n"
+                       "  deadline_k: 4.5\n"
+                       "  deadline_min: 2s\n"
+                       "  straggler: wait\n"
+                       "  straggler_wait: 2m\n"
+                       "  transfer_streams: 8\n"
+                       "  parity: false\n";
+    loco_config a, b;
+    loco_error err = {0};
+    cr_assert_eq(loco_config_load_string(&a, "t.yaml", text, strlen(text), NULL, 0, &err),
+                 LOCO_OK, "%s", err.msg);
+    const loco_comm_config *c = &a.transport.comm;
+    cr_assert_str_eq(c->key_file, "/etc/loco/run.key");
+    cr_assert(c->integrity);
+    cr_assert_eq(c->ft.coordinator, LOCO_COORD_EXTERNAL);
+    cr_assert_str_eq(c->ft.coordinator_addr, "10.0.0.9:29500");
+    cr_assert_float_eq(c->ft.op_deadline_s, 45.0, 1e-9);
+    cr_assert(c->ft.adaptive_deadline);
+    cr_assert_float_eq(c->ft.deadline_k, 4.5, 1e-9);
+    cr_assert_float_eq(c->ft.deadline_min_s, 2.0, 1e-9);
+    cr_assert_eq(c->ft.straggler, LOCO_STRAGGLER_WAIT);
+    cr_assert_float_eq(c->ft.straggler_wait_s, 120.0, 1e-9);
+    cr_assert_eq(c->ft.transfer_streams, 8);
+    cr_assert(!c->ft.parity);
+    char *out = NULL;
+    size_t len = 0;
+    FILE *mem = open_memstream(&out, &len);
+    loco_config_write_yaml(&a, mem);
+    fclose(mem);
+    cr_assert_eq(loco_config_load_string(&b, "resolved.yaml", out, len, NULL, 0, &err), LOCO_OK,
+                 "%s\n%s", err.msg, out);
+    cr_assert_eq(0, memcmp(&a.transport.comm.ft, &b.transport.comm.ft, sizeof a.transport.comm.ft));
+    free(out);
+    loco_config d;
+    loco_config_defaults(&d);
+    cr_assert_eq(d.transport.comm.ft.coordinator, LOCO_COORD_RANK0); /* on by default */
+    cr_assert(d.transport.comm.ft.parity);
+    struct {
+        const char *set, *want;
+    } bad[] = {
+        {"ft.coordinator=elsewhere", "--set ft.coordinator: ft.coordinator:"},
+        {"ft.coordinator=external", "ft.coordinator is external but ft.coordinator_addr is empty"},
+        {"ft.straggler=maybe", "--set ft.straggler: ft.straggler:"},
+        {"ft.op_deadline=soon", "--set ft.op_deadline: ft.op_deadline:"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
+        loco_error e2 = {0};
+        const char *one[] = {bad[i].set};
+        cr_expect_eq(loco_config_load_string(&a, "t.yaml", "", 0, one, 1, &e2), LOCO_ERR_CONFIG,
+                     "accepted %s", bad[i].set);
+        cr_expect(0 == strncmp(e2.msg, bad[i].want, strlen(bad[i].want)), "got '%s' want '%s'",
+                  e2.msg, bad[i].want);
+    }
+}

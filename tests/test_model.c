@@ -87,15 +87,38 @@ Test(model_config, table_names_order_and_sizes)
     tiny_config(&cfg, 2, 2, 2); /* layer 1 reads layer 0's K/V */
     loco_tensor_table t;
     cr_assert_eq(loco_model_build_table(&cfg, &t, NULL), LOCO_OK);
-    static const char *names[] = {
-        "wte", "wpe", "h.0.ln_1.weight", "h.0.ln_1.bias", "h.0.attn.q.weight",
-        "h.0.attn.k.weight", "h.0.attn.v.weight", "h.0.attn.q.bias", "h.0.attn.k.bias",
-        "h.0.attn.v.bias", "h.0.attn.c_proj.weight", "h.0.attn.c_proj.bias", "h.0.ln_2.weight",
-        "h.0.ln_2.bias", "h.0.mlp.c_fc.weight", "h.0.mlp.c_fc.bias", "h.0.mlp.c_proj.weight",
-        "h.0.mlp.c_proj.bias", "h.1.ln_1.weight", "h.1.ln_1.bias", "h.1.attn.q.weight",
-        "h.1.attn.q.bias", "h.1.attn.c_proj.weight", "h.1.attn.c_proj.bias", "h.1.ln_2.weight",
-        "h.1.ln_2.bias", "h.1.mlp.c_fc.weight", "h.1.mlp.c_fc.bias", "h.1.mlp.c_proj.weight",
-        "h.1.mlp.c_proj.bias", "ln_f.weight", "ln_f.bias"};
+    static const char *names[] = {"wte",
+                                  "wpe",
+                                  "h.0.ln_1.weight",
+                                  "h.0.ln_1.bias",
+                                  "h.0.attn.q.weight",
+                                  "h.0.attn.k.weight",
+                                  "h.0.attn.v.weight",
+                                  "h.0.attn.q.bias",
+                                  "h.0.attn.k.bias",
+                                  "h.0.attn.v.bias",
+                                  "h.0.attn.c_proj.weight",
+                                  "h.0.attn.c_proj.bias",
+                                  "h.0.ln_2.weight",
+                                  "h.0.ln_2.bias",
+                                  "h.0.mlp.c_fc.weight",
+                                  "h.0.mlp.c_fc.bias",
+                                  "h.0.mlp.c_proj.weight",
+                                  "h.0.mlp.c_proj.bias",
+                                  "h.1.ln_1.weight",
+                                  "h.1.ln_1.bias",
+                                  "h.1.attn.q.weight",
+                                  "h.1.attn.q.bias",
+                                  "h.1.attn.c_proj.weight",
+                                  "h.1.attn.c_proj.bias",
+                                  "h.1.ln_2.weight",
+                                  "h.1.ln_2.bias",
+                                  "h.1.mlp.c_fc.weight",
+                                  "h.1.mlp.c_fc.bias",
+                                  "h.1.mlp.c_proj.weight",
+                                  "h.1.mlp.c_proj.bias",
+                                  "ln_f.weight",
+                                  "ln_f.bias"};
     int n = (int)(sizeof names / sizeof names[0]);
     cr_assert_eq(t.count, n);
     for (int i = 0; i < n; i++) {
@@ -133,7 +156,8 @@ Test(model_config, init_weights_is_gpt2_and_keyed_by_name)
     const loco_tensor *wte = &ta->tensors[loco_tensor_table_find(ta, "wte")];
     double sum2 = 0.0;
     for (size_t i = 0; i < wte->numel; i++) {
-        sum2 += (double)loco_model_params(ma)[wte->offset + i] * loco_model_params(ma)[wte->offset + i];
+        sum2 +=
+            (double)loco_model_params(ma)[wte->offset + i] * loco_model_params(ma)[wte->offset + i];
     }
     double std = sqrt(sum2 / wte->numel);
     cr_assert(fabs(std - 0.02) < 0.002, "wte std %g", std);
@@ -229,21 +253,20 @@ static void check_against_reference(const variant *v)
     double *p = params_as_double(loco_model_params(m), t->numel);
     double *g = calloc(t->numel, sizeof(double)), *logits_ref = malloc(nlogits * sizeof(double));
     double loss_ref;
-    cr_assert_eq(loco_ref_model_run(&cfg, p, tokens, targets, TB, TT, &loss_ref, logits_ref, g,
-                                    NULL, NULL),
-                 LOCO_OK);
-    cr_assert(fabs(loss - loss_ref) <= 1e-6 * loss_ref, "%s: loss %.9g vs reference %.9g",
-              v->name, loss, loss_ref);
+    cr_assert_eq(
+        loco_ref_model_run(&cfg, p, tokens, targets, TB, TT, &loss_ref, logits_ref, g, NULL, NULL),
+        LOCO_OK);
+    cr_assert(fabs(loss - loss_ref) <= 1e-6 * loss_ref, "%s: loss %.9g vs reference %.9g", v->name,
+              loss, loss_ref);
     size_t worst;
     double e = norm_err_fd(logits, logits_ref, nlogits, 1e-6, &worst);
     cr_assert(e <= 1e-5, "%s: logits error %.3g at %zu", v->name, e, worst);
     double floor = 1e-3 * max_abs_f(loco_model_grads(m), t->numel);
     for (int i = 0; i < t->count; i++) {
         const loco_tensor *ti = &t->tensors[i];
-        e = norm_err_fd(loco_model_grads(m) + ti->offset, g + ti->offset, ti->numel, floor,
-                        &worst);
-        cr_assert(e <= 1e-4, "%s: gradient of %s: normalised error %.3g at %zu (%g vs %g)",
-                  v->name, ti->name, e, worst, (double)loco_model_grads(m)[ti->offset + worst],
+        e = norm_err_fd(loco_model_grads(m) + ti->offset, g + ti->offset, ti->numel, floor, &worst);
+        cr_assert(e <= 1e-4, "%s: gradient of %s: normalised error %.3g at %zu (%g vs %g)", v->name,
+                  ti->name, e, worst, (double)loco_model_grads(m)[ti->offset + worst],
                   g[ti->offset + worst]);
     }
 
@@ -308,7 +331,7 @@ Test(model_kv, gqa_equals_mha_with_repeated_kv_heads)
             continue;
         }
         size_t row = 2 == dst->ndim ? (size_t)dst->shape[1] : 1; /* elements per output row */
-        for (int head = 0; head < 4; head++) { /* MHA head i <- GQA head i / r */
+        for (int head = 0; head < 4; head++) {                   /* MHA head i <- GQA head i / r */
             memcpy(to + (size_t)head * hs * row, from + (size_t)(head / r) * hs * row,
                    (size_t)hs * row * sizeof(float));
         }
@@ -390,11 +413,10 @@ Test(model_kv, shared_kv_gradient_is_sum_over_untied_readers)
     }
     double loss_t, loss_u;
     double *g_t = calloc(n, sizeof(double)), *g_u = calloc(n, sizeof(double));
-    cr_assert_eq(loco_ref_model_run(&cfg, p, tokens, targets, TB, TT, &loss_t, NULL, g_t, NULL,
-                                    NULL),
-                 LOCO_OK);
-    cr_assert_eq(loco_ref_model_run(&cfg, p, tokens, targets, TB, TT, &loss_u, NULL, g_u, &u,
-                                    NULL),
+    cr_assert_eq(
+        loco_ref_model_run(&cfg, p, tokens, targets, TB, TT, &loss_t, NULL, g_t, NULL, NULL),
+        LOCO_OK);
+    cr_assert_eq(loco_ref_model_run(&cfg, p, tokens, targets, TB, TT, &loss_u, NULL, g_u, &u, NULL),
                  LOCO_OK);
     cr_assert_eq(loss_t, loss_u, "untied copies change the forward: %.17g vs %.17g", loss_t,
                  loss_u);
@@ -430,8 +452,8 @@ Test(model_kv, shared_kv_gradient_is_sum_over_untied_readers)
     for (int i = 0; i < t->count; i++) {
         const loco_tensor *ti = &t->tensors[i];
         size_t worst;
-        double e = norm_err_fd(loco_model_grads(m) + ti->offset, g_u + ti->offset, ti->numel,
-                               floor, &worst);
+        double e = norm_err_fd(loco_model_grads(m) + ti->offset, g_u + ti->offset, ti->numel, floor,
+                               &worst);
         cr_assert(e <= 1e-4, "fp32 %s: %.3g", ti->name, e);
     }
     for (int l = 1; l < 4; l += 2) {
@@ -469,8 +491,8 @@ static void check_decode(const variant *v, size_t expect_cache)
                          err.msg);
             size_t worst;
             double e = norm_err_ff(logits, full + (size_t)t * 64, 64, 1e-6, &worst);
-            cr_assert(e <= 1e-5, "%s: position %d: decode differs from forward by %.3g", v->name,
-                      t, e);
+            cr_assert(e <= 1e-5, "%s: position %d: decode differs from forward by %.3g", v->name, t,
+                      e);
         }
         cr_assert_eq(loco_kv_cache_len(cache), TT);
         loco_error_clear(&err);

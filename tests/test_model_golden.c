@@ -69,8 +69,7 @@ Test(model_golden, matches_pytorch_logits_loss_and_gradients)
 
     float loss;
     loco_model_zero_grad(m);
-    cr_assert_eq(loco_model_forward(m, tokens, targets, B, T, &loss, &err), LOCO_OK, "%s",
-                 err.msg);
+    cr_assert_eq(loco_model_forward(m, tokens, targets, B, T, &loss, &err), LOCO_OK, "%s", err.msg);
     cr_assert(fabsf(loss - want_loss) <= 2e-6f * want_loss, "loss %.8f, torch %.8f", loss,
               want_loss);
     size_t worst;

@@ -68,8 +68,8 @@ static void run_gemm_case(const gemm_case *gc, int variant)
         for (int j = 0; j < ldc; j++) {
             float got = c[i * ldc + j], exp = want[i * ldc + j];
             if (j >= N) { /* padding must be untouched */
-                cr_assert_eq(loco_f32_bits(got), loco_f32_bits(exp), "padding written at %d,%d",
-                             i, j);
+                cr_assert_eq(loco_f32_bits(got), loco_f32_bits(exp), "padding written at %d,%d", i,
+                             j);
                 continue;
             }
             cr_assert(fabsf(got - exp) <= 1e-5f * (float)(K + 1),
@@ -88,7 +88,7 @@ static void run_gemm_case(const gemm_case *gc, int variant)
 
 Test(gemm, matches_naive_on_every_layout_and_edge)
 {
-    const int dims[][3] = {{1, 1, 1},    {6, 16, 1},   {7, 17, 3},     {5, 15, 300},
+    const int dims[][3] = {{1, 1, 1},     {6, 16, 1},    {7, 17, 3},     {5, 15, 300},
                            {13, 40, 257}, {150, 33, 64}, {64, 1030, 20}, {200, 200, 513}};
     for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
         for (int ta = 0; ta < 2; ta++) {
@@ -102,6 +102,76 @@ Test(gemm, matches_naive_on_every_layout_and_edge)
             }
         }
     }
+}
+
+Test(gemm, bias_and_residual_addends_on_every_split)
+{
+    const int dims[][3] = {{300, 70, 600}, {40, 700, 300}, {7, 9, 0}, {13, 40, 5}};
+    loco_gemm_workspace ws;
+    cr_assert_eq(loco_gemm_workspace_init(&ws, 2), LOCO_OK);
+    omp_set_num_threads(2);
+    for (size_t d = 0; d < sizeof dims / sizeof dims[0]; d++) {
+        int M = dims[d][0], N = dims[d][1], K = dims[d][2];
+        ptrdiff_t ldc = N + 2, ldr = N + 5;
+        float *a = rand_floats((size_t)M * K + 1, 1, 1.0f),
+              *b = rand_floats((size_t)K * N + 1, 2, 1.0f);
+        float *bias = rand_floats(N, 3, 1.0f), *res = rand_floats((size_t)M * ldr, 4, 1.0f);
+        float *c = rand_floats((size_t)M * ldc, 5, 1.0f), *want = calloc((size_t)M * ldc, 4);
+        loco_sgemm_naive(M, N, K, a, K, 1, b, N, 1, want, ldc, false);
+        loco_gemm_epilogue epi = {bias, res, ldr, NULL, NULL};
+        loco_sgemm_ex(&ws, M, N, K, a, K, 1, b, N, 1, c, ldc, false, &epi);
+        for (int i = 0; i < M; i++) {
+            for (int j = 0; j < N; j++) {
+                float exp = want[i * ldc + j] + bias[j] + res[i * ldr + j];
+                cr_assert(fabsf(c[i * ldc + j] - exp) <= 1e-5f * (K + 2),
+                          "M=%d N=%d K=%d [%d][%d]: %g want %g", M, N, K, i, j, c[i * ldc + j],
+                          exp);
+            }
+        }
+        free(a);
+        free(b);
+        free(bias);
+        free(res);
+        free(c);
+        free(want);
+    }
+    loco_gemm_workspace_free(&ws);
+}
+
+Test(gemm, prepacked_b_prefixes_match_naive_and_serial)
+{
+    int PK = 300, PN = 45; /* packed depth and width */
+    float *b = rand_floats((size_t)PK * PN, 7, 1.0f);
+    float *packed = malloc(loco_gemm_packed_floats(PK, PN) * sizeof(float));
+    loco_gemm_pack(PK, PN, b, 1, PK, packed); /* B(k, n) = b[n*PK + k]: stored transposed */
+    loco_gemm_workspace ws;
+    cr_assert_eq(loco_gemm_workspace_init(&ws, 1), LOCO_OK);
+    const int cases[][4] = {{7, 45, 300, 0}, {13, 16, 17, 1}, {6, 33, 1, 0}, {20, 45, 260, 1}};
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int M = cases[i][0], N = cases[i][1], K = cases[i][2], ta = cases[i][3];
+        float *a = rand_floats((size_t)M * K, 8, 1.0f);
+        ptrdiff_t a_rs = ta ? 1 : K, a_cs = ta ? M : 1;
+        float *c = rand_floats((size_t)M * N, 9, 1.0f), *want = malloc((size_t)M * N * 4);
+        float *serial = malloc((size_t)M * N * 4);
+        memcpy(want, c, (size_t)M * N * 4);
+        memcpy(serial, c, (size_t)M * N * 4);
+        loco_sgemm_naive(M, N, K, a, a_rs, a_cs, b, 1, PK, want, N, true);
+        loco_sgemm_serial(ws.buf, M, N, K, a, a_rs, a_cs, b, 1, PK, serial, N, true);
+        loco_sgemm_prepacked(ws.buf, M, N, K, a, a_rs, a_cs, packed, PK, c, N, true);
+        cr_assert_arr_eq(c, serial, (size_t)M * N * 4,
+                         "prepacked differs from serial (M=%d N=%d K=%d)", M, N, K);
+        for (int j = 0; j < M * N; j++) {
+            cr_assert(fabsf(c[j] - want[j]) <= 1e-5f * (K + 1), "M=%d N=%d K=%d: %g vs %g", M, N, K,
+                      c[j], want[j]);
+        }
+        free(a);
+        free(c);
+        free(want);
+        free(serial);
+    }
+    loco_gemm_workspace_free(&ws);
+    free(b);
+    free(packed);
 }
 
 Test(gemm, zero_depth_clears_or_keeps)
@@ -161,12 +231,12 @@ Test(vmath, exp_matches_libm)
 /* ---------------------------------------------------------------------------------------------
  * Layers against the double references */
 
-#define CHECK_CLOSE(got, want, n, tol, what)                                                   \
-    do {                                                                                       \
-        size_t worst_;                                                                         \
-        double e_ = norm_err_fd((got), (want), (n), 1e-6, &worst_);                            \
-        cr_assert(e_ <= (tol), "%s: normalised error %.3g at %zu (%g vs %g)", (what), e_,      \
-                  worst_, (double)(got)[worst_], (want)[worst_]);                              \
+#define CHECK_CLOSE(got, want, n, tol, what)                                                       \
+    do {                                                                                           \
+        size_t worst_;                                                                             \
+        double e_ = norm_err_fd((got), (want), (n), 1e-6, &worst_);                                \
+        cr_assert(e_ <= (tol), "%s: normalised error %.3g at %zu (%g vs %g)", (what), e_, worst_,  \
+                  (double)(got)[worst_], (want)[worst_]);                                          \
     } while (0)
 
 Test(layers, layernorm_forward_backward)
@@ -220,6 +290,39 @@ Test(layers, matmul_forward_backward_with_bias_and_residual)
     loco_gemm_workspace_free(&ws);
 }
 
+Test(layers, matmul_with_fused_gelu)
+{
+    int N = 200, C = 40, OC = 90; /* big enough for the parallel split */
+    loco_gemm_workspace ws;
+    cr_assert_eq(loco_gemm_workspace_init(&ws, 2), LOCO_OK);
+    float *x = rand_floats((size_t)N * C, 1, 1.0f), *w = rand_floats((size_t)OC * C, 2, 1.0f);
+    float *b = rand_floats(OC, 3, 1.0f), *out = calloc((size_t)N * OC, 4);
+    float *act = calloc((size_t)N * OC, 4);
+    double *xd = to_double(x, (size_t)N * C), *wd = to_double(w, (size_t)OC * C);
+    double *bd = to_double(b, OC), *outd = calloc((size_t)N * OC, 8);
+    double *actd = calloc((size_t)N * OC, 8);
+    loco_matmul_gelu_forward(&ws, out, act, x, w, b, N, C, OC);
+    loco_ref_matmul_forward(outd, xd, wd, bd, N, C, OC);
+    loco_ref_gelu_forward(actd, outd, (size_t)N * OC);
+    CHECK_CLOSE(out, outd, (size_t)N * OC, 1e-6, "fc pre-activation");
+    CHECK_CLOSE(act, actd, (size_t)N * OC, 1e-6, "fused gelu");
+    /* backward of the next layer (OC -> C2) whose input is act = gelu(out) */
+    int C2 = 30;
+    float *w2 = rand_floats((size_t)C2 * OC, 4, 1.0f), *dy = rand_floats((size_t)N * C2, 5, 1.0f);
+    float *dinp = calloc((size_t)N * OC, 4), *dw2 = calloc((size_t)C2 * OC, 4);
+    float *db2 = calloc(C2, 4);
+    double *w2d = to_double(w2, (size_t)C2 * OC), *dyd = to_double(dy, (size_t)N * C2);
+    double *dactd = calloc((size_t)N * OC, 8), *dpred = calloc((size_t)N * OC, 8);
+    double *dw2d = calloc((size_t)C2 * OC, 8), *db2d = calloc(C2, 8);
+    loco_matmul_backward_gelu(&ws, dinp, dw2, db2, dy, act, w2, out, N, OC, C2);
+    loco_ref_matmul_backward(dactd, dw2d, db2d, dyd, actd, w2d, N, OC, C2);
+    loco_ref_gelu_backward(dpred, outd, dactd, (size_t)N * OC);
+    CHECK_CLOSE(dinp, dpred, (size_t)N * OC, 1e-5, "dinp through the fused gelu");
+    CHECK_CLOSE(dw2, dw2d, (size_t)C2 * OC, 1e-5, "dweight");
+    CHECK_CLOSE(db2, db2d, C2, 1e-5, "dbias");
+    loco_gemm_workspace_free(&ws);
+}
+
 static void check_attention(int B, int T, int NH, int NKV, int hs)
 {
     int C = NH * hs, KV = NKV * hs, q_stride = C + 5, kv_stride = 2 * KV + 3;
@@ -230,7 +333,7 @@ static void check_attention(int B, int T, int NH, int NKV, int hs)
     float *dout = rand_floats(N * C, 3, 1.0f), *out = calloc(N * C, 4);
     float *att = calloc((size_t)B * NH * T * T, 4);
     float *dq = rand_floats(N * q_stride, 4, 1.0f), *dkv = rand_floats(N * kv_stride, 5, 1.0f);
-    float *scratch = calloc(2 * loco_attention_scratch_floats(T), 4);
+    float *scratch = calloc(2 * loco_attention_scratch_floats(T, hs), 4);
     double *qd = to_double(q, N * q_stride), *kvd = to_double(kv, N * kv_stride);
     double *doutd = to_double(dout, N * C), *outd = calloc(N * C, 8);
     double *attd = calloc((size_t)B * NH * T * T, 8), *dqd = calloc(N * q_stride, 8);

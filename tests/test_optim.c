@@ -9,7 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const float k_grads[3][3] = {{0.5f, -1.0f, 0.0f}, {-0.25f, 2.0f, 1e-3f}, {0.1f, 0.1f, -3.0f}};
+static const float k_grads[3][3] = {
+    {0.5f, -1.0f, 0.0f}, {-0.25f, 2.0f, 1e-3f}, {0.1f, 0.1f, -3.0f}};
 
 static void run_steps(const loco_optim_params *p, const double want[3][3], const char *what)
 {
@@ -68,8 +69,7 @@ Test(optim, sgd_momentum_and_nesterov_match_hand_computed_steps)
     /* Momentum 0.9, element 0: buf = 0.5, p = 1 - 0.05 = 0.95; buf = 0.45 - 0.25 = 0.2,
      * p = 0.95 - 0.02 = 0.93; buf = 0.18 + 0.1 = 0.28, p = 0.93 - 0.028 = 0.902. */
     p.momentum = 0.9f;
-    const double mom[3][3] = {
-        {0.95, -1.9, 0.5}, {0.93, -2.01, 0.4999}, {0.902, -2.119, 0.79981}};
+    const double mom[3][3] = {{0.95, -1.9, 0.5}, {0.93, -2.01, 0.4999}, {0.902, -2.119, 0.79981}};
     run_steps(&p, mom, "sgd momentum");
     /* Nesterov, element 0: d = 0.5 + 0.9 * 0.5 = 0.95, p = 0.905; buf = 0.2,
      * d = -0.25 + 0.18 = -0.07, p = 0.912; buf = 0.28, d = 0.1 + 0.252 = 0.352, p = 0.8768. */

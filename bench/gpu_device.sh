@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# bench/gpu_device.sh — one session on a GPU machine: offline setup from .deb files, build with
+# CUDA, the GPU tests, then `loco bench gpu` against PyTorch; a short table last.
+#
+#   bash bench/gpu_device.sh [STAGE...]   stages, in this order: setup layers kernels bench
+#                                         profile variants tests multi (default: all; layers =
+#                                         the kernel tests, kernels = the flash tile variants
+#                                         timed, variants = loco alone on GQA/MQA/shared-K/V
+#                                         shapes, tests = the optimizer and whole-model tests,
+#                                         codecs = GPU quantizers: bytes vs the CPU codec and
+#                                         throughput vs a copy, multi = one worker of all GPUs
+#                                         with NCCL, when the machine has two or more)
+#
+# Environment: OUT (logs and JSON, default /tmp/loco-gpu-out), LOCO_PKG_DIR (default ./.deb),
+# LOCO_BUILD_DIR (default /tmp/loco-build), BENCH_ARGS (extra `loco bench gpu` options).
+# NVLink multicast stays off (the lab's rule for shared hosts). At most 7 files land in OUT.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+export PYTHONUNBUFFERED=1
+OUT=${OUT:-/tmp/loco-gpu-out}
+mkdir -p "$OUT"
+export LOCO_PKG_DIR=${LOCO_PKG_DIR:-$PWD/.deb}
+export LOCO_BUILD_DIR=${LOCO_BUILD_DIR:-/tmp/loco-build}
+stages=${*:-setup layers kernels bench profile variants tests codecs multi}
+summary=()
+has() { case " $stages " in *" $1 "*) return 0 ;; esac; return 1; }
+stamp() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
+echo "== $(stamp) $(nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader)"
+nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+
+if has setup; then
+  t0=$SECONDS
+  LOCO_CUDA=ON bash launch/setup.sh > "$OUT/setup.log" 2>&1
+  rc=$?
+  tail -n 5 "$OUT/setup.log"
+  cp "$LOCO_BUILD_DIR.build.log" "$OUT/build.log" 2>/dev/null
+  summary+=("setup+build: rc $rc, $((SECONDS - t0)) s")
+  [ $rc -eq 0 ] || { printf '%s\n' "${summary[@]}"; exit 1; }
+fi
+# shellcheck disable=SC1091
+[ -f "$LOCO_PKG_DIR/root/env.sh" ] && . "$LOCO_PKG_DIR/root/env.sh"
+
+run_tests() { # run_tests NAME...: the Criterion GPU tests, 120 s each at most
+  for t in "$@"; do
+    t0=$SECONDS
+    timeout 120 "$LOCO_BUILD_DIR/tests/$t" --verbose --jobs 1 > "$OUT/$t.tmp" 2>&1
+    rc=$?
+    grep -E "max rel err|loss cpu|worst gradient|rel diff|FAIL|Crash|Synthesis|Assert" \
+      "$OUT/$t.tmp" | head -n 80
+    summary+=("$t: rc $rc, $((SECONDS - t0)) s, $(grep Synthesis "$OUT/$t.tmp" | sed 's/.*Synthesis: //')")
+    { echo "==== $t (rc $rc)"; cat "$OUT/$t.tmp"; } >> "$OUT/tests.log"
+    rm -f "$OUT/$t.tmp"
+  done
+}
+
+has layers && run_tests test_cuda_layers
+if has kernels; then
+  timeout 120 "$LOCO_BUILD_DIR/loco" bench gpu --kernels 1 ${BENCH_ARGS:-} 2>&1 \
+    | tee -a "$OUT/profile.log"
+fi
+if has bench; then
+  t0=$SECONDS
+  timeout 300 "$LOCO_BUILD_DIR/loco" bench gpu --json "$OUT/bench_gpu.json" ${BENCH_ARGS:-} \
+    > "$OUT/bench.log" 2>&1
+  rc=$?
+  cat "$OUT/bench.log"
+  summary+=("bench gpu: rc $rc, $((SECONDS - t0)) s")
+fi
+
+if has profile; then
+  timeout 90 "$LOCO_BUILD_DIR/loco" bench gpu --no-torch --steps 5 --warmup 3 --profile 3 \
+    ${BENCH_ARGS:-} 2>&1 | tee -a "$OUT/profile.log"
+fi
+
+if has variants; then # the K/V-cache-shrinking shapes, loco alone (no baseline needed)
+  for v in "--kv-heads 4" "--kv-heads 1" "--share 2" "--kv-heads 4 --share 2"; do
+    # shellcheck disable=SC2086
+    timeout 60 "$LOCO_BUILD_DIR/loco" bench gpu --no-torch --steps 10 --warmup 3 $v \
+      ${BENCH_ARGS:-} 2>&1 | grep -E "^  loco:|^L[0-9]" | tee -a "$OUT/variants.log"
+  done
+fi
+
+has tests && run_tests test_cuda_optim test_cuda_model
+
+if has codecs; then
+  run_tests test_cuda_codec
+  timeout 120 "$LOCO_BUILD_DIR/loco" bench gpucodec --json "$OUT/gpucodec.json" 2>&1 \
+    | tee -a "$OUT/bench.log"
+fi
+
+ngpu=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU')
+if has multi && [ "$ngpu" -ge 2 ]; then # several GPUs as one worker, NCCL over loco's bootstrap
+  for run in "1 --steps 10" "$ngpu --steps 10" "$ngpu --steps 10 --no-overlap"; do
+    np=${run%% *}
+    # shellcheck disable=SC2086
+    LOCO_MPIRUN_TIMEOUT=150 launch/loco-mpirun -np "$np" "$LOCO_BUILD_DIR/tools/gpu_worker" \
+      --warmup 3 ${run#* } 2>&1 | grep -E "^step|^gpu_worker" | tee -a "$OUT/variants.log"
+    summary+=("$(grep '^gpu_worker: GPUs' "$OUT/variants.log" | tail -n 1)")
+  done
+fi
+
+echo "== $(stamp) summary"
+printf '%s\n' "${summary[@]}"
