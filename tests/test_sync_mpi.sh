@@ -80,12 +80,17 @@ int8=$(sent_per_worker "$LOCO_TMP/diloco-int8")
 [ "$int8" -lt "$diloco" ] || fail "int8 pseudo-gradients ($int8 B) not smaller than fp32 ($diloco B)"
 pass "ddp $ddp B, diloco $diloco B, diloco int8 $int8 B per worker"
 
-echo "--- 2. two workers meeting with --join (no MPI)"
+echo "--- 2. two workers meeting with --join (no MPI; the run key from transport.key_file)"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+expect_rc 2 env -u LOCO_RUN_KEY -u LOCO_RUN_KEY_FILE "$LOCO" train "$LOCO_SRC/configs/diloco.yaml" \
+  "${common[@]}" --set run.dir="$LOCO_TMP/nokey" --join "127.0.0.1:$port" --rank 0 --world 2
+expect_err "no run key"
+key=$LOCO_TMP/run.key
+(umask 077; head -c 32 /dev/urandom | base64 > "$key")
 for r in 0 1; do
   timeout 90 "$LOCO" train "$LOCO_SRC/configs/diloco.yaml" "${common[@]}" --set sync.h=10 \
-    --set run.dir="$LOCO_TMP/join" --join "127.0.0.1:$port" --rank $r --world 2 \
-    >"$LOCO_TMP/join.$r.out" 2>&1 &
+    --set run.dir="$LOCO_TMP/join" --set transport.key_file="$key" --join "127.0.0.1:$port" \
+    --rank $r --world 2 >"$LOCO_TMP/join.$r.out" 2>&1 &
 done
 wait
 check_run "$LOCO_TMP/join" 2 || { cat "$LOCO_TMP/join.0.out" "$LOCO_TMP/join.1.out" >&2; fail "join"; }
