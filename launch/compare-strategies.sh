@@ -5,7 +5,7 @@
 #   bash launch/compare-strategies.sh [CONFIG...]      default: all of them, DDP first
 #
 # Each config in configs/ (ddp, ddp-topk, ddp-terngrad, ddp-qsgd4, diloco, diloco-int8,
-# diloco-h200, diloco-h200-int8, diloco-delay, diloco-qsr, streaming, demo) runs with
+# diloco-h200, diloco-h200-int8, diloco-delay, diloco-qsr, fedavg, streaming, demo) runs with
 # LOCO_WORKERS (4) workers under launch/loco-mpirun into runs/compare/NAME; a run whose
 # run.json already says "ok" is kept (delete it to redo). The report (table + PNG plots of
 # validation loss against tokens and against bytes sent per worker) goes to runs/compare/report.
@@ -20,11 +20,11 @@ read -r -a extra <<< "${LOCO_TRAIN_ARGS:-}"
 configs=("$@")
 if [ ${#configs[@]} -eq 0 ]; then
   configs=(ddp ddp-topk ddp-terngrad ddp-qsgd4 diloco diloco-int8 diloco-h200 diloco-h200-int8
-           diloco-delay diloco-qsr streaming demo)
+           diloco-delay diloco-qsr fedavg streaming demo)
 fi
 [ -x "$build_dir/loco" ] || { echo "compare-strategies.sh: build first (bash launch/setup.sh)" >&2; exit 1; }
-[ -f data/default/train.tok ] || "$build_dir/loco" data prepare --out data/default \
-  /usr/share/games/fortunes /usr/share/dictd/gcide.dict.dz
+[ -f data/fortunes/train.tok ] || "$build_dir/loco" data prepare --out data/fortunes \
+  "${LOCO_CORPUS_ROOT:-}/usr/share/games/fortunes"
 
 status_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' "$1" 2>/dev/null || echo none; }
 

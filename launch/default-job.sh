@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # launch/default-job.sh — the README's default job (`bash launch/setup.sh run` ends here).
 #
-# Trains one small GPT on the default corpus with 4 workers twice, under launch/loco-mpirun:
+# Trains one small GPT on the fortunes corpus with 4 workers twice, under launch/loco-mpirun:
 #   configs/ddp.yaml     data parallel: gradients averaged every step (the baseline)
 #   configs/diloco.yaml  DiLoCo: 50 local steps between averages of the pseudo-gradient
 # then compares them with `loco report` (validation loss against tokens and against bytes sent
@@ -19,10 +19,9 @@ read -r -a extra <<< "${LOCO_TRAIN_ARGS:-}"
 say() { printf '\033[1m[default-job]\033[0m %s\n' "$*"; }
 
 [ -x "$build_dir/loco" ] || { echo "default-job.sh: $build_dir/loco is missing; run bash launch/setup.sh" >&2; exit 1; }
-if [ ! -f data/default/train.tok ] || [ ! -f data/default/val.tok ]; then
-  say "preparing the default corpus (fortunes + dict-gcide) in data/default"
-  "$build_dir/loco" data prepare --out data/default \
-    "${LOCO_CORPUS_ROOT:-}/usr/share/games/fortunes" "${LOCO_CORPUS_ROOT:-}/usr/share/dictd/gcide.dict.dz"
+if [ ! -f data/fortunes/train.tok ] || [ ! -f data/fortunes/val.tok ]; then
+  say "preparing the fortunes corpus in data/fortunes"
+  "$build_dir/loco" data prepare --out data/fortunes "${LOCO_CORPUS_ROOT:-}/usr/share/games/fortunes"
 fi
 
 status_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' "$1" 2>/dev/null || echo none; }

@@ -17,6 +17,8 @@ out=${LOCO_WALL_DIR:-runs/wallclock}
 read -r -a extra <<< "${LOCO_TRAIN_ARGS:-}"
 links=("$@")
 [ ${#links[@]} -gt 0 ] || links=("1gbit 50ms" "100mbit 50ms")
+[ -f data/fortunes/train.tok ] || "$build_dir/loco" data prepare --out data/fortunes \
+  "${LOCO_CORPUS_ROOT:-}/usr/share/games/fortunes"
 status_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["status"])' "$1" 2>/dev/null || echo none; }
 
 tables=()

@@ -323,6 +323,13 @@ void loco_loader_next(loco_loader *loader, uint16_t *inputs, uint16_t *targets)
     }
 }
 
+void loco_loader_seek_spread(loco_loader *loader, int b, int n)
+{
+    LOCO_ASSERT(n > 0 && b >= 0 && b < n);
+    uint64_t stride = loader->length > 0 ? (loader->length - 1) / (uint64_t)n : 0;
+    loader->cursor = (uint64_t)b * stride;
+}
+
 loco_loader_state loco_loader_get_state(const loco_loader *loader)
 {
     return (loco_loader_state){loader->cursor, loader->epoch};

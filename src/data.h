@@ -135,6 +135,12 @@ uint64_t loco_loader_file_index(const loco_loader *loader, uint64_t pos);
 /* Token at position pos of this worker's stream (pos < length). */
 uint16_t loco_loader_token_at(const loco_loader *loader, uint64_t pos);
 
+/* Place the cursor at the start of batch b of n batches spread evenly over the stream:
+ * b * floor((length - 1) / n). With n at most (length - 1) / (B T) the batches do not overlap
+ * (n = that maximum reads nearly the whole stream); validation uses this so a few batches
+ * sample every source, not just the first ones. */
+void loco_loader_seek_spread(loco_loader *loader, int b, int n);
+
 loco_loader_state loco_loader_get_state(const loco_loader *loader);
 void loco_loader_set_state(loco_loader *loader, loco_loader_state state);
 

@@ -172,6 +172,7 @@ int loco_cmd_eval(int argc, char **argv)
         }
     }
     for (int b = 0; LOCO_OK == st && b < batches; b++) {
+        loco_loader_seek_spread(&loader, b, batches); /* as training's validation does */
         loco_loader_next(&loader, inputs, targets);
         float loss = NAN;
         st = loco_model_forward(model, inputs, targets, B, T, &loss, &err);

@@ -10,7 +10,7 @@
  * and rank 0 gathers every worker's totals and digests into run.json.
  *
  * Validation evaluates the strategy's shared parameters (theta_global for diloco/streaming, the
- * replica otherwise) on the first train.eval_batches batches of val.tok, the batches dealt
+ * replica otherwise) on train.eval_batches batches spread evenly over val.tok, the batches dealt
  * round-robin to the workers and the losses summed by one allreduce: the same number for every
  * strategy and worker count.
  *
@@ -283,8 +283,9 @@ static void worker_free(worker *w)
 /* ---------------------------------------------------------------------------------------------
  * Evaluation */
 
-/* Mean loss of the strategy's shared parameters over the first train.eval_batches batches of
- * val.tok; batch b is scored by worker b mod world and the sums meet in one allreduce. */
+/* Mean loss of the strategy's shared parameters over train.eval_batches batches spread evenly
+ * over val.tok (every source sampled); batch b is scored by worker b mod world and the sums meet
+ * in one allreduce. */
 static loco_status evaluate(worker *w, double *val_loss, loco_error *err)
 {
     double t0 = loco_now_s();
@@ -302,10 +303,11 @@ static loco_status evaluate(worker *w, double *val_loss, loco_error *err)
                                       t->batch, t->seq_len, err);
     float sum = 0;
     for (int b = 0; LOCO_OK == st && b < t->eval_batches; b++) {
-        loco_loader_next(&val, w->inputs, w->targets);
         if (b % w->world != w->rank) {
             continue;
         }
+        loco_loader_seek_spread(&val, b, t->eval_batches);
+        loco_loader_next(&val, w->inputs, w->targets);
         float loss = NAN;
         st = loco_model_forward(w->model, w->inputs, w->targets, t->batch, t->seq_len, &loss, err);
         sum += loss;
@@ -458,6 +460,7 @@ static int gather_summaries(worker *w, worker_summary *all, loco_error *err)
         loco_allgather(w->comm, &mine, sizeof mine, all, LOCO_DTYPE_BYTE, &info);
     if (LOCO_OK != st) {
         loco_error_set(err, st, "gathering the workers' totals failed: %s", info.error);
+        train_comm_result(w, st, err);
         all[0] = mine;
         return 1;
     }

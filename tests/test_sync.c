@@ -396,6 +396,30 @@ Test(sync, qsr_round_lengths)
     sim_free(s);
 }
 
+Test(sync, ddp_is_large_batch_sgd)
+{
+    sim *s = sim_new(3, 6, LOCO_SYNC_DDP);
+    table_flat(s, 4);
+    sgd_params(&s->op, 0.1f);
+    s->rule = GRAD_QUADRATIC;
+    s->c[0] = 1.0f;
+    s->c[1] = -2.0f;
+    s->c[2] = 0.5f;
+    sim_run(s);
+    double x[4] = {0};
+    for (int t = 0; t < 6; t++) {
+        for (int i = 0; i < 4; i++) {
+            double gbar = x[i] - (1.0 - 2.0 + 0.5) / 3.0 * (i + 1);
+            x[i] -= 0.1 * gbar;
+            for (int r = 0; r < 3; r++) {
+                cr_assert(fabs(s->trace[r][t][i] - x[i]) < 1e-5, "rank %d step %d: %.7f vs %.7f",
+                          r, t + 1, s->trace[r][t][i], x[i]);
+            }
+        }
+    }
+    sim_free(s);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Streaming DiLoCo */
 
