@@ -43,6 +43,12 @@ typedef struct loco_train_params {
     int log_every;        /* progress line and metrics every N steps */
     int max_nonfinite;    /* stop after this many skipped non-finite steps */
     int threads;          /* OpenMP threads (0 = all cores) */
+    /* On the control plane (ft.coordinator not none; src/train_ft.c): */
+    int sync_every;       /* ddp/demo: a sync point every N steps (diloco, streaming: each round) */
+    int leave_at_step;    /* leave the group at the first sync point from this step (-1: never) */
+    int kill_at_step;     /* tests: SIGKILL this worker mid-collective from this step (-1: never) */
+    size_t kill_after_bytes; /* ... once it has sent this many bytes since that step began */
+    char fault_members[128]; /* member ids leave_at_step / kill_at_step apply to ("" = all) */
 } loco_train_params;
 
 /* How a worker finds its peers (transport.launch). */
