@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # launch/churn-run.sh — a seeded, randomized churn run on real `loco train` workers: a long
 # DiLoCo run (4 workers under launch/loco-mpirun) goes through EVENTS kill -9 / SIGSTOP (longer
-# than ft.op_deadline: evicted) / SIGTERM (leave) / join events, keeping between MIN and MAX
+# than ft.op_deadline and transport.peer_timeout: evicted, or lost if it hosted the coordinator) / SIGTERM (leave) / join events, keeping between MIN and MAX
 # workers, then every result is checked from loco's own files: the run finished, the survivors'
 # parameter and shared-state digests are equal, run.json's membership counts match the events,
 # every process ended (no hang). Before that, KILLS kill -9s mid-collective (train.kill_at_step)
@@ -28,6 +28,8 @@ ap.add_argument("--min", type=int, default=3, dest="min_w")
 ap.add_argument("--max", type=int, default=6, dest="max_w")
 ap.add_argument("--steps", type=int, default=0, help="training steps (0: 200 per event)")
 ap.add_argument("--deadline", type=float, default=2.0, help="ft.op_deadline in seconds")
+ap.add_argument("--peer-timeout", type=float, default=3.0, dest="peer_timeout",
+                help="transport.peer_timeout in seconds (a stopped coordinator host is lost after it)")
 a = ap.parse_args(sys.argv[2:])
 a.steps = a.steps or 200 * a.events
 src = os.path.abspath(os.path.join(here, ".."))
@@ -167,7 +169,9 @@ subprocess.run(["rm", "-rf", run_dir])
 n_ports = 4 + a.events
 base = free_port_block(2 * n_ports)
 common = TINY + [f"train.steps={a.steps}", f"optim.total_steps={a.steps}", "sync.h=10",
-                 f"ft.op_deadline={a.deadline}s", "train.log_every=10", f"run.dir={run_dir}",
+                 f"ft.op_deadline={a.deadline}s", f"transport.peer_timeout={a.peer_timeout}s",
+                 "ft.sync_timeout=20s",  # a stopped coordinator host gives up this long after waking
+                 "train.log_every=10", f"run.dir={run_dir}",
                  "ft.join_timeout=60s"]
 cfg = os.path.join(src, "configs", "diloco.yaml")
 mpi_out = open(os.path.join(a.out, "mpirun.out"), "w")
@@ -264,7 +268,7 @@ for i, target in enumerate(targets):
             os.kill(w["pid"], signal.SIGTERM)
         else:
             os.kill(w["pid"], signal.SIGSTOP)
-            time.sleep(a.deadline + 1.5)
+            time.sleep(max(a.deadline, a.peer_timeout) + 1.5)  # late even as the coordinator's host
             os.kill(w["pid"], signal.SIGCONT)
         w["gone"] = True
         if kind != "kill":  # it must end by itself: left, or evicted when it wakes

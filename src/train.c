@@ -641,7 +641,10 @@ int loco_cmd_train(int argc, char **argv)
     if (LOCO_OK == st) {
         w->outcome = "finished";
     }
-    bool summarise = 0 == strcmp(w->outcome, "finished") || 0 == strcmp(w->outcome, "failed");
+    /* a worker that left, was removed, or lost the group (it may have been stopped while the
+     * others went on) does not write the run's summary; its member.ID.json says what happened */
+    bool summarise = 0 == strcmp(w->outcome, "finished") ||
+                     (0 == strcmp(w->outcome, "failed") && !w->cut_off);
     if (initialised && summarise) {
         worker_summary *all = NULL;
         loco_error gather_err = {0};

@@ -253,6 +253,7 @@ bool train_repeat_after_loss(worker *w, loco_status *st, loco_error *err)
         return false;
     }
     if (LOCO_OK != rs) {
+        w->cut_off = true;
         *st = loco_error_set(err, rs, "step %lld: recovering after a lost worker failed: %s "
                                       "(the loss: %s)",
                              (long long)w->step, loco_comm_error(w->comm), cause);

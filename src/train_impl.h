@@ -57,6 +57,8 @@ typedef struct worker {
     int64_t step_retries;      /* ... in the current step */
     int64_t repeats_in_row;    /* recoveries since the last completed step (a runaway guard) */
     double fail_wall_s;        /* wall clock when the current step first lost a worker */
+    bool cut_off;              /* a recovery failed: the group may go on without this worker,
+                                * so it does not speak for the run (no run.json) */
     bool fault_target;         /* train.fault_members names this worker */
     struct train_watcher *watcher; /* SIGTERM and fault-injection thread (NULL: none) */
 } worker;

@@ -18,6 +18,9 @@
 #      a joiner with the wrong key (refused, exit != 0, not counted), kill -9 and the same
 #      worker re-joining, a new worker joining, then the coordinator's process killed (the two
 #      joiners take over at once): 2 survivors with equal digests
+#   5. the coordinator's host SIGSTOPped past transport.peer_timeout: the others take over and
+#      finish; woken, it gives up after ft.sync_timeout (exit 1, outcome "failed") without
+#      writing run.json
 source "$(dirname "$0")/lib.sh"
 export LOCO_MPIRUN_TIMEOUT=150
 export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0"
@@ -124,8 +127,9 @@ mpirun_pid=$!
 pid_of() {
   local p
   for p in $(pgrep -x loco); do
-    if tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null | grep -qF "run.dir=$dir " &&
-       tr '\0' '\n' <"/proc/$p/environ" 2>/dev/null | grep -qx "OMPI_COMM_WORLD_RANK=$1"; then
+    # (no pipes: with pipefail, grep -q leaving early could fail the test by SIGPIPE)
+    if grep -qzxF "run.dir=$dir" "/proc/$p/cmdline" 2>/dev/null &&
+       grep -qzx "OMPI_COMM_WORLD_RANK=$1" "/proc/$p/environ" 2>/dev/null; then
       echo "$p"
     fi
   done
@@ -195,4 +199,22 @@ slow = [r["seconds"] for r in map(json.loads, open(f"{d}/metrics.jsonl"))
 if slow: sys.exit(f"recoveries after the coordinator's death took {slow} s")
 print(f"ok: 2 joiners received {[j['state_bytes_received'] for j in joins]} bytes of state")
 PY
+echo "--- 5. the coordinator's host stopped past transport.peer_timeout: the others go on"
+dir=$LOCO_TMP/stopped-coordinator
+long=(--set train.steps=600 --set optim.total_steps=600 --set transport.link.delay=2ms
+      --set transport.peer_timeout=2s --set ft.op_deadline=3s --set ft.sync_timeout=8s
+      --set run.dir="$dir")
+"${MPIRUN[@]}" "$LOCO" train "$LOCO_SRC/configs/ddp.yaml" "${common[@]}" "${long[@]}" \
+  >"$LOCO_TMP/stopped-coordinator.out" 2>&1 &
+mpirun_pid=$!
+wait_step 20
+p0=$(pid_of 0); [ -n "$p0" ] || fail "no rank 0 process"
+kill -STOP "$p0"; sleep 4; kill -CONT "$p0"
+# woken, it finds no group to recover with and gives up after ft.sync_timeout: no hang, and it
+# does not write the run's summary (the others' new rank 0 does)
+wait_for "$dir/member.0.json"
+wait "$mpirun_pid" || true
+check "$dir" '{"membership": {"started": 4, "died": 1, "evicted": 0, "joined": 0, "left": 0},
+               "survivors": [1, 2, 3], "outcomes": {0: "failed"}, "failover": True}' \
+  || { tail -30 "$LOCO_TMP/stopped-coordinator.out" >&2; fail "stopped coordinator"; }
 pass "train churn"
