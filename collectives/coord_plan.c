@@ -331,8 +331,11 @@ void coord_reconf_check(loco_coord *c)
     LOCO_INFO("coordinator: epoch %u formed with %d members (round %u)", c->epoch, c->world,
               c->round);
     for (int i = 0; i < c->nmem; i++) {
-        c->mem[i].has_req = false;
         c->mem[i].done = false;
+        if (CM_PENDING == c->mem[i].state) {
+            continue; /* a joiner that asked after the plan: its request waits for the next */
+        }
+        c->mem[i].has_req = false;
         loco_msg_reconf_free(&c->mem[i].req);
     }
     c->reconf = c->executing = false;
@@ -591,6 +594,9 @@ static void plan_round(loco_coord *c)
     free(old);
     if (!new_epoch && 0 == p->n_recv) { /* nothing to execute: members return at once */
         for (int i = 0; i < c->nmem; i++) {
+            if (CM_PENDING == c->mem[i].state) {
+                continue; /* a joiner not admitted by this round keeps its request */
+            }
             c->mem[i].has_req = false;
             loco_msg_reconf_free(&c->mem[i].req);
         }

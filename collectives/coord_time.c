@@ -96,6 +96,21 @@ static void takeover_finish(loco_coord *c)
 {
     c->takeover = false;
     bool missing = false;
+    int back = 0;
+    for (int r = 0; r < c->world; r++) {
+        back += CM_MEMBER == c->mem[c->ranks[r]].state && c->mem[c->ranks[r]].registered;
+    }
+    if (back <= 1 && c->world > 2) {
+        /* Nobody but this coordinator's own host came back: far more likely that the host was
+         * cut off (stopped, partitioned) while the others went on under another coordinator
+         * than that all of them died at once. A group of one must not go on training beside
+         * the real one: form nothing; the host's recovery gives up at ft.sync_timeout. */
+        LOCO_WARN("coordinator: after the takeover of epoch %u only its own host came back: it "
+                  "was cut off from the group, which goes on without it",
+                  c->epoch);
+        coord_event(c, "takeover_alone", "\"world\": %d", c->world);
+        return;
+    }
     for (int r = 0; r < c->world; r++) {
         int i = c->ranks[r];
         if (CM_MEMBER == c->mem[i].state && !c->mem[i].registered) {

@@ -189,6 +189,24 @@ typedef struct failover_job {
 
 static void *ftc_failover_main(void *arg);
 
+/* The member whose coordinator listener is at the coordinator's address (LOCO_ID_ANY: none, e.g.
+ * an external coordinator). A joiner is sent to the coordinator by address only; without its
+ * member id a takeover would wait for the lost host to re-register until its deadline. */
+static uint32_t hosting_member(loco_comm_t comm)
+{
+    loco_ftc *f = comm->ftc;
+    uint32_t id = LOCO_ID_ANY;
+    pthread_mutex_lock(&comm->lock);
+    for (int r = 0; r < comm->world && LOCO_COORD_EXTERNAL != comm->cfg.ft.coordinator; r++) {
+        const loco_member *m = &comm->members[r];
+        if (m->cport == f->coord_port && 0 == strcmp(m->host, f->coord_host)) {
+            id = m->id;
+        }
+    }
+    pthread_mutex_unlock(&comm->lock);
+    return id;
+}
+
 void loco_ftc_lost(loco_comm_t comm, const char *why)
 {
     loco_ftc *f = comm->ftc;
@@ -199,6 +217,9 @@ void loco_ftc_lost(loco_comm_t comm, const char *why)
     if (loco_chan_is_open(&f->chan)) {
         epoll_ctl(comm->epfd, EPOLL_CTL_DEL, f->chan.fd, NULL);
         loco_chan_close(&f->chan);
+    }
+    if (LOCO_ID_ANY == f->coord_id && comm->admitted) {
+        f->coord_id = hosting_member(comm); /* a joiner learnt only the coordinator's address */
     }
     if (f->n_failed_hosts < 64 && LOCO_ID_ANY != f->coord_id) {
         f->failed_hosts[f->n_failed_hosts++] = f->coord_id;

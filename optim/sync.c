@@ -1,6 +1,7 @@
 /* optim/sync.c — sync strategy parameters, validation, QSR, the outer optimizer, and the
  * dispatch from loco_sync_* to the strategy files (see sync.h). The shared collective helpers
  * are in sync_comm.c. */
+#include "collectives/membership.h"
 #include "optim/sync_impl.h"
 
 #include <math.h>
@@ -348,9 +349,11 @@ loco_status loco_sync_init(loco_sync **sync, const loco_sync_params *params, loc
     s->ops = strategy_ops(params->strategy);
     s->comm = comm;
     s->rank = NULL != comm ? loco_comm_rank(comm) : 0;
+    s->member = NULL != comm ? loco_comm_member_id(comm) : 0;
     s->world = world;
     s->table = table;
     s->n = table->numel;
+    s->resume_step = -1;
     loco_status st = LOCO_OK;
     if (params->compress && LOCO_CODEC_NONE != params->codec.id) {
         st = loco_codec_init(&s->codec, &params->codec, err);
@@ -412,7 +415,17 @@ loco_status loco_sync_step(loco_sync *sync, const loco_sync_step_in *in, loco_sy
                               "whose inner update was done elsewhere (allowed: none, diloco)",
                               loco_sync_strategy_name(sync->p.strategy));
     }
-    return sync->ops->step(sync, in, out, err);
+    sync->resuming = sync->resume_step == in->step;
+    if (sync->resuming) { /* the local part ran in the failed call: report what it found */
+        out->grad_norm = sync->resume_grad_norm;
+        out->skipped = sync->resume_skipped;
+    }
+    loco_status st = sync->ops->step(sync, in, out, err);
+    sync->resuming = false;
+    sync->resume_step = LOCO_ERR_PEER_LOST == st ? in->step : -1;
+    sync->resume_grad_norm = out->grad_norm;
+    sync->resume_skipped = out->skipped;
+    return st;
 }
 
 loco_status loco_sync_finish(loco_sync *sync, float *params, loco_sync_step_out *out,
@@ -426,7 +439,25 @@ loco_status loco_sync_finish(loco_sync *sync, float *params, loco_sync_step_out 
     if (NULL == sync->ops->finish) {
         return LOCO_OK;
     }
-    return sync->ops->finish(sync, params, out, err);
+    sync->resuming = sync->resume_finish;
+    loco_status st = sync->ops->finish(sync, params, out, err);
+    sync->resuming = false;
+    sync->resume_finish = LOCO_ERR_PEER_LOST == st;
+    return st;
+}
+
+loco_status loco_sync_recovered(loco_sync *sync, loco_error *err)
+{
+    if (NULL == sync->comm) {
+        return LOCO_OK;
+    }
+    sync->rank = loco_comm_rank(sync->comm);
+    sync->world = loco_comm_size(sync->comm);
+    sync->member = loco_comm_member_id(sync->comm); /* a joiner's id is known once admitted */
+    if (NULL == sync->ops->recovered) {
+        return LOCO_OK;
+    }
+    return sync->ops->recovered(sync, err);
 }
 
 const float *loco_sync_eval_params(const loco_sync *sync, const float *params)

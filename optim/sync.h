@@ -41,10 +41,21 @@
  * in the same order). Bytes are counted by the communicator (loco_comm_get_totals).
  *
  * Failures: a collective that fails returns its status (LOCO_ERR_PEER_LOST when a member is
- * lost) from loco_sync_step / loco_sync_finish / loco_sync_eval_exchange. The step's local
- * update has then been applied, the communication has not, and the strategy's shared state is
- * unchanged: the caller's single failure handler decides (today: end the run; with the control
- * plane: recover and repeat the communication).
+ * lost) from loco_sync_step / loco_sync_finish / loco_sync_sum / loco_sync_quiesce. The step's
+ * local part (inner update, encoding into error feedback) has then been applied once, the
+ * communication has not, and the strategy's shared state is unchanged. The caller recovers
+ * and repeats (collectives/membership.h), every member at the same point:
+ *   1. loco_sync_quiesce (its status does not matter: it finishes or gives up what is in
+ *      flight, so that no request is outstanding);
+ *   2. loco_comm_recover (the survivors form the next epoch);
+ *   3. loco_sync_recovered (the strategy takes the new rank and world and starts again, in the
+ *      new epoch, an asynchronous average the loss interrupted);
+ *   4. the failed call again with the same arguments: loco_sync_step and loco_sync_finish then
+ *      repeat only the communication and what follows it, over the new members (averages
+ *      divide by the new world size); loco_sync_sum's values are intact.
+ * A loss can surface later than it happened (an asynchronous average of diloco's delay or a
+ * streaming fragment fails at its wait, or at the next collective of anyone): the same four
+ * steps apply wherever it surfaces.
  */
 #ifndef LOCO_OPTIM_SYNC_H
 #define LOCO_OPTIM_SYNC_H
@@ -194,6 +205,12 @@ bool loco_sync_accepts_inner_done(loco_sync_strategy strategy);
  * theta_global); every other strategy: always. A GPU worker brings its parameters to the host
  * before such a step and back to the device after it, and keeps them on the device otherwise. */
 bool loco_sync_step_uses_params(const loco_sync *sync, int64_t step);
+/* The communicator was re-formed: after loco_comm_recover (step 3 of Failures above), and after
+ * a sync point that changed the membership (loco_comm_sync_point with joiners, leavers or
+ * removals; call loco_sync_restored first when the state was written). Takes the new rank and
+ * world, resizes what depends on them, and restarts a lost asynchronous average. Every member
+ * calls it at the same point. Fails only when memory runs out. */
+loco_status loco_sync_recovered(loco_sync *sync, loco_error *err);
 
 /* End of training: complete whatever is in flight (delay: apply the last round's average;
  * streaming: one last synchronous sync of every fragment) so params (n) ends equal to the

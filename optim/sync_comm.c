@@ -104,6 +104,44 @@ loco_status sync_wait(loco_sync *s, loco_request_t *req, loco_sync_step_out *out
     return LOCO_OK;
 }
 
+loco_status sync_async_start(loco_sync *s, sync_async *a, const loco_codec *codec, float *buf,
+                             size_t count, int64_t step, loco_error *err)
+{
+    *a = (sync_async){.codec = codec, .buf = buf, .count = count, .step = step};
+    loco_error e = {0};
+    loco_status st = sync_iallreduce_avg(s, codec, buf, count, step, &a->req, &e);
+    if (LOCO_ERR_PEER_LOST == st) {
+        a->lost = true; /* the epoch is broken: restarted after the recovery */
+        return LOCO_OK;
+    }
+    if (LOCO_OK != st) {
+        return loco_error_set(err, st, "%s", e.msg);
+    }
+    return LOCO_OK;
+}
+
+loco_status sync_async_wait(loco_sync *s, sync_async *a, loco_sync_step_out *out,
+                            loco_error *err)
+{
+    if (a->lost) {
+        return loco_error_set(err, LOCO_ERR_PEER_LOST,
+                              "the asynchronous average of step %lld (%zu elements) was lost "
+                              "with a member: recover and repeat",
+                              (long long)a->step, a->count);
+    }
+    loco_status st = sync_wait(s, &a->req, out, err);
+    a->lost = LOCO_ERR_PEER_LOST == st;
+    return st;
+}
+
+loco_status sync_async_restart(loco_sync *s, sync_async *a, loco_error *err)
+{
+    if (!a->lost) {
+        return LOCO_OK;
+    }
+    return sync_async_start(s, a, a->codec, a->buf, a->count, a->step, err);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Message exchange */
 
@@ -133,11 +171,7 @@ loco_status sync_exchange_init(loco_sync *s, bool per_tensor, const loco_ef_para
     LOCO_ASSERT(NULL != s->codec);
     int count = per_tensor ? s->table->count : 1;
     x->units = calloc((size_t)count, sizeof *x->units);
-    x->recv_counts = calloc((size_t)s->world, sizeof *x->recv_counts);
-    x->recv_displs = calloc((size_t)s->world, sizeof *x->recv_displs);
-    x->sizes = calloc((size_t)s->world, sizeof *x->sizes);
-    if (NULL == x->units || NULL == x->recv_counts || NULL == x->recv_displs ||
-        NULL == x->sizes) {
+    if (NULL == x->units) {
         return loco_error_set(err, LOCO_ERR_NOMEM, "sync: out of memory");
     }
     x->count = count;
@@ -165,10 +199,29 @@ loco_status sync_exchange_init(loco_sync *s, bool per_tensor, const loco_ef_para
         x->bound += 4 + loco_codec_bound_shape(s->codec, unit->rows, unit->cols);
     }
     x->send = malloc(x->bound);
-    x->recv = malloc(x->bound * (size_t)s->world);
-    if (NULL == x->send || NULL == x->recv) {
+    if (NULL == x->send) {
         return loco_error_set(err, LOCO_ERR_NOMEM, "sync: cannot allocate %zu message bytes",
-                              x->bound * (size_t)(s->world + 1));
+                              x->bound);
+    }
+    return sync_exchange_resize(s, x, err);
+}
+
+loco_status sync_exchange_resize(loco_sync *s, sync_exchange *x, loco_error *err)
+{
+    /* a joiner is created before it has a world (0): size for one until it is admitted */
+    size_t world = s->world > 0 ? (size_t)s->world : 1;
+    free(x->recv);
+    free(x->recv_counts);
+    free(x->recv_displs);
+    free(x->sizes);
+    x->recv = malloc(x->bound * world);
+    x->recv_counts = calloc(world, sizeof *x->recv_counts);
+    x->recv_displs = calloc(world, sizeof *x->recv_displs);
+    x->sizes = calloc(world, sizeof *x->sizes);
+    if (NULL == x->recv || NULL == x->recv_counts || NULL == x->recv_displs || NULL == x->sizes) {
+        return loco_error_set(err, LOCO_ERR_NOMEM, "sync: cannot allocate %zu message bytes for "
+                                                   "%zu workers",
+                              x->bound * world, world);
     }
     return LOCO_OK;
 }
@@ -228,7 +281,7 @@ loco_status sync_exchange_encode(loco_sync *s, sync_exchange *x, const float *g,
     size_t at = 0;
     for (int u = 0; u < x->count; u++) {
         sync_unit *unit = &x->units[u];
-        loco_codec_ctx ctx = sync_codec_ctx(s, s->rank, u, step);
+        loco_codec_ctx ctx = sync_codec_ctx(s, (int)s->member, u, step);
         size_t len = 0;
         LOCO_TRY(loco_ef_encode(unit->ef, s->codec, unit->cstate, g + unit->offset, unit->numel,
                                 &ctx, x->send + at + 4, x->bound - at - 4, &len, err));

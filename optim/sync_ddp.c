@@ -13,7 +13,8 @@
  *           decoded mean is added to a global estimate H (identical everywhere) and H is the
  *           gradient the optimizer sees.
  * A worker whose local loss was not finite contributes zeros (the mean still divides by the
- * world size); a non-finite mean skips the step on every worker alike.
+ * world size); a non-finite mean skips the step on every worker alike. A step repeated after a
+ * lost member (sync.h, Failures) gathers the message it already encoded.
  */
 #include "optim/sync_impl.h"
 
@@ -110,7 +111,9 @@ static loco_status ddp_step(loco_sync *s, const loco_sync_step_in *in, loco_sync
     case DDP_RAW: LOCO_TRY(sync_allreduce_avg(s, NULL, g, s->n, in->step, out, err)); break;
     case DDP_RING: LOCO_TRY(sync_allreduce_avg(s, s->codec, g, s->n, in->step, out, err)); break;
     case DDP_GATHER:
-        LOCO_TRY(sync_exchange_encode(s, &d->x, g, in->step, err));
+        if (!s->resuming) { /* a repeat sends the message already encoded (EF updated once) */
+            LOCO_TRY(sync_exchange_encode(s, &d->x, g, in->step, err));
+        }
         LOCO_TRY(sync_exchange_gather(s, &d->x, out, err));
         if (d->estimator) {
             LOCO_TRY(decode_all(s, d, d->global_estimate, in->step, err));
@@ -146,10 +149,17 @@ static void ddp_restored(loco_sync *s)
     }
 }
 
+static loco_status ddp_recovered(loco_sync *s, loco_error *err)
+{
+    ddp_state *d = s->impl;
+    return DDP_GATHER == d->path ? sync_exchange_resize(s, &d->x, err) : LOCO_OK;
+}
+
 const sync_ops loco_sync_ddp_ops = {
     .init = ddp_init,
     .free = ddp_free,
     .step = ddp_step,
     .buffers = ddp_buffers,
     .restored = ddp_restored,
+    .recovered = ddp_recovered,
 };

@@ -89,10 +89,11 @@ static loco_status gathered_update(loco_sync *s, demo_state *d, loco_error *err)
     return LOCO_OK;
 }
 
-static loco_status demo_step(loco_sync *s, const loco_sync_step_in *in, loco_sync_step_out *out,
-                             loco_error *err)
+/* The local part of a step: clip g, delta = beta delta + lr g, encode the top-k message and
+ * take it out of delta. */
+static loco_status demo_encode(loco_sync *s, demo_state *d, const loco_sync_step_in *in,
+                               loco_sync_step_out *out, loco_error *err)
 {
-    demo_state *d = s->impl;
     float *g = in->grads;
     bool finite = in->grads_finite;
     if (finite) {
@@ -110,7 +111,17 @@ static loco_status demo_step(loco_sync *s, const loco_sync_step_in *in, loco_syn
     for (size_t i = 0; i < s->n; i++) {
         g[i] *= lr;
     }
-    LOCO_TRY(sync_exchange_encode(s, &d->x, g, in->step, err));
+    return sync_exchange_encode(s, &d->x, g, in->step, err);
+}
+
+static loco_status demo_step(loco_sync *s, const loco_sync_step_in *in, loco_sync_step_out *out,
+                             loco_error *err)
+{
+    demo_state *d = s->impl;
+    float lr = in->lr;
+    if (!s->resuming) { /* a repeat after a lost member sends the message already encoded */
+        LOCO_TRY(demo_encode(s, d, in, out, err));
+    }
     LOCO_TRY(sync_exchange_gather(s, &d->x, out, err));
     LOCO_TRY(gathered_update(s, d, err));
     float wd = in->optim->params.weight_decay;
@@ -134,9 +145,16 @@ static void demo_buffers(loco_sync *s, sync_buffer_list *list)
     sync_exchange_buffers(&d->x, list);
 }
 
+static loco_status demo_recovered(loco_sync *s, loco_error *err)
+{
+    demo_state *d = s->impl;
+    return sync_exchange_resize(s, &d->x, err);
+}
+
 const sync_ops loco_sync_demo_ops = {
     .init = demo_init,
     .free = demo_free,
     .step = demo_step,
     .buffers = demo_buffers,
+    .recovered = demo_recovered,
 };

@@ -12,6 +12,9 @@
  * from the initial weights; loco_sync_finish applies the last average.
  * Rounds end after H steps or at the run's last step (sync_params.total_steps), whichever comes
  * first. QSR: after each sync H = loco_qsr_h(H_base, alpha, lr), H_base during warm-up.
+ * After a lost member (sync.h, Failures) a repeated step skips the inner update and redoes the
+ * sync from Delta_i (theta_global and the replica are unchanged until the average lands); the
+ * delayed average, if it was lost, is started again by loco_sync_recovered.
  */
 #include "optim/sync_impl.h"
 
@@ -29,7 +32,7 @@ typedef struct diloco_state {
     float *delta[2];         /* (n) pseudo-gradients; with delay delta[1] is the one pending */
     int64_t sched[SCHED_COUNT];
     int64_t steps_done;      /* steps this worker has run (the next step's index) */
-    loco_request_t req;      /* delay: the allreduce of delta[1] in flight */
+    sync_async pending;      /* delay: the allreduce of delta[1] in flight (or lost) */
 } diloco_state;
 
 static loco_status diloco_init(loco_sync *s, const float *params_init, loco_error *err)
@@ -51,6 +54,8 @@ static loco_status diloco_init(loco_sync *s, const float *params_init, loco_erro
         return loco_error_set(err, LOCO_ERR_NOMEM, "diloco: cannot allocate %zu bytes", 4 * bytes);
     }
     memcpy(d->global, params_init, bytes);
+    memset(d->delta[0], 0, bytes); /* delta[1] is shared state before the first average lands */
+    memset(d->delta[1], 0, bytes);
     d->sched[SCHED_H] = s->p.h;
     return LOCO_OK;
 }
@@ -61,8 +66,8 @@ static void diloco_free(loco_sync *s)
     if (NULL == d) {
         return;
     }
-    if (NULL != d->req) {
-        loco_wait(&d->req, NULL); /* buffers belong to the operation until it ends */
+    if (NULL != d->pending.req) {
+        loco_wait(&d->pending.req, NULL); /* buffers belong to the operation until it ends */
     }
     free(d->global);
     free(d->momentum);
@@ -93,7 +98,7 @@ static loco_status await_pending(loco_sync *s, diloco_state *d, loco_sync_step_o
                                  loco_error *err)
 {
     if (PENDING_IN_FLIGHT == d->sched[SCHED_PENDING]) {
-        LOCO_TRY(sync_wait(s, &d->req, out, err));
+        LOCO_TRY(sync_async_wait(s, &d->pending, out, err));
         d->sched[SCHED_PENDING] = PENDING_ARRIVED;
     }
     return LOCO_OK;
@@ -122,8 +127,9 @@ static loco_status diloco_sync(loco_sync *s, diloco_state *d, float *params,
         /* delta[1] is free: the new pseudo-gradient goes there and travels while we train */
         d->delta[0] = d->delta[1];
         d->delta[1] = delta;
-        LOCO_TRY(sync_iallreduce_avg(s, s->codec, delta, s->n, step, &d->req, err));
-        d->sched[SCHED_PENDING] = NULL != d->req ? PENDING_IN_FLIGHT : PENDING_ARRIVED;
+        LOCO_TRY(sync_async_start(s, &d->pending, s->codec, delta, s->n, step, err));
+        bool in_flight = NULL != d->pending.req || d->pending.lost;
+        d->sched[SCHED_PENDING] = in_flight ? PENDING_IN_FLIGHT : PENDING_ARRIVED;
     }
     memcpy(params, d->global, s->n * sizeof(float));
     d->sched[SCHED_ROUNDS]++;
@@ -149,7 +155,9 @@ static loco_status diloco_step(loco_sync *s, const loco_sync_step_in *in,
                                loco_sync_step_out *out, loco_error *err)
 {
     diloco_state *d = s->impl;
-    LOCO_TRY(sync_inner_update(s, in, in->grads_finite, out, err));
+    if (!s->resuming) { /* a repeat after a lost member only repeats the sync */
+        LOCO_TRY(sync_inner_update(s, in, in->grads_finite, out, err));
+    }
     d->steps_done = in->step + 1;
     out->h = (int)d->sched[SCHED_H];
     if (!round_ends(s, d, d->steps_done)) {
@@ -201,6 +209,12 @@ static void diloco_restored(loco_sync *s)
     d->steps_done = d->sched[SCHED_ROUND_START];
 }
 
+static loco_status diloco_recovered(loco_sync *s, loco_error *err)
+{
+    diloco_state *d = s->impl;
+    return sync_async_restart(s, &d->pending, err);
+}
+
 static const float *diloco_eval_params(const loco_sync *s, const float *params)
 {
     const diloco_state *d = s->impl;
@@ -217,4 +231,5 @@ const sync_ops loco_sync_diloco_ops = {
     .restored = diloco_restored,
     .eval_params = diloco_eval_params,
     .uses_params = diloco_uses_params,
+    .recovered = diloco_recovered,
 };

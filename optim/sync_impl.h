@@ -30,6 +30,9 @@ typedef struct sync_ops {
     const float *(*eval_params)(const loco_sync *s, const float *params);
     /* does step `step` read or write params (NULL: always) */
     bool (*uses_params)(const loco_sync *s, int64_t step);
+    /* the communicator was re-formed (s->rank, s->world are the new ones): resize what depends
+     * on the world size and start again an asynchronous operation that was lost */
+    loco_status (*recovered)(loco_sync *s, loco_error *err);
 } sync_ops;
 
 extern const sync_ops loco_sync_none_ops;
@@ -43,10 +46,19 @@ struct loco_sync {
     const sync_ops *ops;
     loco_comm_t comm;              /* NULL: a single process */
     int rank, world;
+    uint32_t member;               /* stable id (loco_comm_member_id; = rank in epoch 0): keys
+                                      this worker's codec draws, whatever its rank becomes */
     const loco_tensor_table *table;
     size_t n;                      /* parameters */
     loco_codec *codec;             /* NULL when nothing is compressed */
     void *impl;                    /* the strategy's own state */
+    /* Resuming after a lost member (sync.h, Failures): the step (or finish) whose
+     * communication failed is called again; the strategy then skips its local part. */
+    int64_t resume_step;           /* the failed step's index, or -1 */
+    bool resume_finish;            /* loco_sync_finish failed in its communication */
+    bool resuming;                 /* set by the dispatcher during such a repeated call */
+    double resume_grad_norm;       /* what the failed call's local part reported */
+    bool resume_skipped;
 };
 
 /* ---------------------------------------------------------------------------------------------
@@ -67,6 +79,33 @@ loco_status sync_iallreduce_avg(loco_sync *s, const loco_codec *codec, float *bu
 /* Finish a request from sync_iallreduce_avg (NULL: nothing to wait for). */
 loco_status sync_wait(loco_sync *s, loco_request_t *req, loco_sync_step_out *out,
                       loco_error *err);
+
+/* An asynchronous average that survives a lost member (diloco's delay, streaming's fragments).
+ * Once started it is in flight until sync_async_wait. A member lost meanwhile makes it "lost":
+ * its start was refused (the epoch was already broken) or its wait failed; either way its
+ * buffer holds its input again (the collectives restore in-place buffers), and after
+ * loco_comm_recover, sync_async_restart starts it again over the new members. */
+typedef struct sync_async {
+    const loco_codec *codec;
+    float *buf;            /* (count) averaged in place */
+    size_t count;
+    int64_t step;          /* keys the codec's draws */
+    loco_request_t req;    /* NULL: done, lost, or one process */
+    bool lost;
+} sync_async;
+
+/* Start averaging buf (count) in place. A start refused with LOCO_ERR_PEER_LOST marks it lost
+ * and returns LOCO_OK: the loss surfaces at sync_async_wait or at the caller's next collective,
+ * and the operation is restarted after the recovery. Other failures are returned. */
+loco_status sync_async_start(loco_sync *s, sync_async *a, const loco_codec *codec, float *buf,
+                             size_t count, int64_t step, loco_error *err);
+
+/* Finish it: LOCO_OK with the average in buf, or LOCO_ERR_PEER_LOST (lost, now or before). */
+loco_status sync_async_wait(loco_sync *s, sync_async *a, loco_sync_step_out *out,
+                            loco_error *err);
+
+/* After a recovery: start a lost operation again (no-op otherwise). */
+loco_status sync_async_restart(loco_sync *s, sync_async *a, loco_error *err);
 
 /* ---------------------------------------------------------------------------------------------
  * Message exchange: each worker encodes its vector as a sequence of units (the whole buffer, or
@@ -103,6 +142,9 @@ loco_status sync_exchange_init(loco_sync *s, bool per_tensor, const loco_ef_para
                                sync_exchange *x, loco_error *err);
 void sync_exchange_free(sync_exchange *x);
 
+/* The world size changed (recovery, sync point): size the per-worker arrays for s->world. */
+loco_status sync_exchange_resize(loco_sync *s, sync_exchange *x, loco_error *err);
+
 /* Encode g (n floats) into x->send, unit by unit (EF state updated). */
 loco_status sync_exchange_encode(loco_sync *s, sync_exchange *x, const float *g, int64_t step,
                                  loco_error *err);
@@ -115,7 +157,9 @@ loco_status sync_exchange_gather(loco_sync *s, sync_exchange *x, loco_sync_step_
 loco_status sync_exchange_message(const sync_exchange *x, int r, int u, const uint8_t **msg,
                                   size_t *len, loco_error *err);
 
-/* The codec context of unit u of worker r's message at step. */
+/* The codec context of unit u of worker r's message at step. Encoders key their random draws
+ * by r = the sender's member id (stable across membership changes, so a message repeated after
+ * a recovery is the one first encoded); decoders do not read r. */
 loco_codec_ctx sync_codec_ctx(const loco_sync *s, int r, int u, int64_t step);
 
 /* ---------------------------------------------------------------------------------------------

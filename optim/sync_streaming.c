@@ -14,6 +14,8 @@
  * loco_sync_finish completes the fragment in flight, then syncs every fragment trained since
  * its last sync in one allreduce, and sets the replica to theta_global.
  * P = 1, tau = 0, alpha = 0 is DiLoCo exactly (same operations in the same order).
+ * A fragment's average lost with a member is started again by loco_sync_recovered (its packed
+ * pseudo-gradient is still in staging) and lands at the repeated perform.
  */
 #include "optim/sync_impl.h"
 
@@ -43,7 +45,7 @@ typedef struct streaming_state {
     frag_range *all_ranges; /* storage of every fragment's ranges */
     int64_t *sched;         /* (SCHED_FIXED + P), shared */
     int64_t steps_done;
-    loco_request_t req;
+    sync_async pending;     /* the fragment's average in flight (or lost with a member) */
 } streaming_state;
 
 /* Which fragment block l belongs to. */
@@ -128,6 +130,7 @@ static loco_status streaming_init(loco_sync *s, const float *params_init, loco_e
                               3 * bytes);
     }
     memcpy(st->global, params_init, bytes);
+    memset(st->staging, 0, bytes); /* shared state (outer.pending_delta) from the start */
     st->sched[SCHED_PENDING_FRAGMENT] = -1;
     return build_fragments(s, st, err);
 }
@@ -138,8 +141,8 @@ static void streaming_free(loco_sync *s)
     if (NULL == st) {
         return;
     }
-    if (NULL != st->req) {
-        loco_wait(&st->req, NULL);
+    if (NULL != st->pending.req) {
+        loco_wait(&st->pending.req, NULL);
     }
     free(st->global);
     free(st->momentum);
@@ -198,7 +201,7 @@ static loco_status await_pending(loco_sync *s, streaming_state *st, loco_sync_st
                                  loco_error *err)
 {
     if (PENDING_IN_FLIGHT == st->sched[SCHED_PENDING]) {
-        LOCO_TRY(sync_wait(s, &st->req, out, err));
+        LOCO_TRY(sync_async_wait(s, &st->pending, out, err));
         st->sched[SCHED_PENDING] = PENDING_ARRIVED;
     }
     return LOCO_OK;
@@ -224,19 +227,24 @@ static loco_status streaming_step(loco_sync *s, const loco_sync_step_in *in,
                                   loco_sync_step_out *out, loco_error *err)
 {
     streaming_state *st = s->impl;
-    LOCO_TRY(sync_inner_update(s, in, in->grads_finite, out, err));
     st->steps_done = in->step + 1;
     out->h = s->p.h;
     int64_t k = s->p.h / s->p.fragments;
     int64_t ahead = st->steps_done + s->p.overlap;
-    if (0 == ahead % k) {
+    /* a repeat after a lost member skips the inner update and the prepare (which cannot fail
+     * for a lost member: its average is then lost and restarted by loco_sync_recovered) */
+    if (!s->resuming) {
+        LOCO_TRY(sync_inner_update(s, in, in->grads_finite, out, err));
+    }
+    if (!s->resuming && 0 == ahead % k) {
         LOCO_ASSERT(PENDING_NONE == st->sched[SCHED_PENDING]); /* tau < k keeps one in flight */
         int f = (int)((ahead / k - 1) % s->p.fragments);
         bool which[LOCO_SYNC_MAX_FRAGMENTS] = {false};
         which[f] = true;
         size_t len = pack_delta(s, st, which, in->params);
-        LOCO_TRY(sync_iallreduce_avg(s, s->codec, st->staging, len, in->step, &st->req, err));
-        st->sched[SCHED_PENDING] = NULL != st->req ? PENDING_IN_FLIGHT : PENDING_ARRIVED;
+        LOCO_TRY(sync_async_start(s, &st->pending, s->codec, st->staging, len, in->step, err));
+        bool in_flight = NULL != st->pending.req || st->pending.lost;
+        st->sched[SCHED_PENDING] = in_flight ? PENDING_IN_FLIGHT : PENDING_ARRIVED;
         st->sched[SCHED_PENDING_FRAGMENT] = f;
     }
     if (0 == st->steps_done % k && PENDING_NONE != st->sched[SCHED_PENDING]) {
@@ -295,6 +303,12 @@ static void streaming_buffers(loco_sync *s, sync_buffer_list *list)
     }
 }
 
+static loco_status streaming_recovered(loco_sync *s, loco_error *err)
+{
+    streaming_state *st = s->impl;
+    return sync_async_restart(s, &st->pending, err);
+}
+
 static const float *streaming_eval_params(const loco_sync *s, const float *params)
 {
     const streaming_state *st = s->impl;
@@ -309,4 +323,5 @@ const sync_ops loco_sync_streaming_ops = {
     .quiesce = streaming_quiesce,
     .buffers = streaming_buffers,
     .eval_params = streaming_eval_params,
+    .recovered = streaming_recovered,
 };

@@ -212,6 +212,20 @@ static const config_key g_schema[] = {
              "where each worker computes: cpu, or cuda (one GPU; sync.strategy none or diloco)"),
     INT_KEY("train.cuda_device", train.cuda_device, -1, 1024,
             "GPU index with train.device cuda (-1 = the worker's local rank)"),
+    INT_KEY("train.sync_every", train.sync_every, 1, 1 << 30,
+            "ddp, demo: a sync point (joins, leaves, state parity) every N steps; diloco and "
+            "streaming have one every round"),
+    INT_KEY("train.leave_at_step", train.leave_at_step, -1, 1 << 30,
+            "leave the group at the first sync point from this step on, as on SIGTERM "
+            "(-1 = never; with train.fault_members: only those members)"),
+    INT_KEY("train.kill_at_step", train.kill_at_step, -1, 1 << 30,
+            "fault injection for tests: SIGKILL this worker in the middle of its first "
+            "collective from this step on (-1 = never; see train.fault_members)"),
+    SIZE_KEY("train.kill_after_bytes", train.kill_after_bytes, 1, 1e15,
+             "train.kill_at_step fires once the worker has sent this many bytes from that step"),
+    STR_KEY("train.fault_members", train.fault_members,
+            "member ids (comma-separated, e.g. \"1,3\") train.leave_at_step and "
+            "train.kill_at_step apply to; \"\" = every worker"),
 
     ENUM_KEY("optim.kind", optim.kind, g_optim_names, "inner optimizer"),
     FLOAT_KEY("optim.lr", optim.lr, 0, 100, "peak learning rate"),
@@ -447,6 +461,10 @@ void loco_config_defaults(loco_config *cfg)
     cfg->train.threads = 0;
     cfg->train.device = LOCO_DEVICE_CPU;
     cfg->train.cuda_device = -1;
+    cfg->train.sync_every = 10;
+    cfg->train.leave_at_step = -1;
+    cfg->train.kill_at_step = -1;
+    cfg->train.kill_after_bytes = 64 * 1024;
 
     cfg->optim.kind = LOCO_OPTIM_ADAMW;
     cfg->optim.lr = 3e-3f;

@@ -330,6 +330,16 @@ void loco_loader_seek_spread(loco_loader *loader, int b, int n)
     loader->cursor = (uint64_t)b * stride;
 }
 
+void loco_loader_seek(loco_loader *loader, uint64_t sequences)
+{
+    /* loco_loader_next starts a sequence at cursor while cursor + T + 1 <= length: at
+     * cursor = 0, T, 2T, ..., so (length - 1) / T sequences per pass */
+    const uint64_t T = (uint64_t)loader->T;
+    uint64_t per_pass = loader->length > T ? (loader->length - 1) / T : 1;
+    loader->epoch = sequences / per_pass;
+    loader->cursor = sequences % per_pass * T;
+}
+
 loco_loader_state loco_loader_get_state(const loco_loader *loader)
 {
     return (loco_loader_state){loader->cursor, loader->epoch};

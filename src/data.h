@@ -141,6 +141,11 @@ uint16_t loco_loader_token_at(const loco_loader *loader, uint64_t pos);
  * sample every source, not just the first ones. */
 void loco_loader_seek_spread(loco_loader *loader, int b, int n);
 
+/* Position the loader where it would be after reading `sequences` sequences from its start
+ * (wraps included): how a worker whose rank or world changed (a recovery, a join) continues at
+ * the group's data position in its new part of the file. */
+void loco_loader_seek(loco_loader *loader, uint64_t sequences);
+
 loco_loader_state loco_loader_get_state(const loco_loader *loader);
 void loco_loader_set_state(loco_loader *loader, loco_loader_state state);
 

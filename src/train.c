@@ -1,7 +1,8 @@
 /* src/train.c — `loco train CFG`: the worker loop.
  *
  * One process trains one replica. Under `launch/loco-mpirun -np W` (or `--join HOST:PORT
- * --rank R --world W`) the W workers form a communicator first; a single process needs none.
+ * --rank R --world W`) the W workers form a communicator first; a single process needs none;
+ * `--join HOST:PORT` alone joins a running group at its next sync point (train_ft.c).
  * Then: read this worker's part of the data, build the model (rank 0's initial weights are
  * broadcast so every replica starts equal), the inner optimizer and the sync strategy
  * (optim/sync.h), and per step: next batch -> forward -> backward -> loco_sync_step (which
@@ -17,22 +18,23 @@
  * A non-finite local loss or gradient is counted and skipped (the worker still takes part in
  * every collective); more than train.max_nonfinite stop the run with an error.
  *
- * Failures of collectives all pass through train_comm_result, the one place a lost peer is
- * handled: today it ends the run with a message naming the cause. With the control plane
- * (issue 7) it becomes: loco_comm_recover(), re-deal the data for the new membership, send the
- * strategy's shared buffers (loco_sync_buffers, shared) to joiners, and repeat the interrupted
- * collective (the strategies leave their shared state untouched when one fails).
+ * Every call that communicates is repeated through train_repeat_after_loss (train_ft.c): a
+ * lost worker makes the survivors re-form the group, re-deal the data and repeat the call, so
+ * training goes on with whoever is left. Sync points between steps (train_ft.c) admit joiners,
+ * let workers leave (SIGTERM, train.leave_at_step) and repair replicas that diverged.
  *
  * Outputs in run.dir: config.yaml (resolved, rank 0), metrics.jsonl (every worker appends),
  * checkpoints/step_NNNNNNN/ (model, optimizer state and sync state per rank; checkpoints/latest
- * names the newest), run.json (rank 0). `--resume` continues from checkpoints/latest
- * bit-identically.
+ * names the newest), member.ID.json (every worker's own outcome: finished, left, evicted or
+ * failed), run.json (the summary, by the last rank 0). `--resume` continues from
+ * checkpoints/latest bit-identically.
  */
 #include "src/commands.h"
 #include "src/train_impl.h"
 
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,26 +59,33 @@ static void train_usage(FILE *out)
 {
     fprintf(out,
             "usage: loco train CONFIG.yaml [--set section.key=value]... [--resume]\n"
-            "                  [--join HOST:PORT --rank R --world W]\n\n"
+            "                  [--join HOST:PORT [--rank R --world W]]\n\n"
             "Train the model CONFIG describes, alone or as one of several workers:\n"
             "  launch/loco-mpirun -np 4 build/loco train configs/diloco.yaml\n"
             "  loco train CFG --join 10.0.0.1:29500 --rank R --world 4   (one per machine;\n"
             "                                 rank 0 listens on the port, the others dial it)\n"
+            "  loco train CFG --join HOST:PORT   join a running group (any member's or the\n"
+            "                                 coordinator's address) at its next sync point\n"
+            "Workers that die, stall or leave (SIGTERM) are left behind and training goes on;\n"
+            "every worker needs the run key (transport.key_file, LOCO_RUN_KEY_FILE or\n"
+            "LOCO_RUN_KEY) to join.\n"
             "sync.strategy chooses how the workers agree (ddp, diloco, streaming, demo).\n\n"
             "Outputs go to run.dir: config.yaml (the resolved configuration), metrics.jsonl (one\n"
             "JSON object per logged step, sync and evaluation, from every worker), checkpoints/\n"
             "(weights, optimizer and sync state per worker) and run.json (the summary, with\n"
-            "every worker's bytes sent and received and final parameter digest).\n\n"
+            "every worker's bytes sent and received and final parameter digest, and the\n"
+            "membership: started, died, evicted, joined, left); member.ID.json per worker.\n\n"
             "options:\n"
             "  --set KEY=VALUE   override a config key (repeatable), e.g. --set train.steps=50\n"
             "  --resume          continue from run.dir/checkpoints/latest, bit-identically\n"
-            "  --join HOST:PORT  meet the other workers there (sets transport.join)\n"
+            "  --join HOST:PORT  meet the other workers there (sets transport.join); without\n"
+            "                    --rank/--world (and LOCO_RANK/LOCO_WORLD): join a running run\n"
             "  --rank R          this worker's rank with --join (or env LOCO_RANK)\n"
             "  --world W         the number of workers with --join (or env LOCO_WORLD)\n"
             "  --help-config     list every config key with its default and allowed values\n"
             "  -h, --help        this help\n\n"
-            "exit codes: 0 trained, 1 runtime failure (data, non-finite losses, a lost worker,\n"
-            "I/O), 2 usage or configuration error\n");
+            "exit codes: 0 trained (or left the group when asked), 1 runtime failure (data,\n"
+            "non-finite losses, evicted from the group, I/O), 2 usage or configuration error\n");
 }
 
 static int parse_int_arg(const char *what, const char *text, int *out)
@@ -145,28 +154,6 @@ static int parse_train_args(int argc, char **argv, train_args *args)
 }
 
 /* ---------------------------------------------------------------------------------------------
- * Failures of collectives: the one place they are handled */
-
-loco_status train_comm_result(worker *w, loco_status st, loco_error *err)
-{
-    if (LOCO_ERR_PEER_LOST != st) {
-        return st;
-    }
-    /* Recovery (issue 7) plugs in here: recover the communicator, re-deal the data, transfer
-     * the shared state to joiners and repeat the collective. Until then a lost worker ends
-     * the run; every survivor reaches this point with the same verdict. */
-    char cause[sizeof err->msg];
-    snprintf(cause, sizeof cause, "%s", NULL != err ? err->msg : "");
-    if (NULL != err) {
-        loco_error_clear(err);
-    }
-    return loco_error_set(err, st,
-                          "worker %d of %d at step %lld: %s; this build cannot continue without "
-                          "the lost worker (rerun, or --resume from the last checkpoint)",
-                          w->rank, w->world, (long long)w->step, cause);
-}
-
-/* ---------------------------------------------------------------------------------------------
  * Communicator */
 
 static loco_launch_mode resolve_launch(const loco_config *cfg)
@@ -192,6 +179,11 @@ static loco_status comm_start(worker *w, loco_error *err)
     }
     loco_comm_config cc = w->cfg.transport.comm;
     cc.bootstrap = LOCO_LAUNCH_MPI == w->launch ? LOCO_BOOTSTRAP_MPI : LOCO_BOOTSTRAP_JOIN;
+    bool numbered = cc.rank >= 0 || cc.world >= 0 || NULL != getenv("LOCO_RANK") ||
+                    NULL != getenv("LOCO_WORLD");
+    if (LOCO_BOOTSTRAP_JOIN == cc.bootstrap && !numbered) {
+        cc.bootstrap = LOCO_BOOTSTRAP_ADMIT; /* no rank: join a running group */
+    }
     LOCO_TRY(loco_comm_init(&w->comm, &cc, err));
     w->rank = loco_comm_rank(w->comm);
     w->world = loco_comm_size(w->comm);
@@ -215,9 +207,18 @@ static loco_status open_data(worker *w, loco_error *err)
                               w->cfg.file, w->train_file.vocab, w->cfg.model.vocab,
                               w->train_file.vocab);
     }
+    return LOCO_OK;
+}
+
+loco_status train_deal_data(worker *w, loco_error *err)
+{
     const loco_train_params *t = &w->cfg.train;
-    return loco_loader_init(&w->loader, &w->train_file, w->cfg.data.partition, w->cfg.data.block,
-                            w->rank, w->world, t->batch, t->seq_len, err);
+    loco_loader_free(&w->loader);
+    memset(&w->loader, 0, sizeof w->loader);
+    LOCO_TRY(loco_loader_init(&w->loader, &w->train_file, w->cfg.data.partition,
+                              w->cfg.data.block, w->rank, w->world, t->batch, t->seq_len, err));
+    loco_loader_seek(&w->loader, w->data_sequences);
+    return LOCO_OK;
 }
 
 static loco_status worker_init(worker *w, loco_error *err)
@@ -243,14 +244,19 @@ static loco_status worker_init(worker *w, loco_error *err)
     loco_model_init_weights(w->model, w->cfg.run.seed);
     size_t n = loco_model_num_params(w->model);
     float *params = loco_model_params(w->model);
-    if (NULL != w->comm) {
+    bool joiner = NULL != w->comm && !loco_comm_admitted(w->comm);
+    if (NULL != w->comm && !joiner) {
         /* every replica starts from rank 0's weights */
-        loco_op_info info;
-        loco_status st = loco_broadcast(w->comm, params, n, LOCO_DTYPE_F32, 0, &info);
-        if (LOCO_OK != st) {
-            loco_error_set(err, st, "broadcast of the initial weights failed: %s", info.error);
-            return train_comm_result(w, st, err);
-        }
+        loco_status st;
+        do {
+            loco_op_info info;
+            st = loco_broadcast(w->comm, params, n, LOCO_DTYPE_F32, 0, &info);
+            if (LOCO_OK != st) {
+                loco_error_set(err, st, "broadcast of the initial weights failed: %s",
+                               info.error);
+            }
+        } while (train_repeat_after_loss(w, &st, err));
+        LOCO_TRY(st);
         LOCO_TRY(loco_model_upload_params(w->model, err)); /* a GPU model; no-op on the CPU */
     }
     LOCO_TRY(loco_optim_init(&w->optim, &w->cfg.optim, n, err));
@@ -262,6 +268,11 @@ static loco_status worker_init(worker *w, loco_error *err)
         return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory");
     }
     LOCO_TRY(loco_metrics_open(&w->metrics, w->cfg.run.dir, w->rank, err));
+    if (joiner) { /* admitted at the group's next sync point, with its state */
+        LOCO_TRY(train_sync_point(w, err));
+    } else {
+        LOCO_TRY(train_deal_data(w, err));
+    }
     w->last_loss = NAN;
     w->last_val_loss = NAN;
     w->tty = 0 == w->rank && isatty(STDERR_FILENO);
@@ -291,9 +302,8 @@ static void worker_free(worker *w)
 /* Mean loss of the strategy's shared parameters over train.eval_batches batches spread evenly
  * over val.tok (every source sampled); batch b is scored by worker b mod world and the sums meet
  * in one allreduce. */
-static loco_status evaluate(worker *w, double *val_loss, loco_error *err)
+static loco_status evaluate_once(worker *w, double *val_loss, loco_error *err)
 {
-    double t0 = loco_now_s();
     const loco_train_params *t = &w->cfg.train;
     float *params = loco_model_params(w->model);
     size_t bytes = loco_model_num_params(w->model) * sizeof(float);
@@ -328,10 +338,21 @@ static loco_status evaluate(worker *w, double *val_loss, loco_error *err)
         st = LOCO_OK == st ? up : st;
     }
     LOCO_TRY(st);
-    LOCO_TRY(train_comm_result(w, loco_sync_sum(w->sync, &sum, 1, err), err));
+    LOCO_TRY(loco_sync_sum(w->sync, &sum, 1, err));
     *val_loss = sum / t->eval_batches;
-    w->eval_s += loco_now_s() - t0;
     return LOCO_OK;
+}
+
+/* Evaluate; after a lost worker, again over the new world's split of the batches. */
+static loco_status evaluate(worker *w, double *val_loss, loco_error *err)
+{
+    double t0 = loco_now_s();
+    loco_status st;
+    do {
+        st = evaluate_once(w, val_loss, err);
+    } while (train_repeat_after_loss(w, &st, err));
+    w->eval_s += loco_now_s() - t0;
+    return st;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -357,9 +378,13 @@ static bool logs_syncs(const worker *w)
 static loco_status train_step(worker *w, loco_error *err)
 {
     const loco_train_params *t = &w->cfg.train;
+    double t0 = loco_now_s();
+    train_fault_arm(w);
     loco_loader_next(&w->loader, w->inputs, w->targets);
+    w->data_sequences += (uint64_t)t->batch;
     float loss = NAN;
     loco_sync_step_out out;
+    w->step_retries = 0;
     if (NULL != w->dev) { /* train.device cuda: the whole inner step on the GPU */
         LOCO_TRY(train_device_step(w, &loss, &out, err));
     } else {
@@ -375,14 +400,24 @@ static loco_status train_step(worker *w, loco_error *err)
                                 .optim = &w->optim,
                                 .lr = loco_optim_lr(&w->cfg.optim, w->step),
                                 .step = w->step};
-        LOCO_TRY(train_comm_result(w, loco_sync_step(w->sync, &in, &out, err), err));
+        loco_status st;
+        do {
+            st = loco_sync_step(w->sync, &in, &out, err);
+        } while (train_repeat_after_loss(w, &st, err));
+        LOCO_TRY(st);
     }
+    w->repeats_in_row = 0;
     w->tokens += (double)t->batch * t->seq_len;
     bool finite = isfinite(loss);
     w->comm_wait_s += out.comm_wait_s;
     w->last_loss = loss;
     w->last_grad_norm = out.grad_norm;
+    w->last_step_s = loco_now_s() - t0;
+    if (w->step_retries > 0) {
+        LOCO_TRY(train_log_resumed(w));
+    }
     w->step++;
+    train_ft_step_done(w, &out);
     if (out.synced && logs_syncs(w)) {
         w->syncs++;
         LOCO_TRY(train_log_sync(w, &out, sync_kind(w, &out)));
@@ -410,8 +445,11 @@ static loco_status train_finish(worker *w, loco_error *err)
 {
     loco_sync_step_out out;
     LOCO_TRY(train_device_to_host(w, err)); /* a GPU worker's replica, for the strategy */
-    LOCO_TRY(train_comm_result(w, loco_sync_finish(w->sync, loco_model_params(w->model), &out, err),
-                               err));
+    loco_status st;
+    do {
+        st = loco_sync_finish(w->sync, loco_model_params(w->model), &out, err);
+    } while (train_repeat_after_loss(w, &st, err));
+    LOCO_TRY(st);
     LOCO_TRY(train_device_from_host(w, err));
     w->comm_wait_s += out.comm_wait_s;
     if (out.synced && logs_syncs(w)) {
@@ -431,6 +469,9 @@ static loco_status train_loop(worker *w, loco_error *err)
     double window_tokens = 0;
     int64_t first_step = w->step;
     while (w->step < t->steps) {
+        if (train_sync_point_due(w)) {
+            LOCO_TRY(train_sync_point(w, err));
+        }
         LOCO_TRY(train_step(w, err));
         window_tokens += (double)t->batch * t->seq_len;
         bool last = w->step == t->steps;
@@ -457,6 +498,9 @@ static loco_status train_loop(worker *w, loco_error *err)
     if (first_step == w->step && 0 == w->rank) {
         LOCO_INFO("nothing to do: already at step %lld of %d", (long long)w->step, t->steps);
     }
+    if (w->ft && w->last_sync_step != w->step) { /* the last one, on every member */
+        LOCO_TRY(train_sync_point(w, err));
+    }
     LOCO_TRY(train_finish(w, err));
     if (w->tty) {
         train_show_progress(w, 0, true);
@@ -467,24 +511,34 @@ static loco_status train_loop(worker *w, loco_error *err)
 /* ---------------------------------------------------------------------------------------------
  * Summary */
 
-/* Gather every worker's summary to all (rank 0 writes them). On failure only this worker's. */
-static int gather_summaries(worker *w, worker_summary *all, loco_error *err)
+/* Gather every worker's summary (rank 0 writes them) into *all, allocated for the final world;
+ * returns how many. On failure only this worker's (1), with err saying why. */
+static int gather_summaries(worker *w, worker_summary **all, loco_error *err)
 {
-    train_summary(w, &all[0]);
-    if (NULL == w->comm || loco_comm_broken(w->comm)) {
-        return 1;
-    }
-    worker_summary mine = all[0];
-    loco_op_info info;
-    loco_status st =
-        loco_allgather(w->comm, &mine, sizeof mine, all, LOCO_DTYPE_BYTE, &info);
-    if (LOCO_OK != st) {
+    for (;;) {
+        free(*all);
+        *all = calloc((size_t)(w->world > 1 ? w->world : 1), sizeof **all);
+        if (NULL == *all) {
+            loco_error_set(err, LOCO_ERR_NOMEM, "out of memory for the workers' totals");
+            return 0;
+        }
+        train_summary(w, &(*all)[0]);
+        if (NULL == w->comm) {
+            return 1;
+        }
+        worker_summary mine = (*all)[0];
+        loco_op_info info;
+        loco_status st =
+            loco_allgather(w->comm, &mine, sizeof mine, *all, LOCO_DTYPE_BYTE, &info);
+        if (LOCO_OK == st) {
+            return w->world;
+        }
         loco_error_set(err, st, "gathering the workers' totals failed: %s", info.error);
-        train_comm_result(w, st, err);
-        all[0] = mine;
-        return 1;
+        if (!train_repeat_after_loss(w, &st, err)) {
+            (*all)[0] = mine;
+            return 1;
+        }
     }
-    return w->world;
 }
 
 /* Set the log prefix to this worker's rank before any thread exists (MPI and --join runs). */
@@ -496,6 +550,8 @@ static void set_log_prefix(const train_args *args)
         snprintf(prefix, sizeof prefix, "r%.8s", mpi_rank);
     } else if (args->rank >= 0) {
         snprintf(prefix, sizeof prefix, "r%d", args->rank);
+    } else if (NULL != args->join) {
+        snprintf(prefix, sizeof prefix, "joiner");
     }
     if ('\0' != prefix[0]) {
         loco_log_set_prefix(prefix);
@@ -523,6 +579,38 @@ static loco_status load_config(worker *w, const train_args *args, loco_error *er
     return LOCO_OK;
 }
 
+/* The closing line on stderr: what happened to this worker (and, on the last rank 0, to the
+ * run). */
+static void print_closing_line(const worker *w, loco_status st, const loco_error *err)
+{
+    if (0 == strcmp(w->outcome, "left")) {
+        fprintf(stderr, "loco train: %s; its result is in %s/member.%u.json\n", err->msg,
+                w->cfg.run.dir, w->member_id);
+        return;
+    }
+    if (LOCO_OK != st) {
+        fprintf(stderr, "loco train: %s\n", loco_error_msg(err, st));
+        return;
+    }
+    if (0 != w->rank) {
+        return;
+    }
+    char loss[32], members[160] = "";
+    snprintf(loss, sizeof loss, "%.4f", w->last_val_loss);
+    if (w->ft) {
+        loco_ft_totals t;
+        loco_comm_get_ft_totals(w->comm, &t);
+        snprintf(members, sizeof members,
+                 "; workers started %u, died %u, evicted %u, joined %u, left %u (epoch %u)",
+                 t.counts.started, t.counts.died, t.counts.evicted, t.counts.joined,
+                 t.counts.left, loco_comm_epoch(w->comm));
+    }
+    fprintf(stderr, "loco train: done, %lld steps x %d worker%s (%s), validation loss %s%s, "
+                    "outputs in %s\n",
+            (long long)w->step, w->world, 1 == w->world ? "" : "s",
+            loco_sync_strategy_name(w->cfg.sync.strategy), loss, members, w->cfg.run.dir);
+}
+
 int loco_cmd_train(int argc, char **argv)
 {
     train_args args;
@@ -537,38 +625,59 @@ int loco_cmd_train(int argc, char **argv)
         return 1;
     }
     w->world = 1;
+    w->outcome = "failed";
+    w->last_sync_step = w->next_sync_step = -1;
     loco_error err = {0};
     loco_status st = load_config(w, &args, &err);
+    if (LOCO_OK == st && LOCO_LAUNCH_SINGLE != w->launch) {
+        train_block_sigterm(); /* before any thread: SIGTERM becomes a leave (train_ft.c) */
+    }
     if (LOCO_OK == st) {
         st = comm_start(w, &err);
     }
     if (LOCO_OK == st) {
+        st = train_ft_begin(w, &err);
+    }
+    if (LOCO_OK == st) {
         /* settings that depend on the worker count: refused before any training */
         st = loco_sync_check_setup(&w->cfg.sync, w->world, NULL, &err);
+    }
+    if (LOCO_OK == st && args.resume && NULL != w->comm && !loco_comm_admitted(w->comm)) {
+        st = loco_error_set(&err, LOCO_ERR_USAGE,
+                            "--resume and joining a running group exclude each other: a joiner "
+                            "receives the group's state");
     }
     if (LOCO_OK == st) {
         st = worker_init(w, &err);
     }
     if (LOCO_OK == st && args.resume) {
         st = train_resume_checkpoint(w, &err);
+        w->data_sequences = (uint64_t)w->step * (uint64_t)w->cfg.train.batch;
     }
     bool initialised = LOCO_OK == st;
     if (LOCO_OK == st) {
         st = train_loop(w, &err);
     }
-    if (initialised) {
-        worker_summary *all = calloc((size_t)w->world, sizeof *all);
+    if (LOCO_OK == st) {
+        w->outcome = "finished";
+    }
+    /* a worker that left, was removed, or lost the group (it may have been stopped while the
+     * others went on) does not write the run's summary; its member.ID.json says what happened */
+    bool summarise = 0 == strcmp(w->outcome, "finished") ||
+                     (0 == strcmp(w->outcome, "failed") && !w->cut_off);
+    if (initialised && summarise) {
+        worker_summary *all = NULL;
         loco_error gather_err = {0};
-        int n = 0;
-        if (NULL != all && LOCO_OK == st) {
-            n = gather_summaries(w, all, &gather_err);
-        } else if (NULL != all) {
+        int n = 1;
+        if (LOCO_OK == st) {
+            n = gather_summaries(w, &all, &gather_err);
+        } else if (NULL != (all = calloc(1, sizeof *all))) {
             train_summary(w, &all[0]); /* a failed run reports this worker alone */
-            n = 1;
         }
         if (LOCO_OK == st && n < w->world) {
             st = LOCO_OK != gather_err.status ? gather_err.status : LOCO_ERR_NOMEM;
             err = gather_err;
+            w->outcome = "failed";
         }
         if (0 == w->rank && NULL != all) {
             loco_error json_err = {0};
@@ -583,17 +692,18 @@ int loco_cmd_train(int argc, char **argv)
         }
         free(all);
     }
-    if (LOCO_OK != st) {
-        fprintf(stderr, "loco train: %s\n", loco_error_msg(&err, st));
-    } else if (0 == w->rank) {
-        char loss[32];
-        snprintf(loss, sizeof loss, "%.4f", w->last_val_loss);
-        fprintf(stderr, "loco train: done, %lld steps x %d worker%s (%s), validation loss %s, "
-                        "outputs in %s\n",
-                (long long)w->step, w->world, 1 == w->world ? "" : "s",
-                loco_sync_strategy_name(w->cfg.sync.strategy), loss, w->cfg.run.dir);
+    if (NULL != w->comm && '\0' != w->cfg.run.dir[0]) {
+        loco_error member_err = {0};
+        loco_status ms = train_write_member_json(w, st, &err, &member_err);
+        if (LOCO_OK != ms) {
+            fprintf(stderr, "loco train: cannot write member.%u.json: %s\n", w->member_id,
+                    loco_error_msg(&member_err, ms));
+        }
     }
+    print_closing_line(w, st, &err);
+    bool left = 0 == strcmp(w->outcome, "left");
+    train_ft_end(w);
     worker_free(w);
     free(w);
-    return loco_status_exit_code(st);
+    return left ? 0 : loco_status_exit_code(st);
 }

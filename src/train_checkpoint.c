@@ -116,7 +116,11 @@ static loco_status save_sync_tensors(const char *path, const loco_sync_buffer *b
 
 loco_status train_save_checkpoint(worker *w, loco_error *err)
 {
-    LOCO_TRY(train_comm_result(w, loco_sync_quiesce(w->sync, err), err));
+    loco_status quiet;
+    do {
+        quiet = loco_sync_quiesce(w->sync, err);
+    } while (train_repeat_after_loss(w, &quiet, err));
+    LOCO_TRY(quiet);
     LOCO_TRY(train_device_to_host(w, err)); /* a GPU worker's parameters and moments */
     char dir[LOCO_PATH_MAX + 64], path[LOCO_PATH_MAX + 128];
     snprintf(dir, sizeof dir, "%s/checkpoints/step_%07lld", w->cfg.run.dir, (long long)w->step);

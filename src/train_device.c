@@ -196,7 +196,11 @@ loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, l
                             .step = w->step,
                             .inner_done = true,
                             .inner_grad_norm = norm};
-    LOCO_TRY(train_comm_result(w, loco_sync_step(w->sync, &in, out, err), err));
+    loco_status st;
+    do { /* after a lost worker: the survivors re-form and repeat the communication */
+        st = loco_sync_step(w->sync, &in, out, err);
+    } while (train_repeat_after_loss(w, &st, err));
+    LOCO_TRY(st);
     double t2 = loco_now_s();
     if (uses) {
         LOCO_TRY(loco_model_upload_params(m, err));

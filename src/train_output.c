@@ -1,8 +1,10 @@
 /* src/train_output.c — what `loco train` reports: the progress line (rank 0), records in
- * metrics.jsonl (every worker: "step", "sync", "nonfinite"; rank 0: "eval") and run.json
- * (rank 0, with every worker's totals and digests). Bytes are the communicator's exact counts
- * (loco_comm_get_totals: every byte on the wire, heartbeats included; "payload" = collective
- * payloads only). */
+ * metrics.jsonl (every worker: "step", "sync", "nonfinite", and on the control plane "recover",
+ * "resumed", "membership"; rank 0: "eval"), run.json (the last rank 0, with every finishing
+ * worker's totals and digests and the run's membership counts) and member.ID.json (every
+ * worker's own outcome). Bytes are the communicator's exact counts (loco_comm_get_totals: every
+ * byte on the wire, heartbeats included; "payload" = collective payloads only). Records of the
+ * control plane carry "wall" (seconds since the Unix epoch): comparable across workers. */
 #include "src/train_impl.h"
 
 #include <math.h>
@@ -15,6 +17,16 @@ static loco_comm_totals totals_of(const worker *w)
     memset(&t, 0, sizeof t);
     if (NULL != w->comm) {
         loco_comm_get_totals(w->comm, &t);
+    }
+    return t;
+}
+
+static loco_ft_totals ft_totals_of(const worker *w)
+{
+    loco_ft_totals t;
+    memset(&t, 0, sizeof t);
+    if (w->ft) {
+        loco_comm_get_ft_totals(w->comm, &t);
     }
     return t;
 }
@@ -107,8 +119,12 @@ loco_status train_log_step(worker *w, float lr, double grad_norm, double tokens_
     loco_json_uint(jw, NULL != w->comm ? loco_comm_epoch(w->comm) : 0);
     loco_json_key(jw, "world");
     loco_json_int(jw, w->world);
+    loco_json_key(jw, "member");
+    loco_json_uint(jw, w->member_id);
     loco_json_key(jw, "retries");
-    loco_json_uint(jw, 0);
+    loco_json_int(jw, w->retries);
+    loco_json_key(jw, "step_seconds");
+    loco_json_number(jw, w->last_step_s);
     loco_json_key(jw, "data_epoch");
     loco_json_uint(jw, w->loader.epoch);
     return loco_metrics_end(&w->metrics);
@@ -177,6 +193,80 @@ loco_status train_log_sync(worker *w, const loco_sync_step_out *out, const char 
     return loco_metrics_end(&w->metrics);
 }
 
+static void write_membership_fields(loco_json_writer *jw, const worker *w)
+{
+    loco_json_key(jw, "member");
+    loco_json_uint(jw, w->member_id);
+    loco_json_key(jw, "wall");
+    loco_json_number(jw, loco_wall_s());
+    loco_json_key(jw, "epoch");
+    loco_json_uint(jw, loco_comm_epoch(w->comm));
+    loco_json_key(jw, "world");
+    loco_json_int(jw, w->world);
+}
+
+loco_status train_log_recover(worker *w, const loco_reconf_report *rep, double fail_wall_s,
+                              const char *cause)
+{
+    loco_json_writer *jw = loco_metrics_begin(&w->metrics, "recover");
+    loco_json_key(jw, "step");
+    loco_json_int(jw, w->step);
+    write_membership_fields(jw, w);
+    loco_json_key(jw, "fail_wall");
+    loco_json_number(jw, fail_wall_s);
+    loco_json_key(jw, "seconds");
+    loco_json_number(jw, rep->seconds);
+    loco_json_key(jw, "retries");
+    loco_json_int(jw, w->retries);
+    loco_json_key(jw, "cause");
+    loco_json_string(jw, cause);
+    return loco_metrics_end(&w->metrics);
+}
+
+loco_status train_log_resumed(worker *w)
+{
+    loco_json_writer *jw = loco_metrics_begin(&w->metrics, "resumed");
+    loco_json_key(jw, "step");
+    loco_json_int(jw, w->step);
+    write_membership_fields(jw, w);
+    loco_json_key(jw, "fail_wall");
+    loco_json_number(jw, w->fail_wall_s);
+    loco_json_key(jw, "step_retries");
+    loco_json_int(jw, w->step_retries);
+    loco_json_key(jw, "step_seconds");
+    loco_json_number(jw, w->last_step_s);
+    return loco_metrics_end(&w->metrics);
+}
+
+loco_status train_log_membership(worker *w, const loco_reconf_report *rep)
+{
+    loco_json_writer *jw = loco_metrics_begin(&w->metrics, "membership");
+    loco_json_key(jw, "step");
+    loco_json_int(jw, w->step);
+    write_membership_fields(jw, w);
+    loco_json_key(jw, "joined_here");
+    loco_json_bool(jw, rep->joined);
+    loco_json_key(jw, "repaired");
+    loco_json_bool(jw, rep->repaired);
+    loco_json_key(jw, "n_joined");
+    loco_json_int(jw, rep->n_joined);
+    loco_json_key(jw, "n_left");
+    loco_json_int(jw, rep->n_left);
+    loco_json_key(jw, "n_removed");
+    loco_json_int(jw, rep->n_removed);
+    loco_json_key(jw, "n_repaired");
+    loco_json_int(jw, rep->n_repaired);
+    loco_json_key(jw, "state_bytes_received");
+    loco_json_uint(jw, rep->state_bytes_received);
+    loco_json_key(jw, "state_bytes_sent");
+    loco_json_uint(jw, rep->state_bytes_sent);
+    loco_json_key(jw, "seconds");
+    loco_json_number(jw, rep->seconds);
+    loco_json_key(jw, "note");
+    loco_json_string(jw, rep->note);
+    return loco_metrics_end(&w->metrics);
+}
+
 /* ---------------------------------------------------------------------------------------------
  * run.json */
 
@@ -200,6 +290,66 @@ void train_summary(worker *w, worker_summary *out)
     out->tokens = w->tokens;
     out->final_loss = w->last_loss;
     out->comm_wait_s = w->comm_wait_s;
+    loco_ft_totals ft = ft_totals_of(w);
+    out->member_id = w->member_id;
+    out->epoch = NULL != w->comm ? loco_comm_epoch(w->comm) : 0;
+    out->retries = w->retries;
+    out->recoveries = ft.recoveries;
+    out->ops_committed = ft.ops_committed;
+    out->ops_aborted = ft.ops_aborted;
+    out->repairs = ft.repairs;
+    out->epochs = ft.epochs;
+    out->sync_points = ft.sync_points;
+    out->failovers = ft.failovers;
+    out->recover_seconds = ft.recover_seconds;
+}
+
+/* The control plane's part of a worker's record. */
+static void write_ft_fields(loco_json_writer *jw, const worker_summary *s)
+{
+    loco_json_key(jw, "member_id");
+    loco_json_int(jw, s->member_id);
+    loco_json_key(jw, "epoch");
+    loco_json_int(jw, s->epoch);
+    loco_json_key(jw, "retries");
+    loco_json_int(jw, s->retries);
+    loco_json_key(jw, "recoveries");
+    loco_json_uint(jw, s->recoveries);
+    loco_json_key(jw, "ops_committed");
+    loco_json_uint(jw, s->ops_committed);
+    loco_json_key(jw, "ops_aborted");
+    loco_json_uint(jw, s->ops_aborted);
+    loco_json_key(jw, "repairs");
+    loco_json_uint(jw, s->repairs);
+    loco_json_key(jw, "epochs");
+    loco_json_uint(jw, s->epochs);
+    loco_json_key(jw, "sync_points");
+    loco_json_uint(jw, s->sync_points);
+    loco_json_key(jw, "failovers");
+    loco_json_uint(jw, s->failovers);
+    loco_json_key(jw, "recover_seconds");
+    loco_json_number(jw, s->recover_seconds);
+}
+
+static void write_membership_counts(loco_json_writer *jw, const worker *w)
+{
+    loco_ft_totals t = ft_totals_of(w);
+    if (!w->ft) {
+        t.counts.started = (uint32_t)w->world;
+    }
+    loco_json_key(jw, "membership");
+    loco_json_begin_object(jw);
+    loco_json_key(jw, "started");
+    loco_json_uint(jw, t.counts.started);
+    loco_json_key(jw, "died");
+    loco_json_uint(jw, t.counts.died);
+    loco_json_key(jw, "evicted");
+    loco_json_uint(jw, t.counts.evicted);
+    loco_json_key(jw, "joined");
+    loco_json_uint(jw, t.counts.joined);
+    loco_json_key(jw, "left");
+    loco_json_uint(jw, t.counts.left);
+    loco_json_end_object(jw);
 }
 
 static void write_worker(loco_json_writer *jw, const worker_summary *s)
@@ -236,6 +386,7 @@ static void write_worker(loco_json_writer *jw, const worker_summary *s)
     loco_json_string(jw, digest);
     loco_json_key(jw, "state_digest");
     loco_json_string(jw, state);
+    write_ft_fields(jw, s);
     loco_json_end_object(jw);
 }
 
@@ -322,19 +473,51 @@ loco_status train_write_run_json(worker *w, loco_status outcome, const loco_erro
         write_worker(&jw, &summaries[i]);
     }
     loco_json_end_array(&jw);
-    loco_json_key(&jw, "membership");
-    loco_json_begin_object(&jw);
-    loco_json_key(&jw, "started");
-    loco_json_int(&jw, w->world);
-    loco_json_key(&jw, "died");
-    loco_json_int(&jw, 0);
-    loco_json_key(&jw, "evicted");
-    loco_json_int(&jw, 0);
-    loco_json_key(&jw, "joined");
-    loco_json_int(&jw, 0);
-    loco_json_key(&jw, "left");
-    loco_json_int(&jw, 0);
+    write_membership_counts(&jw, w);
+    loco_json_key(&jw, "epoch");
+    loco_json_uint(&jw, NULL != w->comm ? loco_comm_epoch(w->comm) : 0);
     loco_json_end_object(&jw);
+    return loco_atomic_commit(&af, err);
+}
+
+loco_status train_write_member_json(worker *w, loco_status outcome, const loco_error *failure,
+                                    loco_error *err)
+{
+    char path[LOCO_PATH_MAX + 32];
+    snprintf(path, sizeof path, "%s/member.%u.json", w->cfg.run.dir, w->member_id);
+    loco_atomic_file af;
+    LOCO_TRY(loco_atomic_open(&af, path, err));
+    loco_json_writer jw;
+    loco_json_writer_init(&jw, af.fp, true);
+    worker_summary s;
+    train_summary(w, &s);
+    loco_json_begin_object(&jw);
+    loco_json_key(&jw, "outcome");
+    loco_json_string(&jw, w->outcome);
+    bool left = 0 == strcmp(w->outcome, "left");
+    loco_json_key(&jw, "exit_code");
+    loco_json_int(&jw, left ? 0 : loco_status_exit_code(outcome));
+    if (LOCO_OK != outcome) {
+        loco_json_key(&jw, "error");
+        loco_json_string(&jw, loco_error_msg(failure, outcome));
+    }
+    loco_json_key(&jw, "rank");
+    loco_json_int(&jw, w->rank);
+    loco_json_key(&jw, "world");
+    loco_json_int(&jw, w->world);
+    loco_json_key(&jw, "steps");
+    loco_json_int(&jw, w->step);
+    loco_json_key(&jw, "tokens");
+    loco_json_number(&jw, w->tokens);
+    char digest[17], state[17];
+    loco_hash_hex(s.param_digest, digest);
+    loco_hash_hex(s.state_digest, state);
+    loco_json_key(&jw, "param_digest");
+    loco_json_string(&jw, digest);
+    loco_json_key(&jw, "state_digest");
+    loco_json_string(&jw, state);
+    write_ft_fields(&jw, &s);
+    write_membership_counts(&jw, w);
     loco_json_end_object(&jw);
     return loco_atomic_commit(&af, err);
 }

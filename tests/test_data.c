@@ -253,6 +253,39 @@ Test(data, batches_shift_targets_and_state_resumes_exactly, .init = make_dir, .f
     loco_token_file_close(&train);
 }
 
+/* loco_loader_seek(n) continues exactly where reading n sequences from the start would, across
+ * epoch boundaries (how a worker picks up the group's data position after a membership change). */
+Test(data, seek_continues_where_reading_would, .init = make_dir, .fini = remove_dir)
+{
+    char *texts[3];
+    size_t lens[3];
+    prepare_three(texts, lens);
+    loco_token_file train;
+    open_split(&train, "train");
+    const int B = 3, T = 50;
+    loco_loader a, b;
+    cr_assert_eq(loco_loader_init(&a, &train, LOCO_PARTITION_IID, 64, 0, 3, B, T, NULL), LOCO_OK);
+    cr_assert_eq(loco_loader_init(&b, &train, LOCO_PARTITION_IID, 64, 0, 3, B, T, NULL), LOCO_OK);
+    uint16_t in1[B * T], tg1[B * T], in2[B * T], tg2[B * T];
+    int per_epoch = (int)(a.length / (uint64_t)(B * T));
+    for (int s = 0; s < 3 * per_epoch + 2; s++) {
+        loco_loader_seek(&b, (uint64_t)s * B);
+        loco_loader_next(&a, in1, tg1);
+        loco_loader_next(&b, in2, tg2);
+        cr_assert_arr_eq(in1, in2, sizeof in1, "batch %d", s);
+        cr_assert_arr_eq(tg1, tg2, sizeof tg1, "batch %d", s);
+        cr_assert_eq(a.epoch, b.epoch, "batch %d: epoch %llu vs %llu", s,
+                     (unsigned long long)a.epoch, (unsigned long long)b.epoch);
+    }
+    cr_assert(a.epoch >= 2);
+    loco_loader_free(&a);
+    loco_loader_free(&b);
+    for (int s = 0; s < 3; s++) {
+        free(texts[s]);
+    }
+    loco_token_file_close(&train);
+}
+
 /* Copy train.tok to a scratch file, let `edit` damage it, and check the open fails as told. */
 static void expect_refused(void (*edit)(const char *path), loco_status want, const char *needle)
 {
