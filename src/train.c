@@ -228,11 +228,11 @@ static loco_status worker_init(worker *w, loco_error *err)
     if (t->threads > 0) {
         omp_set_num_threads(t->threads);
     }
+    LOCO_TRY(open_data(w, err)); /* a missing or bad corpus leaves no run directory behind */
     LOCO_TRY(loco_mkdir_p(w->cfg.run.dir, err));
     if (0 == w->rank) {
         LOCO_TRY(loco_config_save(&w->cfg, w->cfg.run.dir, err));
     }
-    LOCO_TRY(open_data(w, err));
     size_t tokens = (size_t)t->batch * (size_t)t->seq_len;
     w->inputs = malloc(tokens * sizeof *w->inputs);
     w->targets = malloc(tokens * sizeof *w->targets);
