@@ -518,7 +518,9 @@ loco_status loco_join_req_decode(const uint8_t *in, size_t len, uint32_t *wanted
     rd r = {.p = in, .len = len};
     *wanted = r_u32(&r);
     const uint8_t *b = r_take(&r, LOCO_MEMBER_BYTES);
-    if (NULL != b) { /* a joiner has no id yet: decode with a placeholder */
+    if (NULL != b) {
+        /* The coordinator assigns the joiner's id, so the record's id field (bytes 72..75,
+         * loco_member_encode) is ignored: zeroed before the record is validated. */
         uint8_t tmp[LOCO_MEMBER_BYTES];
         memcpy(tmp, b, sizeof tmp);
         memset(tmp + 72, 0, 4);
