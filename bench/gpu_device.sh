@@ -12,7 +12,8 @@
 #                                         with NCCL, when the machine has two or more;
 #                                         train = `loco train` on GPUs: tests/test_train_cuda.sh,
 #                                         then 2 DiLoCo workers x 1 GPU over TCP (fp32, 8-bit
-#                                         ring, one-round delay) next to one worker of 2 GPUs (NCCL) on the
+#                                         encoded on the GPU (allgather) and by the host ring,
+#                                         one-round delay) next to one worker of 2 GPUs (NCCL) on the
 #                                         same shape; train_runs.json has tokens/s and losses)
 #
 # Environment: OUT (logs and JSON, default /tmp/loco-gpu-out), LOCO_PKG_DIR (default ./.deb),
@@ -117,6 +118,7 @@ if has train; then # loco train on GPUs: the test, then DiLoCo between 1-GPU wor
   shape=(--set train.steps="$steps" --set train.eval_every=100 --set train.log_every=10)
   if [ "$ngpu" -ge 2 ]; then
     for v in "diloco2 " "diloco2-int8 --set codec.name=maxmin --set codec.bits=8" \
+             "diloco2-int8-ring --set codec.name=maxmin --set codec.bits=8 --set sync.exchange=ring" \
              "diloco2-delay1 --set sync.delay=1 --set sync.outer_momentum=0"; do
       name=${v%% *}
       t0=$SECONDS
@@ -137,7 +139,7 @@ if has train; then # loco train on GPUs: the test, then DiLoCo between 1-GPU wor
       --layers 12 --width 768 --heads 12 --vocab 256 --seq 1024 --batch 16 --steps 30 \
       --warmup 5 2>&1 | grep -E "^gpu_worker" | tee -a "$OUT/train.log" > "$runs/gpu_worker$np.txt"
   done
-  grep "round ends" "$OUT/train.log"
+  grep -E "round ends|encoded on the GPU" "$OUT/train.log"
   python3 bench/train_summary.py "$runs" > "$OUT/train_runs.json"
   python3 - "$OUT/train_runs.json" <<'PY'
 import json, sys

@@ -224,6 +224,9 @@ struct loco_cuda_ctx; /* cuda/cuda.h */
  * dev_payload must hold loco_codec_cuda_scratch_bytes(codec, n) bytes (loco_codec_bound's, more
  * for topk and dct_topk). */
 size_t loco_codec_cuda_scratch_bytes(const loco_codec *codec, size_t n);
+/* Does loco_codec_encode_cuda take this codec for messages of n elements (a CUDA build, one of
+ * the codecs above, quantizer buckets within the GPU's limit)? */
+bool loco_codec_cuda_encodes(const loco_codec_params *p, size_t n);
 /* The same for a rows x cols tensor: dct_topk chunks it as the CPU codec does with a state of
  * that shape (loco_codec_state_init(.., rows, cols, ..)); other codecs see rows * cols elements. */
 loco_status loco_codec_encode_cuda_shaped(const loco_codec *codec, struct loco_cuda_ctx *cuda,

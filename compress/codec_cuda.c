@@ -107,6 +107,24 @@ size_t loco_codec_cuda_scratch_bytes(const loco_codec *codec, size_t n)
     return topk > bound ? topk : bound;
 }
 
+bool loco_codec_cuda_encodes(const loco_codec_params *p, size_t n)
+{
+    if (!loco_cuda_built()) {
+        return false;
+    }
+    size_t bucket = 0 == p->bucket || (size_t)p->bucket > n ? n : (size_t)p->bucket;
+    switch (p->id) {
+    case LOCO_CODEC_MAXMIN:
+    case LOCO_CODEC_QSGD:
+    case LOCO_CODEC_FP4:
+    case LOCO_CODEC_TERNARY:
+    case LOCO_CODEC_SIGN: return bucket <= LOCO_CUDA_QUANT_MAX_BUCKET;
+    case LOCO_CODEC_TOPK:
+    case LOCO_CODEC_DCT_TOPK: return true;
+    default: return false;
+    }
+}
+
 loco_status loco_codec_encode_cuda(const loco_codec *codec, struct loco_cuda_ctx *cuda,
                                    const float *dev_in, size_t n, const loco_codec_ctx *ctx,
                                    uint8_t *dev_payload, uint8_t *out, size_t cap,

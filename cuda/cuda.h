@@ -174,6 +174,11 @@ loco_status loco_cuda_sgd_update(loco_cuda_ctx *ctx, float *params, uint16_t *pa
                                  float lr, float momentum, bool nesterov, float weight_decay,
                                  size_t n, loco_error *err);
 
+/* out = a - b elementwise in fp32 (bit-identical to the same C loop on the host): DiLoCo's
+ * pseudo-gradient theta_global - theta_local. out, a, b: (n) device; out may alias neither. */
+loco_status loco_cuda_sub(loco_cuda_ctx *ctx, float *out, const float *a, const float *b,
+                          size_t n, loco_error *err);
+
 /* DiLoCo's outer step (torch.optim.SGD(lr, momentum mu, nesterov=True) on the outer copy):
  *     delta = averaged pseudo-gradient (outer - local, summed and scaled by the caller)
  *     mom   = mu mom + delta;  outer -= lr (delta + mu mom)

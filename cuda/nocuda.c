@@ -176,6 +176,13 @@ loco_status loco_cuda_scale(loco_cuda_ctx *ctx, float *x, size_t n, float s, loc
     return no_cuda(err);
 }
 
+loco_status loco_cuda_sub(loco_cuda_ctx *ctx, float *out, const float *a, const float *b,
+                          size_t n, loco_error *err)
+{
+    (void)ctx, (void)out, (void)a, (void)b, (void)n;
+    return no_cuda(err);
+}
+
 loco_status loco_cuda_adamw_update(loco_cuda_ctx *ctx, float *params, uint16_t *params_bf16,
                                    const float *grads, float *m, float *v,
                                    const loco_cuda_decay *decay, float lr, float beta1,

@@ -247,6 +247,23 @@ extern "C" loco_status loco_cuda_sgd_update(loco_cuda_ctx *ctx, float *params,
     return launch_status(err, "SGD update on the GPU");
 }
 
+__global__ void sub_kernel(float *out, const float *a, const float *b, size_t n)
+{
+    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) {
+        out[i] = __fsub_rn(a[i], b[i]); /* never contracted into anything else */
+    }
+}
+
+extern "C" loco_status loco_cuda_sub(loco_cuda_ctx *ctx, float *out, const float *a,
+                                     const float *b, size_t n, loco_error *err)
+{
+    if (n > 0) {
+        sub_kernel<<<ceil_div(n, OPT_THREADS), OPT_THREADS, 0, ctx->stream>>>(out, a, b, n);
+    }
+    return launch_status(err, "pseudo-gradient on the GPU");
+}
+
 __global__ void outer_nesterov_kernel(float *outer, float *local, bf16 *local16,
                                       const float *delta, float *mom, float lr, float mu, size_t n)
 {

@@ -167,6 +167,32 @@ static loco_status validate_rounds(const loco_sync_params *p, loco_error *err)
     return LOCO_OK;
 }
 
+/* diloco with sync.exchange allgather: one encoded message per worker. */
+static loco_status validate_diloco_allgather(const loco_sync_params *p, loco_error *err)
+{
+    loco_codec_id id = p->compress ? p->codec.id : LOCO_CODEC_NONE;
+    if (LOCO_CODEC_NONE == id) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "sync.exchange = allgather needs a codec (raw fp32 averages travel "
+                              "by the ring); set codec.name (e.g. maxmin) or sync.exchange: ring");
+    }
+    if (LOCO_CODEC_DGC == id || LOCO_CODEC_POWERSGD == id) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "codec.name = %s does not fit sync.exchange allgather: the whole "
+                              "pseudo-gradient travels as one vector message, and %s keeps "
+                              "per-tensor state across steps; allowed: fp16, bf16, maxmin, qsgd, "
+                              "fp4, ternary, sign, topk, randk, dct_topk",
+                              loco_codec_name(id), loco_codec_name(id));
+    }
+    if (0 != p->delay) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "sync.delay = %d needs sync.exchange ring (the allgather runs "
+                              "synchronously); allowed with allgather: 0",
+                              p->delay);
+    }
+    return LOCO_OK;
+}
+
 /* Does the codec (and error feedback) fit the strategy? */
 static loco_status validate_codec(const loco_sync_params *p, loco_error *err)
 {
@@ -215,6 +241,11 @@ static loco_status validate_codec(const loco_sync_params *p, loco_error *err)
         return LOCO_OK;
     case LOCO_SYNC_DDP: return LOCO_OK; /* any codec: ring or allgather */
     case LOCO_SYNC_DILOCO:
+        if (LOCO_EXCHANGE_ALLGATHER == p->exchange) {
+            return validate_diloco_allgather(p, err);
+        }
+        /* the ring, like streaming */
+        __attribute__((fallthrough));
     case LOCO_SYNC_STREAMING:
         if (!codec_fits_ring(id)) {
             return loco_error_set(err, LOCO_ERR_CONFIG,
@@ -252,6 +283,13 @@ loco_status loco_sync_params_validate(const loco_sync_params *p, loco_error *err
     if (p->total_steps < 0) {
         return loco_error_set(err, LOCO_ERR_CONFIG, "total steps %d: allowed: >= 0",
                               p->total_steps);
+    }
+    if (LOCO_EXCHANGE_RING != p->exchange &&
+        (LOCO_EXCHANGE_ALLGATHER != p->exchange || LOCO_SYNC_DILOCO != p->strategy)) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "sync.exchange = %d with sync.strategy %s; allowed: ring, or "
+                              "allgather with sync.strategy diloco",
+                              (int)p->exchange, loco_sync_strategy_name(p->strategy));
     }
     if (LOCO_SYNC_DILOCO == p->strategy || LOCO_SYNC_STREAMING == p->strategy) {
         LOCO_TRY(validate_rounds(p, err));
@@ -405,10 +443,26 @@ bool loco_sync_step_uses_params(const loco_sync *sync, int64_t step)
     return sync->ops->uses_params(sync, step);
 }
 
+bool loco_sync_takes_delta_encoder(const loco_sync *sync)
+{
+    return LOCO_SYNC_DILOCO == sync->p.strategy &&
+           LOCO_EXCHANGE_ALLGATHER == sync->p.exchange && NULL != sync->codec;
+}
+
+uint64_t loco_sync_global_version(const loco_sync *sync)
+{
+    return NULL != sync->ops->global_version ? sync->ops->global_version(sync) : 0;
+}
+
 loco_status loco_sync_step(loco_sync *sync, const loco_sync_step_in *in, loco_sync_step_out *out,
                            loco_error *err)
 {
     step_out_reset(out);
+    if (NULL != in->delta_encoder && !loco_sync_takes_delta_encoder(sync)) {
+        return loco_error_set(err, LOCO_ERR_INVALID_ARG,
+                              "a pseudo-gradient encoder needs sync.strategy diloco with "
+                              "sync.exchange allgather and a codec");
+    }
     if (in->inner_done && !loco_sync_accepts_inner_done(sync->p.strategy)) {
         return loco_error_set(err, LOCO_ERR_INVALID_ARG,
                               "sync.strategy %s needs the local gradient: it cannot take a step "

@@ -22,6 +22,13 @@
  *              behind compute. H is fixed, or QSR: H = max(H_base, floor((alpha / lr)^2)),
  *              recomputed right after each sync, H_base during warm-up, clipped to the steps
  *              left. Every run ends with a sync at its last step, so all replicas finish equal.
+ *              sync.exchange picks how the pseudo-gradients travel: ring (the compressed ring
+ *              above; raw fp32 without a codec) or allgather (each worker encodes its whole
+ *              Delta_i once; the messages are all-gathered and every worker decodes them in
+ *              rank order: any codec but dgc and powersgd, no re-encoding error at each hop,
+ *              (W-1) messages received per worker instead of the ring's 2(W-1)/W; no delay). With
+ *              allgather the caller may encode Delta_i itself (loco_sync_step_in.delta_encoder:
+ *              a GPU worker encodes on the device, so only the message crosses to the host).
  *   streaming  (sync_streaming.c) Streaming DiLoCo: the transformer blocks are split into P
  *              fragments (strided: block l in fragment l mod P; sequential: consecutive blocks;
  *              embeddings join the first fragment, the final LayerNorm the last). Every H/P steps
@@ -83,6 +90,11 @@ typedef enum loco_h_schedule {
     LOCO_H_QSR = 1,
 } loco_h_schedule;
 
+typedef enum loco_outer_exchange {
+    LOCO_EXCHANGE_RING = 0,      /* diloco: the (compressed) ring allreduce */
+    LOCO_EXCHANGE_ALLGATHER = 1, /* diloco: all-gather every worker's encoded Delta_i */
+} loco_outer_exchange;
+
 typedef enum loco_fragment_pattern {
     LOCO_FRAGMENT_STRIDED = 0,    /* block l -> fragment l mod P */
     LOCO_FRAGMENT_SEQUENTIAL = 1, /* block l -> fragment l / ceil(L / P) */
@@ -100,6 +112,7 @@ typedef struct loco_sync_params {
     float outer_momentum;           /* outer momentum mu in [0, 1) */
     bool outer_nesterov;
     int delay;                      /* diloco: 0, or 1 = apply the average one round late */
+    loco_outer_exchange exchange;   /* diloco: how pseudo-gradients travel (ring by default) */
     int fragments;                  /* streaming: P */
     loco_fragment_pattern fragment_pattern;
     int overlap;                    /* streaming: tau, 0 <= tau < H/P */
@@ -159,6 +172,19 @@ void loco_sync_free(loco_sync *sync); /* NULL is fine */
 const loco_sync_params *loco_sync_get_params(const loco_sync *sync);
 int loco_sync_world(const loco_sync *sync);
 
+/* A caller that encodes diloco's pseudo-gradient itself, where its replica lives (a GPU worker:
+ * on the device, so that only the message crosses to the host). encode must write into out (cap
+ * bytes; *len the message length) exactly the message loco_codec_encode_ex(codec, NULL, Delta,
+ * n, cctx, ...) would write for Delta = global - replica (fp32, elementwise), where global (n,
+ * host) is theta_global. global_version changes whenever theta_global does
+ * (loco_sync_global_version), so the caller can keep a copy of it and refresh it only then. */
+typedef struct loco_sync_delta_encoder {
+    void *ctx;
+    loco_status (*encode)(void *ctx, const float *global, uint64_t global_version,
+                          const loco_codec *codec, const loco_codec_ctx *cctx, uint8_t *out,
+                          size_t cap, size_t *len, loco_error *err);
+} loco_sync_delta_encoder;
+
 /* The inputs of one training step. */
 typedef struct loco_sync_step_in {
     float *params;       /* (n) this replica's parameters, updated in place */
@@ -176,6 +202,9 @@ typedef struct loco_sync_step_in {
                             says the step reads it */
     double inner_grad_norm; /* with inner_done: the norm the caller measured before clipping
                                (non-finite: the caller skipped the update) */
+    const loco_sync_delta_encoder *delta_encoder; /* NULL, or (loco_sync_takes_delta_encoder)
+                               the pseudo-gradient's encoder: params is then only written at a
+                               round end (the replica restarts from theta_global), never read */
 } loco_sync_step_in;
 
 /* What happened in one step. */
@@ -205,6 +234,15 @@ bool loco_sync_accepts_inner_done(loco_sync_strategy strategy);
  * theta_global); every other strategy: always. A GPU worker brings its parameters to the host
  * before such a step and back to the device after it, and keeps them on the device otherwise. */
 bool loco_sync_step_uses_params(const loco_sync *sync, int64_t step);
+
+/* Does the strategy take a loco_sync_delta_encoder (diloco with sync.exchange allgather and a
+ * codec)? */
+bool loco_sync_takes_delta_encoder(const loco_sync *sync);
+
+/* A number that changes whenever theta_global changes (outer step, restored state); 0 for
+ * strategies without one. */
+uint64_t loco_sync_global_version(const loco_sync *sync);
+
 /* The communicator was re-formed: after loco_comm_recover (step 3 of Failures above), and after
  * a sync point that changed the membership (loco_comm_sync_point with joiners, leavers or
  * removals; call loco_sync_restored first when the state was written). Takes the new rank and

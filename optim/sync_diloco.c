@@ -15,6 +15,9 @@
  * After a lost member (sync.h, Failures) a repeated step skips the inner update and redoes the
  * sync from Delta_i (theta_global and the replica are unchanged until the average lands); the
  * delayed average, if it was lost, is started again by loco_sync_recovered.
+ * sync.exchange allgather (sync.h): Delta_i is encoded once (by the caller's delta encoder when
+ * it gives one, else here), the messages are all-gathered, and every worker decodes them in
+ * rank order into Delta = sum_i decode(msg_i) / W, so theta_global stays bit-identical.
  */
 #include "optim/sync_impl.h"
 
@@ -33,6 +36,9 @@ typedef struct diloco_state {
     int64_t sched[SCHED_COUNT];
     int64_t steps_done;      /* steps this worker has run (the next step's index) */
     sync_async pending;      /* delay: the allreduce of delta[1] in flight (or lost) */
+    bool allgather;          /* sync.exchange allgather: x carries the messages */
+    sync_exchange x;
+    uint64_t global_version; /* bumped whenever global changes (loco_sync_global_version) */
 } diloco_state;
 
 static loco_status diloco_init(loco_sync *s, const float *params_init, loco_error *err)
@@ -57,6 +63,11 @@ static loco_status diloco_init(loco_sync *s, const float *params_init, loco_erro
     memset(d->delta[0], 0, bytes); /* delta[1] is shared state before the first average lands */
     memset(d->delta[1], 0, bytes);
     d->sched[SCHED_H] = s->p.h;
+    d->global_version = 1;
+    d->allgather = LOCO_EXCHANGE_ALLGATHER == s->p.exchange && NULL != s->codec;
+    if (d->allgather) {
+        LOCO_TRY(sync_exchange_init(s, false, NULL, &d->x, err));
+    }
     return LOCO_OK;
 }
 
@@ -73,6 +84,7 @@ static void diloco_free(loco_sync *s)
     free(d->momentum);
     free(d->delta[0]);
     free(d->delta[1]);
+    sync_exchange_free(&d->x);
     free(d);
 }
 
@@ -89,6 +101,7 @@ static int64_t next_h(const loco_sync *s, const loco_sync_step_in *in)
 
 static void outer_apply(loco_sync *s, diloco_state *d, const float *delta)
 {
+    d->global_version++;
     loco_outer_sgd_step(d->global, d->momentum, delta, s->n, s->p.outer_lr, s->p.outer_momentum,
                         s->p.outer_nesterov);
 }
@@ -104,21 +117,68 @@ static loco_status await_pending(loco_sync *s, diloco_state *d, loco_sync_step_o
     return LOCO_OK;
 }
 
+/* delta = global - params. */
+static void pseudo_gradient(const loco_sync *s, const diloco_state *d, const float *params,
+                            float *delta)
+{
+#pragma omp parallel for schedule(static) if (s->n >= 65536)
+    for (size_t i = 0; i < s->n; i++) {
+        delta[i] = d->global[i] - params[i];
+    }
+}
+
+/* sync.exchange allgather: delta = the mean of every worker's decoded message. This worker's
+ * message comes from the caller's encoder (params not read) or is encoded here from params. */
+static loco_status allgather_average(loco_sync *s, diloco_state *d, const float *params,
+                                     const loco_sync_delta_encoder *encoder, int64_t step,
+                                     float *delta, loco_sync_step_out *out, loco_error *err)
+{
+    sync_exchange *x = &d->x;
+    if (NULL != encoder) {
+        loco_codec_ctx ctx = sync_codec_ctx(s, (int)s->member, 0, step);
+        size_t len = 0;
+        LOCO_TRY(encoder->encode(encoder->ctx, d->global, d->global_version, s->codec, &ctx,
+                                 x->send + 4, x->bound - 4, &len, err));
+        LOCO_ASSERT(len <= x->bound - 4);
+        uint32_t len32 = (uint32_t)len; /* [u32 length][message], as sync_exchange_encode */
+        for (int b = 0; b < 4; b++) {
+            x->send[b] = (uint8_t)(len32 >> (8 * b));
+        }
+        x->send_len = 4 + len;
+    } else {
+        pseudo_gradient(s, d, params, delta);
+        LOCO_TRY(sync_exchange_encode(s, x, delta, step, err));
+    }
+    LOCO_TRY(sync_exchange_gather(s, x, out, err));
+    memset(delta, 0, s->n * sizeof(float));
+    float scale = 1.0f / (float)s->world;
+    for (int r = 0; r < s->world; r++) {
+        const uint8_t *msg = NULL;
+        size_t len = 0;
+        LOCO_TRY(sync_exchange_message(x, r, 0, &msg, &len, err));
+        loco_codec_ctx ctx = sync_codec_ctx(s, r, 0, step);
+        LOCO_TRY(loco_codec_decode_add_ex(s->codec, msg, len, delta, s->n, scale, &ctx, err));
+    }
+    return LOCO_OK;
+}
+
 /* End a round: average the pseudo-gradient and take the outer step (see the file comment). */
 static loco_status diloco_sync(loco_sync *s, diloco_state *d, float *params,
                                const loco_sync_step_in *in, loco_sync_step_out *out,
                                loco_error *err)
 {
     float *delta = d->delta[0];
-#pragma omp parallel for schedule(static) if (s->n >= 65536)
-    for (size_t i = 0; i < s->n; i++) {
-        delta[i] = d->global[i] - params[i];
-    }
     int64_t step = d->steps_done - 1;
-    if (0 == s->p.delay) {
+    if (d->allgather) {
+        const loco_sync_delta_encoder *encoder = NULL != in ? in->delta_encoder : NULL;
+        LOCO_TRY(allgather_average(s, d, params, encoder, step, delta, out, err));
+        outer_apply(s, d, delta);
+    } else if (0 == s->p.delay) {
+        pseudo_gradient(s, d, params, delta);
         LOCO_TRY(sync_allreduce_avg(s, s->codec, delta, s->n, step, out, err));
         outer_apply(s, d, delta);
     } else {
+        pseudo_gradient(s, d, params, delta);
         LOCO_TRY(await_pending(s, d, out, err));
         if (PENDING_ARRIVED == d->sched[SCHED_PENDING]) {
             outer_apply(s, d, d->delta[1]);
@@ -207,12 +267,22 @@ static void diloco_restored(loco_sync *s)
 {
     diloco_state *d = s->impl;
     d->steps_done = d->sched[SCHED_ROUND_START];
+    d->global_version++; /* theta_global may hold other bytes now */
 }
 
 static loco_status diloco_recovered(loco_sync *s, loco_error *err)
 {
     diloco_state *d = s->impl;
+    if (d->allgather) {
+        LOCO_TRY(sync_exchange_resize(s, &d->x, err));
+    }
     return sync_async_restart(s, &d->pending, err);
+}
+
+static uint64_t diloco_global_version(const loco_sync *s)
+{
+    const diloco_state *d = s->impl;
+    return d->global_version;
 }
 
 static const float *diloco_eval_params(const loco_sync *s, const float *params)
@@ -232,4 +302,5 @@ const sync_ops loco_sync_diloco_ops = {
     .eval_params = diloco_eval_params,
     .uses_params = diloco_uses_params,
     .recovered = diloco_recovered,
+    .global_version = diloco_global_version,
 };

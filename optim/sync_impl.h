@@ -33,6 +33,8 @@ typedef struct sync_ops {
     /* the communicator was re-formed (s->rank, s->world are the new ones): resize what depends
      * on the world size and start again an asynchronous operation that was lost */
     loco_status (*recovered)(loco_sync *s, loco_error *err);
+    /* changes whenever the shared theta_global does (NULL: no theta_global) */
+    uint64_t (*global_version)(const loco_sync *s);
 } sync_ops;
 
 extern const sync_ops loco_sync_none_ops;

@@ -149,6 +149,7 @@ static const char *const g_strategy_names[] = {"none", "ddp", "diloco", "streami
                                                NULL};
 static const char *const g_h_schedule_names[] = {"fixed", "qsr", NULL};
 static const char *const g_fragment_names[] = {"strided", "sequential", NULL};
+static const char *const g_exchange_names[] = {"auto", "ring", "allgather", NULL};
 static const char *const g_codec_names[] = {"auto",    "none",  "fp16",     "bf16", "maxmin",
                                             "qsgd",    "fp4",   "ternary",  "sign", "topk",
                                             "dgc",     "randk", "dct_topk", "powersgd", NULL};
@@ -337,6 +338,10 @@ static const config_key g_schema[] = {
     BOOL_KEY("sync.outer_nesterov", sync.outer_nesterov, "outer Nesterov momentum"),
     INT_KEY("sync.delay", sync.delay, 0, 1,
             "diloco: 1 = apply each round's average one round late (overlaps communication)"),
+    ENUM_KEY("sync.exchange", exchange_name, g_exchange_names,
+             "diloco: how pseudo-gradients travel: ring (decode-add-encode per hop) or "
+             "allgather (one message per worker; auto: allgather for GPU workers whose codec "
+             "the GPU encodes, else ring)"),
     INT_KEY("sync.fragments", sync.fragments, 1, LOCO_SYNC_MAX_FRAGMENTS,
             "streaming: fragments P of transformer blocks (P divides sync.h)"),
     ENUM_KEY("sync.fragment_pattern", sync.fragment_pattern, g_fragment_names,
@@ -485,6 +490,7 @@ void loco_config_defaults(loco_config *cfg)
 
     cfg->sync = loco_sync_params_default(LOCO_SYNC_NONE);
     cfg->codec_name = 0; /* auto */
+    cfg->exchange_name = 0; /* auto */
 }
 
 void loco_config_bind_transport(loco_config *cfg)
@@ -1191,11 +1197,28 @@ static void resolve_codec(loco_config *cfg)
     cfg->codec_name = (int)id + 1;
 }
 
+/* sync.exchange auto: allgather where it saves the device -> host copy (a GPU diloco worker
+ * whose codec the GPU encodes: only the message leaves the GPU), else ring. */
+static void resolve_exchange(loco_config *cfg)
+{
+    loco_sync_params *sp = &cfg->sync;
+    if (0 != cfg->exchange_name) {
+        sp->exchange = (loco_outer_exchange)(cfg->exchange_name - 1);
+        return;
+    }
+    bool gpu_encodes = LOCO_DEVICE_CUDA == cfg->train.device &&
+                       LOCO_SYNC_DILOCO == sp->strategy && sp->compress && 0 == sp->delay &&
+                       loco_codec_cuda_encodes(&sp->codec, SIZE_MAX);
+    sp->exchange = gpu_encodes ? LOCO_EXCHANGE_ALLGATHER : LOCO_EXCHANGE_RING;
+    cfg->exchange_name = (int)sp->exchange + 1;
+}
+
 /* Resolve the sync: and codec: sections and check that they fit together. A failure names the
  * file position of the key the message starts with. */
 static loco_status resolve_sync(loco_config *cfg, loco_error *err)
 {
     resolve_codec(cfg);
+    resolve_exchange(cfg);
     cfg->sync.total_steps = cfg->train.steps;
     cfg->sync.seed = cfg->run.seed;
     loco_error inner = {0};

@@ -91,6 +91,7 @@ typedef struct loco_config {
     loco_sync_params sync;   /* sync: and codec: sections (codec.* resolved against the codec's
                                 own defaults; total_steps = train.steps, seed = run.seed) */
     int codec_name;          /* codec.name: 0 = auto (the strategy's default), else id + 1 */
+    int exchange_name;       /* sync.exchange: 0 = auto, else loco_outer_exchange + 1 */
     int kv_src_count; /* entries given for model.kv_src (0 = default identity) */
     loco_config_origin origin[LOCO_CONFIG_MAX_KEYS]; /* indexed like the schema */
 } loco_config;

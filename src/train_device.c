@@ -10,6 +10,14 @@
  * the ring over loco's TCP collectives and the outer Nesterov step are the CPU strategy's own
  * code, and theta_global stays bit-identical on every worker, GPU or CPU.
  *
+ * With sync.exchange allgather (the default for a GPU worker whose codec the GPU encodes) the
+ * parameters do not leave the device at a round end: the strategy calls device_encode_delta,
+ * which forms Delta = theta_global - theta_local on the GPU (theta_global's device copy is
+ * refreshed only when the strategy's version of it changes), encodes it there with the GPU
+ * codec (byte-identical to the CPU codec) and copies only the message to the host; after the
+ * outer step the new theta_global goes host -> device once and becomes both the replica and
+ * the device copy of theta_global.
+ *
  * Strategies that use the local gradient itself on the host (ddp, streaming's fragments, demo)
  * are refused by train_device_check with a configuration error.
  *
@@ -31,6 +39,14 @@ struct train_device {
     int64_t crossings;  /* steps whose parameters went to the host and back */
     double copy_s;      /* seconds copying parameters device <-> host on those steps */
     double strategy_s;  /* seconds in loco_sync_step on those steps (communication included) */
+    /* the pseudo-gradient encoded on the device (sync.exchange allgather with a GPU codec) */
+    bool encodes;
+    loco_sync_delta_encoder encoder;
+    float *global_dev;       /* (n) theta_global as of global_version */
+    uint64_t global_version; /* 0: global_dev holds nothing yet */
+    uint8_t *payload_dev;    /* the codec's device scratch, allocated at the first encode */
+    uint64_t message_bytes;  /* encoded messages copied device -> host */
+    int64_t messages;
 };
 
 loco_status train_device_check(const loco_config *cfg, loco_error *err)
@@ -41,7 +57,7 @@ loco_status train_device_check(const loco_config *cfg, loco_error *err)
     if (!loco_sync_accepts_inner_done(cfg->sync.strategy)) {
         return loco_error_set(err, LOCO_ERR_CONFIG,
                               "train.device: cuda works with sync.strategy none or diloco (with "
-                              "any ring codec); sync.strategy %s uses the local gradient on the "
+                              "a codec it takes); sync.strategy %s uses the local gradient on the "
                               "host every step. Set sync.strategy: diloco, or train.device: cpu",
                               loco_sync_strategy_name(cfg->sync.strategy));
     }
@@ -71,6 +87,34 @@ int train_device_index(const loco_config *cfg, int rank)
     return count > 0 ? index % count : index;
 }
 
+/* loco_sync_delta_encoder.encode for a GPU worker (see the file comment). The gradient buffer
+ * is the scratch for Delta: at a round end the step's gradient has been spent. */
+static loco_status device_encode_delta(void *ctx, const float *global, uint64_t global_version,
+                                       const loco_codec *codec, const loco_codec_ctx *cctx,
+                                       uint8_t *out, size_t cap, size_t *len, loco_error *err)
+{
+    worker *w = ctx;
+    train_device *dev = w->dev;
+    loco_model *m = w->model;
+    struct loco_cuda_ctx *cuda = loco_model_cuda_ctx(m);
+    size_t n = loco_model_num_params(m);
+    if (NULL == dev->payload_dev) {
+        LOCO_TRY(loco_cuda_alloc((void **)&dev->payload_dev,
+                                 loco_codec_cuda_scratch_bytes(codec, n), err));
+    }
+    if (global_version != dev->global_version) {
+        LOCO_TRY(loco_cuda_upload(cuda, dev->global_dev, global, n * sizeof(float), err));
+        dev->global_version = global_version;
+    }
+    float *delta = loco_model_device_grads(m);
+    LOCO_TRY(loco_cuda_sub(cuda, delta, dev->global_dev, loco_model_device_params(m), n, err));
+    LOCO_TRY(loco_codec_encode_cuda(codec, cuda, delta, n, cctx, dev->payload_dev, out, cap, len,
+                                    err));
+    dev->message_bytes += *len;
+    dev->messages++;
+    return LOCO_OK;
+}
+
 loco_status train_device_init(worker *w, loco_error *err)
 {
     if (LOCO_DEVICE_CUDA != loco_model_device(w->model)) {
@@ -84,6 +128,13 @@ loco_status train_device_init(worker *w, loco_error *err)
     LOCO_TRY(loco_optim_init_cuda(&w->dev->optim, &w->cfg.optim, loco_model_num_params(w->model),
                                   loco_model_cuda_ctx(w->model), loco_model_tensors(w->model),
                                   err));
+    size_t n = loco_model_num_params(w->model);
+    w->dev->encodes = loco_sync_takes_delta_encoder(w->sync) &&
+                      loco_codec_cuda_encodes(&w->cfg.sync.codec, n);
+    if (w->dev->encodes) {
+        LOCO_TRY(loco_cuda_alloc((void **)&w->dev->global_dev, n * sizeof(float), err));
+        w->dev->encoder = (loco_sync_delta_encoder){.ctx = w, .encode = device_encode_delta};
+    }
     /* the parameters cross at every round end: page-locked, the copies run at bus speed */
     loco_error pin_err = {0};
     float *host = loco_model_params(w->model);
@@ -111,6 +162,14 @@ void train_device_free(train_device *dev)
                   "%.2f s in the sync strategy",
                   dev->rank, (long long)dev->crossings, dev->copy_s, dev->strategy_s);
     }
+    if (dev->messages > 0) {
+        LOCO_INFO("worker %d: %lld pseudo-gradients encoded on the GPU: %.2f MiB of messages "
+                  "to the host (%.2f MiB each)",
+                  dev->rank, (long long)dev->messages, (double)dev->message_bytes / 1048576.0,
+                  (double)dev->message_bytes / 1048576.0 / (double)dev->messages);
+    }
+    loco_cuda_free(dev->payload_dev);
+    loco_cuda_free(dev->global_dev);
     loco_cuda_unpin(dev->pinned);
     loco_optim_free(&dev->optim);
     free(dev);
@@ -181,10 +240,12 @@ loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, l
             return loco_error_set(err, st, "%s", clip_err.msg);
         }
     }
-    /* The strategy sees the replica only on the steps where it reads or writes it. */
+    /* The strategy sees the replica only on the steps where it reads or writes it; with the
+     * pseudo-gradient encoded here it only writes it. */
+    train_device *dev = w->dev;
     bool uses = loco_sync_step_uses_params(w->sync, w->step);
     double t0 = loco_now_s();
-    if (uses) {
+    if (uses && !dev->encodes) {
         LOCO_TRY(train_device_params_to_host(w, err));
     }
     double t1 = loco_now_s();
@@ -195,7 +256,8 @@ loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, l
                             .lr = lr,
                             .step = w->step,
                             .inner_done = true,
-                            .inner_grad_norm = norm};
+                            .inner_grad_norm = norm,
+                            .delta_encoder = dev->encodes ? &dev->encoder : NULL};
     loco_status st;
     do { /* after a lost worker: the survivors re-form and repeat the communication */
         st = loco_sync_step(w->sync, &in, out, err);
@@ -204,9 +266,14 @@ loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, l
     double t2 = loco_now_s();
     if (uses) {
         LOCO_TRY(loco_model_upload_params(m, err));
-        w->dev->crossings++;
-        w->dev->copy_s += (t1 - t0) + (loco_now_s() - t2);
-        w->dev->strategy_s += t2 - t1;
+        if (dev->encodes) { /* the replica restarted from theta_global: keep the copy */
+            LOCO_TRY(loco_cuda_copy(loco_model_cuda_ctx(m), dev->global_dev,
+                                    loco_model_device_params(m), n * sizeof(float), err));
+            dev->global_version = loco_sync_global_version(w->sync);
+        }
+        dev->crossings++;
+        dev->copy_s += (t1 - t0) + (loco_now_s() - t2);
+        dev->strategy_s += t2 - t1;
     }
     return LOCO_OK;
 }

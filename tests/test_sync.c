@@ -30,6 +30,7 @@ typedef struct sim {
     grad_rule rule;
     float c[MAX_RANKS];
     bool inner_done; /* clip + inner step here, as a GPU worker does, then inner_done */
+    bool delta_encoder; /* with inner_done: encode diloco's Delta here, as a GPU worker does */
     /* outputs, per rank */
     float trace[MAX_RANKS][MAX_STEPS][64]; /* replica after each step */
     float global_trace[MAX_RANKS][MAX_STEPS][64]; /* eval params after each step */
@@ -39,6 +40,7 @@ typedef struct sim {
     int n_synced[MAX_RANKS];
     int uses_mismatch[MAX_RANKS]; /* inner_done: steps whose uses_params disagreed with a sync
                                      or whose poisoned params the strategy touched */
+    int encoder_calls[MAX_RANKS]; /* delta_encoder: messages this worker encoded itself */
     loco_status st[MAX_RANKS];
     char msg[MAX_RANKS][512];
 } sim;
@@ -116,6 +118,27 @@ static bool poison_intact(const float *p, size_t n)
     return true;
 }
 
+/* The sim's stand-in for a GPU worker's pseudo-gradient encoder (src/train_device.c): the
+ * replica it reads is the worker's own (the "device" copy), never what the strategy was handed. */
+typedef struct sim_encoder {
+    const float *replica;
+    size_t n;
+    int calls;
+} sim_encoder;
+
+static loco_status sim_encode_delta(void *ctx, const float *global, uint64_t global_version,
+                                    const loco_codec *codec, const loco_codec_ctx *cctx,
+                                    uint8_t *out, size_t cap, size_t *len, loco_error *err)
+{
+    sim_encoder *e = ctx;
+    float delta[64];
+    for (size_t i = 0; i < e->n; i++) {
+        delta[i] = global[i] - e->replica[i];
+    }
+    e->calls++;
+    return loco_codec_encode_ex(codec, NULL, delta, e->n, cctx, out, cap, len, err);
+}
+
 static void sim_body(rank_slot *slot)
 {
     sim *s = slot->arg;
@@ -130,6 +153,8 @@ static void sim_body(rank_slot *slot)
     if (LOCO_OK == st) {
         st = loco_sync_init(&sync, &s->sp, slot->comm, &s->table, params, &err);
     }
+    sim_encoder enc_state = {params, n, 0};
+    loco_sync_delta_encoder encoder = {&enc_state, sim_encode_delta};
     for (int step = 0; LOCO_OK == st && step < s->steps; step++) {
         gradient(s, r, step, params, grads);
         loco_sync_step_in in = {
@@ -151,7 +176,11 @@ static void sim_body(rank_slot *slot)
             in.inner_done = true;
             in.grads = NULL;
             uses = loco_sync_step_uses_params(sync, step);
-            if (!uses) { /* the replica stays "on the device": hand the strategy garbage */
+            if (s->delta_encoder) {
+                in.delta_encoder = &encoder;
+            }
+            if (!uses || s->delta_encoder) { /* the replica stays "on the device": hand the
+                                                strategy garbage (NaN) it must not read */
                 memset(poison, 0xff, sizeof poison);
                 in.params = poison;
             }
@@ -161,6 +190,9 @@ static void sim_body(rank_slot *slot)
         }
         if (s->inner_done && (uses != out.synced || (!uses && !poison_intact(poison, n)))) {
             s->uses_mismatch[r]++;
+        }
+        if (s->delta_encoder && uses) { /* the round end wrote theta_global: "upload" it */
+            memcpy(params, poison, n * sizeof(float));
         }
         memcpy(s->trace[r][step], params, n * sizeof(float));
         memcpy(s->global_trace[r][step], loco_sync_eval_params(sync, params), n * sizeof(float));
@@ -173,6 +205,7 @@ static void sim_body(rank_slot *slot)
         st = loco_sync_finish(sync, params, NULL, &err);
         memcpy(s->final[r], params, n * sizeof(float));
     }
+    s->encoder_calls[r] = enc_state.calls;
     s->st[r] = st;
     snprintf(s->msg[r], sizeof s->msg[r], "%s", err.msg);
     loco_sync_free(sync);
@@ -238,7 +271,10 @@ Test(sync, outer_nesterov_known_answer)
     sim_free(s);
 }
 
-Test(sync, fedavg_is_the_exact_mean)
+/* FedAvg (outer lr 1, mu 0) of 4 workers on a quadratic ends at the exact mean of the replicas,
+ * by the ring (fp32) or by the allgather exchange with a lossless codec (top-k keeping
+ * everything: every worker's message reached every worker, once). */
+static void fedavg_exact_mean(bool allgather)
 {
     sim *s = sim_new(4, 3, LOCO_SYNC_DILOCO);
     table_flat(s, 5);
@@ -246,6 +282,12 @@ Test(sync, fedavg_is_the_exact_mean)
     s->sp.h = 3;
     s->sp.outer_lr = 1.0f;
     s->sp.outer_momentum = 0.0f;
+    if (allgather) {
+        s->sp.exchange = LOCO_EXCHANGE_ALLGATHER;
+        s->sp.compress = true;
+        s->sp.codec = loco_codec_params_default(LOCO_CODEC_TOPK);
+        s->sp.codec.density = 1.0f;
+    }
     s->rule = GRAD_QUADRATIC;
     for (int r = 0; r < 4; r++) {
         s->c[r] = (float)(r + 1) * 0.25f;
@@ -265,11 +307,80 @@ Test(sync, fedavg_is_the_exact_mean)
             sum += x;
         }
         for (int r = 0; r < 4; r++) {
-            cr_assert_eq(s->final[r][i], sum / 4.0f, "rank %d element %d: %.9g, want %.9g", r, i,
-                         s->final[r][i], sum / 4.0f);
+            cr_assert_eq(s->final[r][i], sum / 4.0f, "%s rank %d element %d: %.9g, want %.9g",
+                         allgather ? "allgather" : "ring", r, i, s->final[r][i], sum / 4.0f);
         }
     }
     sim_free(s);
+}
+
+Test(sync, fedavg_is_the_exact_mean)
+{
+    fedavg_exact_mean(false);
+}
+
+Test(sync, allgather_fedavg_is_the_exact_mean)
+{
+    fedavg_exact_mean(true);
+}
+
+/* A GPU worker with sync.exchange allgather encodes Delta itself (the strategy never reads the
+ * replica): theta_global, the replicas and the shared digests must equal, bit for bit, the run
+ * where the strategy encodes Delta from the replica, for a stochastic quantizer and top-k. */
+static void compare_delta_encoder(loco_codec_id id)
+{
+    sim *runs[2];
+    for (int k = 0; k < 2; k++) {
+        sim *s = sim_new(3, 14, LOCO_SYNC_DILOCO);
+        table_flat(s, 16);
+        adamw_params(&s->op, 0.05f);
+        s->sp.h = 4;
+        s->sp.exchange = LOCO_EXCHANGE_ALLGATHER;
+        s->sp.compress = true;
+        s->sp.codec = loco_codec_params_default(id);
+        s->sp.codec.density = 0.25f;
+        s->rule = GRAD_NOISY;
+        s->c[0] = 0.5f;
+        s->c[1] = -0.25f;
+        s->c[2] = 1.5f;
+        for (int i = 0; i < 16; i++) {
+            s->init[i] = 0.1f * (float)i;
+        }
+        s->inner_done = 1 == k;
+        s->delta_encoder = 1 == k;
+        sim_run(s);
+        runs[k] = s;
+    }
+    const char *name = loco_codec_name(id);
+    for (int r = 0; r < 3; r++) {
+        cr_assert_eq(runs[1]->uses_mismatch[r], 0, "%s rank %d: the strategy touched the replica",
+                     name, r);
+        cr_assert_eq(runs[0]->encoder_calls[r], 0);
+        cr_assert_eq(runs[1]->encoder_calls[r], runs[1]->n_synced[r],
+                     "%s rank %d: %d encodes for %d syncs", name, r, runs[1]->encoder_calls[r],
+                     runs[1]->n_synced[r]);
+        cr_assert_eq(runs[0]->n_synced[r], runs[1]->n_synced[r]);
+        cr_assert(runs[0]->n_synced[r] >= 3, "%d syncs", runs[0]->n_synced[r]);
+        for (int i = 0; i < runs[0]->n_synced[r]; i++) {
+            cr_assert_eq(runs[0]->digests[r][i], runs[1]->digests[r][i], "%s sync %d", name, i);
+            cr_assert_eq(runs[0]->digests[r][i], runs[0]->digests[0][i], "%s sync %d", name, i);
+        }
+        cr_assert_eq(0, memcmp(runs[0]->global_trace[r], runs[1]->global_trace[r],
+                               sizeof runs[0]->global_trace[r]),
+                     "%s rank %d: theta_global differs", name, r);
+        cr_assert_eq(0, memcmp(runs[0]->final[r], runs[1]->final[r], 16 * sizeof(float)),
+                     "%s rank %d: final replicas differ", name, r);
+    }
+    /* the codec did something: theta_global is not the uncompressed average */
+    cr_assert(isfinite(runs[0]->final[0][0]));
+    sim_free(runs[0]);
+    sim_free(runs[1]);
+}
+
+Test(sync, allgather_delta_encoder_is_bit_identical)
+{
+    compare_delta_encoder(LOCO_CODEC_MAXMIN);
+    compare_delta_encoder(LOCO_CODEC_TOPK);
 }
 
 Test(sync, one_worker_fedavg_is_plain_training)
@@ -578,6 +689,29 @@ Test(sync, inconsistent_settings_are_rejected)
     loco_error_clear(&err);
     cr_assert_eq(LOCO_ERR_CONFIG, loco_sync_params_validate(&d, &err));
     cr_assert(NULL != strstr(err.msg, "does not fit"), "%s", err.msg);
+    /* ... but travels by the allgather exchange, which refuses stateful codecs, no codec,
+     * the delay, and other strategies */
+    d.exchange = LOCO_EXCHANGE_ALLGATHER;
+    loco_error_clear(&err);
+    cr_assert_eq(LOCO_OK, loco_sync_params_validate(&d, &err), "%s", err.msg);
+    d.codec = loco_codec_params_default(LOCO_CODEC_DGC);
+    cr_assert_eq(LOCO_ERR_CONFIG, loco_sync_params_validate(&d, &err));
+    cr_assert(NULL != strstr(err.msg, "sync.exchange allgather"), "%s", err.msg);
+    d.codec = loco_codec_params_default(LOCO_CODEC_MAXMIN);
+    d.delay = 1;
+    loco_error_clear(&err);
+    cr_assert_eq(LOCO_ERR_CONFIG, loco_sync_params_validate(&d, &err));
+    cr_assert(NULL != strstr(err.msg, "sync.delay"), "%s", err.msg);
+    d.delay = 0;
+    d.compress = false;
+    loco_error_clear(&err);
+    cr_assert_eq(LOCO_ERR_CONFIG, loco_sync_params_validate(&d, &err));
+    cr_assert(NULL != strstr(err.msg, "needs a codec"), "%s", err.msg);
+    loco_sync_params x = loco_sync_params_default(LOCO_SYNC_DDP);
+    x.exchange = LOCO_EXCHANGE_ALLGATHER;
+    loco_error_clear(&err);
+    cr_assert_eq(LOCO_ERR_CONFIG, loco_sync_params_validate(&x, &err));
+    cr_assert(NULL != strstr(err.msg, "sync.exchange"), "%s", err.msg);
     /* demo needs dct_topk; DGC under EF; delay outside diloco */
     loco_sync_params m = loco_sync_params_default(LOCO_SYNC_DEMO);
     m.codec = loco_codec_params_default(LOCO_CODEC_FP4);
@@ -733,7 +867,7 @@ Test(sync, inner_done_only_where_the_gradient_stays_local)
     loco_error err = {0};
     cr_assert_eq(LOCO_OK, loco_sync_init(&sync, &sp, NULL, &table, params, &err), "%s", err.msg);
     cr_assert(loco_sync_step_uses_params(sync, 0));
-    loco_sync_step_in in = {params, NULL, true, &opt, 0.1f, 0, true, 1.0};
+    loco_sync_step_in in = {params, NULL, true, &opt, 0.1f, 0, true, 1.0, NULL};
     loco_sync_step_out out;
     cr_assert_eq(LOCO_ERR_INVALID_ARG, loco_sync_step(sync, &in, &out, &err));
     cr_assert(NULL != strstr(err.msg, "allowed: none, diloco"), "%s", err.msg);

@@ -67,6 +67,8 @@ run_cfg ddp-qsgd4 ddp-qsgd4
 run_cfg diloco diloco --set sync.h=10
 run_cfg diloco-int8 diloco-int8 --set sync.h=10
 run_cfg diloco-delay diloco-delay --set sync.h=10
+run_cfg diloco-allgather-topk diloco --set sync.h=10 --set sync.exchange=allgather \
+  --set codec.name=topk --set codec.density=0.1
 run_cfg streaming streaming --set sync.h=10 --set sync.overlap=2
 run_cfg demo demo
 grep -q '"kind":"outer_delayed"' "$LOCO_TMP/diloco-delay/metrics.jsonl" || fail "no delayed sync events"
@@ -78,7 +80,13 @@ diloco=$(sent_per_worker "$LOCO_TMP/diloco")
 int8=$(sent_per_worker "$LOCO_TMP/diloco-int8")
 [ "$((ddp / diloco))" -ge 5 ] || fail "diloco H=10 sent $diloco bytes, ddp $ddp: expected >= 5x fewer"
 [ "$int8" -lt "$diloco" ] || fail "int8 pseudo-gradients ($int8 B) not smaller than fp32 ($diloco B)"
-pass "ddp $ddp B, diloco $diloco B, diloco int8 $int8 B per worker"
+topk=$(sent_per_worker "$LOCO_TMP/diloco-allgather-topk")
+[ "$((diloco / topk))" -ge 2 ] || fail "top-k 10% by allgather sent $topk B, fp32 ring $diloco B"
+grep -q "exchange: allgather" "$LOCO_TMP/diloco-allgather-topk/config.yaml" \
+  || fail "the resolved config does not say exchange: allgather"
+grep -q "exchange: ring" "$LOCO_TMP/diloco-int8/config.yaml" \
+  || fail "sync.exchange auto on the CPU did not resolve to ring"
+pass "ddp $ddp B, diloco $diloco B, diloco int8 $int8 B, diloco top-k 10% (allgather) $topk B per worker"
 
 echo "--- 2. two workers meeting with --join (no MPI; the run key from transport.key_file)"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -105,6 +113,12 @@ expect_err "not divisible by sync.fragments"
 expect_rc 2 "$LOCO" train "$LOCO_SRC/configs/diloco.yaml" "${common[@]}" --set codec.name=topk \
   --set run.dir="$LOCO_TMP/bad3"
 expect_err "does not fit sync.strategy diloco"
+expect_rc 2 "$LOCO" train "$LOCO_SRC/configs/ddp.yaml" "${common[@]}" --set sync.exchange=allgather \
+  --set run.dir="$LOCO_TMP/bad3b"
+expect_err "allgather with sync.strategy diloco"
+expect_rc 2 "$LOCO" train "$LOCO_SRC/configs/diloco.yaml" "${common[@]}" --set sync.exchange=allgather \
+  --set run.dir="$LOCO_TMP/bad3c"
+expect_err "sync.exchange = allgather needs a codec"
 expect_rc 2 "$LOCO" train "$LOCO_SRC/configs/demo.yaml" "${common[@]}" --set codec.name=fp4 \
   --set run.dir="$LOCO_TMP/bad4"
 expect_err "allowed: dct_topk"

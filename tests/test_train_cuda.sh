@@ -4,9 +4,12 @@
 # error. Without a GPU: a clear error, then SKIP. With a GPU (one or more; two workers share one
 # if need be): a single GPU worker trains (loss falls, validation loss near the CPU's), stop +
 # --resume is bit-identical to an uninterrupted run (parameters and AdamW moments cross
-# device <-> host exactly), two DiLoCo workers (8-bit ring codec) end with identical parameters
-# and shared state, and their final validation loss is close to the same run on the CPU (bf16
-# activations vs fp32).
+# device <-> host exactly), two DiLoCo workers (8-bit max-min: sync.exchange auto = allgather,
+# the pseudo-gradient encoded on the GPU) end with identical parameters and shared state, and
+# their final validation loss is close to the same run on the CPU (bf16 activations vs fp32);
+# a CPU worker and a GPU worker in one run (their messages byte-compatible) end equal; three GPU
+# workers under the control plane lose one to kill -9 mid-collective and the two survivors
+# finish with one digest.
 source "$(dirname "$0")/lib.sh"
 export LOCO_MPIRUN_TIMEOUT=240
 data=$LOCO_TMP/data
@@ -82,3 +85,40 @@ print(f"final validation loss: GPU {g:.6f}, CPU {c:.6f}")
 assert abs(g - c) < 0.05 * c, (g, c)
 PY
 pass "two GPU DiLoCo workers agree and match the CPU run"
+grep -q "pseudo-gradients encoded on the GPU" "$LOCO_TMP/gpu2.log" \
+  || { tail -20 "$LOCO_TMP/gpu2.log"; fail "the GPU workers did not encode their pseudo-gradients"; }
+grep -q "exchange: allgather" "$LOCO_TMP/gpu2/config.yaml" || fail "auto did not pick allgather on the GPU"
+
+# same_digests DIR WORLD [DIED]: status ok, WORLD survivors with one parameter and state digest
+same_digests() {
+  python3 - "$@" <<'PY'
+import json, sys
+d, world = sys.argv[1], int(sys.argv[2])
+died = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+run = json.load(open(f"{d}/run.json"))
+assert run["status"] == "ok", run.get("error")
+ws = run["workers"]
+assert len(ws) == world, [w["rank"] for w in ws]
+assert len({w["param_digest"] for w in ws}) == 1, ws
+assert len({w["state_digest"] for w in ws}) == 1, ws
+assert run["membership"]["died"] == died, run["membership"]
+print(f"ok: {d}: {world} workers, digest {ws[0]['param_digest']}, membership {run['membership']}")
+PY
+}
+
+# 4. a CPU worker and a GPU worker in one run: the GPU's messages decode on the CPU and back
+mix=("${dil[@]}" --set sync.exchange=allgather --set run.dir="$LOCO_TMP/mixed")
+"$LOCO_SRC/launch/loco-mpirun" -np 1 "$LOCO" train "$cfg" "${mix[@]}" --set train.device=cpu : \
+  -np 1 "$LOCO" train "$cfg" "${mix[@]}" >"$LOCO_TMP/mixed.log" 2>&1 || true
+same_digests "$LOCO_TMP/mixed" 2 || { tail -20 "$LOCO_TMP/mixed.log"; fail "CPU + GPU workers"; }
+grep -q "pseudo-gradients encoded on the GPU" "$LOCO_TMP/mixed.log" || fail "no GPU encoding in the mixed run"
+pass "a CPU worker and a GPU worker train one model (GPU-encoded messages decode on the CPU)"
+
+# 5. GPU workers under the control plane: member 1 SIGKILLs itself mid-collective at step 12
+"$LOCO_SRC/launch/loco-mpirun" -np 3 "$LOCO" train "$cfg" "${dil[@]}" --set sync.h=5 \
+  --set train.steps=30 --set optim.total_steps=30 --set train.kill_at_step=12 \
+  --set train.fault_members=1 --set "transport.links=1->-1 rate=200mbit" \
+  --set run.dir="$LOCO_TMP/gpukill" >"$LOCO_TMP/gpukill.log" 2>&1 || true
+same_digests "$LOCO_TMP/gpukill" 2 1 || { tail -30 "$LOCO_TMP/gpukill.log"; fail "GPU workers after a kill"; }
+[ -f "$LOCO_TMP/gpukill/member.1.fault.json" ] || fail "member 1 never fired its fault"
+pass "three GPU DiLoCo workers lose one to kill -9 and the survivors agree"
