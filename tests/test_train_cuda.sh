@@ -65,7 +65,7 @@ pass "one GPU worker trains; resume is bit-identical ($(digest "$run"))"
 # 3. two DiLoCo workers on GPUs, 8-bit max-min ring: identical replicas, CPU-like loss
 dil=("${common[@]}" --set sync.strategy=diloco --set sync.h=10 --set codec.name=maxmin
      --set codec.bits=8 --set train.steps=40)
-"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${dil[@]}" \
+LOCO_LOG=info "$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${dil[@]}" \
   --set run.dir="$LOCO_TMP/gpu2" >"$LOCO_TMP/gpu2.log" 2>&1 || true
 "$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${dil[@]}" --set train.device=cpu \
   --set run.dir="$LOCO_TMP/cpu2" >"$LOCO_TMP/cpu2.log" 2>&1 || true
@@ -108,7 +108,7 @@ PY
 
 # 4. a CPU worker and a GPU worker in one run: the GPU's messages decode on the CPU and back
 mix=("${dil[@]}" --set sync.exchange=allgather --set run.dir="$LOCO_TMP/mixed")
-"$LOCO_SRC/launch/loco-mpirun" -np 1 "$LOCO" train "$cfg" "${mix[@]}" --set train.device=cpu : \
+LOCO_LOG=info "$LOCO_SRC/launch/loco-mpirun" -np 1 "$LOCO" train "$cfg" "${mix[@]}" --set train.device=cpu : \
   -np 1 "$LOCO" train "$cfg" "${mix[@]}" >"$LOCO_TMP/mixed.log" 2>&1 || true
 same_digests "$LOCO_TMP/mixed" 2 || { tail -20 "$LOCO_TMP/mixed.log"; fail "CPU + GPU workers"; }
 grep -q "pseudo-gradients encoded on the GPU" "$LOCO_TMP/mixed.log" || fail "no GPU encoding in the mixed run"
