@@ -8,7 +8,10 @@
  *
  * Statistics follow the CPU's fixed order: min, max and max |x| are exact in any order; the
  * double sums run in 8 interleaved lanes (lane l adds elements l, l + 8, ... in order), lanes
- * added 0..7 — lanes 0..7 of the warp do exactly that.
+ * added 0..7 — lanes 0..7 of the warp do exactly that. That dependent chain (64 double adds per
+ * lane for a bucket of 512) is what holds QSGD and ternary near 0.65 of a copy on an H100.
+ * Draws: the warp computes each Philox block of its bucket once (lane-parallel) into shared
+ * memory before the codes, so a group of 5 trits never recomputes a block.
  */
 #include "cuda/cuda_impl.h"
 
@@ -56,6 +59,7 @@ struct qconst {
     float clip_sigma;
     uint64_t seed, stream;
     size_t n, bucket, nbuckets, codes_off, full_code_bytes;
+    size_t draws_per_warp; /* shared-memory draws per warp: the bucket rounded up to 8 */
 };
 
 static size_t run_bytes(int bits, size_t len)
@@ -97,46 +101,85 @@ __device__ __forceinline__ int round_level(float t, bool stochastic, uint16_t r,
     return c < top ? c : top;
 }
 
+/* What every element of a bucket needs, derived once from its scales (the CPU derives the same
+ * values once per tile): the reciprocal or levels-per-unit multiplier, and whether the careful
+ * double path is needed. */
+struct qbucket {
+    float sc[2];
+    float mul;    /* max-min, FP4, ternary: 1 / scale; QSGD: s / norm */
+    bool careful; /* max-min, QSGD, FP4: the double path; ternary: divide by the scale */
+    int top;      /* max-min: 2^b - 1; QSGD: s = 2^(b-1) - 1 */
+};
+
+template <int KIND>
+__device__ __forceinline__ qbucket quant_bucket(const qconst &q, const float *sc)
+{
+    qbucket b;
+    b.sc[0] = sc[0];
+    b.sc[1] = sc[1];
+    b.mul = 0.0f;
+    b.careful = false;
+    b.top = 0;
+    bool divide = false;
+    switch (KIND) {
+    case LOCO_CUDA_QUANT_MAXMIN:
+        b.top = (int)((1u << q.bits) - 1u);
+        b.mul = qinverse(sc[1], &divide);
+        /* fp32 fast path unless the unit is subnormal or x - min could overflow (quant.c) */
+        b.careful = divide || !((double)sc[1] * b.top < 1e38);
+        break;
+    case LOCO_CUDA_QUANT_QSGD:
+        b.top = (int)((1u << (q.bits - 1)) - 1u);
+        b.mul = sc[0] > 0.0f ? __fdiv_rn((float)b.top, sc[0]) : 0.0f; /* levels per unit */
+        b.careful = !(b.mul <= 3e38f); /* a tiny norm: s / norm overflows fp32 */
+        break;
+    case LOCO_CUDA_QUANT_FP4:
+    case LOCO_CUDA_QUANT_TERNARY:
+        b.mul = qinverse(sc[0], &divide);
+        b.careful = divide;
+        break;
+    default: break;
+    }
+    return b;
+}
+
 /* The code of element x (draw r) under the bucket's scales, as compress/quant.c, ternary.c,
  * sign.c compute it. */
 template <int KIND>
-__device__ __forceinline__ uint8_t quant_code(const qconst &q, const float *sc, float x,
+__device__ __forceinline__ uint8_t quant_code(const qconst &q, const qbucket &b, float x,
                                               uint16_t r)
 {
     uint32_t u = __float_as_uint(x);
-    bool divide;
+    const float *sc = b.sc;
     switch (KIND) {
     case LOCO_CUDA_QUANT_MAXMIN: {
-        int top = (int)((1u << q.bits) - 1u);
-        float inv = qinverse(sc[1], &divide);
-        /* fp32 fast path unless the unit is subnormal or x - min could overflow (quant.c) */
-        if (divide || !((double)sc[1] * top < 1e38)) {
+        int top = b.top;
+        if (b.careful) {
             return (uint8_t)round_level(scale_double(x, sc[0], sc[1], 1.0), q.stochastic, r, top);
         }
         if (q.stochastic) {
-            return (uint8_t)round_level(__fmul_rn(x - sc[0], inv), true, r, top);
+            return (uint8_t)round_level(__fmul_rn(x - sc[0], b.mul), true, r, top);
         }
-        int c = (int)__fadd_rn(__fmul_rn(x - sc[0], inv), 0.5f); /* unfused, as the CPU */
+        int c = (int)__fadd_rn(__fmul_rn(x - sc[0], b.mul), 0.5f); /* unfused, as the CPU */
         return (uint8_t)(c < top ? c : top);
     }
     case LOCO_CUDA_QUANT_QSGD: {
-        int s = (int)((1u << (q.bits - 1)) - 1u);
+        int s = b.top;
         float ax = fabsf(x);
         int level;
-        float mul = sc[0] > 0.0f ? __fdiv_rn((float)s, sc[0]) : 0.0f; /* levels per unit */
-        if (!(mul <= 3e38f)) { /* a tiny norm: s / norm overflows fp32 */
+        if (b.careful) {
             level = round_level(scale_double(ax, 0.0f, sc[0], (double)s), q.stochastic, r, s);
         } else if (q.stochastic) {
-            level = round_level(__fmul_rn(ax - 0.0f, mul), true, r, s);
+            level = round_level(__fmul_rn(ax - 0.0f, b.mul), true, r, s);
         } else {
-            int c = (int)__fadd_rn(__fmul_rn(ax - 0.0f, mul), 0.5f); /* unfused, as the CPU */
+            int c = (int)__fadd_rn(__fmul_rn(ax - 0.0f, b.mul), 0.5f); /* unfused, as the CPU */
             level = c < s ? c : s;
         }
         return (uint8_t)((u >> 31) ? s - level : s + level);
     }
     case LOCO_CUDA_QUANT_FP4: {
-        float inv = qinverse(sc[0], &divide);
-        float t = divide ? scale_double(fabsf(x), 0.0f, sc[0], 1.0) : __fmul_rn(fabsf(x), inv);
+        float t = b.careful ? scale_double(fabsf(x), 0.0f, sc[0], 1.0)
+                            : __fmul_rn(fabsf(x), b.mul);
         uint32_t ab = __float_as_uint(t);
         ab = ab < 0x3F800000u ? ab : 0x3F800000u;
         int ea = (int)(ab >> 23) - 127;
@@ -150,8 +193,7 @@ __device__ __forceinline__ uint8_t quant_code(const qconst &q, const float *sc, 
         return (uint8_t)(0 == e ? 0 : (neg | e));
     }
     case LOCO_CUDA_QUANT_TERNARY: {
-        float inv = qinverse(sc[0], &divide);
-        float t = divide ? fabsf(x) / sc[0] : __fmul_rn(fabsf(x), inv);
+        float t = b.careful ? fabsf(x) / sc[0] : __fmul_rn(fabsf(x), b.mul);
         int keep = q.stochastic ? (float)r < __fmul_rn(t, 65536.0f) : __fmul_rn(t, 2.0f) >= 1.0f;
         return (uint8_t)(keep ? 1 + (u >> 31) : 0);
     }
@@ -228,10 +270,23 @@ __global__ void __launch_bounds__(32 * QWARPS)
     int len = (int)(q.n - start < q.bucket ? q.n - start : q.bucket);
     const float *x = in + start;
 
-    /* statistics */
+    /* statistics (min, max and max |x| are exact in any order: 16-byte loads where aligned) */
     float mn = FLT_MAX, mx = -FLT_MAX;
     uint32_t am = 0;
-    for (int i = lane; i < len; i += 32) {
+    int vec = 0 == ((uintptr_t)x & 15) ? len / 4 : 0;
+#pragma unroll 4
+    for (int i = lane; i < vec; i += 32) {
+        float4 f = reinterpret_cast<const float4 *>(x)[i];
+        float v4[4] = {f.x, f.y, f.z, f.w};
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            uint32_t b = __float_as_uint(v4[k]) & 0x7FFFFFFFu;
+            am = b > am ? b : am;
+            mn = v4[k] < mn ? v4[k] : mn;
+            mx = v4[k] > mx ? v4[k] : mx;
+        }
+    }
+    for (int i = 4 * vec + lane; i < len; i += 32) {
         float v = x[i];
         uint32_t b = __float_as_uint(v) & 0x7FFFFFFFu;
         am = b > am ? b : am;
@@ -282,6 +337,33 @@ __global__ void __launch_bounds__(32 * QWARPS)
             scales[k] = sc[k];
         }
     }
+    const qbucket b = quant_bucket<KIND>(q, sc);
+
+    /* the bucket's draws, each Philox block once, into this warp's shared memory: draw e of
+     * the bucket is element start + e's (codec.h's layout) */
+    extern __shared__ uint4 draw_smem[];
+    uint16_t *draws = reinterpret_cast<uint16_t *>(draw_smem) +
+                      (size_t)(threadIdx.x / 32) * q.draws_per_warp;
+    if (q.stochastic) {
+        uint64_t first = start / 8, last = (start + (uint64_t)len - 1) / 8;
+        bool aligned = 0 == start % 8;
+        for (uint64_t blk = first + (uint64_t)lane; blk <= last; blk += 32) {
+            uint32_t w[4];
+            philox_block(q.seed, q.stream, blk, w);
+            uint64_t e0 = 8 * blk - (aligned ? start : 0);
+            if (aligned && 8 * blk + 8 <= start + (uint64_t)len) { /* one 16-byte store */
+                reinterpret_cast<uint4 *>(draws)[e0 / 8] = make_uint4(w[0], w[1], w[2], w[3]);
+                continue;
+            }
+            for (int t = 0; t < 8; t++) {
+                uint64_t gi = 8 * blk + (uint64_t)t;
+                if (gi >= start && gi < start + (uint64_t)len) {
+                    draws[gi - start] = (uint16_t)(w[t / 2] >> (16 * (t % 2)));
+                }
+            }
+        }
+        __syncwarp();
+    }
 
     /* codes, packed: b-bit groups of 8 (b bytes each) or ternary groups of 5 (one byte) */
     uint8_t *run = payload + q.codes_off + j * q.full_code_bytes;
@@ -290,12 +372,20 @@ __global__ void __launch_bounds__(32 * QWARPS)
     for (int g = lane; g < groups; g += 32) {
         int e0 = g * per;
         int cnt = len - e0 < per ? len - e0 : per;
-        uint32_t w0[4] = {0, 0, 0, 0}, w1[4] = {0, 0, 0, 0};
-        uint64_t gi0 = start + (uint64_t)e0; /* first element's index in the message */
-        if (q.stochastic) {                  /* its draws: at most two Philox blocks */
-            philox_block(q.seed, q.stream, gi0 / 8, w0);
-            if ((gi0 + cnt - 1) / 8 != gi0 / 8) {
-                philox_block(q.seed, q.stream, gi0 / 8 + 1, w1);
+        uint16_t r[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        if (q.stochastic) {
+            if (8 == per && 8 == cnt && 0 == start % 8) { /* one 16-byte load */
+                uint4 d = reinterpret_cast<const uint4 *>(draws)[g];
+                uint32_t dw[4] = {d.x, d.y, d.z, d.w};
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    r[k] = (uint16_t)(dw[k / 2] >> (16 * (k % 2)));
+                }
+            } else {
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    r[k] = k < cnt ? draws[e0 + k] : 0;
+                }
             }
         }
         float v[8];
@@ -316,19 +406,7 @@ __global__ void __launch_bounds__(32 * QWARPS)
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             if (k < cnt) {
-                uint64_t gi = gi0 + (uint64_t)k;
-                int word = (int)(gi % 8) / 2; /* selects, not an indexed array: registers */
-                bool second = gi / 8 != gi0 / 8;
-                uint32_t w = second ? (0 == word   ? w1[0]
-                                       : 1 == word ? w1[1]
-                                       : 2 == word ? w1[2]
-                                                   : w1[3])
-                                    : (0 == word   ? w0[0]
-                                       : 1 == word ? w0[1]
-                                       : 2 == word ? w0[2]
-                                                   : w0[3]);
-                uint16_t r = (uint16_t)(w >> (16 * (gi % 2)));
-                uint8_t c = quant_code<KIND>(q, sc, v[k], r);
+                uint8_t c = quant_code<KIND>(q, b, v[k], r[k]);
                 if (q.bits > 0) {
                     packed |= (uint64_t)c << (k * q.bits);
                 } else {
@@ -372,6 +450,7 @@ static void quant_layout(const loco_cuda_quant_params *p, size_t n, qconst *q)
     q->nbuckets = (n + q->bucket - 1) / q->bucket;
     q->codes_off = q->nbuckets * (size_t)q->sf * 4;
     q->full_code_bytes = run_bytes(p->bits, q->bucket);
+    q->draws_per_warp = (q->bucket + 7) / 8 * 8;
 }
 
 extern "C" size_t loco_cuda_quant_payload_bytes(const loco_cuda_quant_params *p, size_t n)
@@ -431,25 +510,26 @@ extern "C" loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cud
     cudaError_t e = cudaMemsetAsync(status, 0, sizeof(int), ctx->stream);
     if (cudaSuccess == e) {
         unsigned int blocks = ceil_div(q.nbuckets, QWARPS);
+        size_t smem = q.stochastic ? QWARPS * q.draws_per_warp * sizeof(uint16_t) : 0;
         switch (p->kind) {
         case LOCO_CUDA_QUANT_MAXMIN:
-            quant_kernel<LOCO_CUDA_QUANT_MAXMIN><<<blocks, 32 * QWARPS, 0, ctx->stream>>>(
+            quant_kernel<LOCO_CUDA_QUANT_MAXMIN><<<blocks, 32 * QWARPS, smem, ctx->stream>>>(
                 q, in, payload, status);
             break;
         case LOCO_CUDA_QUANT_QSGD:
-            quant_kernel<LOCO_CUDA_QUANT_QSGD><<<blocks, 32 * QWARPS, 0, ctx->stream>>>(
+            quant_kernel<LOCO_CUDA_QUANT_QSGD><<<blocks, 32 * QWARPS, smem, ctx->stream>>>(
                 q, in, payload, status);
             break;
         case LOCO_CUDA_QUANT_FP4:
-            quant_kernel<LOCO_CUDA_QUANT_FP4><<<blocks, 32 * QWARPS, 0, ctx->stream>>>(
+            quant_kernel<LOCO_CUDA_QUANT_FP4><<<blocks, 32 * QWARPS, smem, ctx->stream>>>(
                 q, in, payload, status);
             break;
         case LOCO_CUDA_QUANT_TERNARY:
-            quant_kernel<LOCO_CUDA_QUANT_TERNARY><<<blocks, 32 * QWARPS, 0, ctx->stream>>>(
+            quant_kernel<LOCO_CUDA_QUANT_TERNARY><<<blocks, 32 * QWARPS, smem, ctx->stream>>>(
                 q, in, payload, status);
             break;
         default:
-            quant_kernel<LOCO_CUDA_QUANT_SIGN><<<blocks, 32 * QWARPS, 0, ctx->stream>>>(
+            quant_kernel<LOCO_CUDA_QUANT_SIGN><<<blocks, 32 * QWARPS, smem, ctx->stream>>>(
                 q, in, payload, status);
             break;
         }
