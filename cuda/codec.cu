@@ -8,8 +8,9 @@
  *
  * Statistics follow the CPU's fixed order: min, max and max |x| are exact in any order; the
  * double sums run in 8 interleaved lanes (lane l adds elements l, l + 8, ... in order), lanes
- * added 0..7 — lanes 0..7 of the warp do exactly that. That dependent chain (64 double adds per
- * lane for a bucket of 512) is what holds QSGD and ternary near 0.65 of a copy on an H100.
+ * added 0..7 — lanes 8k .. 8k + 7 of a block's first warp do exactly that for the block's bucket
+ * k (sum_chains). That dependent chain (64 double adds per lane for a bucket of 512) is what
+ * holds QSGD and ternary near 0.7 of a copy on an H100 (unrolling it made them slower).
  * Draws: the warp computes each Philox block of its bucket once (lane-parallel) into shared
  * memory before the codes, so a group of 5 trits never recomputes a block.
  */
@@ -56,6 +57,7 @@ __device__ __forceinline__ void philox_block(uint64_t seed, uint64_t stream, uin
 struct qconst {
     int kind, bits, sf;
     bool stochastic, sums, absmax;
+    bool sum_sq, sum_abs; /* with sums: which of them the scales use */
     float clip_sigma;
     uint64_t seed, stream;
     size_t n, bucket, nbuckets, codes_off, full_code_bytes;
@@ -256,6 +258,43 @@ __device__ int quant_scales(const qconst &q, float mn, float mx, uint32_t am, do
     }
 }
 
+/* Chain l (0..7) of bucket j's double sums, as compress/quant_common.c's qstats_tile: lane l
+ * adds elements l, l + 8, ... in order; then the 8 lanes of this group of the warp (lanes
+ * 8k .. 8k + 7) are added 0..7 and lane 8k writes {sum, sumsq, sumabs} to out. Only the sums
+ * the family's scales use are formed (as the CPU), the others stay 0; a NaN or Inf input makes
+ * a formed sum non-finite. A bucket past the end gives zeros. */
+__device__ void sum_chains(const qconst &q, const float *in, size_t j, int l, double *out)
+{
+    double s = 0.0, sq = 0.0, sa = 0.0;
+    if (j < q.nbuckets) {
+        size_t start = j * q.bucket;
+        int len = (int)(q.n - start < q.bucket ? q.n - start : q.bucket);
+        const float *x = in + start;
+        for (int i = l; i < len; i += 8) {
+            double v = (double)x[i];
+            if (q.sum_sq) {
+                s += v;
+                sq = __dadd_rn(sq, __dmul_rn(v, v)); /* unfused, as the CPU */
+            }
+            if (q.sum_abs) {
+                sa += fabs(v);
+            }
+        }
+    }
+    int base = (int)(threadIdx.x % 32) & ~7;
+    double sum = 0.0, sumsq = 0.0, sumabs = 0.0;
+    for (int k = 0; k < 8; k++) { /* lanes added 0..7, as on the CPU */
+        sum += __shfl_sync(0xffffffffu, s, base + k);
+        sumsq += __shfl_sync(0xffffffffu, sq, base + k);
+        sumabs += __shfl_sync(0xffffffffu, sa, base + k);
+    }
+    if (0 == l) {
+        out[0] = sum;
+        out[1] = sumsq;
+        out[2] = sumabs;
+    }
+}
+
 /* One kernel per family (KIND): the element loop carries no switch. */
 template <int KIND>
 __global__ void __launch_bounds__(32 * QWARPS)
@@ -263,6 +302,18 @@ __global__ void __launch_bounds__(32 * QWARPS)
 {
     int lane = threadIdx.x % 32;
     size_t j = (size_t)blockIdx.x * QWARPS + threadIdx.x / 32;
+
+    /* The double sums, for the block's QWARPS buckets at once by warp 0: lanes 8k .. 8k + 7
+     * run bucket k's 8 fixed-order chains, so every lane of the warp works (a chain per lane
+     * for one bucket would leave 24 of 32 idle while the double pipe issues for all 32). */
+    __shared__ double block_sums[QWARPS][3];
+    if (q.sums) {
+        if (threadIdx.x < 32) {
+            sum_chains(q, in, (size_t)blockIdx.x * QWARPS + (size_t)(lane / 8), lane % 8,
+                       block_sums[lane / 8]);
+        }
+        __syncthreads(); /* before any warp may return */
+    }
     if (j >= q.nbuckets) {
         return;
     }
@@ -301,20 +352,10 @@ __global__ void __launch_bounds__(32 * QWARPS)
         mx = omx > mx ? omx : mx;
         am = oam > am ? oam : am;
     }
-    double s = 0.0, sq = 0.0, sa = 0.0;
-    if (q.sums && lane < 8) {
-        for (int i = lane; i < len; i += 8) {
-            double v = (double)x[i];
-            s += v;
-            sq = __dadd_rn(sq, __dmul_rn(v, v)); /* unfused, as the CPU */
-            sa += fabs(v);
-        }
-    }
-    double sum = 0.0, sumsq = 0.0, sumabs = 0.0;
-    for (int l = 0; l < 8; l++) { /* lanes added 0..7, as on the CPU */
-        sum += __shfl_sync(0xffffffffu, s, l);
-        sumsq += __shfl_sync(0xffffffffu, sq, l);
-        sumabs += __shfl_sync(0xffffffffu, sa, l);
+    const double *my_sums = block_sums[threadIdx.x / 32];
+    double sum = my_sums[0], sumsq = my_sums[1], sumabs = my_sums[2];
+    if (!q.sums) {
+        sum = sumsq = sumabs = 0.0;
     }
     bool bad = (q.absmax && am >= 0x7F800000u) ||
                (q.sums && !(isfinite(sum) && isfinite(sumsq) && isfinite(sumabs)));
@@ -504,6 +545,8 @@ extern "C" loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cud
     /* which statistics the family's scales need (compress's LOCO_QSTAT_* per family) */
     q.sums = LOCO_CUDA_QUANT_QSGD == p->kind || LOCO_CUDA_QUANT_TERNARY == p->kind ||
              LOCO_CUDA_QUANT_SIGN == p->kind;
+    q.sum_sq = LOCO_CUDA_QUANT_QSGD == p->kind || LOCO_CUDA_QUANT_TERNARY == p->kind;
+    q.sum_abs = LOCO_CUDA_QUANT_SIGN == p->kind;
     q.absmax = LOCO_CUDA_QUANT_MAXMIN == p->kind || LOCO_CUDA_QUANT_FP4 == p->kind ||
                LOCO_CUDA_QUANT_TERNARY == p->kind;
     int *status = reinterpret_cast<int *>(ctx->reduce_scratch); /* stream-ordered scratch */
