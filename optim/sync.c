@@ -432,7 +432,8 @@ static void step_out_reset(loco_sync_step_out *out)
 
 bool loco_sync_accepts_inner_done(loco_sync_strategy strategy)
 {
-    return LOCO_SYNC_NONE == strategy || LOCO_SYNC_DILOCO == strategy;
+    return LOCO_SYNC_NONE == strategy || LOCO_SYNC_DILOCO == strategy ||
+           LOCO_SYNC_STREAMING == strategy;
 }
 
 bool loco_sync_step_uses_params(const loco_sync *sync, int64_t step)
@@ -466,7 +467,7 @@ loco_status loco_sync_step(loco_sync *sync, const loco_sync_step_in *in, loco_sy
     if (in->inner_done && !loco_sync_accepts_inner_done(sync->p.strategy)) {
         return loco_error_set(err, LOCO_ERR_INVALID_ARG,
                               "sync.strategy %s needs the local gradient: it cannot take a step "
-                              "whose inner update was done elsewhere (allowed: none, diloco)",
+                              "whose inner update was done elsewhere (allowed: none, diloco, streaming)",
                               loco_sync_strategy_name(sync->p.strategy));
     }
     sync->resuming = sync->resume_step == in->step;

@@ -196,7 +196,7 @@ typedef struct loco_sync_step_in {
     float lr;            /* this step's learning rate (inner schedule) */
     int64_t step;        /* 0-based index of this step */
     bool inner_done;     /* the caller already clipped and applied the inner optimizer (a GPU
-                            worker does it on the device; strategies none and diloco only, see
+                            worker does it on the device; strategies none, diloco, streaming, see
                             loco_sync_accepts_inner_done): grads is ignored and may be NULL,
                             params must hold the updated replica when loco_sync_step_uses_params
                             says the step reads it */
@@ -225,13 +225,15 @@ typedef struct loco_sync_step_out {
 loco_status loco_sync_step(loco_sync *sync, const loco_sync_step_in *in, loco_sync_step_out *out,
                            loco_error *err);
 
-/* Strategies whose communication never needs the local gradient (none, diloco): only those
- * take steps with inner_done (loco_sync_step refuses it elsewhere with LOCO_ERR_INVALID_ARG). */
+/* Strategies whose communication never needs the local gradient (none, diloco, streaming):
+ * only those take steps with inner_done (loco_sync_step refuses it elsewhere with
+ * LOCO_ERR_INVALID_ARG). */
 bool loco_sync_accepts_inner_done(loco_sync_strategy strategy);
 
 /* Does loco_sync_step at 0-based step `step` read or write params? none: never; diloco: at the
  * last step of a round (the pseudo-gradient is taken and the replica restarts from
- * theta_global); every other strategy: always. A GPU worker brings its parameters to the host
+ * theta_global); streaming: where a fragment's pseudo-gradient is prepared and where an average
+ * is mixed in; every other strategy: always. A GPU worker brings its parameters to the host
  * before such a step and back to the device after it, and keeps them on the device otherwise. */
 bool loco_sync_step_uses_params(const loco_sync *sync, int64_t step);
 

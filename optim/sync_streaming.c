@@ -309,6 +309,18 @@ static loco_status streaming_recovered(loco_sync *s, loco_error *err)
     return sync_async_restart(s, &st->pending, err);
 }
 
+/* Does step `step` read or write the replica? It reads it when a fragment's pseudo-gradient
+ * is prepared (tau steps before its sync) and reads and writes it when an average is mixed in
+ * (a sync); a GPU worker keeps the replica on the device on every other step. */
+static bool streaming_uses_params(const loco_sync *s, int64_t step)
+{
+    const streaming_state *st = s->impl;
+    int64_t k = s->p.h / s->p.fragments, steps_done = step + 1;
+    bool prepares = 0 == (steps_done + s->p.overlap) % k;
+    bool mixes = 0 == steps_done % k && PENDING_NONE != st->sched[SCHED_PENDING];
+    return prepares || mixes;
+}
+
 static const float *streaming_eval_params(const loco_sync *s, const float *params)
 {
     const streaming_state *st = s->impl;
@@ -324,4 +336,5 @@ const sync_ops loco_sync_streaming_ops = {
     .buffers = streaming_buffers,
     .eval_params = streaming_eval_params,
     .recovered = streaming_recovered,
+    .uses_params = streaming_uses_params,
 };

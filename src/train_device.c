@@ -18,8 +18,10 @@
  * outer step the new theta_global goes host -> device once and becomes both the replica and
  * the device copy of theta_global.
  *
- * Strategies that use the local gradient itself on the host (ddp, streaming's fragments, demo)
- * are refused by train_device_check with a configuration error.
+ * Streaming DiLoCo works the same way: its parameters cross where a fragment's pseudo-gradient
+ * is prepared and where an average is mixed in (loco_sync_step_uses_params). Strategies that
+ * use the local gradient itself on the host every step (ddp, demo) are refused by
+ * train_device_check with a configuration error.
  *
  * The worker's host optimizer (worker.optim) keeps its role for checkpoints: train_device_to_host
  * copies the device optimizer's moments and step count into it (and the parameters into the
@@ -56,9 +58,9 @@ loco_status train_device_check(const loco_config *cfg, loco_error *err)
     }
     if (!loco_sync_accepts_inner_done(cfg->sync.strategy)) {
         return loco_error_set(err, LOCO_ERR_CONFIG,
-                              "train.device: cuda works with sync.strategy none or diloco (with "
-                              "a codec it takes); sync.strategy %s uses the local gradient on the "
-                              "host every step. Set sync.strategy: diloco, or train.device: cpu",
+                              "train.device: cuda works with sync.strategy none, diloco or "
+                              "streaming; sync.strategy %s uses the local gradient on the host "
+                              "every step. Set sync.strategy: diloco, or train.device: cpu",
                               loco_sync_strategy_name(cfg->sync.strategy));
     }
     if (!loco_cuda_built()) {

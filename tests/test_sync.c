@@ -188,7 +188,11 @@ static void sim_body(rank_slot *slot)
         if (LOCO_OK == st) {
             st = loco_sync_step(sync, &in, &out, &err);
         }
-        if (s->inner_done && (uses != out.synced || (!uses && !poison_intact(poison, n)))) {
+        /* diloco touches the replica exactly at its syncs; streaming also reads it where a
+         * fragment is prepared (tau steps before that fragment's sync) */
+        bool exact = LOCO_SYNC_STREAMING != s->sp.strategy;
+        bool wrong = exact ? uses != out.synced : (!uses && out.synced);
+        if (s->inner_done && (wrong || (!uses && !poison_intact(poison, n)))) {
             s->uses_mismatch[r]++;
         }
         if (s->delta_encoder && uses) { /* the round end wrote theta_global: "upload" it */
@@ -796,12 +800,16 @@ typedef struct variant {
  * (plain, 8-bit ring codec, one-round delay) must give bit-identical replicas, theta_global and
  * shared digests to the strategy doing the inner update; the replica passed on other steps must
  * stay untouched. */
-static void compare_inner_done(int delay, bool codec)
+static void compare_inner_done(loco_sync_strategy strategy, int delay, bool codec)
 {
     sim *runs[2];
     for (int k = 0; k < 2; k++) {
-        sim *s = sim_new(2, 13, LOCO_SYNC_DILOCO);
-        table_flat(s, 16);
+        sim *s = sim_new(2, 13, strategy);
+        if (LOCO_SYNC_STREAMING == strategy) { /* 2 fragments of blocks, tau 1, FP4 */
+            table_blocks(s);
+        } else {
+            table_flat(s, 16);
+        }
         adamw_params(&s->op, 0.05f);
         s->op.grad_clip = 2.0f;
         s->sp.h = 4;
@@ -814,13 +822,14 @@ static void compare_inner_done(int delay, bool codec)
         s->rule = GRAD_NOISY;
         s->c[0] = 0.5f;
         s->c[1] = -0.25f;
-        for (int i = 0; i < 16; i++) {
+        for (size_t i = 0; i < s->table.numel; i++) {
             s->init[i] = 0.1f * (float)i;
         }
         s->inner_done = 1 == k;
         sim_run(s);
         runs[k] = s;
     }
+    size_t n = runs[0]->table.numel;
     for (int r = 0; r < 2; r++) {
         cr_assert_eq(runs[1]->uses_mismatch[r], 0, "rank %d: %d steps where uses_params was "
                      "wrong or the strategy touched the replica", r, runs[1]->uses_mismatch[r]);
@@ -829,7 +838,7 @@ static void compare_inner_done(int delay, bool codec)
         for (int i = 0; i < runs[0]->n_synced[r]; i++) {
             cr_assert_eq(runs[0]->digests[r][i], runs[1]->digests[r][i], "sync %d digest", i);
         }
-        cr_assert_eq(0, memcmp(runs[0]->final[r], runs[1]->final[r], 16 * sizeof(float)),
+        cr_assert_eq(0, memcmp(runs[0]->final[r], runs[1]->final[r], n * sizeof(float)),
                      "rank %d: final replicas differ", r);
         cr_assert_eq(0, memcmp(runs[0]->global_trace[r], runs[1]->global_trace[r],
                                sizeof runs[0]->global_trace[r]),
@@ -841,9 +850,14 @@ static void compare_inner_done(int delay, bool codec)
 
 Test(sync, inner_done_diloco_is_bit_identical)
 {
-    compare_inner_done(0, false);
-    compare_inner_done(0, true);
-    compare_inner_done(1, false);
+    compare_inner_done(LOCO_SYNC_DILOCO, 0, false);
+    compare_inner_done(LOCO_SYNC_DILOCO, 0, true);
+    compare_inner_done(LOCO_SYNC_DILOCO, 1, false);
+}
+
+Test(sync, inner_done_streaming_is_bit_identical)
+{
+    compare_inner_done(LOCO_SYNC_STREAMING, 0, false);
 }
 
 Test(sync, inner_done_only_where_the_gradient_stays_local)
@@ -851,7 +865,7 @@ Test(sync, inner_done_only_where_the_gradient_stays_local)
     cr_assert(loco_sync_accepts_inner_done(LOCO_SYNC_NONE));
     cr_assert(loco_sync_accepts_inner_done(LOCO_SYNC_DILOCO));
     cr_assert_not(loco_sync_accepts_inner_done(LOCO_SYNC_DDP));
-    cr_assert_not(loco_sync_accepts_inner_done(LOCO_SYNC_STREAMING));
+    cr_assert(loco_sync_accepts_inner_done(LOCO_SYNC_STREAMING));
     cr_assert_not(loco_sync_accepts_inner_done(LOCO_SYNC_DEMO));
     loco_tensor_table table;
     cr_assert_eq(LOCO_OK, loco_tensor_table_init(&table, 1));

@@ -9,7 +9,7 @@
 # their final validation loss is close to the same run on the CPU (bf16 activations vs fp32);
 # a CPU worker and a GPU worker in one run (their messages byte-compatible) end equal; three GPU
 # workers under the control plane lose one to kill -9 mid-collective and the two survivors
-# finish with one digest.
+# finish with one digest; two Streaming DiLoCo GPU workers agree and match the CPU run.
 source "$(dirname "$0")/lib.sh"
 export LOCO_MPIRUN_TIMEOUT=240
 data=$LOCO_TMP/data
@@ -18,13 +18,13 @@ cfg=$LOCO_SRC/configs/single.yaml
 common=("${TINY[@]}" --set data.path="$data" --set train.eval_every=20 --set train.threads=1
         --set optim.total_steps=40 --set train.device=cuda)
 
-# 1. strategies other than none and diloco are refused before anything starts
-for s in ddp streaming demo; do
+# 1. strategies that need the local gradient on the host are refused before anything starts
+for s in ddp demo; do
   expect_rc 2 "$LOCO" train "$cfg" "${common[@]}" --set sync.strategy=$s \
     --set run.dir="$LOCO_TMP/refused"
-  expect_err "train.device: cuda works with sync.strategy none or diloco"
+  expect_err "train.device: cuda works with sync.strategy none, diloco or streaming"
 done
-pass "train.device cuda refuses ddp, streaming and demo"
+pass "train.device cuda refuses ddp and demo"
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
   expect_rc 1 "$LOCO" train "$cfg" "${common[@]}" --set train.steps=2 --set run.dir="$LOCO_TMP/x"
@@ -122,3 +122,22 @@ pass "a CPU worker and a GPU worker train one model (GPU-encoded messages decode
 same_digests "$LOCO_TMP/gpukill" 2 1 || { tail -30 "$LOCO_TMP/gpukill.log"; fail "GPU workers after a kill"; }
 [ -f "$LOCO_TMP/gpukill/member.1.fault.json" ] || fail "member 1 never fired its fault"
 pass "three GPU DiLoCo workers lose one to kill -9 and the survivors agree"
+
+# 6. Streaming DiLoCo on GPUs (2 fragments, tau 2, FP4): identical digests, CPU-like loss
+str=("${common[@]}" --set sync.strategy=streaming --set sync.h=10 --set sync.overlap=2
+     --set train.steps=40)
+"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${str[@]}" \
+  --set run.dir="$LOCO_TMP/gpustream" >"$LOCO_TMP/gpustream.log" 2>&1 || true
+"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${str[@]}" --set train.device=cpu \
+  --set run.dir="$LOCO_TMP/cpustream" >"$LOCO_TMP/cpustream.log" 2>&1 || true
+same_digests "$LOCO_TMP/gpustream" 2 || { tail -20 "$LOCO_TMP/gpustream.log"; fail "streaming on GPUs"; }
+python3 - "$LOCO_TMP/gpustream" "$LOCO_TMP/cpustream" <<'PY' || fail "streaming GPU vs CPU"
+import json, sys
+g, c = (json.load(open(f"{d}/run.json"))["final_val_loss"] for d in sys.argv[1:3])
+recs = [json.loads(l) for l in open(f"{sys.argv[1]}/metrics.jsonl")]
+frags = {r.get("fragment") for r in recs if r["event"] == "sync" and r["rank"] == 0}
+assert frags == {0, 1}, frags
+print(f"streaming final validation loss: GPU {g:.6f}, CPU {c:.6f}")
+assert abs(g - c) < 0.05 * c, (g, c)
+PY
+pass "two Streaming DiLoCo GPU workers agree and match the CPU run"
