@@ -136,7 +136,7 @@ import json, sys
 g, c = (json.load(open(f"{d}/run.json"))["final_val_loss"] for d in sys.argv[1:3])
 recs = [json.loads(l) for l in open(f"{sys.argv[1]}/metrics.jsonl")]
 frags = {r.get("fragment") for r in recs if r["event"] == "sync" and r["rank"] == 0}
-assert frags == {0, 1}, frags
+assert {0, 1} <= frags, frags  # -1: the final sync of every fragment
 print(f"streaming final validation loss: GPU {g:.6f}, CPU {c:.6f}")
 assert abs(g - c) < 0.05 * c, (g, c)
 PY
