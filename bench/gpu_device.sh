@@ -129,6 +129,15 @@ if has train; then # loco train on GPUs: the test, then DiLoCo between 1-GPU wor
       summary+=("loco train $name (2 workers x 1 GPU): $((SECONDS - t0)) s")
     done
   fi
+  if [ "$ngpu" -ge 2 ]; then # one worker of 2 GPUs (NCCL inside, batch 32 = 16 per GPU), and
+    # two DiLoCo workers of 2 GPUs each sharing the 2 GPUs
+    t0=$SECONDS
+    timeout 200 "$LOCO_BUILD_DIR/loco" train configs/diloco-gpu.yaml --set sync.strategy=none \
+      --set train.steps=100 --set train.eval_every=0 --set train.log_every=10 \
+      --set train.gpus_per_worker=2 --set train.batch=32 --set run.dir="$runs/single2gpu" \
+      >> "$OUT/train.log" 2>&1
+    summary+=("loco train single2gpu (1 worker x 2 GPUs, 100 steps): rc $?, $((SECONDS - t0)) s")
+  fi
   t0=$SECONDS
   timeout 200 "$LOCO_BUILD_DIR/loco" train configs/diloco-gpu.yaml --set sync.strategy=none \
     --set train.steps=100 --set train.eval_every=0 --set train.log_every=10 \

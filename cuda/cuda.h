@@ -50,6 +50,10 @@ void loco_cuda_ctx_free(loco_cuda_ctx *ctx); /* NULL is fine */
 const char *loco_cuda_ctx_device_name(const loco_cuda_ctx *ctx);
 int loco_cuda_ctx_sm_count(const loco_cuda_ctx *ctx);
 
+/* Make the context's device the calling thread's current one (a thread that drives a second
+ * GPU of a worker calls this first: allocations and launches go to the current device). */
+loco_status loco_cuda_bind(loco_cuda_ctx *ctx, loco_error *err);
+
 /* Wait for everything queued on the context's stream; LOCO_ERR_CUDA if any of it failed. */
 loco_status loco_cuda_sync(loco_cuda_ctx *ctx, loco_error *err);
 

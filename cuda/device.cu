@@ -105,6 +105,16 @@ extern "C" void loco_cuda_ctx_free(loco_cuda_ctx *ctx)
 extern "C" const char *loco_cuda_ctx_device_name(const loco_cuda_ctx *ctx) { return ctx->name; }
 extern "C" int loco_cuda_ctx_sm_count(const loco_cuda_ctx *ctx) { return ctx->sm_count; }
 
+extern "C" loco_status loco_cuda_bind(loco_cuda_ctx *ctx, loco_error *err)
+{
+    cudaError_t e = cudaSetDevice(ctx->device);
+    if (cudaSuccess != e) {
+        return loco_cuda_error(err, loco_cuda_fail(e, "cudaSetDevice", __FILE__, __LINE__),
+                               "selecting the worker's GPU");
+    }
+    return LOCO_OK;
+}
+
 extern "C" loco_status loco_cuda_sync(loco_cuda_ctx *ctx, loco_error *err)
 {
     cudaError_t e = cudaStreamSynchronize(ctx->stream);

@@ -176,6 +176,12 @@ loco_status loco_cuda_scale(loco_cuda_ctx *ctx, float *x, size_t n, float s, loc
     return no_cuda(err);
 }
 
+loco_status loco_cuda_bind(loco_cuda_ctx *ctx, loco_error *err)
+{
+    (void)ctx;
+    return no_cuda(err);
+}
+
 loco_status loco_cuda_sub(loco_cuda_ctx *ctx, float *out, const float *a, const float *b,
                           size_t n, loco_error *err)
 {

@@ -211,6 +211,9 @@ static const config_key g_schema[] = {
     INT_KEY("train.threads", train.threads, 0, 4096, "OpenMP threads (0 = all cores)"),
     ENUM_KEY("train.device", train.device, g_device_names,
              "where each worker computes: cpu, or cuda (one GPU; sync.strategy none or diloco)"),
+    INT_KEY("train.gpus_per_worker", train.gpus_per_worker, 1, LOCO_MAX_WORKER_GPUS,
+            "cuda: GPUs one worker drives (gradients averaged by NCCL every step; train.batch "
+            "split over them); the next ones after train.cuda_device or local rank x this"),
     INT_KEY("train.cuda_device", train.cuda_device, -1, 1024,
             "GPU index with train.device cuda (-1 = the worker's local rank)"),
     INT_KEY("train.sync_every", train.sync_every, 1, 1 << 30,
@@ -466,6 +469,7 @@ void loco_config_defaults(loco_config *cfg)
     cfg->train.threads = 0;
     cfg->train.device = LOCO_DEVICE_CPU;
     cfg->train.cuda_device = -1;
+    cfg->train.gpus_per_worker = 1;
     cfg->train.sync_every = 10;
     cfg->train.leave_at_step = -1;
     cfg->train.kill_at_step = -1;
@@ -1287,6 +1291,21 @@ loco_status loco_config_validate(const loco_config *cfg, loco_error *err)
                               "%s: seq_len %d exceeds model.ctx %d; allowed: at most model.ctx",
                               origin_text(cfg, "train.seq_len", where, sizeof where),
                               cfg->train.seq_len, m->ctx);
+    }
+    if (cfg->train.gpus_per_worker > 1 && LOCO_DEVICE_CUDA != cfg->train.device) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "%s: %d GPUs per worker need train.device: cuda; allowed with "
+                              "train.device cpu: 1",
+                              origin_text(cfg, "train.gpus_per_worker", where, sizeof where),
+                              cfg->train.gpus_per_worker);
+    }
+    if (0 != cfg->train.batch % cfg->train.gpus_per_worker) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "%s: batch %d is not divisible by train.gpus_per_worker %d (each "
+                              "GPU takes an equal share); allowed: a multiple of %d",
+                              origin_text(cfg, "train.batch", where, sizeof where),
+                              cfg->train.batch, cfg->train.gpus_per_worker,
+                              cfg->train.gpus_per_worker);
     }
     if (cfg->optim.min_lr > cfg->optim.lr) {
         return loco_error_set(err, LOCO_ERR_CONFIG,

@@ -33,6 +33,9 @@ typedef struct loco_run_params {
     uint64_t seed;           /* seeds init, data order and every stochastic codec */
 } loco_run_params;
 
+/* Most GPUs one worker drives (train.gpus_per_worker). */
+#define LOCO_MAX_WORKER_GPUS 16
+
 typedef struct loco_train_params {
     int steps;            /* optimizer steps per worker */
     int batch;            /* sequences per step per worker (B) */
@@ -45,6 +48,7 @@ typedef struct loco_train_params {
     int threads;          /* OpenMP threads (0 = all cores) */
     loco_device device;   /* where a worker computes: cpu, or cuda (one GPU per worker) */
     int cuda_device;      /* cuda: the GPU index (-1 = the worker's local rank) */
+    int gpus_per_worker;  /* cuda: GPUs of one worker (NCCL among them), batch split over them */
     /* On the control plane (ft.coordinator not none; src/train_ft.c): */
     int sync_every;       /* ddp/demo: a sync point every N steps (diloco, streaming: each round) */
     int leave_at_step;    /* leave the group at the first sync point from this step (-1: never) */

@@ -32,10 +32,40 @@
 #include "src/train_impl.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* One GPU of a worker (train.gpus_per_worker G: a lane per GPU, each with a replica, its own
+ * share of the batch and its own copy of the inner optimizer; the gradients are averaged by NCCL
+ * as the backward pass finishes them, so every lane's replica stays bit-identical). Lane 0 is
+ * the worker's model (w->model) and optimizer (train_device.optim): the sync strategy, the
+ * evaluation and checkpoints see lane 0 only; the other lanes follow whenever the host writes
+ * the replica. Lane g > 0 runs in its own thread, on its own device. */
+typedef enum lane_job { LANE_OPEN, LANE_NCCL, LANE_STEP, LANE_UPLOAD, LANE_UPLOAD_ALL } lane_job;
+
+typedef struct gpu_lane {
+    int index, device;
+    worker *w;
+    loco_model *model;      /* lane 0: w->model (not owned) */
+    loco_optim *optim;      /* lane 0: &train_device.optim; else &own_optim */
+    loco_optim own_optim;
+    loco_cuda_nccl *nccl;   /* NULL with one GPU */
+    const uint8_t *nccl_id; /* LANE_NCCL's input */
+    loco_status hook_st;    /* the grad hook's first failure in this step */
+    loco_error hook_err;
+    lane_job job;           /* what lanes_run asks */
+    float loss;             /* LANE_STEP's outputs */
+    double norm;
+    loco_status st;
+    loco_error err;
+    pthread_t thread;
+} gpu_lane;
 
 struct train_device {
     loco_optim optim;   /* the inner optimizer, its moments on the GPU */
+    int gpus;           /* lanes */
+    gpu_lane lanes[LOCO_MAX_WORKER_GPUS];
     float *pinned;      /* the model's host parameters, page-locked (NULL if the driver refused) */
     int rank;
     int64_t crossings;  /* steps whose parameters went to the host and back */
@@ -75,6 +105,15 @@ loco_status train_device_check(const loco_config *cfg, loco_error *err)
                               "(check nvidia-smi and CUDA_VISIBLE_DEVICES), or set "
                               "train.device: cpu");
     }
+    if (cfg->train.gpus_per_worker > loco_cuda_device_count()) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "train.gpus_per_worker: %d, but this process sees %d GPU%s (one "
+                              "NCCL communicator cannot hold a GPU twice); allowed here: at "
+                              "most %d",
+                              cfg->train.gpus_per_worker, loco_cuda_device_count(),
+                              1 == loco_cuda_device_count() ? "" : "s",
+                              loco_cuda_device_count());
+    }
     return LOCO_OK;
 }
 
@@ -84,9 +123,210 @@ int train_device_index(const loco_config *cfg, int rank)
         return cfg->train.cuda_device;
     }
     const char *local = getenv("OMPI_COMM_WORLD_LOCAL_RANK");
-    int index = NULL != local ? atoi(local) : rank;
+    int index = (NULL != local ? atoi(local) : rank) * cfg->train.gpus_per_worker;
     int count = loco_cuda_device_count();
     return count > 0 ? index % count : index;
+}
+
+/* ---- the lanes of a worker of several GPUs ---------------------------------------------- */
+
+/* The grad hook: average a finished range of this lane's gradient over the lanes (NCCL). */
+static void lane_average_range(void *user, int layer, size_t begin, size_t end)
+{
+    gpu_lane *L = user;
+    (void)layer;
+    if (LOCO_OK == L->hook_st) {
+        L->hook_st = loco_cuda_nccl_allreduce_mean(L->nccl, loco_model_device_grads(L->model) +
+                                                               begin,
+                                                   end - begin, &L->hook_err);
+    }
+}
+
+/* Lane g > 0 comes to life on its device with lane 0's parameters and an optimizer like its. */
+static loco_status lane_open(gpu_lane *L, loco_error *err)
+{
+    worker *w = L->w;
+    const loco_train_params *t = &w->cfg.train;
+    int rows = t->batch / t->gpus_per_worker;
+    LOCO_TRY(loco_model_init_device(&L->model, &w->cfg.model, rows, t->seq_len, LOCO_DEVICE_CUDA,
+                                    L->device, err));
+    LOCO_TRY(loco_cuda_gpt_upload_params(loco_model_cuda_gpt(L->model),
+                                         loco_model_params(w->model), err));
+    L->optim = &L->own_optim;
+    return loco_optim_init_cuda(L->optim, &w->cfg.optim, loco_model_num_params(L->model),
+                                loco_model_cuda_ctx(L->model), loco_model_tensors(L->model), err);
+}
+
+/* One inner step on this lane's share of the batch: forward, backward (with the averages
+ * queued by the hook), clip, optimizer. With several lanes every lane runs the backward pass
+ * even on a non-finite loss (NCCL needs every lane's averages); the averaged gradient is then
+ * non-finite everywhere and every lane skips the update alike. */
+static loco_status lane_step(gpu_lane *L, loco_error *err)
+{
+    worker *w = L->w;
+    const loco_train_params *t = &w->cfg.train;
+    int gpus = t->gpus_per_worker, rows = t->batch / gpus;
+    size_t off = (size_t)L->index * (size_t)rows * (size_t)t->seq_len;
+    loco_model *m = L->model;
+    size_t n = loco_model_num_params(m);
+    L->loss = NAN;
+    L->norm = NAN;
+    L->hook_st = LOCO_OK;
+    LOCO_TRY(loco_model_forward(m, w->inputs + off, w->targets + off, rows, t->seq_len, &L->loss,
+                                err));
+    loco_model_zero_grad(m);
+    if (!isfinite(L->loss) && 1 == gpus) {
+        return LOCO_OK;
+    }
+    LOCO_TRY(loco_model_backward(m, err));
+    if (NULL != L->nccl) {
+        if (LOCO_OK != L->hook_st) {
+            return loco_error_set(err, L->hook_st, "%s", L->hook_err.msg);
+        }
+        LOCO_TRY(loco_cuda_nccl_join(L->nccl, err));
+    }
+    float *grads = loco_model_device_grads(m);
+    loco_error clip_err = {0};
+    loco_status st = loco_grad_clip_cuda(loco_model_cuda_ctx(m), grads, n,
+                                         w->cfg.optim.grad_clip, &L->norm, &clip_err);
+    if (LOCO_OK == st) {
+        return loco_optim_step_cuda(L->optim, loco_model_device_params(m),
+                                    loco_model_device_params_bf16(m), grads,
+                                    loco_optim_lr(&w->cfg.optim, w->step), err);
+    }
+    L->norm = NAN;
+    return LOCO_ERR_NONFINITE == st ? LOCO_OK : loco_error_set(err, st, "%s", clip_err.msg);
+}
+
+/* Lane g > 0 takes lane 0's host parameters (and, for LANE_UPLOAD_ALL, the host optimizer's
+ * moments and step count). */
+static loco_status lane_upload(gpu_lane *L, bool moments, loco_error *err)
+{
+    worker *w = L->w;
+    LOCO_TRY(loco_cuda_gpt_upload_params(loco_model_cuda_gpt(L->model),
+                                         loco_model_params(w->model), err));
+    if (!moments) {
+        return LOCO_OK;
+    }
+    size_t bytes = L->optim->n * sizeof(float);
+    for (int i = 0; i < L->optim->slots; i++) {
+        LOCO_TRY(loco_cuda_upload(loco_model_cuda_ctx(L->model), loco_optim_slot(L->optim, i),
+                                  loco_optim_slot(&w->optim, i), bytes, err));
+    }
+    L->optim->step = w->optim.step;
+    return LOCO_OK;
+}
+
+static void lane_do(gpu_lane *L)
+{
+    loco_error *err = &L->err;
+    L->st = LOCO_OK;
+    if (L->index > 0 && NULL != L->model) { /* this thread drives the lane's device */
+        L->st = loco_cuda_bind(loco_model_cuda_ctx(L->model), err);
+    }
+    if (LOCO_OK != L->st) {
+        return;
+    }
+    switch (L->job) {
+    case LANE_OPEN: L->st = lane_open(L, err); break;
+    case LANE_NCCL: {
+        int gpus = L->w->cfg.train.gpus_per_worker;
+        L->st = loco_cuda_nccl_init(&L->nccl, loco_model_cuda_ctx(L->model), L->nccl_id, gpus,
+                                    L->index, err);
+        if (LOCO_OK == L->st) {
+            loco_cuda_gpt_set_grad_hook(loco_model_cuda_gpt(L->model), lane_average_range, L);
+        }
+        break;
+    }
+    case LANE_STEP: L->st = lane_step(L, err); break;
+    case LANE_UPLOAD: L->st = lane_upload(L, false, err); break;
+    case LANE_UPLOAD_ALL: L->st = lane_upload(L, true, err); break;
+    }
+}
+
+static void *lane_thread(void *arg)
+{
+    lane_do(arg);
+    return NULL;
+}
+
+/* Run `job` on lanes first .. gpus-1 at once (lane 0, if asked, in this thread; the others in
+ * their own threads) and wait for all; the first failure is returned with its message. */
+static loco_status lanes_run(train_device *dev, lane_job job, int first, loco_error *err)
+{
+    for (int g = first; g < dev->gpus; g++) {
+        gpu_lane *L = &dev->lanes[g];
+        L->job = job;
+        if (g > 0 && 0 != pthread_create(&L->thread, NULL, lane_thread, L)) {
+            for (int k = first > 0 ? first : 1; k < g; k++) {
+                pthread_join(dev->lanes[k].thread, NULL);
+            }
+            return loco_error_set(err, LOCO_ERR_IO, "cannot start the thread of GPU lane %d", g);
+        }
+    }
+    if (0 == first) {
+        lane_do(&dev->lanes[0]);
+    }
+    for (int g = first > 0 ? first : 1; g < dev->gpus; g++) {
+        pthread_join(dev->lanes[g].thread, NULL);
+    }
+    for (int g = first; g < dev->gpus; g++) {
+        if (LOCO_OK != dev->lanes[g].st) {
+            return loco_error_set(err, dev->lanes[g].st, "GPU %d of this worker: %s", g,
+                                  dev->lanes[g].err.msg);
+        }
+    }
+    return LOCO_OK;
+}
+
+/* The other lanes join: their replicas, optimizers and the NCCL communicator of all lanes. */
+static loco_status lanes_open(worker *w, loco_error *err)
+{
+    train_device *dev = w->dev;
+    int first = train_device_index(&w->cfg, w->rank), count = loco_cuda_device_count();
+    for (int g = 0; g < dev->gpus; g++) {
+        gpu_lane *L = &dev->lanes[g];
+        L->index = g;
+        L->device = count > 0 ? (first + g) % count : first + g;
+        L->w = w;
+    }
+    dev->lanes[0].model = w->model;
+    dev->lanes[0].optim = &dev->optim;
+    if (dev->gpus < 2) {
+        return LOCO_OK;
+    }
+    if (!loco_cuda_nccl_built()) {
+        return loco_error_set(err, LOCO_ERR_UNSUPPORTED,
+                              "train.gpus_per_worker %d needs NCCL, and this loco was built "
+                              "without it; set train.gpus_per_worker: 1",
+                              dev->gpus);
+    }
+    LOCO_TRY(lanes_run(dev, LANE_OPEN, 1, err));
+    uint8_t id[LOCO_NCCL_ID_BYTES];
+    LOCO_TRY(loco_cuda_nccl_unique_id(id, err));
+    for (int g = 0; g < dev->gpus; g++) {
+        dev->lanes[g].nccl_id = id;
+    }
+    LOCO_TRY(lanes_run(dev, LANE_NCCL, 0, err));
+    return loco_cuda_bind(loco_model_cuda_ctx(w->model), err); /* this thread: lane 0's GPU */
+}
+
+static void lanes_free(train_device *dev)
+{
+    for (int g = 0; g < dev->gpus; g++) {
+        gpu_lane *L = &dev->lanes[g];
+        if (NULL != L->model) { /* NCCL and the lane's buffers live on its device */
+            loco_cuda_bind(loco_model_cuda_ctx(L->model), NULL);
+        }
+        loco_cuda_nccl_free(L->nccl);
+        if (g > 0) {
+            loco_optim_free(&L->own_optim);
+            loco_model_free(L->model);
+        }
+    }
+    if (dev->gpus > 1 && NULL != dev->lanes[0].model) {
+        loco_cuda_bind(loco_model_cuda_ctx(dev->lanes[0].model), NULL);
+    }
 }
 
 /* loco_sync_delta_encoder.encode for a GPU worker (see the file comment). The gradient buffer
@@ -127,9 +367,11 @@ loco_status train_device_init(worker *w, loco_error *err)
         return loco_error_set(err, LOCO_ERR_NOMEM, "out of memory");
     }
     w->dev->rank = w->rank;
+    w->dev->gpus = w->cfg.train.gpus_per_worker;
     LOCO_TRY(loco_optim_init_cuda(&w->dev->optim, &w->cfg.optim, loco_model_num_params(w->model),
                                   loco_model_cuda_ctx(w->model), loco_model_tensors(w->model),
                                   err));
+    LOCO_TRY(lanes_open(w, err));
     size_t n = loco_model_num_params(w->model);
     w->dev->encodes = loco_sync_takes_delta_encoder(w->sync) &&
                       loco_codec_cuda_encodes(&w->cfg.sync.codec, n);
@@ -147,9 +389,12 @@ loco_status train_device_init(worker *w, loco_error *err)
         LOCO_WARN("%s (parameter copies will be slower)", pin_err.msg);
     }
     if (0 == w->rank) {
-        LOCO_INFO("training on %s (GPU %d of worker 0): %zu parameters, inner steps on the device",
+        LOCO_INFO("training on %s (GPU %d%s of worker 0): %zu parameters, inner steps on the "
+                  "device%s",
                   loco_cuda_ctx_device_name(loco_model_cuda_ctx(w->model)),
-                  train_device_index(&w->cfg, w->rank), loco_model_num_params(w->model));
+                  train_device_index(&w->cfg, w->rank), w->dev->gpus > 1 ? " and the next" : "",
+                  loco_model_num_params(w->model),
+                  w->dev->gpus > 1 ? ", gradients averaged over the worker's GPUs by NCCL" : "");
     }
     return LOCO_OK;
 }
@@ -173,6 +418,7 @@ void train_device_free(train_device *dev)
     loco_cuda_free(dev->payload_dev);
     loco_cuda_free(dev->global_dev);
     loco_cuda_unpin(dev->pinned);
+    lanes_free(dev);
     loco_optim_free(&dev->optim);
     free(dev);
 }
@@ -215,36 +461,32 @@ loco_status train_device_from_host(worker *w, loco_error *err)
                                   loco_optim_slot(&w->optim, i), bytes, err));
     }
     dev->step = w->optim.step;
-    return LOCO_OK;
+    return lanes_run(w->dev, LANE_UPLOAD_ALL, 1, err); /* the worker's other GPUs */
+}
+
+loco_status train_device_replica_written(worker *w, loco_error *err)
+{
+    LOCO_TRY(loco_model_upload_params(w->model, err)); /* no-op on the CPU */
+    return NULL != w->dev ? lanes_run(w->dev, LANE_UPLOAD, 1, err) : LOCO_OK;
 }
 
 loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, loco_error *err)
 {
-    const loco_train_params *t = &w->cfg.train;
     loco_model *m = w->model;
     size_t n = loco_model_num_params(m);
     float lr = loco_optim_lr(&w->cfg.optim, w->step);
-    *loss = NAN;
-    LOCO_TRY(loco_model_forward(m, w->inputs, w->targets, t->batch, t->seq_len, loss, err));
-    loco_model_zero_grad(m);
-    bool finite = isfinite(*loss);
-    double norm = NAN;
-    if (finite) {
-        LOCO_TRY(loco_model_backward(m, err));
-        float *grads = loco_model_device_grads(m);
-        loco_error clip_err = {0};
-        loco_status st = loco_grad_clip_cuda(loco_model_cuda_ctx(m), grads, n,
-                                             w->cfg.optim.grad_clip, &norm, &clip_err);
-        if (LOCO_OK == st) {
-            LOCO_TRY(loco_optim_step_cuda(&w->dev->optim, loco_model_device_params(m),
-                                          loco_model_device_params_bf16(m), grads, lr, err));
-        } else if (LOCO_ERR_NONFINITE != st) { /* a non-finite norm skips the update */
-            return loco_error_set(err, st, "%s", clip_err.msg);
-        }
+    /* the inner step on every GPU of the worker, each on its share of the batch */
+    train_device *dev = w->dev;
+    LOCO_TRY(lanes_run(dev, LANE_STEP, 0, err));
+    float sum = 0.0f;
+    for (int g = 0; g < dev->gpus; g++) {
+        sum += dev->lanes[g].loss;
     }
+    *loss = sum / (float)dev->gpus;
+    bool finite = isfinite(*loss);
+    double norm = dev->lanes[0].norm; /* the averaged gradient's: the same on every lane */
     /* The strategy sees the replica only on the steps where it reads or writes it; with the
      * pseudo-gradient encoded here it only writes it. */
-    train_device *dev = w->dev;
     bool uses = loco_sync_step_uses_params(w->sync, w->step);
     double t0 = loco_now_s();
     if (uses && !dev->encodes) {
@@ -267,7 +509,7 @@ loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, l
     LOCO_TRY(st);
     double t2 = loco_now_s();
     if (uses) {
-        LOCO_TRY(loco_model_upload_params(m, err));
+        LOCO_TRY(train_device_replica_written(w, err));
         if (dev->encodes) { /* the replica restarted from theta_global: keep the copy */
             LOCO_TRY(loco_cuda_copy(loco_model_cuda_ctx(m), dev->global_dev,
                                     loco_model_device_params(m), n * sizeof(float), err));

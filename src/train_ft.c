@@ -346,7 +346,7 @@ static loco_status state_restored(worker *w, loco_error *err)
     if (shared != params) { /* diloco, streaming: the replica restarts from theta_global */
         memcpy(params, shared, loco_model_num_params(w->model) * sizeof(float));
     }
-    return loco_model_upload_params(w->model, err); /* a GPU replica; no-op on the CPU */
+    return train_device_replica_written(w, err); /* a GPU replica; no-op on the CPU */
 }
 
 loco_status train_sync_point(worker *w, loco_error *err)

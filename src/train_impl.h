@@ -135,6 +135,9 @@ loco_status train_device_params_to_host(worker *w, loco_error *err);
  * back. Around checkpoints, --resume and the strategy's finish. */
 loco_status train_device_to_host(worker *w, loco_error *err);
 loco_status train_device_from_host(worker *w, loco_error *err);
+/* The host replica (lane 0's parameters) was written: up to every GPU of the worker (the model's
+ * own upload, a no-op, on the CPU). */
+loco_status train_device_replica_written(worker *w, loco_error *err);
 
 /* train_output.c */
 void train_show_progress(worker *w, double tokens_per_s, bool final);

@@ -9,7 +9,9 @@
 # their final validation loss is close to the same run on the CPU (bf16 activations vs fp32);
 # a CPU worker and a GPU worker in one run (their messages byte-compatible) end equal; three GPU
 # workers under the control plane lose one to kill -9 mid-collective and the two survivors
-# finish with one digest; two Streaming DiLoCo GPU workers agree and match the CPU run.
+# finish with one digest; two Streaming DiLoCo GPU workers agree and match the CPU run; with two
+# or more GPUs, one worker of 2 GPUs (NCCL) matches one worker of 1 GPU on the same batch, and two
+# DiLoCo workers of 2 GPUs each end with one digest.
 source "$(dirname "$0")/lib.sh"
 export LOCO_MPIRUN_TIMEOUT=240
 data=$LOCO_TMP/data
@@ -141,3 +143,29 @@ print(f"streaming final validation loss: GPU {g:.6f}, CPU {c:.6f}")
 assert abs(g - c) < 0.05 * c, (g, c)
 PY
 pass "two Streaming DiLoCo GPU workers agree and match the CPU run"
+
+# 7. a worker of several GPUs (train.gpus_per_worker: NCCL inside the worker)
+ngpu=$(nvidia-smi -L | grep -c '^GPU')
+if [ "$ngpu" -lt 2 ]; then
+  expect_rc 2 "$LOCO" train "$cfg" "${common[@]}" --set train.steps=2 \
+    --set train.gpus_per_worker=2 --set run.dir="$LOCO_TMP/twogpu"
+  expect_err "train.gpus_per_worker: 2, but this process sees 1 GPU"
+  echo "SKIP: one GPU here: the workers of several GPUs were not run (the refusal was checked)"
+  exit 0
+fi
+one=("${common[@]}" --set train.steps=40 --set train.batch=8)
+LOCO_LOG=info "$LOCO" train "$cfg" "${one[@]}" --set train.gpus_per_worker=2 \
+  --set run.dir="$LOCO_TMP/w2gpu" >"$LOCO_TMP/w2gpu.log" 2>&1 || { tail -20 "$LOCO_TMP/w2gpu.log"; fail "a worker of 2 GPUs"; }
+expect_rc 0 "$LOCO" train "$cfg" "${one[@]}" --set run.dir="$LOCO_TMP/w1gpu"
+grep -q "averaged over the worker's GPUs by NCCL" "$LOCO_TMP/w2gpu.log" || fail "the 2-GPU worker did not say so"
+python3 - "$LOCO_TMP/w2gpu" "$LOCO_TMP/w1gpu" <<'PY' || fail "2 GPUs vs 1 GPU"
+import json, sys
+two, one = (json.load(open(f"{d}/run.json"))["final_val_loss"] for d in sys.argv[1:3])
+print(f"final validation loss, batch 8: 1 worker x 2 GPUs {two:.6f}, 1 worker x 1 GPU {one:.6f}")
+assert abs(two - one) < 0.02 * one, (two, one)
+PY
+pass "one worker of 2 GPUs trains like one GPU on the same batch"
+"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${dil[@]}" --set train.batch=8 \
+  --set train.gpus_per_worker=2 --set run.dir="$LOCO_TMP/dil2x2" >"$LOCO_TMP/dil2x2.log" 2>&1 || true
+same_digests "$LOCO_TMP/dil2x2" 2 || { tail -20 "$LOCO_TMP/dil2x2.log"; fail "2 DiLoCo workers x 2 GPUs"; }
+pass "two DiLoCo workers of 2 GPUs each agree"
