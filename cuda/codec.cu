@@ -9,8 +9,7 @@
  * Statistics follow the CPU's fixed order: min, max and max |x| are exact in any order; the
  * double sums run in 8 interleaved lanes (lane l adds elements l, l + 8, ... in order), lanes
  * added 0..7 — lanes 8k .. 8k + 7 of a block's first warp do exactly that for the block's bucket
- * k (sum_chains). That dependent chain (64 double adds per lane for a bucket of 512) is what
- * holds QSGD and ternary near 0.7 of a copy on an H100 (unrolling it made them slower).
+ * k (sum_chains), after every warp's first pass has brought the buckets into the cache.
  * Draws: the warp computes each Philox block of its bucket once (lane-parallel) into shared
  * memory before the codes, so a group of 5 trits never recomputes a block.
  */
@@ -57,7 +56,6 @@ __device__ __forceinline__ void philox_block(uint64_t seed, uint64_t stream, uin
 struct qconst {
     int kind, bits, sf;
     bool stochastic, sums, absmax;
-    bool sum_sq, sum_abs; /* with sums: which of them the scales use */
     float clip_sigma;
     uint64_t seed, stream;
     size_t n, bucket, nbuckets, codes_off, full_code_bytes;
@@ -263,8 +261,12 @@ __device__ int quant_scales(const qconst &q, float mn, float mx, uint32_t am, do
  * 8k .. 8k + 7) are added 0..7 and lane 8k writes {sum, sumsq, sumabs} to out. Only the sums
  * the family's scales use are formed (as the CPU), the others stay 0; a NaN or Inf input makes
  * a formed sum non-finite. A bucket past the end gives zeros. */
+template <int KIND>
 __device__ void sum_chains(const qconst &q, const float *in, size_t j, int l, double *out)
 {
+    const bool plain = LOCO_CUDA_QUANT_TERNARY == KIND; /* the clip's mean */
+    const bool squares = LOCO_CUDA_QUANT_QSGD == KIND || LOCO_CUDA_QUANT_TERNARY == KIND;
+    const bool absolute = LOCO_CUDA_QUANT_SIGN == KIND;
     double s = 0.0, sq = 0.0, sa = 0.0;
     if (j < q.nbuckets) {
         size_t start = j * q.bucket;
@@ -272,11 +274,13 @@ __device__ void sum_chains(const qconst &q, const float *in, size_t j, int l, do
         const float *x = in + start;
         for (int i = l; i < len; i += 8) {
             double v = (double)x[i];
-            if (q.sum_sq) {
+            if (plain) {
                 s += v;
+            }
+            if (squares) {
                 sq = __dadd_rn(sq, __dmul_rn(v, v)); /* unfused, as the CPU */
             }
-            if (q.sum_abs) {
+            if (absolute) {
                 sa += fabs(v);
             }
         }
@@ -302,26 +306,13 @@ __global__ void __launch_bounds__(32 * QWARPS)
 {
     int lane = threadIdx.x % 32;
     size_t j = (size_t)blockIdx.x * QWARPS + threadIdx.x / 32;
-
-    /* The double sums, for the block's QWARPS buckets at once by warp 0: lanes 8k .. 8k + 7
-     * run bucket k's 8 fixed-order chains, so every lane of the warp works (a chain per lane
-     * for one bucket would leave 24 of 32 idle while the double pipe issues for all 32). */
-    __shared__ double block_sums[QWARPS][3];
-    if (q.sums) {
-        if (threadIdx.x < 32) {
-            sum_chains(q, in, (size_t)blockIdx.x * QWARPS + (size_t)(lane / 8), lane % 8,
-                       block_sums[lane / 8]);
-        }
-        __syncthreads(); /* before any warp may return */
-    }
-    if (j >= q.nbuckets) {
-        return;
-    }
-    size_t start = j * q.bucket;
-    int len = (int)(q.n - start < q.bucket ? q.n - start : q.bucket);
+    bool live = j < q.nbuckets; /* a block's last warps may have no bucket */
+    size_t start = live ? j * q.bucket : 0;
+    int len = live ? (int)(q.n - start < q.bucket ? q.n - start : q.bucket) : 0;
     const float *x = in + start;
 
-    /* statistics (min, max and max |x| are exact in any order: 16-byte loads where aligned) */
+    /* statistics (min, max and max |x| are exact in any order: 16-byte loads where aligned);
+     * this first pass also brings the bucket into the cache for the sums and the codes */
     float mn = FLT_MAX, mx = -FLT_MAX;
     uint32_t am = 0;
     int vec = 0 == ((uintptr_t)x & 15) ? len / 4 : 0;
@@ -352,6 +343,49 @@ __global__ void __launch_bounds__(32 * QWARPS)
         mx = omx > mx ? omx : mx;
         am = oam > am ? oam : am;
     }
+
+    /* the bucket's draws, each Philox block once, into this warp's shared memory: draw e of
+     * the bucket is element start + e's (codec.h's layout) */
+    extern __shared__ uint4 draw_smem[];
+    uint16_t *draws = reinterpret_cast<uint16_t *>(draw_smem) +
+                      (size_t)(threadIdx.x / 32) * q.draws_per_warp;
+    if (q.stochastic && live) {
+        uint64_t first = start / 8, last = (start + (uint64_t)len - 1) / 8;
+        bool aligned = 0 == start % 8;
+        for (uint64_t blk = first + (uint64_t)lane; blk <= last; blk += 32) {
+            uint32_t w[4];
+            philox_block(q.seed, q.stream, blk, w);
+            uint64_t e0 = 8 * blk - (aligned ? start : 0);
+            if (aligned && 8 * blk + 8 <= start + (uint64_t)len) { /* one 16-byte store */
+                reinterpret_cast<uint4 *>(draws)[e0 / 8] = make_uint4(w[0], w[1], w[2], w[3]);
+                continue;
+            }
+            for (int t = 0; t < 8; t++) {
+                uint64_t gi = 8 * blk + (uint64_t)t;
+                if (gi >= start && gi < start + (uint64_t)len) {
+                    draws[gi - start] = (uint16_t)(w[t / 2] >> (16 * (t % 2)));
+                }
+            }
+        }
+        __syncwarp();
+    }
+
+    /* The double sums, for the block's QWARPS buckets at once by warp 0 (after every warp's
+     * first pass, so they read the cache): lanes 8k .. 8k + 7 run bucket k's 8 fixed-order
+     * chains, so every lane of the warp works (a chain per lane for one bucket would leave 24
+     * of 32 idle while the double pipe issues for all 32). */
+    __shared__ double block_sums[QWARPS][3];
+    if (q.sums) {
+        __syncthreads();
+        if (threadIdx.x < 32) {
+            sum_chains<KIND>(q, in, (size_t)blockIdx.x * QWARPS + (size_t)(lane / 8), lane % 8,
+                       block_sums[lane / 8]);
+        }
+        __syncthreads(); /* before any warp may return */
+    }
+    if (!live) {
+        return;
+    }
     const double *my_sums = block_sums[threadIdx.x / 32];
     double sum = my_sums[0], sumsq = my_sums[1], sumabs = my_sums[2];
     if (!q.sums) {
@@ -379,32 +413,6 @@ __global__ void __launch_bounds__(32 * QWARPS)
         }
     }
     const qbucket b = quant_bucket<KIND>(q, sc);
-
-    /* the bucket's draws, each Philox block once, into this warp's shared memory: draw e of
-     * the bucket is element start + e's (codec.h's layout) */
-    extern __shared__ uint4 draw_smem[];
-    uint16_t *draws = reinterpret_cast<uint16_t *>(draw_smem) +
-                      (size_t)(threadIdx.x / 32) * q.draws_per_warp;
-    if (q.stochastic) {
-        uint64_t first = start / 8, last = (start + (uint64_t)len - 1) / 8;
-        bool aligned = 0 == start % 8;
-        for (uint64_t blk = first + (uint64_t)lane; blk <= last; blk += 32) {
-            uint32_t w[4];
-            philox_block(q.seed, q.stream, blk, w);
-            uint64_t e0 = 8 * blk - (aligned ? start : 0);
-            if (aligned && 8 * blk + 8 <= start + (uint64_t)len) { /* one 16-byte store */
-                reinterpret_cast<uint4 *>(draws)[e0 / 8] = make_uint4(w[0], w[1], w[2], w[3]);
-                continue;
-            }
-            for (int t = 0; t < 8; t++) {
-                uint64_t gi = 8 * blk + (uint64_t)t;
-                if (gi >= start && gi < start + (uint64_t)len) {
-                    draws[gi - start] = (uint16_t)(w[t / 2] >> (16 * (t % 2)));
-                }
-            }
-        }
-        __syncwarp();
-    }
 
     /* codes, packed: b-bit groups of 8 (b bytes each) or ternary groups of 5 (one byte) */
     uint8_t *run = payload + q.codes_off + j * q.full_code_bytes;
@@ -545,8 +553,6 @@ extern "C" loco_status loco_cuda_quant_encode(loco_cuda_ctx *ctx, const loco_cud
     /* which statistics the family's scales need (compress's LOCO_QSTAT_* per family) */
     q.sums = LOCO_CUDA_QUANT_QSGD == p->kind || LOCO_CUDA_QUANT_TERNARY == p->kind ||
              LOCO_CUDA_QUANT_SIGN == p->kind;
-    q.sum_sq = LOCO_CUDA_QUANT_QSGD == p->kind || LOCO_CUDA_QUANT_TERNARY == p->kind;
-    q.sum_abs = LOCO_CUDA_QUANT_SIGN == p->kind;
     q.absmax = LOCO_CUDA_QUANT_MAXMIN == p->kind || LOCO_CUDA_QUANT_FP4 == p->kind ||
                LOCO_CUDA_QUANT_TERNARY == p->kind;
     int *status = reinterpret_cast<int *>(ctx->reduce_scratch); /* stream-ordered scratch */
