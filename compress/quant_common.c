@@ -158,12 +158,40 @@ static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *
     }
 }
 
+/* Where to code the tiles of a bucket during its statistics pass (scale_free_codes). */
+typedef struct qcoder {
+    const loco_qkind *kind;
+    const qlayout *L;
+    size_t first_item; /* the bucket's tile 0 */
+    const float *in;   /* the whole input */
+    bool stochastic;
+    uint64_t seed, stream;
+    uint8_t *payload;
+} qcoder;
+
+static void encode_item(const loco_qkind *kind, const qlayout *L, const qitem *it,
+                        const float *in, const float *scales, bool stochastic, uint64_t seed,
+                        uint64_t stream, uint8_t *payload);
+
+/* Code tile t of the coder's bucket (the scales are not used). */
+static void qcoder_tile(const qcoder *c, size_t t)
+{
+    const float none[4] = {0};
+    qitem it = qlayout_item(c->L, c->first_item + t);
+    encode_item(c->kind, c->L, &it, c->in, none, c->stochastic, c->seed, c->stream, c->payload);
+}
+
 /* A bucket's statistics: tiles in order for short buckets; for long ones, 64 fixed lanes (lane
- * l takes tiles l, l+64, ...), merged in lane order, so the result never depends on threads. */
-static void qstats_bucket(const float *x, size_t len, unsigned want, loco_qstats *st)
+ * l takes tiles l, l+64, ...), merged in lane order, so the result never depends on threads.
+ * With a coder (long buckets only), each tile is also coded right after it is read. */
+static void qstats_bucket(const float *x, size_t len, unsigned want, const qcoder *coder,
+                          loco_qstats *st)
 {
     if (len <= LOCO_CODEC_TILE) {
         qstats_tile(x, len, want, st);
+        if (NULL != coder) {
+            qcoder_tile(coder, 0);
+        }
         return;
     }
     enum { LANES = 64 };
@@ -179,6 +207,9 @@ static void qstats_bucket(const float *x, size_t len, unsigned want, loco_qstats
             loco_qstats part;
             qstats_tile(x + off, n, want, &part);
             qstats_merge(&lane[l], &part);
+            if (NULL != coder) {
+                qcoder_tile(coder, t);
+            }
         }
     }
     *st = lane[0];
@@ -195,8 +226,19 @@ static void run_pack(int bits, const uint8_t *codes, size_t len, uint8_t *out)
         loco_bitpack(codes, len, bits, out);
         return;
     }
-    size_t groups = len / 5;
-    for (size_t g = 0; g < groups; g++) {
+    /* Base 3: byte 4 of (8 trit bytes, little-endian) * (81, 27, 9, 3, 1 in bytes 0..4) is
+     * t0 + 3 t1 + 9 t2 + 27 t3 + 81 t4; bytes 0..3 of the product stay below 256 (no carry in)
+     * and trits 5..7 only reach bytes 5 and up. Groups whose 8-byte load would pass the run's
+     * end take the plain sum. */
+    const uint64_t weights = 81u | 27u << 8 | 9u << 16 | 3u << 24 | 1ull << 32;
+    size_t groups = len / 5, wide = len >= 8 ? (len - 8) / 5 + 1 : 0;
+    wide = wide < groups ? wide : groups;
+    for (size_t g = 0; g < wide; g++) {
+        uint64_t v;
+        memcpy(&v, codes + 5 * g, 8);
+        out[g] = (uint8_t)((v * weights) >> 32);
+    }
+    for (size_t g = wide; g < groups; g++) {
         const uint8_t *t = codes + 5 * g;
         out[g] = (uint8_t)(t[0] + 3 * t[1] + 9 * t[2] + 27 * t[3] + 81 * t[4]);
     }
@@ -316,12 +358,16 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
             encode_item(kind, &L, &it, in, scales, stochastic, seed, stream, payload);
         }
     } else {
-        /* Long buckets: statistics per bucket (parallel inside), then every tile in parallel. */
+        /* Long buckets: statistics per bucket (parallel inside), then every tile in parallel;
+         * families whose codes need no scales code each tile in the statistics pass. */
         for (size_t j = 0; j < L.nbuckets && LOCO_OK == status; j++) {
             size_t start = j * L.bucket;
             size_t blen = n - start < L.bucket ? n - start : L.bucket;
             loco_qstats st;
-            qstats_bucket(in + start, blen, kind->stats, &st);
+            qcoder coder = {kind, &L, j * L.tiles_per_bucket, in, stochastic, seed, stream,
+                            payload};
+            qstats_bucket(in + start, blen, kind->stats, kind->scale_free_codes ? &coder : NULL,
+                          &st);
             if (st.absmax_bits >= 0x7F800000u) {
                 status = LOCO_ERR_NONFINITE;
                 break;
@@ -330,7 +376,7 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
             status = kind->scales(p, L.bits, &st, blen, scales);
             memcpy(payload + j * (size_t)sf * 4, scales, (size_t)sf * 4);
         }
-        if (LOCO_OK == status) {
+        if (LOCO_OK == status && !kind->scale_free_codes) {
 #pragma omp parallel for schedule(static)
             for (size_t i = 0; i < L.items; i++) {
                 qitem it = qlayout_item(&L, i);

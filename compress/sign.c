@@ -33,7 +33,7 @@ static void sign_dequant_add(const uint8_t *codes, size_t len, const float *scal
 
 static const loco_qkind sign_kind = {
     "sign", false, 1, 1, 1, false, 1, LOCO_QSTAT_SUMABS, NULL,
-    sign_scales, sign_quantize, loco_qcheck_nonneg_scale, sign_dequant_add, NULL,
+    sign_scales, sign_quantize, loco_qcheck_nonneg_scale, sign_dequant_add, NULL, true,
 };
 
 LOCO_QUANT_OPS(sign, sign_kind);
