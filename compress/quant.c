@@ -386,20 +386,26 @@ static loco_status absmax_scales(const loco_codec_params *p, int bits, const loc
 }
 
 /* FP4 code of t = |x| / max|x| (finite, >= 0) for an input with bits xb. Above 2^-6, t lies
- * between 2^ea and 2^(ea+1): codes ea + 7 and ea + 8, the fraction is the mantissa; below,
- * between 0 and 2^-6 (codes 0 and 1). Rounds up when draw < frac * 65536 (draw < 0: nearest). */
+ * between 2^ea and 2^(ea+1): codes ea + 7 and ea + 8, and the fraction is the mantissa m / 2^23,
+ * so "draw < frac * 65536" is exactly draw * 128 < m in integers; below, t lies between 0 and
+ * 2^-6 (codes 0 and 1) with frac = t * 64 (exact). Rounds up by the draw, or for draw < 0 to
+ * nearest (frac >= 0.5). Integer arithmetic on 32-bit lanes so the loops vectorise. */
 static inline __attribute__((always_inline)) uint8_t fp4_code(float t, uint32_t xb, int draw)
 {
     uint32_t ab; /* t >= 0 orders like its bits: min with 1.0f in integers */
     memcpy(&ab, &t, 4);
     ab = ab < 0x3F800000u ? ab : 0x3F800000u;
-    int ea = (int)(ab >> 23) - 127;
-    int big = ea >= -6;
+    bool big = ab >= 0x3C800000u; /* t >= 2^-6 */
+    uint32_t m = ab & 0x7FFFFFu;
     float a;
     memcpy(&a, &ab, 4);
-    float frac = big ? (float)(int)(ab & 0x7FFFFFu) * (1.0f / 8388608.0f) : a * 64.0f;
-    int up = draw >= 0 ? (float)draw < frac * 65536.0f : frac >= 0.5f;
-    int e = (big ? ea + 7 : 0) + up;
+    bool up;
+    if (draw < 0) {
+        up = big ? m >= 0x400000u : ab >= 0x3C000000u; /* frac >= 0.5; small: t >= 2^-7 */
+    } else {
+        up = big ? (uint32_t)draw << 7 < m : (float)draw < a * 4194304.0f;
+    }
+    int e = (big ? (int)(ab >> 23) - 120 : 0) + (int)up; /* ea + 7 = exponent field - 120 */
     int neg = (int)(xb >> 31) << 3;
     return (uint8_t)(0 == e ? 0 : (neg | e));
 }

@@ -106,7 +106,7 @@ static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *
         if (am >= 0x7F800000u) {
             return;
         }
-    } else if (!sums || (want & LOCO_QSTAT_SUM)) {
+    } else if (!sums) {
         uint32_t am = 0;
 #pragma omp simd reduction(max : am)
         for (size_t i = 0; i < len; i++) {
@@ -123,16 +123,40 @@ static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *
     size_t full = len / 8 * 8;
     if (want & (LOCO_QSTAT_SUM | LOCO_QSTAT_SUMSQ)) {
         double s[8] = {0}, q[8] = {0};
-        for (size_t i = 0; i < full; i += 8) {
-            for (int l = 0; l < 8; l++) {
-                double v = x[i + (size_t)l];
-                s[l] += v;
-                q[l] += v * v;
+        if (want & LOCO_QSTAT_SUM) { /* sum, sumsq and absmax in one pass */
+            uint32_t a[8] = {0};
+            for (size_t i = 0; i < full; i += 8) {
+                for (int l = 0; l < 8; l++) {
+                    double v = x[i + (size_t)l];
+                    uint32_t u;
+                    memcpy(&u, &x[i + (size_t)l], 4);
+                    u &= 0x7FFFFFFFu;
+                    a[l] = u > a[l] ? u : a[l];
+                    s[l] += v;
+                    q[l] += v * v;
+                }
             }
-        }
-        for (size_t i = full; i < len; i++) {
-            s[i % 8] += x[i];
-            q[i % 8] += (double)x[i] * x[i];
+            for (size_t i = full; i < len; i++) {
+                uint32_t u;
+                memcpy(&u, &x[i], 4);
+                u &= 0x7FFFFFFFu;
+                a[i % 8] = u > a[i % 8] ? u : a[i % 8];
+                s[i % 8] += x[i];
+                q[i % 8] += (double)x[i] * x[i];
+            }
+            for (int l = 0; l < 8; l++) {
+                st->absmax_bits = a[l] > st->absmax_bits ? a[l] : st->absmax_bits;
+            }
+        } else { /* sumsq alone */
+            for (size_t i = 0; i < full; i += 8) {
+                for (int l = 0; l < 8; l++) {
+                    double v = x[i + (size_t)l];
+                    q[l] += v * v;
+                }
+            }
+            for (size_t i = full; i < len; i++) {
+                q[i % 8] += (double)x[i] * x[i];
+            }
         }
         for (int l = 0; l < 8; l++) {
             st->sum += s[l];
@@ -153,7 +177,8 @@ static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *
             st->sumabs += a[l];
         }
     }
-    if (sums && !(isfinite(st->sum) && isfinite(st->sumsq) && isfinite(st->sumabs))) {
+    if (sums && !(isfinite(st->sum) && isfinite(st->sumsq) && isfinite(st->sumabs)) &&
+        st->absmax_bits < 0x7F800000u) {
         st->absmax_bits = 0x7F800000u;
     }
 }
