@@ -254,6 +254,7 @@ static inline __attribute__((always_inline)) void affine_levels(const float *x, 
                                                                 int top, const uint16_t *r,
                                                                 uint8_t *codes)
 {
+    int32_t c32[LOCO_CODEC_TILE]; /* 32-bit codes, narrowed after: no byte repacking in the loop */
     for (size_t i = 0; i < len; i++) {
         float t = ((absolute ? fabsf(x[i]) : x[i]) - offset) * mul;
         int c;
@@ -263,7 +264,10 @@ static inline __attribute__((always_inline)) void affine_levels(const float *x, 
             c = (int)t;
             c += (int)((float)r[i] < (t - (float)c) * 65536.0f);
         }
-        c = c < top ? c : top;
+        c32[i] = c < top ? c : top;
+    }
+    for (size_t i = 0; i < len; i++) {
+        int c = c32[i];
         if (centered) {
             uint32_t u;
             memcpy(&u, &x[i], 4);
@@ -390,7 +394,7 @@ static loco_status absmax_scales(const loco_codec_params *p, int bits, const loc
  * so "draw < frac * 65536" is exactly draw * 128 < m in integers; below, t lies between 0 and
  * 2^-6 (codes 0 and 1) with frac = t * 64 (exact). Rounds up by the draw, or for draw < 0 to
  * nearest (frac >= 0.5). Integer arithmetic on 32-bit lanes so the loops vectorise. */
-static inline __attribute__((always_inline)) uint8_t fp4_code(float t, uint32_t xb, int draw)
+static inline __attribute__((always_inline)) uint32_t fp4_code(float t, uint32_t xb, int draw)
 {
     uint32_t ab; /* t >= 0 orders like its bits: min with 1.0f in integers */
     memcpy(&ab, &t, 4);
@@ -407,20 +411,26 @@ static inline __attribute__((always_inline)) uint8_t fp4_code(float t, uint32_t 
     }
     int e = (big ? (int)(ab >> 23) - 120 : 0) + (int)up; /* ea + 7 = exponent field - 120 */
     int neg = (int)(xb >> 31) << 3;
-    return (uint8_t)(0 == e ? 0 : (neg | e));
+    return (uint32_t)(0 == e ? 0 : (neg | e));
 }
 
 /* FP4 codes of len values: t = |x| * inv, or t[] when given (a subnormal scale); draws r or
- * NULL for nearest. Inlined with constant NULL-ness so each variant vectorises. */
+ * NULL for nearest. Inlined with constant NULL-ness so each variant vectorises; the codes are
+ * computed in 32-bit lanes (c32) and narrowed in a second loop, which keeps the vector code
+ * free of byte repacking. */
 static inline __attribute__((always_inline)) LOCO_NO_TRAPPING_MATH void
 fp4_codes(const float *x, size_t len, float inv, const float *t, const uint16_t *r,
           uint8_t *codes)
 {
+    uint32_t c32[LOCO_CODEC_TILE];
     for (size_t i = 0; i < len; i++) {
         uint32_t xb;
         memcpy(&xb, &x[i], 4);
         float ti = NULL != t ? t[i] : fabsf(x[i]) * inv;
-        codes[i] = fp4_code(ti, xb, NULL != r ? (int)r[i] : -1);
+        c32[i] = fp4_code(ti, xb, NULL != r ? (int)r[i] : -1);
+    }
+    for (size_t i = 0; i < len; i++) {
+        codes[i] = (uint8_t)c32[i];
     }
 }
 

@@ -332,6 +332,19 @@ size_t loco_quant_payload_bound(const loco_qkind *kind, const loco_codec_params 
     return L.total;
 }
 
+/* Ask for x[0..len) to be brought into the cache (the next bucket, while this one computes). */
+static inline void prefetch_floats(const float *x, size_t len)
+{
+#if defined(__GNUC__)
+    for (size_t i = 0; i < len; i += 16) { /* one 64-byte line per 16 floats */
+        __builtin_prefetch(x + i);
+    }
+#else
+    (void)x;
+    (void)len;
+#endif
+}
+
 /* Quantize and pack one item whose bucket scales are known. */
 static void encode_item(const loco_qkind *kind, const qlayout *L, const qitem *it,
                         const float *in, const float *scales, bool stochastic, uint64_t seed,
@@ -367,6 +380,10 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
 #pragma omp parallel for schedule(static) reduction(min : status) if (n >= 65536)
         for (size_t j = 0; j < L.nbuckets; j++) {
             qitem it = qlayout_item(&L, j * L.tiles_per_bucket);
+            if (j + 1 < L.nbuckets) {
+                size_t next = it.start + it.len;
+                prefetch_floats(in + next, n - next < it.len ? n - next : it.len);
+            }
             loco_qstats st;
             qstats_tile(in + it.start, it.len, kind->stats, &st);
             if (st.absmax_bits >= 0x7F800000u) {

@@ -32,23 +32,28 @@ static loco_status ternary_scales(const loco_codec_params *p, int bits, const lo
 /* Trit of one value: keep (1 + sign bit: 2 for negative) when the draw is below t * 65536 with
  * t = |x| / s the keep probability (>= 1 beyond the clip: always kept), or for nearest (draw <
  * 0) when t * 2 >= 1; else 0. Integer selects so the loops vectorise. */
-static inline __attribute__((always_inline)) uint8_t ternary_trit(float x, float t, int draw)
+static inline __attribute__((always_inline)) uint32_t ternary_trit(float x, float t, int draw)
 {
     uint32_t u;
     memcpy(&u, &x, 4);
     int keep = draw < 0 ? t * 2.0f >= 1.0f : (float)draw < t * 65536.0f;
-    return (uint8_t)(keep ? 1 + (u >> 31) : 0);
+    return keep ? 1 + (u >> 31) : 0;
 }
 
 /* Trits of len values with t = |x| / scale (divide: a subnormal scale) or |x| * inv; inlined
- * with constant arguments so each variant is one vectorised loop. */
+ * with constant arguments so each variant vectorises. Trits are computed in 32-bit lanes and
+ * narrowed in a second loop (no byte repacking inside the vector loop). */
 static inline __attribute__((always_inline)) void
 ternary_trits(const float *x, size_t len, float scale, float inv, bool divide, const uint16_t *r,
               uint8_t *codes)
 {
+    uint32_t c32[LOCO_CODEC_TILE];
     for (size_t i = 0; i < len; i++) {
         float t = divide ? fabsf(x[i]) / scale : fabsf(x[i]) * inv;
-        codes[i] = ternary_trit(x[i], t, NULL != r ? (int)r[i] : -1);
+        c32[i] = ternary_trit(x[i], t, NULL != r ? (int)r[i] : -1);
+    }
+    for (size_t i = 0; i < len; i++) {
+        codes[i] = (uint8_t)c32[i];
     }
 }
 
