@@ -219,21 +219,29 @@ static void qstats_bucket(const float *x, size_t len, unsigned want, const qcode
         }
         return;
     }
-    enum { LANES = 64 };
+    /* A worker takes a block of 4 neighbouring lanes and walks their tiles in address order
+     * (4 contiguous tiles, then the next 64), which streams through memory. */
+    enum { LANES = 64, BLOCK = 4 };
     loco_qstats lane[LANES];
     size_t ntiles = (len + LOCO_CODEC_TILE - 1) / LOCO_CODEC_TILE;
     int lanes = ntiles < LANES ? (int)ntiles : LANES;
-#pragma omp parallel for schedule(static) if (ntiles >= 16)
     for (int l = 0; l < lanes; l++) {
         qstats_identity(&lane[l]);
-        for (size_t t = (size_t)l; t < ntiles; t += LANES) {
-            size_t off = t * LOCO_CODEC_TILE;
-            size_t n = len - off < LOCO_CODEC_TILE ? len - off : LOCO_CODEC_TILE;
-            loco_qstats part;
-            qstats_tile(x + off, n, want, &part);
-            qstats_merge(&lane[l], &part);
-            if (NULL != coder) {
-                qcoder_tile(coder, t);
+    }
+#pragma omp parallel for schedule(static) if (ntiles >= 16)
+    for (int b = 0; b < LANES / BLOCK; b++) {
+        for (size_t row = 0; row < ntiles; row += LANES) {
+            for (size_t t = row + (size_t)(b * BLOCK); t < row + (size_t)(b * BLOCK + BLOCK) &&
+                                                      t < ntiles;
+                 t++) {
+                size_t off = t * LOCO_CODEC_TILE;
+                size_t n = len - off < LOCO_CODEC_TILE ? len - off : LOCO_CODEC_TILE;
+                loco_qstats part;
+                qstats_tile(x + off, n, want, &part);
+                qstats_merge(&lane[t % LANES], &part);
+                if (NULL != coder) {
+                    qcoder_tile(coder, t);
+                }
             }
         }
     }
