@@ -231,9 +231,9 @@ static void qstats_bucket(const float *x, size_t len, unsigned want, const qcode
 #pragma omp parallel for schedule(static) if (ntiles >= 16)
     for (int b = 0; b < LANES / BLOCK; b++) {
         for (size_t row = 0; row < ntiles; row += LANES) {
-            for (size_t t = row + (size_t)(b * BLOCK); t < row + (size_t)(b * BLOCK + BLOCK) &&
-                                                      t < ntiles;
-                 t++) {
+            size_t first = row + (size_t)(b * BLOCK);
+            size_t last = first + BLOCK < ntiles ? first + BLOCK : ntiles;
+            for (size_t t = first; t < last; t++) {
                 size_t off = t * LOCO_CODEC_TILE;
                 size_t n = len - off < LOCO_CODEC_TILE ? len - off : LOCO_CODEC_TILE;
                 loco_qstats part;
