@@ -72,43 +72,40 @@ static inline void philox_x8_store(const philox_x8 *s, uint16_t r[64])
     _mm256_storeu_si256((__m256i *)(r + 48), _mm256_permute2x128_si256(u2, u3, 0x31));
 }
 
-/* The draws of blocks ctr0 .. ctr0 + 8 groups - 1 (groups 1 or 2: two independent groups hide
- * the multiplier latency of the round chain). */
-static inline __attribute__((always_inline)) void philox_draws(uint64_t seed, uint64_t stream,
-                                                               uint64_t ctr0, int groups,
-                                                               uint16_t *r)
+/* The draws of blocks ctr0 .. ctr0 + 8 G - 1 for G = 4 groups of 8: independent groups in
+ * flight hide the multiplier latency of each group's round chain. r gets 256 draws. */
+static void philox_draws256(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[256])
 {
-    philox_x8 a, b;
-    philox_x8_init(&a, stream, ctr0);
-    if (2 == groups) {
-        philox_x8_init(&b, stream, ctr0 + 8);
+    enum { G = 4 };
+    philox_x8 s[G];
+    for (int g = 0; g < G; g++) {
+        philox_x8_init(&s[g], stream, ctr0 + 8 * (uint64_t)g);
     }
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int round = 0; round < 10; round++) {
-        if (round > 0) {
-            k0 += PHILOX_W0;
-            k1 += PHILOX_W1;
-        }
         __m256i kv0 = _mm256_set1_epi32((int)k0), kv1 = _mm256_set1_epi32((int)k1);
-        philox_x8_round(&a, kv0, kv1);
-        if (2 == groups) {
-            philox_x8_round(&b, kv0, kv1);
+        for (int g = 0; g < G; g++) {
+            philox_x8_round(&s[g], kv0, kv1);
         }
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
     }
-    philox_x8_store(&a, r);
-    if (2 == groups) {
-        philox_x8_store(&b, r + 64);
+    for (int g = 0; g < G; g++) {
+        philox_x8_store(&s[g], r + 64 * g);
     }
 }
 
 static void philox_draws64(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[64])
 {
-    philox_draws(seed, stream, ctr0, 1, r);
-}
-
-static void philox_draws128(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[128])
-{
-    philox_draws(seed, stream, ctr0, 2, r);
+    philox_x8 s;
+    philox_x8_init(&s, stream, ctr0);
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+    for (int round = 0; round < 10; round++) {
+        philox_x8_round(&s, _mm256_set1_epi32((int)k0), _mm256_set1_epi32((int)k1));
+        k0 += PHILOX_W0;
+        k1 += PHILOX_W1;
+    }
+    philox_x8_store(&s, r);
 }
 #else
 /* The 64 draws of blocks ctr0 .. ctr0+7 in element order (one block at a time). */
@@ -123,10 +120,11 @@ static void philox_draws64(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16
     }
 }
 
-static void philox_draws128(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[128])
+static void philox_draws256(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[256])
 {
-    philox_draws64(seed, stream, ctr0, r);
-    philox_draws64(seed, stream, ctr0 + 8, r + 64);
+    for (int g = 0; g < 4; g++) {
+        philox_draws64(seed, stream, ctr0 + 8 * (uint64_t)g, r + 64 * g);
+    }
 }
 #endif
 
@@ -136,9 +134,9 @@ void loco_codec_draws16(uint64_t seed, uint64_t stream, size_t first, size_t len
     size_t i = first, end = first + len;
     while (i < end) {
         size_t group = i / 64 * 64;
-        if (i == group && end - i >= 128) {
-            philox_draws128(seed, stream, (uint64_t)(group / 8), r + (i - first));
-            i += 128;
+        if (i == group && end - i >= 256) {
+            philox_draws256(seed, stream, (uint64_t)(group / 8), r + (i - first));
+            i += 256;
             continue;
         }
         if (i == group && end - i >= 64) {

@@ -246,25 +246,34 @@ static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loc
 
 /* levels[i] = round((v_i - offset) * mul) in [0, top] with v_i = x[i] (or |x[i]|), stochastic
  * with draws r or nearest: the fused one-pass form of scale_values + round_levels for scales
- * whose reciprocal is finite. */
+ * whose reciprocal is finite. With `centered` (QSGD) the code is top - level for a set sign bit
+ * of x[i], else top + level. */
 static inline __attribute__((always_inline)) void affine_levels(const float *x, size_t len,
                                                                 float offset, float mul,
-                                                                bool absolute, int top,
-                                                                const uint16_t *r,
-                                                                uint8_t *levels)
+                                                                bool absolute, bool centered,
+                                                                int top, const uint16_t *r,
+                                                                uint8_t *codes)
 {
-    if (NULL == r) {
-        for (size_t i = 0; i < len; i++) {
-            int c = (int)(((absolute ? fabsf(x[i]) : x[i]) - offset) * mul + 0.5f);
-            levels[i] = (uint8_t)(c < top ? c : top);
-        }
-        return;
-    }
+    int32_t c32[LOCO_CODEC_TILE]; /* 32-bit codes, narrowed after: no byte repacking in the loop */
     for (size_t i = 0; i < len; i++) {
         float t = ((absolute ? fabsf(x[i]) : x[i]) - offset) * mul;
-        int c = (int)t;
-        c += (int)((float)r[i] < (t - (float)c) * 65536.0f);
-        levels[i] = (uint8_t)(c < top ? c : top);
+        int c;
+        if (NULL == r) {
+            c = (int)(t + 0.5f);
+        } else {
+            c = (int)t;
+            c += (int)((float)r[i] < (t - (float)c) * 65536.0f);
+        }
+        c32[i] = c < top ? c : top;
+    }
+    for (size_t i = 0; i < len; i++) {
+        int c = c32[i];
+        if (centered) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            c = (u >> 31) ? top - c : top + c;
+        }
+        codes[i] = (uint8_t)c;
     }
 }
 
@@ -276,7 +285,11 @@ static void maxmin_quantize(const float *x, size_t len, const float *scales, int
     float inv = loco_qinverse(scales[1], &divide);
     /* fp32 fast path unless the unit is subnormal or x - min could overflow (range > 1e38) */
     if (!divide && (double)scales[1] * top < 1e38) {
-        affine_levels(x, len, scales[0], inv, false, top, r, codes);
+        if (NULL != r) {
+            affine_levels(x, len, scales[0], inv, false, false, top, r, codes);
+        } else {
+            affine_levels(x, len, scales[0], inv, false, false, top, NULL, codes);
+        }
         return;
     }
     float t[LOCO_CODEC_TILE];
@@ -301,7 +314,7 @@ static void maxmin_dequant_add(const uint8_t *codes, size_t len, const float *sc
 
 static const loco_qkind maxmin_kind = {
     "maxmin", false, 0, 1, 8, true, 2, LOCO_QSTAT_MINMAX, NULL,
-    maxmin_scales, maxmin_quantize, maxmin_check_scales, maxmin_dequant_add, NULL,
+    maxmin_scales, maxmin_quantize, maxmin_check_scales, maxmin_dequant_add, NULL, false,
 };
 
 /* ---- QSGD ---------------------------------------------------------------------------------- */
@@ -321,15 +334,20 @@ static void qsgd_quantize(const float *x, size_t len, const float *scales, int b
                           const uint16_t *r, uint8_t *codes)
 {
     int s = (int)((1u << (bits - 1)) - 1u);
-    uint8_t level[LOCO_CODEC_TILE];
     float mul = scales[0] > 0.0f ? (float)s / scales[0] : 0.0f; /* levels per unit of |x| */
     if (mul <= 3e38f) {
-        affine_levels(x, len, 0.0f, mul, true, s, r, level);
-    } else { /* a tiny norm: s / norm overflows fp32 */
-        float t[LOCO_CODEC_TILE];
-        scale_values_double(x, len, 0.0f, scales[0], true, (double)s, t);
-        round_levels(t, len, r, s, level);
+        if (NULL != r) {
+            affine_levels(x, len, 0.0f, mul, true, true, s, r, codes);
+        } else {
+            affine_levels(x, len, 0.0f, mul, true, true, s, NULL, codes);
+        }
+        return;
     }
+    /* a tiny norm: s / norm overflows fp32 */
+    uint8_t level[LOCO_CODEC_TILE];
+    float t[LOCO_CODEC_TILE];
+    scale_values_double(x, len, 0.0f, scales[0], true, (double)s, t);
+    round_levels(t, len, r, s, level);
     for (size_t i = 0; i < len; i++) { /* sign from the sign bit: -0.0 has level 0 anyway */
         uint32_t u;
         memcpy(&u, &x[i], 4);
@@ -359,7 +377,7 @@ static void qsgd_dequant_add(const uint8_t *codes, size_t len, const float *scal
 
 static const loco_qkind qsgd_kind = {
     "qsgd", false, 0, 2, 8, true, 1, LOCO_QSTAT_SUMSQ, qsgd_codes_ok,
-    qsgd_scales, qsgd_quantize, loco_qcheck_nonneg_scale, qsgd_dequant_add, NULL,
+    qsgd_scales, qsgd_quantize, loco_qcheck_nonneg_scale, qsgd_dequant_add, NULL, false,
 };
 
 /* ---- FP4 E3M0 ------------------------------------------------------------------------------ */
@@ -371,48 +389,64 @@ static loco_status absmax_scales(const loco_codec_params *p, int bits, const loc
     return LOCO_OK;
 }
 
-/* FP4 codes of t = |x| / max|x| (finite, >= 0). Above 2^-6, t lies between 2^ea and 2^(ea+1):
- * codes ea + 7 and ea + 8, the fraction is the mantissa; below, between 0 and 2^-6 (codes 0
- * and 1). Inlined with a constant `stochastic`. */
+/* FP4 code of t = |x| / max|x| (finite, >= 0) for an input with bits xb. Above 2^-6, t lies
+ * between 2^ea and 2^(ea+1): codes ea + 7 and ea + 8, and the fraction is the mantissa m / 2^23,
+ * so "draw < frac * 65536" is exactly draw * 128 < m in integers; below, t lies between 0 and
+ * 2^-6 (codes 0 and 1) with frac = t * 64 (exact). Rounds up by the draw, or for draw < 0 to
+ * nearest (frac >= 0.5). Integer arithmetic on 32-bit lanes so the loops vectorise. */
+static inline __attribute__((always_inline)) uint32_t fp4_code(float t, uint32_t xb, int draw)
+{
+    uint32_t ab; /* t >= 0 orders like its bits: min with 1.0f in integers */
+    memcpy(&ab, &t, 4);
+    ab = ab < 0x3F800000u ? ab : 0x3F800000u;
+    bool big = ab >= 0x3C800000u; /* t >= 2^-6 */
+    uint32_t m = ab & 0x7FFFFFu;
+    float a;
+    memcpy(&a, &ab, 4);
+    bool up;
+    if (draw < 0) {
+        up = big ? m >= 0x400000u : ab >= 0x3C000000u; /* frac >= 0.5; small: t >= 2^-7 */
+    } else {
+        up = big ? (uint32_t)draw << 7 < m : (float)draw < a * 4194304.0f;
+    }
+    int e = (big ? (int)(ab >> 23) - 120 : 0) + (int)up; /* ea + 7 = exponent field - 120 */
+    int neg = (int)(xb >> 31) << 3;
+    return (uint32_t)(0 == e ? 0 : (neg | e));
+}
+
+/* FP4 codes of len values: t = |x| * inv, or t[] when given (a subnormal scale); draws r or
+ * NULL for nearest. Inlined with constant NULL-ness so each variant vectorises; the codes are
+ * computed in 32-bit lanes (c32) and narrowed in a second loop, which keeps the vector code
+ * free of byte repacking. */
 static inline __attribute__((always_inline)) LOCO_NO_TRAPPING_MATH void
-fp4_codes(const float *t, const float *x, size_t len, const uint16_t *r, bool stochastic,
+fp4_codes(const float *x, size_t len, float inv, const float *t, const uint16_t *r,
           uint8_t *codes)
 {
+    uint32_t c32[LOCO_CODEC_TILE];
     for (size_t i = 0; i < len; i++) {
-        uint32_t ab, xb; /* t >= 0 orders like its bits: min with 1.0f in integers */
-        memcpy(&ab, &t[i], 4);
+        uint32_t xb;
         memcpy(&xb, &x[i], 4);
-        ab = ab < 0x3F800000u ? ab : 0x3F800000u;
-        int ea = (int)(ab >> 23) - 127;
-        int big = ea >= -6;
-        float a;
-        memcpy(&a, &ab, 4);
-        float frac = big ? (float)(int)(ab & 0x7FFFFFu) * (1.0f / 8388608.0f) : a * 64.0f;
-        int up = stochastic ? (float)r[i] < frac * 65536.0f : frac >= 0.5f;
-        int e = (big ? ea + 7 : 0) + up;
-        int neg = (int)(xb >> 31) << 3;
-        codes[i] = (uint8_t)(0 == e ? 0 : (neg | e));
+        float ti = NULL != t ? t[i] : fabsf(x[i]) * inv;
+        c32[i] = fp4_code(ti, xb, NULL != r ? (int)r[i] : -1);
+    }
+    for (size_t i = 0; i < len; i++) {
+        codes[i] = (uint8_t)c32[i];
     }
 }
 
 static LOCO_NO_TRAPPING_MATH void fp4_quantize(const float *x, size_t len, const float *scales,
-                                               int bits,
-                         const uint16_t *r, uint8_t *codes)
+                                               int bits, const uint16_t *r, uint8_t *codes)
 {
-    float t[LOCO_CODEC_TILE];
     bool divide;
     float inv = loco_qinverse(scales[0], &divide);
     if (divide) {
+        float t[LOCO_CODEC_TILE];
         scale_values_double(x, len, 0.0f, scales[0], true, 1.0, t);
+        fp4_codes(x, len, 0.0f, t, r, codes);
+    } else if (NULL != r) {
+        fp4_codes(x, len, inv, NULL, r, codes);
     } else {
-        for (size_t i = 0; i < len; i++) {
-            t[i] = fabsf(x[i]) * inv;
-        }
-    }
-    if (NULL != r) {
-        fp4_codes(t, x, len, r, true, codes);
-    } else {
-        fp4_codes(t, x, len, NULL, false, codes);
+        fp4_codes(x, len, inv, NULL, NULL, codes);
     }
 }
 
@@ -441,7 +475,7 @@ static void fp4_dequant_add(const uint8_t *codes, size_t len, const float *scale
 
 static const loco_qkind fp4_kind = {
     "fp4", false, 4, 4, 4, true, 1, 0, fp4_codes_ok,
-    absmax_scales, fp4_quantize, loco_qcheck_nonneg_scale, fp4_dequant_add, NULL,
+    absmax_scales, fp4_quantize, loco_qcheck_nonneg_scale, fp4_dequant_add, NULL, false,
 };
 
 /* ---- codec tables ---------------------------------------------------------------------------- */

@@ -106,7 +106,7 @@ static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *
         if (am >= 0x7F800000u) {
             return;
         }
-    } else if (!sums || (want & LOCO_QSTAT_SUM)) {
+    } else if (!sums) {
         uint32_t am = 0;
 #pragma omp simd reduction(max : am)
         for (size_t i = 0; i < len; i++) {
@@ -123,16 +123,40 @@ static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *
     size_t full = len / 8 * 8;
     if (want & (LOCO_QSTAT_SUM | LOCO_QSTAT_SUMSQ)) {
         double s[8] = {0}, q[8] = {0};
-        for (size_t i = 0; i < full; i += 8) {
-            for (int l = 0; l < 8; l++) {
-                double v = x[i + (size_t)l];
-                s[l] += v;
-                q[l] += v * v;
+        if (want & LOCO_QSTAT_SUM) { /* sum, sumsq and absmax in one pass */
+            uint32_t a[8] = {0};
+            for (size_t i = 0; i < full; i += 8) {
+                for (int l = 0; l < 8; l++) {
+                    double v = x[i + (size_t)l];
+                    uint32_t u;
+                    memcpy(&u, &x[i + (size_t)l], 4);
+                    u &= 0x7FFFFFFFu;
+                    a[l] = u > a[l] ? u : a[l];
+                    s[l] += v;
+                    q[l] += v * v;
+                }
             }
-        }
-        for (size_t i = full; i < len; i++) {
-            s[i % 8] += x[i];
-            q[i % 8] += (double)x[i] * x[i];
+            for (size_t i = full; i < len; i++) {
+                uint32_t u;
+                memcpy(&u, &x[i], 4);
+                u &= 0x7FFFFFFFu;
+                a[i % 8] = u > a[i % 8] ? u : a[i % 8];
+                s[i % 8] += x[i];
+                q[i % 8] += (double)x[i] * x[i];
+            }
+            for (int l = 0; l < 8; l++) {
+                st->absmax_bits = a[l] > st->absmax_bits ? a[l] : st->absmax_bits;
+            }
+        } else { /* sumsq alone */
+            for (size_t i = 0; i < full; i += 8) {
+                for (int l = 0; l < 8; l++) {
+                    double v = x[i + (size_t)l];
+                    q[l] += v * v;
+                }
+            }
+            for (size_t i = full; i < len; i++) {
+                q[i % 8] += (double)x[i] * x[i];
+            }
         }
         for (int l = 0; l < 8; l++) {
             st->sum += s[l];
@@ -153,32 +177,72 @@ static void qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *
             st->sumabs += a[l];
         }
     }
-    if (sums && !(isfinite(st->sum) && isfinite(st->sumsq) && isfinite(st->sumabs))) {
+    if (sums && !(isfinite(st->sum) && isfinite(st->sumsq) && isfinite(st->sumabs)) &&
+        st->absmax_bits < 0x7F800000u) {
         st->absmax_bits = 0x7F800000u;
     }
 }
 
+/* Where to code the tiles of a bucket during its statistics pass (scale_free_codes). */
+typedef struct qcoder {
+    const loco_qkind *kind;
+    const qlayout *L;
+    size_t first_item; /* the bucket's tile 0 */
+    const float *in;   /* the whole input */
+    bool stochastic;
+    uint64_t seed, stream;
+    uint8_t *payload;
+} qcoder;
+
+static void encode_item(const loco_qkind *kind, const qlayout *L, const qitem *it,
+                        const float *in, const float *scales, bool stochastic, uint64_t seed,
+                        uint64_t stream, uint8_t *payload);
+
+/* Code tile t of the coder's bucket (the scales are not used). */
+static void qcoder_tile(const qcoder *c, size_t t)
+{
+    const float none[4] = {0};
+    qitem it = qlayout_item(c->L, c->first_item + t);
+    encode_item(c->kind, c->L, &it, c->in, none, c->stochastic, c->seed, c->stream, c->payload);
+}
+
 /* A bucket's statistics: tiles in order for short buckets; for long ones, 64 fixed lanes (lane
- * l takes tiles l, l+64, ...), merged in lane order, so the result never depends on threads. */
-static void qstats_bucket(const float *x, size_t len, unsigned want, loco_qstats *st)
+ * l takes tiles l, l+64, ...), merged in lane order, so the result never depends on threads.
+ * With a coder (long buckets only), each tile is also coded right after it is read. */
+static void qstats_bucket(const float *x, size_t len, unsigned want, const qcoder *coder,
+                          loco_qstats *st)
 {
     if (len <= LOCO_CODEC_TILE) {
         qstats_tile(x, len, want, st);
+        if (NULL != coder) {
+            qcoder_tile(coder, 0);
+        }
         return;
     }
-    enum { LANES = 64 };
+    /* A worker takes a block of 4 neighbouring lanes and walks their tiles in address order
+     * (4 contiguous tiles, then the next 64), which streams through memory. */
+    enum { LANES = 64, BLOCK = 4 };
     loco_qstats lane[LANES];
     size_t ntiles = (len + LOCO_CODEC_TILE - 1) / LOCO_CODEC_TILE;
     int lanes = ntiles < LANES ? (int)ntiles : LANES;
-#pragma omp parallel for schedule(static) if (ntiles >= 16)
     for (int l = 0; l < lanes; l++) {
         qstats_identity(&lane[l]);
-        for (size_t t = (size_t)l; t < ntiles; t += LANES) {
-            size_t off = t * LOCO_CODEC_TILE;
-            size_t n = len - off < LOCO_CODEC_TILE ? len - off : LOCO_CODEC_TILE;
-            loco_qstats part;
-            qstats_tile(x + off, n, want, &part);
-            qstats_merge(&lane[l], &part);
+    }
+#pragma omp parallel for schedule(static) if (ntiles >= 16)
+    for (int b = 0; b < LANES / BLOCK; b++) {
+        for (size_t row = 0; row < ntiles; row += LANES) {
+            size_t first = row + (size_t)(b * BLOCK);
+            size_t last = first + BLOCK < ntiles ? first + BLOCK : ntiles;
+            for (size_t t = first; t < last; t++) {
+                size_t off = t * LOCO_CODEC_TILE;
+                size_t n = len - off < LOCO_CODEC_TILE ? len - off : LOCO_CODEC_TILE;
+                loco_qstats part;
+                qstats_tile(x + off, n, want, &part);
+                qstats_merge(&lane[t % LANES], &part);
+                if (NULL != coder) {
+                    qcoder_tile(coder, t);
+                }
+            }
         }
     }
     *st = lane[0];
@@ -195,8 +259,19 @@ static void run_pack(int bits, const uint8_t *codes, size_t len, uint8_t *out)
         loco_bitpack(codes, len, bits, out);
         return;
     }
-    size_t groups = len / 5;
-    for (size_t g = 0; g < groups; g++) {
+    /* Base 3: byte 4 of (8 trit bytes, little-endian) * (81, 27, 9, 3, 1 in bytes 0..4) is
+     * t0 + 3 t1 + 9 t2 + 27 t3 + 81 t4; bytes 0..3 of the product stay below 256 (no carry in)
+     * and trits 5..7 only reach bytes 5 and up. Groups whose 8-byte load would pass the run's
+     * end take the plain sum. */
+    const uint64_t weights = 81u | 27u << 8 | 9u << 16 | 3u << 24 | 1ull << 32;
+    size_t groups = len / 5, wide = len >= 8 ? (len - 8) / 5 + 1 : 0;
+    wide = wide < groups ? wide : groups;
+    for (size_t g = 0; g < wide; g++) {
+        uint64_t v;
+        memcpy(&v, codes + 5 * g, 8);
+        out[g] = (uint8_t)((v * weights) >> 32);
+    }
+    for (size_t g = wide; g < groups; g++) {
         const uint8_t *t = codes + 5 * g;
         out[g] = (uint8_t)(t[0] + 3 * t[1] + 9 * t[2] + 27 * t[3] + 81 * t[4]);
     }
@@ -265,6 +340,19 @@ size_t loco_quant_payload_bound(const loco_qkind *kind, const loco_codec_params 
     return L.total;
 }
 
+/* Ask for x[0..len) to be brought into the cache (the next bucket, while this one computes). */
+static inline void prefetch_floats(const float *x, size_t len)
+{
+#if defined(__GNUC__)
+    for (size_t i = 0; i < len; i += 16) { /* one 64-byte line per 16 floats */
+        __builtin_prefetch(x + i);
+    }
+#else
+    (void)x;
+    (void)len;
+#endif
+}
+
 /* Quantize and pack one item whose bucket scales are known. */
 static void encode_item(const loco_qkind *kind, const qlayout *L, const qitem *it,
                         const float *in, const float *scales, bool stochastic, uint64_t seed,
@@ -300,6 +388,10 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
 #pragma omp parallel for schedule(static) reduction(min : status) if (n >= 65536)
         for (size_t j = 0; j < L.nbuckets; j++) {
             qitem it = qlayout_item(&L, j * L.tiles_per_bucket);
+            if (j + 1 < L.nbuckets) {
+                size_t next = it.start + it.len;
+                prefetch_floats(in + next, n - next < it.len ? n - next : it.len);
+            }
             loco_qstats st;
             qstats_tile(in + it.start, it.len, kind->stats, &st);
             if (st.absmax_bits >= 0x7F800000u) {
@@ -316,12 +408,16 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
             encode_item(kind, &L, &it, in, scales, stochastic, seed, stream, payload);
         }
     } else {
-        /* Long buckets: statistics per bucket (parallel inside), then every tile in parallel. */
+        /* Long buckets: statistics per bucket (parallel inside), then every tile in parallel;
+         * families whose codes need no scales code each tile in the statistics pass. */
         for (size_t j = 0; j < L.nbuckets && LOCO_OK == status; j++) {
             size_t start = j * L.bucket;
             size_t blen = n - start < L.bucket ? n - start : L.bucket;
             loco_qstats st;
-            qstats_bucket(in + start, blen, kind->stats, &st);
+            qcoder coder = {kind, &L, j * L.tiles_per_bucket, in, stochastic, seed, stream,
+                            payload};
+            qstats_bucket(in + start, blen, kind->stats, kind->scale_free_codes ? &coder : NULL,
+                          &st);
             if (st.absmax_bits >= 0x7F800000u) {
                 status = LOCO_ERR_NONFINITE;
                 break;
@@ -330,7 +426,7 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
             status = kind->scales(p, L.bits, &st, blen, scales);
             memcpy(payload + j * (size_t)sf * 4, scales, (size_t)sf * 4);
         }
-        if (LOCO_OK == status) {
+        if (LOCO_OK == status && !kind->scale_free_codes) {
 #pragma omp parallel for schedule(static)
             for (size_t i = 0; i < L.items; i++) {
                 qitem it = qlayout_item(&L, i);

@@ -62,6 +62,9 @@ typedef struct loco_qkind {
     /* Optional: the same straight from a validated packed run (skips unpacking); NULL if none. */
     void (*dequant_add_packed)(const uint8_t *packed, size_t len, const float *scales, int bits,
                                float scale, float *out);
+    /* The codes do not depend on the scales (sign): long buckets are coded in the statistics
+     * pass, reading the input once. */
+    bool scale_free_codes;
 } loco_qkind;
 
 /* Code bits of a family under params (0 for base-3); the header's bits field carries them. */

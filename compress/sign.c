@@ -15,10 +15,14 @@ static loco_status sign_scales(const loco_codec_params *p, int bits, const loco_
 static void sign_quantize(const float *x, size_t len, const float *scales, int bits,
                           const uint16_t *r, uint8_t *codes)
 {
+    uint32_t c32[LOCO_CODEC_TILE]; /* 32-bit codes, narrowed after: no byte repacking */
     for (size_t i = 0; i < len; i++) { /* x < 0 in integers: sign bit set and not -0.0 */
         uint32_t u;
         memcpy(&u, &x[i], 4);
-        codes[i] = (uint8_t)((u >> 31) & (uint32_t)(0 != (u & 0x7FFFFFFFu)));
+        c32[i] = (u >> 31) & (uint32_t)(0 != (u & 0x7FFFFFFFu));
+    }
+    for (size_t i = 0; i < len; i++) {
+        codes[i] = (uint8_t)c32[i];
     }
 }
 
@@ -33,7 +37,7 @@ static void sign_dequant_add(const uint8_t *codes, size_t len, const float *scal
 
 static const loco_qkind sign_kind = {
     "sign", false, 1, 1, 1, false, 1, LOCO_QSTAT_SUMABS, NULL,
-    sign_scales, sign_quantize, loco_qcheck_nonneg_scale, sign_dequant_add, NULL,
+    sign_scales, sign_quantize, loco_qcheck_nonneg_scale, sign_dequant_add, NULL, true,
 };
 
 LOCO_QUANT_OPS(sign, sign_kind);

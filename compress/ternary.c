@@ -29,21 +29,45 @@ static loco_status ternary_scales(const loco_codec_params *p, int bits, const lo
     return LOCO_OK;
 }
 
+/* Trit of one value: keep (1 + sign bit: 2 for negative) when the draw is below t * 65536 with
+ * t = |x| / s the keep probability (>= 1 beyond the clip: always kept), or for nearest (draw <
+ * 0) when t * 2 >= 1; else 0. Integer selects so the loops vectorise. */
+static inline __attribute__((always_inline)) uint32_t ternary_trit(float x, float t, int draw)
+{
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    int keep = draw < 0 ? t * 2.0f >= 1.0f : (float)draw < t * 65536.0f;
+    return keep ? 1 + (u >> 31) : 0;
+}
+
+/* Trits of len values with t = |x| / scale (divide: a subnormal scale) or |x| * inv; inlined
+ * with constant arguments so each variant vectorises. Trits are computed in 32-bit lanes and
+ * narrowed in a second loop (no byte repacking inside the vector loop). */
+static inline __attribute__((always_inline)) void
+ternary_trits(const float *x, size_t len, float scale, float inv, bool divide, const uint16_t *r,
+              uint8_t *codes)
+{
+    uint32_t c32[LOCO_CODEC_TILE];
+    for (size_t i = 0; i < len; i++) {
+        float t = divide ? fabsf(x[i]) / scale : fabsf(x[i]) * inv;
+        c32[i] = ternary_trit(x[i], t, NULL != r ? (int)r[i] : -1);
+    }
+    for (size_t i = 0; i < len; i++) {
+        codes[i] = (uint8_t)c32[i];
+    }
+}
+
 static void ternary_quantize(const float *x, size_t len, const float *scales, int bits,
                              const uint16_t *r, uint8_t *codes)
 {
     bool divide;
     float inv = loco_qinverse(scales[0], &divide);
-    float t[LOCO_CODEC_TILE]; /* keep probability, >= 1 beyond the clip: always kept */
-    for (size_t i = 0; i < len; i++) {
-        t[i] = divide ? fabsf(x[i]) / scales[0] : fabsf(x[i]) * inv;
-    }
-    /* keep -> 1 + sign bit (2 for negative); integer selects so the loops vectorise */
-    for (size_t i = 0; i < len; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], 4);
-        int keep = NULL == r ? t[i] * 2.0f >= 1.0f : (float)r[i] < t[i] * 65536.0f;
-        codes[i] = (uint8_t)(keep ? 1 + (u >> 31) : 0);
+    if (divide) {
+        ternary_trits(x, len, scales[0], inv, true, r, codes);
+    } else if (NULL != r) {
+        ternary_trits(x, len, scales[0], inv, false, r, codes);
+    } else {
+        ternary_trits(x, len, scales[0], inv, false, NULL, codes);
     }
 }
 
@@ -79,7 +103,7 @@ static void ternary_dequant_add_packed(const uint8_t *packed, size_t len, const 
 static const loco_qkind ternary_kind = {
     "ternary", true, 0, 0, 0, true, 1, LOCO_QSTAT_SUM, NULL,
     ternary_scales, ternary_quantize, loco_qcheck_nonneg_scale, ternary_dequant_add,
-    ternary_dequant_add_packed,
+    ternary_dequant_add_packed, false,
 };
 
 LOCO_QUANT_OPS(ternary, ternary_kind);

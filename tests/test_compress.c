@@ -101,15 +101,20 @@ Test(codec, crc32_equals_zlib_at_every_length_and_alignment)
 
 Test(codec, draws_follow_the_documented_philox_layout)
 {
+    /* (first, len): unaligned heads and tails, and runs long enough for the 256-draw path */
+    static const size_t cases[][2] = {{13, 300}, {0, 4000}, {320, 1000}, {4001, 2600}, {7, 1}};
     uint64_t seed = 0x1234567887654321ull, stream = 0xABCDEFull;
-    uint16_t r[300];
-    loco_codec_draws16(seed, stream, 13, 300, r);
-    for (size_t j = 0; j < 300; j++) {
-        size_t i = 13 + j;
-        uint32_t w[4];
-        loco_rng_block(seed, stream, i / 8, w);
-        uint16_t want = (uint16_t)(w[(i % 8) / 2] >> (16 * (i % 2)));
-        cr_assert_eq(r[j], want, "element %zu", i);
+    static uint16_t r[4000];
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        size_t first = cases[c][0], len = cases[c][1];
+        loco_codec_draws16(seed, stream, first, len, r);
+        for (size_t j = 0; j < len; j++) {
+            size_t i = first + j;
+            uint32_t w[4];
+            loco_rng_block(seed, stream, i / 8, w);
+            uint16_t want = (uint16_t)(w[(i % 8) / 2] >> (16 * (i % 2)));
+            cr_assert_eq(r[j], want, "element %zu (first %zu)", i, first);
+        }
     }
 }
 
