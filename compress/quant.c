@@ -234,7 +234,9 @@ static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loc
     if (!(unit <= FLT_MAX)) {
         return LOCO_ERR_RANGE;
     }
-    scales[0] = st->min;
+    /* a zero minimum is +0: min(-0, +0) depends on which the reduction met first (SIMD width,
+     * GPU lanes), and the bytes must not */
+    scales[0] = 0.0f == st->min ? 0.0f : st->min;
     scales[1] = (float)unit;
     /* round the unit up if fp32 rounding (subnormal units) left the grid short of the max */
     if ((double)scales[1] * levels < (double)st->max - (double)st->min) {

@@ -214,7 +214,7 @@ __device__ int quant_scales(const qconst &q, float mn, float mx, uint32_t am, do
         if (!(unit <= FLT_MAX)) {
             return 1;
         }
-        sc[0] = mn;
+        sc[0] = 0.0f == mn ? 0.0f : mn; /* a zero minimum is +0, as on the CPU */
         sc[1] = (float)unit;
         /* round the unit up if fp32 rounding (subnormal units) left the grid short of the max */
         if (__dmul_rn((double)sc[1], levels) < __dsub_rn((double)mx, (double)mn)) {

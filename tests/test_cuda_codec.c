@@ -131,6 +131,31 @@ Test(cuda_codec, maxmin_bytes_match_cpu)
     fixture_free(&f);
 }
 
+/* Buckets whose minimum is a zero, -0 and +0 mixed: the GPU's lanes meet them in another order
+ * than the CPU's SIMD reduction, and both must write the minimum as +0. */
+Test(cuda_codec, maxmin_signed_zero_minimum_matches_cpu)
+{
+    SKIP_WITHOUT_GPU();
+    gpu_fixture f;
+    fixture_init(&f, N);
+    for (size_t i = 0; i < N; i++) {
+        f.host[i] = i % 5 < 2 ? (i % 3 ? -0.0f : 0.0f) : fabsf(f.host[i]);
+    }
+    loco_error err = {0};
+    cr_assert_eq(loco_cuda_upload(f.ctx, f.dev, f.host, N * sizeof(float), &err), LOCO_OK);
+    const int buckets[] = {7, 512};
+    for (size_t k = 0; k < 2; k++) {
+        for (int st = 0; st < 2; st++) {
+            char what[96];
+            snprintf(what, sizeof what, "maxmin signed zeros, bucket %d, %s", buckets[k],
+                     st ? "stochastic" : "nearest");
+            loco_codec_params p = params(LOCO_CODEC_MAXMIN, 4, buckets[k], st);
+            check_same(&f, &p, N, what);
+        }
+    }
+    fixture_free(&f);
+}
+
 Test(cuda_codec, qsgd_fp4_ternary_sign_bytes_match_cpu)
 {
     SKIP_WITHOUT_GPU();
