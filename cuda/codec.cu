@@ -9,7 +9,8 @@
  * Statistics follow the CPU's fixed order: min, max and max |x| are exact in any order; the
  * double sums run in 8 interleaved lanes (lane l adds elements l, l + 8, ... in order), lanes
  * added 0..7 — lanes 8k .. 8k + 7 of a block's first warp do exactly that for the block's bucket
- * k (sum_chains), after every warp's first pass has brought the buckets into the cache.
+ * k (sum_chains), after every warp's first pass has brought the buckets into the cache (two
+ * warps forming ternary's two sums at once was slower: 0.69 of a copy against 0.76).
  * Draws: the warp computes each Philox block of its bucket once (lane-parallel) into shared
  * memory before the codes, so a group of 5 trits never recomputes a block.
  */
@@ -299,6 +300,136 @@ __device__ void sum_chains(const qconst &q, const float *in, size_t j, int l, do
     }
 }
 
+/* b-bit codes of a bucket (len elements at x, draws in shared memory), a group of 8 codes
+ * (b bytes) per lane at a time, written to the bucket's run. */
+template <int KIND>
+__device__ __forceinline__ void bbit_codes(const qconst &q, const qbucket &b, const float *x,
+                                           const uint16_t *draws, int len, int lane,
+                                           bool draws_aligned, uint8_t *run)
+{
+    int groups = (len + 7) / 8;
+    for (int g = lane; g < groups; g += 32) {
+        int e0 = g * 8;
+        int cnt = len - e0 < 8 ? len - e0 : 8;
+        uint16_t r[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        if (q.stochastic) {
+            if (8 == cnt && draws_aligned) { /* one 16-byte load */
+                uint4 d = reinterpret_cast<const uint4 *>(draws)[g];
+                uint32_t dw[4] = {d.x, d.y, d.z, d.w};
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    r[k] = (uint16_t)(dw[k / 2] >> (16 * (k % 2)));
+                }
+            } else {
+#pragma unroll
+                for (int k = 0; k < 8; k++) {
+                    r[k] = k < cnt ? draws[e0 + k] : 0;
+                }
+            }
+        }
+        float v[8];
+        const float *xg = x + e0;
+        if (8 == cnt && 0 == ((uintptr_t)xg & 15)) { /* two 16-byte loads */
+            float4 a = reinterpret_cast<const float4 *>(xg)[0];
+            float4 c = reinterpret_cast<const float4 *>(xg)[1];
+            v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
+            v[4] = c.x, v[5] = c.y, v[6] = c.z, v[7] = c.w;
+        } else {
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                v[k] = k < cnt ? xg[k] : 0.0f;
+            }
+        }
+        uint64_t packed = 0;
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            if (k < cnt) {
+                packed |= (uint64_t)quant_code<KIND>(q, b, v[k], r[k]) << (k * q.bits);
+            }
+        }
+        int bytes = (cnt * q.bits + 7) / 8;
+        uint8_t *dst = run + (size_t)g * q.bits;
+        if (8 == bytes && 0 == ((uintptr_t)dst & 7)) { /* one store where aligned */
+            *reinterpret_cast<uint64_t *>(dst) = packed;
+        } else if (4 == bytes && 0 == ((uintptr_t)dst & 3)) {
+            *reinterpret_cast<uint32_t *>(dst) = (uint32_t)packed;
+        } else if (2 == bytes && 0 == ((uintptr_t)dst & 1)) {
+            *reinterpret_cast<uint16_t *>(dst) = (uint16_t)packed;
+        } else {
+            for (int k = 0; k < bytes; k++) {
+                dst[k] = (uint8_t)(packed >> (8 * k));
+            }
+        }
+    }
+}
+
+/* Ternary codes of a bucket: 20 elements (4 bytes of 5 trits, t0 + 3 t1 + ... + 81 t4) per
+ * lane at a time, so the loads are 16 bytes wide (x 16-byte aligned: 20 floats are 80 bytes)
+ * and the draws 8 bytes wide. */
+template <int KIND>
+__device__ __forceinline__ void ternary_codes(const qconst &q, const qbucket &b, const float *x,
+                                              const uint16_t *draws, int len, int lane,
+                                              bool x_aligned, uint8_t *run)
+{
+    int chunks = (len + 19) / 20;
+    for (int c = lane; c < chunks; c += 32) {
+        int e0 = 20 * c;
+        int cnt = len - e0 < 20 ? len - e0 : 20;
+        float v[20];
+        uint16_t r[20];
+        if (20 == cnt && x_aligned) {
+            const float4 *x4 = reinterpret_cast<const float4 *>(x + e0);
+#pragma unroll
+            for (int k = 0; k < 5; k++) {
+                float4 f = x4[k];
+                v[4 * k] = f.x, v[4 * k + 1] = f.y, v[4 * k + 2] = f.z, v[4 * k + 3] = f.w;
+            }
+        } else {
+#pragma unroll
+            for (int k = 0; k < 20; k++) {
+                v[k] = k < cnt ? x[e0 + k] : 0.0f;
+            }
+        }
+        if (q.stochastic && 20 == cnt) { /* draws + e0 lies on 8 bytes (40 c from 16) */
+            const uint2 *d2 = reinterpret_cast<const uint2 *>(draws + e0);
+#pragma unroll
+            for (int k = 0; k < 5; k++) {
+                uint2 d = d2[k];
+                r[4 * k] = (uint16_t)d.x, r[4 * k + 1] = (uint16_t)(d.x >> 16);
+                r[4 * k + 2] = (uint16_t)d.y, r[4 * k + 3] = (uint16_t)(d.y >> 16);
+            }
+        } else {
+#pragma unroll
+            for (int k = 0; k < 20; k++) {
+                r[k] = q.stochastic && k < cnt ? draws[e0 + k] : 0;
+            }
+        }
+        uint32_t word = 0;
+#pragma unroll
+        for (int g = 0; g < 4; g++) {
+            uint32_t trits = 0, mul = 1;
+#pragma unroll
+            for (int k = 0; k < 5; k++) {
+                int i = 5 * g + k;
+                if (i < cnt) {
+                    trits += quant_code<KIND>(q, b, v[i], r[i]) * mul;
+                    mul *= 3;
+                }
+            }
+            word |= trits << (8 * g);
+        }
+        int bytes = (cnt + 4) / 5;
+        uint8_t *dst = run + 4 * (size_t)c;
+        if (4 == bytes && 0 == ((uintptr_t)dst & 3)) {
+            *reinterpret_cast<uint32_t *>(dst) = word;
+        } else {
+            for (int k = 0; k < bytes; k++) {
+                dst[k] = (uint8_t)(word >> (8 * k));
+            }
+        }
+    }
+}
+
 /* One kernel per family (KIND): the element loop carries no switch. */
 template <int KIND>
 __global__ void __launch_bounds__(32 * QWARPS)
@@ -379,7 +510,7 @@ __global__ void __launch_bounds__(32 * QWARPS)
         __syncthreads();
         if (threadIdx.x < 32) {
             sum_chains<KIND>(q, in, (size_t)blockIdx.x * QWARPS + (size_t)(lane / 8), lane % 8,
-                       block_sums[lane / 8]);
+                             block_sums[lane / 8]);
         }
         __syncthreads(); /* before any warp may return */
     }
@@ -414,73 +545,12 @@ __global__ void __launch_bounds__(32 * QWARPS)
     }
     const qbucket b = quant_bucket<KIND>(q, sc);
 
-    /* codes, packed: b-bit groups of 8 (b bytes each) or ternary groups of 5 (one byte) */
+    /* codes, packed */
     uint8_t *run = payload + q.codes_off + j * q.full_code_bytes;
-    int per = q.bits > 0 ? 8 : 5;
-    int groups = (len + per - 1) / per;
-    for (int g = lane; g < groups; g += 32) {
-        int e0 = g * per;
-        int cnt = len - e0 < per ? len - e0 : per;
-        uint16_t r[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        if (q.stochastic) {
-            if (8 == per && 8 == cnt && 0 == start % 8) { /* one 16-byte load */
-                uint4 d = reinterpret_cast<const uint4 *>(draws)[g];
-                uint32_t dw[4] = {d.x, d.y, d.z, d.w};
-#pragma unroll
-                for (int k = 0; k < 8; k++) {
-                    r[k] = (uint16_t)(dw[k / 2] >> (16 * (k % 2)));
-                }
-            } else {
-#pragma unroll
-                for (int k = 0; k < 8; k++) {
-                    r[k] = k < cnt ? draws[e0 + k] : 0;
-                }
-            }
-        }
-        float v[8];
-        const float *xg = x + e0;
-        if (8 == cnt && 0 == ((uintptr_t)xg & 15)) { /* two 16-byte loads */
-            float4 a = reinterpret_cast<const float4 *>(xg)[0];
-            float4 b = reinterpret_cast<const float4 *>(xg)[1];
-            v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w;
-            v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
-        } else {
-#pragma unroll
-            for (int k = 0; k < 8; k++) {
-                v[k] = k < cnt ? xg[k] : 0.0f;
-            }
-        }
-        uint64_t packed = 0;
-        uint32_t trits = 0, mul = 1;
-#pragma unroll
-        for (int k = 0; k < 8; k++) {
-            if (k < cnt) {
-                uint8_t c = quant_code<KIND>(q, b, v[k], r[k]);
-                if (q.bits > 0) {
-                    packed |= (uint64_t)c << (k * q.bits);
-                } else {
-                    trits += c * mul;
-                    mul *= 3;
-                }
-            }
-        }
-        if (q.bits > 0) {
-            int bytes = (cnt * q.bits + 7) / 8;
-            uint8_t *dst = run + (size_t)g * q.bits;
-            if (8 == bytes && 0 == ((uintptr_t)dst & 7)) { /* one store where aligned */
-                *reinterpret_cast<uint64_t *>(dst) = packed;
-            } else if (4 == bytes && 0 == ((uintptr_t)dst & 3)) {
-                *reinterpret_cast<uint32_t *>(dst) = (uint32_t)packed;
-            } else if (2 == bytes && 0 == ((uintptr_t)dst & 1)) {
-                *reinterpret_cast<uint16_t *>(dst) = (uint16_t)packed;
-            } else {
-                for (int b = 0; b < bytes; b++) {
-                    dst[b] = (uint8_t)(packed >> (8 * b));
-                }
-            }
-        } else {
-            run[g] = (uint8_t)trits;
-        }
+    if (LOCO_CUDA_QUANT_TERNARY == KIND) {
+        ternary_codes<KIND>(q, b, x, draws, len, lane, 0 == ((uintptr_t)x & 15), run);
+    } else {
+        bbit_codes<KIND>(q, b, x, draws, len, lane, 0 == start % 8, run);
     }
 }
 
