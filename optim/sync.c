@@ -284,12 +284,15 @@ loco_status loco_sync_params_validate(const loco_sync_params *p, loco_error *err
         return loco_error_set(err, LOCO_ERR_CONFIG, "total steps %d: allowed: >= 0",
                               p->total_steps);
     }
-    if (LOCO_EXCHANGE_RING != p->exchange &&
-        (LOCO_EXCHANGE_ALLGATHER != p->exchange || LOCO_SYNC_DILOCO != p->strategy)) {
+    if (LOCO_EXCHANGE_RING != p->exchange && LOCO_EXCHANGE_ALLGATHER != p->exchange) {
         return loco_error_set(err, LOCO_ERR_CONFIG,
-                              "sync.exchange = %d with sync.strategy %s; allowed: ring, or "
-                              "allgather with sync.strategy diloco",
-                              (int)p->exchange, loco_sync_strategy_name(p->strategy));
+                              "sync.exchange = %d; allowed: ring, allgather", (int)p->exchange);
+    }
+    if (LOCO_EXCHANGE_ALLGATHER == p->exchange && LOCO_SYNC_DILOCO != p->strategy) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "sync.exchange = allgather with sync.strategy %s; allowed: ring, "
+                              "or allgather with sync.strategy diloco",
+                              loco_sync_strategy_name(p->strategy));
     }
     if (LOCO_SYNC_DILOCO == p->strategy || LOCO_SYNC_STREAMING == p->strategy) {
         LOCO_TRY(validate_rounds(p, err));
