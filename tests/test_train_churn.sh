@@ -103,6 +103,8 @@ echo "--- 1. kill -9 of one worker mid-collective, every strategy"
 kill_case kill-ddp ddp 1 "$one_dead"
 kill_case kill-diloco diloco 1 "$one_dead" --set sync.h=5
 kill_case kill-delay diloco-delay 1 "$one_dead" --set sync.h=5
+kill_case kill-allgather diloco 1 "$one_dead" --set sync.h=5 --set sync.exchange=allgather \
+  --set codec.name=maxmin --set codec.bits=8
 kill_case kill-streaming streaming 1 "$one_dead" --set sync.h=10 --set sync.overlap=2
 kill_case kill-demo demo 1 "$one_dead"
 
