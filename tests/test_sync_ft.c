@@ -28,6 +28,7 @@ typedef struct variant {
     loco_codec_id codec; /* LOCO_CODEC_COUNT: the strategy's default */
     loco_ef_mode ef;
     int delay;
+    loco_outer_exchange exchange;
 } variant;
 
 typedef struct run {
@@ -174,6 +175,7 @@ static void run_variant(run *R, const variant *var, event_mode mode)
     R->sp = loco_sync_params_default(var->strategy);
     R->sp.h = 4;
     R->sp.delay = var->delay;
+    R->sp.exchange = var->exchange;
     R->sp.total_steps = STEPS;
     if (LOCO_CODEC_COUNT != var->codec) {
         R->sp.compress = LOCO_CODEC_NONE != var->codec;
@@ -235,12 +237,21 @@ static void check_variant(const variant *var)
         check_variant(&v);                                                                        \
     }
 
-VARIANT_TEST(ddp, {"ddp", LOCO_SYNC_DDP, LOCO_CODEC_NONE, LOCO_EF_NONE, 0})
-VARIANT_TEST(ddp_ring_codec, {"ddp-qsgd", LOCO_SYNC_DDP, LOCO_CODEC_QSGD, LOCO_EF_NONE, 0})
-VARIANT_TEST(ddp_topk_ef, {"ddp-topk-ef", LOCO_SYNC_DDP, LOCO_CODEC_TOPK, LOCO_EF_EF, 0})
-VARIANT_TEST(ddp_ef21, {"ddp-qsgd-ef21", LOCO_SYNC_DDP, LOCO_CODEC_QSGD, LOCO_EF_EF21, 0})
-VARIANT_TEST(diloco, {"diloco", LOCO_SYNC_DILOCO, LOCO_CODEC_NONE, LOCO_EF_NONE, 0})
-VARIANT_TEST(diloco_int8, {"diloco-int8", LOCO_SYNC_DILOCO, LOCO_CODEC_MAXMIN, LOCO_EF_NONE, 0})
-VARIANT_TEST(diloco_delay, {"diloco-delay", LOCO_SYNC_DILOCO, LOCO_CODEC_NONE, LOCO_EF_NONE, 1})
-VARIANT_TEST(streaming, {"streaming", LOCO_SYNC_STREAMING, LOCO_CODEC_COUNT, LOCO_EF_NONE, 0})
-VARIANT_TEST(demo, {"demo", LOCO_SYNC_DEMO, LOCO_CODEC_COUNT, LOCO_EF_NONE, 0})
+VARIANT_TEST(ddp, {"ddp", LOCO_SYNC_DDP, LOCO_CODEC_NONE, LOCO_EF_NONE, 0, LOCO_EXCHANGE_RING})
+VARIANT_TEST(ddp_ring_codec, {"ddp-qsgd", LOCO_SYNC_DDP, LOCO_CODEC_QSGD, LOCO_EF_NONE, 0,
+             LOCO_EXCHANGE_RING})
+VARIANT_TEST(ddp_topk_ef, {"ddp-topk-ef", LOCO_SYNC_DDP, LOCO_CODEC_TOPK, LOCO_EF_EF, 0,
+             LOCO_EXCHANGE_RING})
+VARIANT_TEST(ddp_ef21, {"ddp-qsgd-ef21", LOCO_SYNC_DDP, LOCO_CODEC_QSGD, LOCO_EF_EF21, 0,
+             LOCO_EXCHANGE_RING})
+VARIANT_TEST(diloco, {"diloco", LOCO_SYNC_DILOCO, LOCO_CODEC_NONE, LOCO_EF_NONE, 0,
+             LOCO_EXCHANGE_RING})
+VARIANT_TEST(diloco_int8, {"diloco-int8", LOCO_SYNC_DILOCO, LOCO_CODEC_MAXMIN, LOCO_EF_NONE, 0,
+             LOCO_EXCHANGE_RING})
+VARIANT_TEST(diloco_allgather_topk, {"diloco-allgather-topk", LOCO_SYNC_DILOCO, LOCO_CODEC_TOPK,
+                                     LOCO_EF_NONE, 0, LOCO_EXCHANGE_ALLGATHER})
+VARIANT_TEST(diloco_delay, {"diloco-delay", LOCO_SYNC_DILOCO, LOCO_CODEC_NONE, LOCO_EF_NONE, 1,
+             LOCO_EXCHANGE_RING})
+VARIANT_TEST(streaming, {"streaming", LOCO_SYNC_STREAMING, LOCO_CODEC_COUNT, LOCO_EF_NONE, 0,
+             LOCO_EXCHANGE_RING})
+VARIANT_TEST(demo, {"demo", LOCO_SYNC_DEMO, LOCO_CODEC_COUNT, LOCO_EF_NONE, 0, LOCO_EXCHANGE_RING})
