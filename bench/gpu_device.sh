@@ -14,7 +14,9 @@
 #                                         then 2 DiLoCo workers x 1 GPU over TCP (fp32, 8-bit
 #                                         encoded on the GPU (allgather) and by the host ring,
 #                                         one-round delay) next to one worker of 2 GPUs (NCCL) on the
-#                                         same shape; train_runs.json has tokens/s and losses)
+#                                         same shape, and `loco train` with one worker of 2 GPUs
+#                                         (train.gpus_per_worker); train_runs.json has tokens/s and
+#                                         losses)
 #
 # Environment: OUT (logs and JSON, default /tmp/loco-gpu-out), LOCO_PKG_DIR (default ./.deb),
 # LOCO_BUILD_DIR (default /tmp/loco-build), BENCH_ARGS (extra `loco bench gpu` options).
