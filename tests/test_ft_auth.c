@@ -331,8 +331,9 @@ Test(auth, run_key_sources_and_their_errors)
     cr_assert(NULL != strstr(e.msg, "at least 16"), "%s", e.msg);
     setenv("LOCO_RUN_KEY", "a passphrase long enough", 1);
     cr_assert_eq(LOCO_OK, loco_key_resolve(&cfg, true, key, &have, NULL));
-    char path[] = "/tmp/loco-key-XXXXXX";
+    char path[] = "/tmp/loco-key-XXXXXX"; /* mkstemp's template: it replaces the X's */
     int fd = mkstemp(path);
+    cr_assert(fd >= 0, "mkstemp failed");
     const char text[] = "a passphrase long enough\n"; /* the trailing newline does not count */
     cr_assert_eq((ssize_t)sizeof text - 1, write(fd, text, sizeof text - 1));
     close(fd);
