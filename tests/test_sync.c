@@ -375,8 +375,6 @@ static void compare_delta_encoder(loco_codec_id id)
         cr_assert_eq(0, memcmp(runs[0]->final[r], runs[1]->final[r], 16 * sizeof(float)),
                      "%s rank %d: final replicas differ", name, r);
     }
-    /* the codec did something: theta_global is not the uncompressed average */
-    cr_assert(isfinite(runs[0]->final[0][0]));
     sim_free(runs[0]);
     sim_free(runs[1]);
 }
