@@ -447,6 +447,11 @@ bool loco_sync_step_uses_params(const loco_sync *sync, int64_t step)
     return sync->ops->uses_params(sync, step);
 }
 
+bool loco_sync_averages_for_caller(loco_sync_strategy strategy)
+{
+    return LOCO_SYNC_DDP == strategy;
+}
+
 bool loco_sync_takes_delta_encoder(const loco_sync *sync)
 {
     return LOCO_SYNC_DILOCO == sync->p.strategy &&
@@ -462,6 +467,12 @@ loco_status loco_sync_step(loco_sync *sync, const loco_sync_step_in *in, loco_sy
                            loco_error *err)
 {
     step_out_reset(out);
+    if (in->update_by_caller &&
+        (!loco_sync_averages_for_caller(sync->p.strategy) || in->inner_done || NULL == in->grads)) {
+        return loco_error_set(err, LOCO_ERR_INVALID_ARG,
+                              "update_by_caller needs sync.strategy ddp, the local gradient and no "
+                              "inner_done");
+    }
     if (NULL != in->delta_encoder && !loco_sync_takes_delta_encoder(sync)) {
         return loco_error_set(err, LOCO_ERR_INVALID_ARG,
                               "a pseudo-gradient encoder needs sync.strategy diloco with "

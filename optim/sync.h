@@ -205,6 +205,10 @@ typedef struct loco_sync_step_in {
     const loco_sync_delta_encoder *delta_encoder; /* NULL, or (loco_sync_takes_delta_encoder)
                                the pseudo-gradient's encoder: params is then only written at a
                                round end (the replica restarts from theta_global), never read */
+    bool update_by_caller; /* ddp only (loco_sync_averages_for_caller): average grads in place
+                              (codec, error feedback) and return; the caller clips and applies
+                              the inner optimizer to the average (a GPU worker, on the device).
+                              params is not touched; out->grad_norm is not filled */
 } loco_sync_step_in;
 
 /* What happened in one step. */
@@ -236,6 +240,10 @@ bool loco_sync_accepts_inner_done(loco_sync_strategy strategy);
  * is mixed in; every other strategy: always. A GPU worker brings its parameters to the host
  * before such a step and back to the device after it, and keeps them on the device otherwise. */
 bool loco_sync_step_uses_params(const loco_sync *sync, int64_t step);
+
+/* Strategies that can leave the inner update to the caller after the communication (ddp:
+ * loco_sync_step_in.update_by_caller). */
+bool loco_sync_averages_for_caller(loco_sync_strategy strategy);
 
 /* Does the strategy take a loco_sync_delta_encoder (diloco with sync.exchange allgather and a
  * codec)? */

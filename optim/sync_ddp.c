@@ -14,7 +14,8 @@
  *           gradient the optimizer sees.
  * A worker whose local loss was not finite contributes zeros (the mean still divides by the
  * world size); a non-finite mean skips the step on every worker alike. A step repeated after a
- * lost member (sync.h, Failures) gathers the message it already encoded.
+ * lost member (sync.h, Failures) gathers the message it already encoded. With update_by_caller
+ * the step ends with the average in grads and the caller clips and steps (a GPU worker).
  */
 #include "optim/sync_impl.h"
 
@@ -125,6 +126,9 @@ static loco_status ddp_step(loco_sync *s, const loco_sync_step_in *in, loco_sync
         break;
     }
     out->synced = true;
+    if (in->update_by_caller) { /* g holds the average; the caller steps with it */
+        return LOCO_OK;
+    }
     return sync_inner_update(s, in, true, out, err);
 }
 

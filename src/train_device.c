@@ -19,8 +19,11 @@
  * the device copy of theta_global.
  *
  * Streaming DiLoCo works the same way: its parameters cross where a fragment's pseudo-gradient
- * is prepared and where an average is mixed in (loco_sync_step_uses_params). Strategies that
- * use the local gradient itself on the host every step (ddp, demo) are refused by
+ * is prepared and where an average is mixed in (loco_sync_step_uses_params). ddp is the other
+ * way round (device_ddp_step): every step the gradient crosses to the host, the strategy averages
+ * it over the workers, and the average goes back up to be clipped and applied on the GPUs; its
+ * shared state (replica and moments) crosses at sync points (train_device_state_to_host,
+ * train_device_state_written). demo, which steps with its own host-side momentum, is refused by
  * train_device_check with a configuration error.
  *
  * The worker's host optimizer (worker.optim) keeps its role for checkpoints: train_device_to_host
@@ -42,7 +45,15 @@
  * the worker's model (w->model) and optimizer (train_device.optim): the sync strategy, the
  * evaluation and checkpoints see lane 0 only; the other lanes follow whenever the host writes
  * the replica. Lane g > 0 runs in its own thread, on its own device. */
-typedef enum lane_job { LANE_OPEN, LANE_NCCL, LANE_STEP, LANE_UPLOAD, LANE_UPLOAD_ALL } lane_job;
+typedef enum lane_job {
+    LANE_OPEN,
+    LANE_NCCL,
+    LANE_STEP,          /* gradient and update (none, diloco, streaming) */
+    LANE_GRADS,         /* gradient only (ddp) */
+    LANE_APPLY_AVERAGE, /* the workers' average up, then the update (ddp) */
+    LANE_UPLOAD,
+    LANE_UPLOAD_ALL
+} lane_job;
 
 typedef struct gpu_lane {
     int index, device;
@@ -86,11 +97,12 @@ loco_status train_device_check(const loco_config *cfg, loco_error *err)
     if (LOCO_DEVICE_CUDA != cfg->train.device) {
         return LOCO_OK;
     }
-    if (!loco_sync_accepts_inner_done(cfg->sync.strategy)) {
+    if (!loco_sync_accepts_inner_done(cfg->sync.strategy) &&
+        !loco_sync_averages_for_caller(cfg->sync.strategy)) {
         return loco_error_set(err, LOCO_ERR_CONFIG,
-                              "train.device: cuda works with sync.strategy none, diloco or "
-                              "streaming; sync.strategy %s uses the local gradient on the host "
-                              "every step. Set sync.strategy: diloco, or train.device: cpu",
+                              "train.device: cuda works with sync.strategy none, ddp, diloco or "
+                              "streaming; sync.strategy %s steps with the local gradient on the "
+                              "host every step. Set sync.strategy: diloco, or train.device: cpu",
                               loco_sync_strategy_name(cfg->sync.strategy));
     }
     if (!loco_cuda_built()) {
@@ -157,21 +169,22 @@ static loco_status lane_open(gpu_lane *L, loco_error *err)
                                 loco_model_cuda_ctx(L->model), loco_model_tensors(L->model), err);
 }
 
-/* One inner step on this lane's share of the batch: forward, backward (with the averages
- * queued by the hook), clip, optimizer. With several lanes every lane runs the backward pass
- * even on a non-finite loss (NCCL needs every lane's averages); the averaged gradient is then
- * non-finite everywhere and every lane skips the update alike. */
-static loco_status lane_step(gpu_lane *L, loco_error *err)
+/* This lane's gradient on its share of the batch: forward, backward (with the averages over the
+ * lanes queued by the hook). With several lanes every lane runs the backward pass even on a
+ * non-finite loss (NCCL needs every lane's averages); the averaged gradient is then non-finite
+ * everywhere and every lane skips the update alike. *has_grads: false when one GPU skipped the
+ * backward pass of a non-finite loss (its gradient stays zero). */
+static loco_status lane_grads(gpu_lane *L, bool *has_grads, loco_error *err)
 {
     worker *w = L->w;
     const loco_train_params *t = &w->cfg.train;
     int gpus = t->gpus_per_worker, rows = t->batch / gpus;
     size_t off = (size_t)L->index * (size_t)rows * (size_t)t->seq_len;
     loco_model *m = L->model;
-    size_t n = loco_model_num_params(m);
     L->loss = NAN;
     L->norm = NAN;
     L->hook_st = LOCO_OK;
+    *has_grads = false;
     LOCO_TRY(loco_model_forward(m, w->inputs + off, w->targets + off, rows, t->seq_len, &L->loss,
                                 err));
     loco_model_zero_grad(m);
@@ -185,9 +198,19 @@ static loco_status lane_step(gpu_lane *L, loco_error *err)
         }
         LOCO_TRY(loco_cuda_nccl_join(L->nccl, err));
     }
+    *has_grads = true;
+    return LOCO_OK;
+}
+
+/* Clip the lane's device gradient and take the inner optimizer's step (a non-finite norm skips
+ * it; L->norm is then NaN). */
+static loco_status lane_apply(gpu_lane *L, loco_error *err)
+{
+    worker *w = L->w;
+    loco_model *m = L->model;
     float *grads = loco_model_device_grads(m);
     loco_error clip_err = {0};
-    loco_status st = loco_grad_clip_cuda(loco_model_cuda_ctx(m), grads, n,
+    loco_status st = loco_grad_clip_cuda(loco_model_cuda_ctx(m), grads, loco_model_num_params(m),
                                          w->cfg.optim.grad_clip, &L->norm, &clip_err);
     if (LOCO_OK == st) {
         return loco_optim_step_cuda(L->optim, loco_model_device_params(m),
@@ -196,6 +219,24 @@ static loco_status lane_step(gpu_lane *L, loco_error *err)
     }
     L->norm = NAN;
     return LOCO_ERR_NONFINITE == st ? LOCO_OK : loco_error_set(err, st, "%s", clip_err.msg);
+}
+
+/* One inner step on this lane: its gradient, then the update. */
+static loco_status lane_step(gpu_lane *L, loco_error *err)
+{
+    bool has_grads = false;
+    LOCO_TRY(lane_grads(L, &has_grads, err));
+    return has_grads ? lane_apply(L, err) : LOCO_OK;
+}
+
+/* ddp: the workers' average (lane 0's host gradient buffer) up to this lane, then the update. */
+static loco_status lane_apply_average(gpu_lane *L, loco_error *err)
+{
+    loco_model *m = L->model;
+    LOCO_TRY(loco_cuda_upload(loco_model_cuda_ctx(m), loco_model_device_grads(m),
+                              loco_model_grads(L->w->model),
+                              loco_model_num_params(m) * sizeof(float), err));
+    return lane_apply(L, err);
 }
 
 /* Lane g > 0 takes lane 0's host parameters (and, for LANE_UPLOAD_ALL, the host optimizer's
@@ -239,6 +280,12 @@ static void lane_do(gpu_lane *L)
         break;
     }
     case LANE_STEP: L->st = lane_step(L, err); break;
+    case LANE_GRADS: {
+        bool has_grads = false;
+        L->st = lane_grads(L, &has_grads, err);
+        break;
+    }
+    case LANE_APPLY_AVERAGE: L->st = lane_apply_average(L, err); break;
     case LANE_UPLOAD: L->st = lane_upload(L, false, err); break;
     case LANE_UPLOAD_ALL: L->st = lane_upload(L, true, err); break;
     }
@@ -379,14 +426,16 @@ loco_status train_device_init(worker *w, loco_error *err)
         LOCO_TRY(loco_cuda_alloc((void **)&w->dev->global_dev, n * sizeof(float), err));
         w->dev->encoder = (loco_sync_delta_encoder){.ctx = w, .encode = device_encode_delta};
     }
-    /* the parameters cross at every round end: page-locked, the copies run at bus speed */
+    /* the parameters (ddp: the gradients) cross at every round end (ddp: every step):
+     * page-locked, the copies run at bus speed */
     loco_error pin_err = {0};
-    float *host = loco_model_params(w->model);
+    bool ddp = loco_sync_averages_for_caller(w->cfg.sync.strategy);
+    float *host = ddp ? loco_model_grads(w->model) : loco_model_params(w->model);
     if (LOCO_OK == loco_cuda_pin(host, loco_model_num_params(w->model) * sizeof(float),
                                  &pin_err)) {
         w->dev->pinned = host;
     } else {
-        LOCO_WARN("%s (parameter copies will be slower)", pin_err.msg);
+        LOCO_WARN("%s (%s copies will be slower)", pin_err.msg, ddp ? "gradient" : "parameter");
     }
     if (0 == w->rank) {
         LOCO_INFO("training on %s (GPU %d%s of worker 0): %zu parameters, inner steps on the "
@@ -464,14 +513,72 @@ loco_status train_device_from_host(worker *w, loco_error *err)
     return lanes_run(w->dev, LANE_UPLOAD_ALL, 1, err); /* the worker's other GPUs */
 }
 
+loco_status train_device_state_to_host(worker *w, loco_error *err)
+{
+    if (NULL == w->dev || !loco_sync_averages_for_caller(w->cfg.sync.strategy)) {
+        return LOCO_OK; /* diloco and streaming keep their shared state on the host */
+    }
+    return train_device_to_host(w, err);
+}
+
+loco_status train_device_state_written(worker *w, loco_error *err)
+{
+    if (NULL != w->dev && loco_sync_averages_for_caller(w->cfg.sync.strategy)) {
+        return train_device_from_host(w, err); /* ddp: replica and moments are shared state */
+    }
+    return train_device_replica_written(w, err);
+}
+
 loco_status train_device_replica_written(worker *w, loco_error *err)
 {
     LOCO_TRY(loco_model_upload_params(w->model, err)); /* no-op on the CPU */
     return NULL != w->dev ? lanes_run(w->dev, LANE_UPLOAD, 1, err) : LOCO_OK;
 }
 
+/* ddp on GPUs: the worker's gradient (averaged over its GPUs by NCCL) crosses to the host, the
+ * strategy averages it over the workers (codec and error feedback included, update_by_caller),
+ * and the average goes back up to every GPU of the worker, which clips and steps there. */
+static loco_status device_ddp_step(worker *w, float *loss, loco_sync_step_out *out,
+                                   loco_error *err)
+{
+    train_device *dev = w->dev;
+    loco_model *m = w->model;
+    LOCO_TRY(lanes_run(dev, LANE_GRADS, 0, err));
+    float sum = 0.0f;
+    for (int g = 0; g < dev->gpus; g++) {
+        sum += dev->lanes[g].loss;
+    }
+    *loss = sum / (float)dev->gpus;
+    double t0 = loco_now_s();
+    LOCO_TRY(loco_cuda_gpt_download_grads(loco_model_cuda_gpt(m), loco_model_grads(m), err));
+    double t1 = loco_now_s();
+    loco_sync_step_in in = {.params = loco_model_params(m),
+                            .grads = loco_model_grads(m),
+                            .grads_finite = isfinite(*loss),
+                            .optim = &w->optim,
+                            .lr = loco_optim_lr(&w->cfg.optim, w->step),
+                            .step = w->step,
+                            .update_by_caller = true};
+    loco_status st;
+    do { /* after a lost worker: the survivors re-form and repeat the communication */
+        st = loco_sync_step(w->sync, &in, out, err);
+    } while (train_repeat_after_loss(w, &st, err));
+    LOCO_TRY(st);
+    double t2 = loco_now_s();
+    LOCO_TRY(lanes_run(dev, LANE_APPLY_AVERAGE, 0, err));
+    out->grad_norm = dev->lanes[0].norm; /* the average's, before clipping */
+    out->skipped = !isfinite(out->grad_norm);
+    dev->crossings++;
+    dev->copy_s += t1 - t0;
+    dev->strategy_s += t2 - t1;
+    return LOCO_OK;
+}
+
 loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, loco_error *err)
 {
+    if (loco_sync_averages_for_caller(w->cfg.sync.strategy)) {
+        return device_ddp_step(w, loss, out, err);
+    }
     loco_model *m = w->model;
     size_t n = loco_model_num_params(m);
     float lr = loco_optim_lr(&w->cfg.optim, w->step);

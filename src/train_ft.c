@@ -346,7 +346,7 @@ static loco_status state_restored(worker *w, loco_error *err)
     if (shared != params) { /* diloco, streaming: the replica restarts from theta_global */
         memcpy(params, shared, loco_model_num_params(w->model) * sizeof(float));
     }
-    return train_device_replica_written(w, err); /* a GPU replica; no-op on the CPU */
+    return train_device_state_written(w, err); /* a GPU worker's; no-op on the CPU */
 }
 
 loco_status train_sync_point(worker *w, loco_error *err)
@@ -358,6 +358,7 @@ loco_status train_sync_point(worker *w, loco_error *err)
         st = loco_sync_quiesce(w->sync, err);
     } while (train_repeat_after_loss(w, &st, err));
     LOCO_TRY(st);
+    LOCO_TRY(train_device_state_to_host(w, err)); /* ddp on GPUs: replica and moments */
     loco_state_buffer *state = NULL;
     int n = state_list(w, &state);
     if (n < 0) {

@@ -138,6 +138,11 @@ loco_status train_device_from_host(worker *w, loco_error *err);
 /* The host replica (lane 0's parameters) was written: up to every GPU of the worker (the model's
  * own upload, a no-op, on the CPU). */
 loco_status train_device_replica_written(worker *w, loco_error *err);
+/* Sync points: the worker's shared state to the host before its list is read (ddp on GPUs:
+ * replica and moments), and back after the list was written (ddp: replica and moments up to every
+ * GPU; other strategies: the replica). No-ops where nothing lives on a GPU. */
+loco_status train_device_state_to_host(worker *w, loco_error *err);
+loco_status train_device_state_written(worker *w, loco_error *err);
 
 /* train_output.c */
 void train_show_progress(worker *w, double tokens_per_s, bool final);

@@ -31,6 +31,7 @@ typedef struct sim {
     float c[MAX_RANKS];
     bool inner_done; /* clip + inner step here, as a GPU worker does, then inner_done */
     bool delta_encoder; /* with inner_done: encode diloco's Delta here, as a GPU worker does */
+    bool update_by_caller; /* ddp: the strategy averages, the clip and step happen here (GPU) */
     /* outputs, per rank */
     float trace[MAX_RANKS][MAX_STEPS][64]; /* replica after each step */
     float global_trace[MAX_RANKS][MAX_STEPS][64]; /* eval params after each step */
@@ -185,8 +186,19 @@ static void sim_body(rank_slot *slot)
                 in.params = poison;
             }
         }
+        in.update_by_caller = s->update_by_caller;
         if (LOCO_OK == st) {
             st = loco_sync_step(sync, &in, &out, &err);
+        }
+        if (LOCO_OK == st && s->update_by_caller) { /* what train_device.c does on the GPU */
+            loco_error clip_err = {0};
+            double norm = NAN;
+            loco_status cs = loco_grad_clip(grads, n, s->op.grad_clip, &norm, &clip_err);
+            if (LOCO_OK == cs) {
+                st = loco_optim_step(&opt, params, grads, in.lr, &s->table, &err);
+            } else if (LOCO_ERR_NONFINITE != cs) {
+                st = cs;
+            }
         }
         /* diloco touches the replica exactly at its syncs; streaming also reads it where a
          * fragment is prepared (tau steps before that fragment's sync) */
@@ -858,6 +870,56 @@ Test(sync, inner_done_streaming_is_bit_identical)
     compare_inner_done(LOCO_SYNC_STREAMING, 0, false);
 }
 
+/* A GPU ddp worker (train.device cuda): the strategy averages the gradient (raw, compressed
+ * ring, or allgather with error feedback) and the caller clips and steps; replicas and shared
+ * state must equal, bit for bit, the strategy doing the inner update itself. */
+static void compare_update_by_caller(loco_codec_id id, loco_ef_mode ef)
+{
+    sim *runs[2];
+    for (int k = 0; k < 2; k++) {
+        sim *s = sim_new(3, 10, LOCO_SYNC_DDP);
+        table_flat(s, 16);
+        adamw_params(&s->op, 0.05f);
+        s->op.grad_clip = 1.5f;
+        if (LOCO_CODEC_NONE != id) {
+            s->sp.compress = true;
+            s->sp.codec = loco_codec_params_default(id);
+            s->sp.codec.density = 0.25f;
+        }
+        s->sp.ef.mode = ef;
+        s->rule = GRAD_NOISY;
+        s->c[0] = 0.5f;
+        s->c[1] = -0.25f;
+        s->c[2] = 1.5f;
+        for (int i = 0; i < 16; i++) {
+            s->init[i] = 0.1f * (float)i;
+        }
+        s->update_by_caller = 1 == k;
+        sim_run(s);
+        runs[k] = s;
+    }
+    const char *name = loco_codec_name(id);
+    for (int r = 0; r < 3; r++) {
+        cr_assert_eq(0, memcmp(runs[0]->trace[r], runs[1]->trace[r], sizeof runs[0]->trace[r]),
+                     "%s rank %d: replicas differ", name, r);
+        cr_assert_eq(0, memcmp(runs[0]->final[r], runs[1]->final[r], 16 * sizeof(float)),
+                     "%s rank %d: final replicas differ", name, r);
+        cr_assert_eq(0, memcmp(runs[1]->final[r], runs[1]->final[0], 16 * sizeof(float)),
+                     "%s rank %d: replicas differ between workers", name, r);
+    }
+    cr_assert(0 != memcmp(runs[1]->final[0], runs[1]->init, 16 * sizeof(float)),
+              "%s: nothing was trained", name);
+    sim_free(runs[0]);
+    sim_free(runs[1]);
+}
+
+Test(sync, ddp_update_by_caller_is_bit_identical)
+{
+    compare_update_by_caller(LOCO_CODEC_NONE, LOCO_EF_NONE);
+    compare_update_by_caller(LOCO_CODEC_QSGD, LOCO_EF_NONE);
+    compare_update_by_caller(LOCO_CODEC_TOPK, LOCO_EF_EF);
+}
+
 Test(sync, inner_done_only_where_the_gradient_stays_local)
 {
     cr_assert(loco_sync_accepts_inner_done(LOCO_SYNC_NONE));
@@ -879,7 +941,7 @@ Test(sync, inner_done_only_where_the_gradient_stays_local)
     loco_error err = {0};
     cr_assert_eq(LOCO_OK, loco_sync_init(&sync, &sp, NULL, &table, params, &err), "%s", err.msg);
     cr_assert(loco_sync_step_uses_params(sync, 0));
-    loco_sync_step_in in = {params, NULL, true, &opt, 0.1f, 0, true, 1.0, NULL};
+    loco_sync_step_in in = {params, NULL, true, &opt, 0.1f, 0, true, 1.0, NULL, false};
     loco_sync_step_out out;
     cr_assert_eq(LOCO_ERR_INVALID_ARG, loco_sync_step(sync, &in, &out, &err));
     cr_assert(NULL != strstr(err.msg, "allowed: none, diloco"), "%s", err.msg);

@@ -20,13 +20,11 @@ cfg=$LOCO_SRC/configs/single.yaml
 common=("${TINY[@]}" --set data.path="$data" --set train.eval_every=20 --set train.threads=1
         --set optim.total_steps=40 --set train.device=cuda)
 
-# 1. strategies that need the local gradient on the host are refused before anything starts
-for s in ddp demo; do
-  expect_rc 2 "$LOCO" train "$cfg" "${common[@]}" --set sync.strategy=$s \
-    --set run.dir="$LOCO_TMP/refused"
-  expect_err "train.device: cuda works with sync.strategy none, diloco or streaming"
-done
-pass "train.device cuda refuses ddp and demo"
+# 1. demo, which steps with its own host-side momentum, is refused before anything starts
+expect_rc 2 "$LOCO" train "$cfg" "${common[@]}" --set sync.strategy=demo \
+  --set run.dir="$LOCO_TMP/refused"
+expect_err "train.device: cuda works with sync.strategy none, ddp, diloco or streaming"
+pass "train.device cuda refuses demo"
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
   expect_rc 1 "$LOCO" train "$cfg" "${common[@]}" --set train.steps=2 --set run.dir="$LOCO_TMP/x"
@@ -143,6 +141,28 @@ print(f"streaming final validation loss: GPU {g:.6f}, CPU {c:.6f}")
 assert abs(g - c) < 0.05 * c, (g, c)
 PY
 pass "two Streaming DiLoCo GPU workers agree and match the CPU run"
+
+# 6b. ddp on GPUs (the gradient averaged on the host every step, 4-bit QSGD ring, applied on the
+# devices): identical replicas, CPU-like loss; and a worker killed mid-collective
+ddp=("${common[@]}" --set sync.strategy=ddp --set codec.name=qsgd --set codec.bits=4
+     --set train.steps=40)
+"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${ddp[@]}" \
+  --set run.dir="$LOCO_TMP/gpuddp" >"$LOCO_TMP/gpuddp.log" 2>&1 || true
+"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${ddp[@]}" --set train.device=cpu \
+  --set run.dir="$LOCO_TMP/cpuddp" >"$LOCO_TMP/cpuddp.log" 2>&1 || true
+same_digests "$LOCO_TMP/gpuddp" 2 || { tail -20 "$LOCO_TMP/gpuddp.log"; fail "ddp on GPUs"; }
+python3 - "$LOCO_TMP/gpuddp" "$LOCO_TMP/cpuddp" <<'PY' || fail "ddp GPU vs CPU"
+import json, sys
+g, c = (json.load(open(f"{d}/run.json"))["final_val_loss"] for d in sys.argv[1:3])
+print(f"ddp final validation loss: GPU {g:.6f}, CPU {c:.6f}")
+assert abs(g - c) < 0.05 * c, (g, c)
+PY
+"$LOCO_SRC/launch/loco-mpirun" -np 3 "$LOCO" train "$cfg" "${ddp[@]}" --set train.steps=30 \
+  --set optim.total_steps=30 --set train.kill_at_step=12 --set train.fault_members=1 \
+  --set "transport.links=1->-1 rate=200mbit" --set run.dir="$LOCO_TMP/gpuddpkill" \
+  >"$LOCO_TMP/gpuddpkill.log" 2>&1 || true
+same_digests "$LOCO_TMP/gpuddpkill" 2 1 || { tail -30 "$LOCO_TMP/gpuddpkill.log"; fail "GPU ddp after a kill"; }
+pass "ddp on GPUs: workers agree, CPU-like loss, survive a kill -9"
 
 # 7. a worker of several GPUs (train.gpus_per_worker: NCCL inside the worker)
 ngpu=$(nvidia-smi -L | grep -c '^GPU')
