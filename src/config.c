@@ -210,10 +210,19 @@ static const config_key g_schema[] = {
             "stop after this many skipped non-finite steps"),
     INT_KEY("train.threads", train.threads, 0, 4096, "OpenMP threads (0 = all cores)"),
     ENUM_KEY("train.device", train.device, g_device_names,
-             "where each worker computes: cpu, or cuda (sync.strategy none, diloco or streaming)"),
+             "where each worker computes: cpu, or cuda (sync.strategy none, ddp, diloco or "
+             "streaming)"),
     INT_KEY("train.gpus_per_worker", train.gpus_per_worker, 1, LOCO_MAX_WORKER_GPUS,
             "cuda: GPUs one worker drives (gradients averaged by NCCL every step; train.batch "
             "split over them); the next ones after train.cuda_device or local rank x this"),
+    FLOAT_KEY("train.gpu_timeout", train.gpu_timeout, 0, 1e6,
+              "cuda: seconds one step's GPU work (its NCCL averages included) may take before "
+              "the worker ends its own process, so a hung GPU or NCCL collective becomes a lost "
+              "worker the others recover from (0 = wait forever)"),
+    INT_KEY("train.hang_at_step", train.hang_at_step, -1, 1 << 30,
+            "fault injection for tests, cuda: the worker's last GPU stops answering at this step "
+            "(with several GPUs its peers block in NCCL) until train.gpu_timeout ends the worker "
+            "(-1 = never; see train.fault_members)"),
     INT_KEY("train.cuda_device", train.cuda_device, -1, 1024,
             "GPU index with train.device cuda (-1 = the worker's local rank)"),
     INT_KEY("train.sync_every", train.sync_every, 1, 1 << 30,
@@ -228,8 +237,8 @@ static const config_key g_schema[] = {
     SIZE_KEY("train.kill_after_bytes", train.kill_after_bytes, 1, 1e15,
              "train.kill_at_step fires once the worker has sent this many bytes from that step"),
     STR_KEY("train.fault_members", train.fault_members,
-            "member ids (comma-separated, e.g. \"1,3\") train.leave_at_step and "
-            "train.kill_at_step apply to; \"\" = every worker"),
+            "member ids (comma-separated, e.g. \"1,3\") train.leave_at_step, "
+            "train.kill_at_step and train.hang_at_step apply to; \"\" = every worker"),
 
     ENUM_KEY("optim.kind", optim.kind, g_optim_names, "inner optimizer"),
     FLOAT_KEY("optim.lr", optim.lr, 0, 100, "peak learning rate"),
@@ -473,6 +482,8 @@ void loco_config_defaults(loco_config *cfg)
     cfg->train.sync_every = 10;
     cfg->train.leave_at_step = -1;
     cfg->train.kill_at_step = -1;
+    cfg->train.hang_at_step = -1;
+    cfg->train.gpu_timeout = 300.0f;
     cfg->train.kill_after_bytes = 64 * 1024;
 
     cfg->optim.kind = LOCO_OPTIM_ADAMW;
@@ -1298,6 +1309,20 @@ loco_status loco_config_validate(const loco_config *cfg, loco_error *err)
                               "train.device cpu: 1",
                               origin_text(cfg, "train.gpus_per_worker", where, sizeof where),
                               cfg->train.gpus_per_worker);
+    }
+    if (cfg->train.hang_at_step >= 0 && LOCO_DEVICE_CUDA != cfg->train.device) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "%s: %d, but a hung GPU needs train.device: cuda; allowed with "
+                              "train.device cpu: -1",
+                              origin_text(cfg, "train.hang_at_step", where, sizeof where),
+                              cfg->train.hang_at_step);
+    }
+    if (cfg->train.hang_at_step >= 0 && !(cfg->train.gpu_timeout > 0.0f)) {
+        return loco_error_set(err, LOCO_ERR_CONFIG,
+                              "%s: a worker told to hang at step %d needs train.gpu_timeout > 0 "
+                              "to end it; set train.gpu_timeout, e.g. 10",
+                              origin_text(cfg, "train.hang_at_step", where, sizeof where),
+                              cfg->train.hang_at_step);
     }
     if (0 != cfg->train.batch % cfg->train.gpus_per_worker) {
         return loco_error_set(err, LOCO_ERR_CONFIG,

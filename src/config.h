@@ -49,12 +49,15 @@ typedef struct loco_train_params {
     loco_device device;   /* where a worker computes: cpu, or cuda (one GPU per worker) */
     int cuda_device;      /* cuda: the GPU index (-1 = the worker's local rank) */
     int gpus_per_worker;  /* cuda: GPUs of one worker (NCCL among them), batch split over them */
+    float gpu_timeout;    /* cuda: seconds a step's GPU work may take before the worker ends
+                             itself (a hung kernel or NCCL collective; 0 = never) */
+    int hang_at_step;     /* tests: a GPU of this worker stops answering at this step (-1: never) */
     /* On the control plane (ft.coordinator not none; src/train_ft.c): */
     int sync_every;       /* ddp/demo: a sync point every N steps (diloco, streaming: each round) */
     int leave_at_step;    /* leave the group at the first sync point from this step (-1: never) */
     int kill_at_step;     /* tests: SIGKILL this worker mid-collective from this step (-1: never) */
     size_t kill_after_bytes; /* ... once it has sent this many bytes since that step began */
-    char fault_members[128]; /* member ids leave_at_step / kill_at_step apply to ("" = all) */
+    char fault_members[128]; /* member ids leave/kill/hang_at_step apply to ("" = all) */
 } loco_train_params;
 
 /* How a worker finds its peers (transport.launch). */

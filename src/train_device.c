@@ -26,6 +26,12 @@
  * train_device_state_written). demo, which steps with its own host-side momentum, is refused by
  * train_device_check with a configuration error.
  *
+ * A hung GPU (a kernel that never ends, or an NCCL collective one GPU of the worker never joins)
+ * blocks the host inside CUDA or NCCL with no error to return. The watchdog (train.gpu_timeout)
+ * turns that into a lost worker: when one lanes_run job outlives the timeout it ends this
+ * worker's process, which the other workers recover from as from any death (DESIGN.md, fault
+ * tolerance), instead of a process that holds its GPUs and its place in the group forever.
+ *
  * The worker's host optimizer (worker.optim) keeps its role for checkpoints: train_device_to_host
  * copies the device optimizer's moments and step count into it (and the parameters into the
  * model's host mirror) before a checkpoint or the strategy's finish, train_device_from_host
@@ -36,8 +42,11 @@
 
 #include <math.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 /* One GPU of a worker (train.gpus_per_worker G: a lane per GPU, each with a replica, its own
  * share of the batch and its own copy of the inner optimizer; the gradients are averaged by NCCL
@@ -54,6 +63,24 @@ typedef enum lane_job {
     LANE_UPLOAD,
     LANE_UPLOAD_ALL
 } lane_job;
+
+static const char *const lane_job_names[] = {"opening", "NCCL set-up", "step", "gradient",
+                                             "average and update", "parameter upload",
+                                             "state upload"};
+
+/* train.gpu_timeout: ends the process when one lanes_run job outlives the timeout (file
+ * comment). deadline_ns is 0 while no job is in flight. */
+typedef struct gpu_watchdog {
+    pthread_mutex_t mu;
+    pthread_cond_t wake; /* on CLOCK_MONOTONIC, as loco_now_ns */
+    bool started, stop;
+    double timeout_s;
+    uint64_t deadline_ns;
+    lane_job job;
+    int64_t step;
+    int rank;
+    pthread_t thread;
+} gpu_watchdog;
 
 typedef struct gpu_lane {
     int index, device;
@@ -90,6 +117,7 @@ struct train_device {
     uint8_t *payload_dev;    /* the codec's device scratch, allocated at the first encode */
     uint64_t message_bytes;  /* encoded messages copied device -> host */
     int64_t messages;
+    gpu_watchdog watchdog;
 };
 
 loco_status train_device_check(const loco_config *cfg, loco_error *err)
@@ -138,6 +166,110 @@ int train_device_index(const loco_config *cfg, int rank)
     int index = (NULL != local ? atoi(local) : rank) * cfg->train.gpus_per_worker;
     int count = loco_cuda_device_count();
     return count > 0 ? index % count : index;
+}
+
+/* ---- the watchdog ----------------------------------------------------------------------- */
+
+static void *watchdog_main(void *arg)
+{
+    gpu_watchdog *d = arg;
+    pthread_mutex_lock(&d->mu);
+    while (!d->stop) {
+        if (0 == d->deadline_ns) {
+            pthread_cond_wait(&d->wake, &d->mu);
+            continue;
+        }
+        if (loco_now_ns() >= d->deadline_ns) {
+            /* The host is stuck inside CUDA or NCCL: nothing below can return. Say why, then
+             * end the process as a crash would (the other workers' recovery takes it from
+             * there; exit handlers could block on the same hung device). */
+            fprintf(stderr,
+                    "loco: worker %d: the GPU %s job of step %lld did not finish within "
+                    "train.gpu_timeout = %g s (a hung GPU kernel, or an NCCL collective a GPU of "
+                    "this worker never joined); ending this worker so the others carry on "
+                    "without it\n",
+                    d->rank, lane_job_names[d->job], (long long)d->step, d->timeout_s);
+            fflush(stderr);
+            _exit(1);
+        }
+        struct timespec until = {.tv_sec = (time_t)(d->deadline_ns / 1000000000u),
+                                 .tv_nsec = (long)(d->deadline_ns % 1000000000u)};
+        pthread_cond_timedwait(&d->wake, &d->mu, &until);
+    }
+    pthread_mutex_unlock(&d->mu);
+    return NULL;
+}
+
+static loco_status watchdog_start(gpu_watchdog *d, double timeout_s, int rank, loco_error *err)
+{
+    d->timeout_s = timeout_s;
+    d->rank = rank;
+    if (!(timeout_s > 0.0)) {
+        return LOCO_OK; /* train.gpu_timeout 0: no watchdog */
+    }
+    pthread_condattr_t attr;
+    if (0 != pthread_mutex_init(&d->mu, NULL) || 0 != pthread_condattr_init(&attr)) {
+        return loco_error_set(err, LOCO_ERR_SYSTEM, "cannot set up the GPU watchdog");
+    }
+    int rc = pthread_condattr_setclock(&attr, CLOCK_MONOTONIC);
+    rc = 0 == rc ? pthread_cond_init(&d->wake, &attr) : rc;
+    pthread_condattr_destroy(&attr);
+    if (0 != rc) {
+        pthread_mutex_destroy(&d->mu);
+        return loco_error_set(err, LOCO_ERR_SYSTEM, "cannot set up the GPU watchdog");
+    }
+    if (0 != pthread_create(&d->thread, NULL, watchdog_main, d)) {
+        pthread_cond_destroy(&d->wake);
+        pthread_mutex_destroy(&d->mu);
+        return loco_error_set(err, LOCO_ERR_SYSTEM, "cannot start the GPU watchdog thread");
+    }
+    d->started = true;
+    return LOCO_OK;
+}
+
+static void watchdog_stop(gpu_watchdog *d)
+{
+    if (!d->started) {
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    d->stop = true;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->mu);
+    pthread_join(d->thread, NULL);
+    pthread_cond_destroy(&d->wake);
+    pthread_mutex_destroy(&d->mu);
+    d->started = false;
+}
+
+/* A job of step `step` begins (the clock starts) or, with begin false, has ended. */
+static void watchdog_job(gpu_watchdog *d, bool begin, lane_job job, int64_t step)
+{
+    if (!d->started) {
+        return;
+    }
+    pthread_mutex_lock(&d->mu);
+    d->job = job;
+    d->step = step;
+    d->deadline_ns = begin ? loco_now_ns() + (uint64_t)(d->timeout_s * 1e9) : 0;
+    pthread_cond_signal(&d->wake);
+    pthread_mutex_unlock(&d->mu);
+}
+
+/* train.hang_at_step (tests): the worker's last GPU stops answering — its thread never returns
+ * from this step's job, so with several GPUs its peers block in NCCL waiting for it. */
+static void lane_maybe_hang(const gpu_lane *L)
+{
+    const worker *w = L->w;
+    if (L->index != w->cfg.train.gpus_per_worker - 1 || w->cfg.train.hang_at_step < 0 ||
+        w->step != w->cfg.train.hang_at_step || !w->fault_target) {
+        return;
+    }
+    LOCO_WARN("worker %d: GPU %d of this worker hangs at step %lld (train.hang_at_step)", w->rank,
+              L->index, (long long)w->step);
+    for (;;) {
+        pause();
+    }
 }
 
 /* ---- the lanes of a worker of several GPUs ---------------------------------------------- */
@@ -279,8 +411,12 @@ static void lane_do(gpu_lane *L)
         }
         break;
     }
-    case LANE_STEP: L->st = lane_step(L, err); break;
+    case LANE_STEP:
+        lane_maybe_hang(L);
+        L->st = lane_step(L, err);
+        break;
     case LANE_GRADS: {
+        lane_maybe_hang(L);
         bool has_grads = false;
         L->st = lane_grads(L, &has_grads, err);
         break;
@@ -299,7 +435,8 @@ static void *lane_thread(void *arg)
 
 /* Run `job` on lanes first .. gpus-1 at once (lane 0, if asked, in this thread; the others in
  * their own threads) and wait for all; the first failure is returned with its message. */
-static loco_status lanes_run(train_device *dev, lane_job job, int first, loco_error *err)
+static loco_status lanes_run_unwatched(train_device *dev, lane_job job, int first,
+                                       loco_error *err)
 {
     for (int g = first; g < dev->gpus; g++) {
         gpu_lane *L = &dev->lanes[g];
@@ -324,6 +461,15 @@ static loco_status lanes_run(train_device *dev, lane_job job, int first, loco_er
         }
     }
     return LOCO_OK;
+}
+
+/* lanes_run_unwatched under the watchdog's clock (train.gpu_timeout). */
+static loco_status lanes_run(train_device *dev, lane_job job, int first, loco_error *err)
+{
+    watchdog_job(&dev->watchdog, true, job, dev->lanes[0].w->step);
+    loco_status st = lanes_run_unwatched(dev, job, first, err);
+    watchdog_job(&dev->watchdog, false, job, dev->lanes[0].w->step);
+    return st;
 }
 
 /* The other lanes join: their replicas, optimizers and the NCCL communicator of all lanes. */
@@ -415,6 +561,7 @@ loco_status train_device_init(worker *w, loco_error *err)
     }
     w->dev->rank = w->rank;
     w->dev->gpus = w->cfg.train.gpus_per_worker;
+    LOCO_TRY(watchdog_start(&w->dev->watchdog, w->cfg.train.gpu_timeout, w->rank, err));
     LOCO_TRY(loco_optim_init_cuda(&w->dev->optim, &w->cfg.optim, loco_model_num_params(w->model),
                                   loco_model_cuda_ctx(w->model), loco_model_tensors(w->model),
                                   err));
@@ -464,6 +611,7 @@ void train_device_free(train_device *dev)
                   dev->rank, (long long)dev->messages, (double)dev->message_bytes / 1048576.0,
                   (double)dev->message_bytes / 1048576.0 / (double)dev->messages);
     }
+    watchdog_stop(&dev->watchdog);
     loco_cuda_free(dev->payload_dev);
     loco_cuda_free(dev->global_dev);
     loco_cuda_unpin(dev->pinned);

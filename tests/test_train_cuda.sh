@@ -9,9 +9,11 @@
 # their final validation loss is close to the same run on the CPU (bf16 activations vs fp32);
 # a CPU worker and a GPU worker in one run (their messages byte-compatible) end equal; three GPU
 # workers under the control plane lose one to kill -9 mid-collective and the two survivors
-# finish with one digest; two Streaming DiLoCo GPU workers agree and match the CPU run; with two
-# or more GPUs, one worker of 2 GPUs (NCCL) matches one worker of 1 GPU on the same batch, and two
-# DiLoCo workers of 2 GPUs each end with one digest.
+# finish with one digest; a worker whose GPU hangs is ended by its watchdog and the survivors
+# agree; two Streaming DiLoCo GPU workers agree and match the CPU run; ddp on GPUs matches the CPU
+# and survives a kill; with two or more GPUs, one worker of 2 GPUs (NCCL) matches one worker of
+# 1 GPU on the same batch, two DiLoCo workers of 2 GPUs each end with one digest, and a worker
+# one of whose 2 GPUs hangs (the other stuck in NCCL) is ended while the others agree.
 source "$(dirname "$0")/lib.sh"
 export LOCO_MPIRUN_TIMEOUT=240
 data=$LOCO_TMP/data
@@ -164,6 +166,17 @@ PY
 same_digests "$LOCO_TMP/gpuddpkill" 2 1 || { tail -30 "$LOCO_TMP/gpuddpkill.log"; fail "GPU ddp after a kill"; }
 pass "ddp on GPUs: workers agree, CPU-like loss, survive a kill -9"
 
+# 6c. a hung GPU: member 1's GPU stops answering at step 12 (train.hang_at_step); its watchdog
+# (train.gpu_timeout) ends the process, and the two survivors finish with one digest
+"$LOCO_SRC/launch/loco-mpirun" -np 3 "$LOCO" train "$cfg" "${dil[@]}" --set sync.h=5 \
+  --set train.steps=30 --set optim.total_steps=30 --set train.hang_at_step=12 \
+  --set train.gpu_timeout=4 --set train.fault_members=1 --set run.dir="$LOCO_TMP/gpuhang" \
+  >"$LOCO_TMP/gpuhang.log" 2>&1 || true
+grep -q "GPU step job of step 12 did not finish within train.gpu_timeout = 4 s" \
+  "$LOCO_TMP/gpuhang.log" || { tail -30 "$LOCO_TMP/gpuhang.log"; fail "the watchdog did not end the hung worker"; }
+same_digests "$LOCO_TMP/gpuhang" 2 1 || { tail -30 "$LOCO_TMP/gpuhang.log"; fail "GPU workers after a hang"; }
+pass "a hung GPU ends its worker (train.gpu_timeout) and the survivors agree"
+
 # 7. a worker of several GPUs (train.gpus_per_worker: NCCL inside the worker)
 ngpu=$(nvidia-smi -L | grep -c '^GPU')
 if [ "$ngpu" -lt 2 ]; then
@@ -189,3 +202,14 @@ pass "one worker of 2 GPUs trains like one GPU on the same batch"
   --set train.gpus_per_worker=2 --set run.dir="$LOCO_TMP/dil2x2" >"$LOCO_TMP/dil2x2.log" 2>&1 || true
 same_digests "$LOCO_TMP/dil2x2" 2 || { tail -20 "$LOCO_TMP/dil2x2.log"; fail "2 DiLoCo workers x 2 GPUs"; }
 pass "two DiLoCo workers of 2 GPUs each agree"
+
+# 7b. one GPU of a 2-GPU worker hangs: the worker's other GPU blocks inside an NCCL all-reduce
+# it can never finish; the watchdog ends that worker and the other two carry on
+"$LOCO_SRC/launch/loco-mpirun" -np 3 "$LOCO" train "$cfg" "${dil[@]}" --set train.batch=8 \
+  --set train.gpus_per_worker=2 --set sync.h=5 --set train.steps=30 --set optim.total_steps=30 \
+  --set train.hang_at_step=12 --set train.gpu_timeout=4 --set train.fault_members=1 \
+  --set run.dir="$LOCO_TMP/nccl_hang" >"$LOCO_TMP/nccl_hang.log" 2>&1 || true
+grep -q "GPU 1 of this worker hangs at step 12" "$LOCO_TMP/nccl_hang.log" || fail "GPU 1 never hung"
+grep -q "did not finish within train.gpu_timeout" "$LOCO_TMP/nccl_hang.log" || { tail -30 "$LOCO_TMP/nccl_hang.log"; fail "the watchdog did not end the worker stuck in NCCL"; }
+same_digests "$LOCO_TMP/nccl_hang" 2 1 || { tail -30 "$LOCO_TMP/nccl_hang.log"; fail "2-GPU workers after a hang inside one"; }
+pass "a GPU hung inside a 2-GPU worker (its peer stuck in NCCL) ends that worker; the others agree"
