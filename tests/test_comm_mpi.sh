@@ -4,7 +4,8 @@
 #   2. a rank SIGKILLed mid-allreduce: every survivor reports "peer lost" naming it, within the
 #      deadline; the dead rank writes nothing;
 #   3. a rank SIGSTOPped mid-allreduce: every survivor reports "peer lost" by the peer timeout
-#      (silent for 2 s), within 5 s.
+#      (silent for 2 s), within 5 s;
+# and launch/loco-mpirun refuses a program it cannot start instead of hanging.
 # mpirun exits 0 whatever happened (--enable-recovery), so every check reads the ranks' own
 # result files (tests/tools/comm_driver writes DIR/rank.R.json).
 set -euo pipefail
@@ -17,6 +18,20 @@ RUN=(timeout --kill-after=5 120 "$LOCO_SRC/launch/loco-mpirun" -np 4)
 rm -rf "$LOCO_TMP"
 mkdir -p "$LOCO_TMP"
 fail() { echo "FAIL: $*" >&2; exit 1; }
+
+# 0. a program that cannot be started is refused up front (with --enable-recovery, mpirun itself
+# would wait forever), in a plain and in an MPMD line
+for line in "nonexistent_program_x" "$DRIVER : -np 1 nonexistent_program_x"; do
+  set +e
+  # shellcheck disable=SC2086
+  timeout 20 "$LOCO_SRC/launch/loco-mpirun" -np 1 $line >"$LOCO_TMP/noprog.out" 2>&1
+  rc=$?
+  set -e
+  [ "$rc" -eq 127 ] || fail "loco-mpirun with a missing program: rc $rc (want 127, 124 = hung)"
+  grep -q "'nonexistent_program_x' is not a program that can be started" "$LOCO_TMP/noprog.out" ||
+    fail "loco-mpirun did not name the missing program: $(cat "$LOCO_TMP/noprog.out")"
+done
+echo "ok: a missing program is refused at once"
 
 # check.py DIR EXPECT...: assertions over the result files, in Python for readable JSON.
 check() {
