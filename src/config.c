@@ -210,8 +210,8 @@ static const config_key g_schema[] = {
             "stop after this many skipped non-finite steps"),
     INT_KEY("train.threads", train.threads, 0, 4096, "OpenMP threads (0 = all cores)"),
     ENUM_KEY("train.device", train.device, g_device_names,
-             "where each worker computes: cpu, or cuda (sync.strategy none, ddp, diloco or "
-             "streaming)"),
+             "where each worker computes: cpu, or cuda (one GPU per worker, or "
+             "train.gpus_per_worker)"),
     INT_KEY("train.gpus_per_worker", train.gpus_per_worker, 1, LOCO_MAX_WORKER_GPUS,
             "cuda: GPUs one worker drives (gradients averaged by NCCL every step; train.batch "
             "split over them); the next ones after train.cuda_device or local rank x this"),

@@ -23,8 +23,10 @@
  * way round (device_ddp_step): every step the gradient crosses to the host, the strategy averages
  * it over the workers, and the average goes back up to be clipped and applied on the GPUs; its
  * shared state (replica and moments) crosses at sync points (train_device_state_to_host,
- * train_device_state_written). demo, which steps with its own host-side momentum, is refused by
- * train_device_check with a configuration error.
+ * train_device_state_written). demo steps the parameters itself, with its own momentum, on the
+ * host (device_host_step): every step the gradient crosses to the host, the CPU strategy runs
+ * unchanged (DCT top-k, the all-gather, the sign step on the host parameters, which stay the
+ * authoritative copy), and the parameters go back up to every GPU of the worker.
  *
  * A hung GPU (a kernel that never ends, or an NCCL collective one GPU of the worker never joins)
  * blocks the host inside CUDA or NCCL with no error to return. The watchdog (train.gpu_timeout)
@@ -124,14 +126,6 @@ loco_status train_device_check(const loco_config *cfg, loco_error *err)
 {
     if (LOCO_DEVICE_CUDA != cfg->train.device) {
         return LOCO_OK;
-    }
-    if (!loco_sync_accepts_inner_done(cfg->sync.strategy) &&
-        !loco_sync_averages_for_caller(cfg->sync.strategy)) {
-        return loco_error_set(err, LOCO_ERR_CONFIG,
-                              "train.device: cuda works with sync.strategy none, ddp, diloco or "
-                              "streaming; sync.strategy %s steps with the local gradient on the "
-                              "host every step. Set sync.strategy: diloco, or train.device: cpu",
-                              loco_sync_strategy_name(cfg->sync.strategy));
     }
     if (!loco_cuda_built()) {
         return loco_error_set(err, LOCO_ERR_UNSUPPORTED,
@@ -573,16 +567,17 @@ loco_status train_device_init(worker *w, loco_error *err)
         LOCO_TRY(loco_cuda_alloc((void **)&w->dev->global_dev, n * sizeof(float), err));
         w->dev->encoder = (loco_sync_delta_encoder){.ctx = w, .encode = device_encode_delta};
     }
-    /* the parameters (ddp: the gradients) cross at every round end (ddp: every step):
+    /* the parameters cross at every round end; ddp's and demo's gradients every step:
      * page-locked, the copies run at bus speed */
     loco_error pin_err = {0};
-    bool ddp = loco_sync_averages_for_caller(w->cfg.sync.strategy);
-    float *host = ddp ? loco_model_grads(w->model) : loco_model_params(w->model);
+    bool grads_cross = !loco_sync_accepts_inner_done(w->cfg.sync.strategy);
+    float *host = grads_cross ? loco_model_grads(w->model) : loco_model_params(w->model);
     if (LOCO_OK == loco_cuda_pin(host, loco_model_num_params(w->model) * sizeof(float),
                                  &pin_err)) {
         w->dev->pinned = host;
     } else {
-        LOCO_WARN("%s (%s copies will be slower)", pin_err.msg, ddp ? "gradient" : "parameter");
+        LOCO_WARN("%s (%s copies will be slower)", pin_err.msg,
+                  grads_cross ? "gradient" : "parameter");
     }
     if (0 == w->rank) {
         LOCO_INFO("training on %s (GPU %d%s of worker 0): %zu parameters, inner steps on the "
@@ -601,8 +596,9 @@ void train_device_free(train_device *dev)
         return;
     }
     if (dev->crossings > 0) {
-        LOCO_INFO("worker %d: %lld round ends: %.2f s copying parameters device <-> host, "
-                  "%.2f s in the sync strategy",
+        LOCO_INFO("worker %d: %lld steps crossed to the host and back (diloco, streaming: "
+                  "round ends; ddp, demo: every step): %.2f s copying, %.2f s in the sync "
+                  "strategy",
                   dev->rank, (long long)dev->crossings, dev->copy_s, dev->strategy_s);
     }
     if (dev->messages > 0) {
@@ -722,10 +718,49 @@ static loco_status device_ddp_step(worker *w, float *loss, loco_sync_step_out *o
     return LOCO_OK;
 }
 
+/* demo on GPUs: the worker's gradient (averaged over its GPUs by NCCL) crosses to the host, the
+ * strategy steps the host parameters with it (its own momentum, exchange and update), and the
+ * parameters go back up to every GPU of the worker. The device's inner optimizer is not used. */
+static loco_status device_host_step(worker *w, float *loss, loco_sync_step_out *out,
+                                    loco_error *err)
+{
+    train_device *dev = w->dev;
+    loco_model *m = w->model;
+    LOCO_TRY(lanes_run(dev, LANE_GRADS, 0, err));
+    float sum = 0.0f;
+    for (int g = 0; g < dev->gpus; g++) {
+        sum += dev->lanes[g].loss;
+    }
+    *loss = sum / (float)dev->gpus;
+    double t0 = loco_now_s();
+    LOCO_TRY(loco_cuda_gpt_download_grads(loco_model_cuda_gpt(m), loco_model_grads(m), err));
+    double t1 = loco_now_s();
+    loco_sync_step_in in = {.params = loco_model_params(m),
+                            .grads = loco_model_grads(m),
+                            .grads_finite = isfinite(*loss),
+                            .optim = &w->optim,
+                            .lr = loco_optim_lr(&w->cfg.optim, w->step),
+                            .step = w->step};
+    loco_status st;
+    do { /* after a lost worker: the survivors re-form and repeat the communication */
+        st = loco_sync_step(w->sync, &in, out, err);
+    } while (train_repeat_after_loss(w, &st, err));
+    LOCO_TRY(st);
+    double t2 = loco_now_s();
+    LOCO_TRY(train_device_replica_written(w, err));
+    dev->crossings++;
+    dev->copy_s += (t1 - t0) + (loco_now_s() - t2);
+    dev->strategy_s += t2 - t1;
+    return LOCO_OK;
+}
+
 loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, loco_error *err)
 {
     if (loco_sync_averages_for_caller(w->cfg.sync.strategy)) {
         return device_ddp_step(w, loss, out, err);
+    }
+    if (!loco_sync_accepts_inner_done(w->cfg.sync.strategy)) {
+        return device_host_step(w, loss, out, err); /* demo */
     }
     loco_model *m = w->model;
     size_t n = loco_model_num_params(m);

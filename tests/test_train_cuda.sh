@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
 # tests/test_train_cuda.sh — `loco train` with train.device: cuda (src/train_device.c).
-# Everywhere: strategies that need the local gradient on the host are refused with a config
-# error. Without a GPU: a clear error, then SKIP. With a GPU (one or more; two workers share one
+# Without a GPU: a clear error, then SKIP. With a GPU (one or more; two workers share one
 # if need be): a single GPU worker trains (loss falls, validation loss near the CPU's), stop +
 # --resume is bit-identical to an uninterrupted run (parameters and AdamW moments cross
 # device <-> host exactly), two DiLoCo workers (8-bit max-min: sync.exchange auto = allgather,
@@ -21,12 +20,6 @@ tiny_data "$data"
 cfg=$LOCO_SRC/configs/single.yaml
 common=("${TINY[@]}" --set data.path="$data" --set train.eval_every=20 --set train.threads=1
         --set optim.total_steps=40 --set train.device=cuda)
-
-# 1. demo, which steps with its own host-side momentum, is refused before anything starts
-expect_rc 2 "$LOCO" train "$cfg" "${common[@]}" --set sync.strategy=demo \
-  --set run.dir="$LOCO_TMP/refused"
-expect_err "train.device: cuda works with sync.strategy none, ddp, diloco or streaming"
-pass "train.device cuda refuses demo"
 
 if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
   expect_rc 1 "$LOCO" train "$cfg" "${common[@]}" --set train.steps=2 --set run.dir="$LOCO_TMP/x"
@@ -165,6 +158,27 @@ PY
   >"$LOCO_TMP/gpuddpkill.log" 2>&1 || true
 same_digests "$LOCO_TMP/gpuddpkill" 2 1 || { tail -30 "$LOCO_TMP/gpuddpkill.log"; fail "GPU ddp after a kill"; }
 pass "ddp on GPUs: workers agree, CPU-like loss, survive a kill -9"
+
+# 6b'. DeMo on GPUs (the gradient to the host every step, DCT top-k exchange and sign step on
+# the host parameters, which go back up): identical replicas, CPU-like loss; a kill -9
+demo=("${common[@]}" --set sync.strategy=demo --set optim.lr=0.003 --set train.steps=40)
+"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${demo[@]}" \
+  --set run.dir="$LOCO_TMP/gpudemo" >"$LOCO_TMP/gpudemo.log" 2>&1 || true
+"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${demo[@]}" --set train.device=cpu \
+  --set run.dir="$LOCO_TMP/cpudemo" >"$LOCO_TMP/cpudemo.log" 2>&1 || true
+same_digests "$LOCO_TMP/gpudemo" 2 || { tail -20 "$LOCO_TMP/gpudemo.log"; fail "demo on GPUs"; }
+python3 - "$LOCO_TMP/gpudemo" "$LOCO_TMP/cpudemo" <<'PY' || fail "demo GPU vs CPU"
+import json, sys
+g, c = (json.load(open(f"{d}/run.json"))["final_val_loss"] for d in sys.argv[1:3])
+print(f"demo final validation loss: GPU {g:.6f}, CPU {c:.6f}")
+assert abs(g - c) < 0.05 * c, (g, c)
+PY
+"$LOCO_SRC/launch/loco-mpirun" -np 3 "$LOCO" train "$cfg" "${demo[@]}" --set train.steps=30 \
+  --set optim.total_steps=30 --set train.kill_at_step=12 --set train.fault_members=1 \
+  --set "transport.links=1->-1 rate=200mbit" --set run.dir="$LOCO_TMP/gpudemokill" \
+  >"$LOCO_TMP/gpudemokill.log" 2>&1 || true
+same_digests "$LOCO_TMP/gpudemokill" 2 1 || { tail -30 "$LOCO_TMP/gpudemokill.log"; fail "GPU demo after a kill"; }
+pass "DeMo on GPUs: workers agree, CPU-like loss, survive a kill -9"
 
 # 6c. a hung GPU: member 1's GPU stops answering at step 12 (train.hang_at_step); its watchdog
 # (train.gpu_timeout) ends the process, and the two survivors finish with one digest
