@@ -69,62 +69,100 @@ static inline size_t chunk_origin(const loco_dct_geom *g, size_t q)
 
 /* ---- per-chunk transforms ----------------------------------------------------------------- */
 
-/* The chunk transforms are written as sums of scaled rows (axpy) rather than dot products, so
- * they vectorise without reassociating any sum (the results do not depend on the compiler's
- * vector width). BcT is Bc transposed: BcT[j * cc + v] = Bc[v * cc + j]. */
+/* Every transform below is a product of two small matrices, C = A B, in which each output is
+ * summed over p = 0, 1, ... in order, a multiply and an add apiece (never fused: compress/ is
+ * built without contraction): the GPU's DCT kernels sum in the same order, so the bytes match.
+ * mat_mul_ordered keeps a 4 x 16 tile of C in registers while it runs over p, so each element
+ * of A and B is loaded once per tile instead of once per multiply-add; the tile shape changes
+ * which outputs are formed together, never the order of any output's sum. */
 
-/* X (rc x cc) = Br * x_chunk * Bc^T, reading the chunk from the tensor at x (row stride cols). */
-static void chunk_forward(const float *x, size_t stride, size_t rc, size_t cc, const float *Br,
-                          const float *BcT, float *tmp, float *X)
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
+/* C (m x n, row stride ldc) = A (m x k, stride lda) B (k x n, stride ldb), each C[i][j] summed
+ * in order of p; C is overwritten. */
+static void mat_mul_ordered(const float *A, size_t lda, const float *B, size_t ldb, float *C,
+                            size_t ldc, size_t m, size_t n, size_t k)
 {
-    for (size_t i = 0; i < rc; i++) { /* tmp row i = sum_j x[i][j] * Bc[:, j] */
-        const float *row = x + i * stride;
-        float *t = tmp + i * cc;
-        memset(t, 0, cc * sizeof(float));
-        for (size_t j = 0; j < cc; j++) {
-            const float a = row[j], *b = BcT + j * cc;
-            for (size_t v = 0; v < cc; v++) {
-                t[v] += a * b[v];
+    size_t j0 = 0;
+#if defined(__AVX2__)
+    for (; j0 + 16 <= n; j0 += 16) {
+        size_t i = 0;
+        for (; i + 4 <= m; i += 4) { /* 4 x 16 outputs in 8 registers */
+            __m256 c[4][2];
+            for (int r = 0; r < 4; r++) {
+                c[r][0] = c[r][1] = _mm256_setzero_ps();
+            }
+            for (size_t p = 0; p < k; p++) {
+                __m256 b0 = _mm256_loadu_ps(B + p * ldb + j0);
+                __m256 b1 = _mm256_loadu_ps(B + p * ldb + j0 + 8);
+                for (int r = 0; r < 4; r++) {
+                    __m256 a = _mm256_broadcast_ss(A + (i + (size_t)r) * lda + p);
+                    c[r][0] = _mm256_add_ps(c[r][0], _mm256_mul_ps(a, b0));
+                    c[r][1] = _mm256_add_ps(c[r][1], _mm256_mul_ps(a, b1));
+                }
+            }
+            for (int r = 0; r < 4; r++) {
+                _mm256_storeu_ps(C + (i + (size_t)r) * ldc + j0, c[r][0]);
+                _mm256_storeu_ps(C + (i + (size_t)r) * ldc + j0 + 8, c[r][1]);
             }
         }
+        for (; i < m; i++) { /* the last rows, one at a time */
+            __m256 c0 = _mm256_setzero_ps(), c1 = _mm256_setzero_ps();
+            for (size_t p = 0; p < k; p++) {
+                __m256 a = _mm256_broadcast_ss(A + i * lda + p);
+                c0 = _mm256_add_ps(c0, _mm256_mul_ps(a, _mm256_loadu_ps(B + p * ldb + j0)));
+                c1 = _mm256_add_ps(c1, _mm256_mul_ps(a, _mm256_loadu_ps(B + p * ldb + j0 + 8)));
+            }
+            _mm256_storeu_ps(C + i * ldc + j0, c0);
+            _mm256_storeu_ps(C + i * ldc + j0 + 8, c1);
+        }
     }
-    memset(X, 0, rc * cc * sizeof(float));
-    for (size_t u = 0; u < rc; u++) { /* X row u = sum_i Br[u][i] * tmp row i */
-        float *xu = X + u * cc;
-        for (size_t i = 0; i < rc; i++) {
-            const float b = Br[u * rc + i], *t = tmp + i * cc;
-            for (size_t v = 0; v < cc; v++) {
-                xu[v] += b * t[v];
+#endif
+    if (j0 == n) {
+        return;
+    }
+    for (size_t i = 0; i < m; i++) { /* the remaining columns (all of them without AVX2) */
+        float *c = C + i * ldc;
+        for (size_t j = j0; j < n; j++) {
+            c[j] = 0.0f;
+        }
+        for (size_t p = 0; p < k; p++) {
+            const float a = A[i * lda + p], *b = B + p * ldb;
+            for (size_t j = j0; j < n; j++) {
+                c[j] += a * b[j];
             }
         }
     }
 }
 
-/* out chunk (row stride cols) += scale * Br^T X Bc for a dense coefficient chunk X. */
-static void chunk_inverse_add(const float *X, size_t rc, size_t cc, const float *Br,
+/* X (rc x cc) = Br * x_chunk * Bc^T, reading the chunk from the tensor at x (row stride
+ * `stride`). BcT is Bc transposed: BcT[j * cc + v] = Bc[v * cc + j]. */
+static void chunk_forward(const float *x, size_t stride, size_t rc, size_t cc, const float *Br,
+                          const float *BcT, float *tmp, float *X)
+{
+    /* the chunk's rows first into X, contiguous: rows a power-of-two stride apart would all
+     * fall into the same few L1 sets and evict each other while the tiles re-read them */
+    for (size_t i = 0; i < rc; i++) {
+        memcpy(X + i * cc, x + i * stride, cc * sizeof(float));
+    }
+    mat_mul_ordered(X, cc, BcT, cc, tmp, cc, rc, cc, cc); /* tmp = x Bc^T (sum over j) */
+    mat_mul_ordered(Br, rc, tmp, cc, X, cc, rc, cc, rc);  /* X = Br tmp (sum over i) */
+}
+
+/* out chunk (row stride `stride`) += scale * Br^T X Bc for a dense coefficient chunk X. BrT is
+ * Br transposed. */
+static void chunk_inverse_add(const float *X, size_t rc, size_t cc, const float *BrT,
                               const float *Bc, float scale, float *tmp, float *out, size_t stride)
 {
-    memset(tmp, 0, rc * cc * sizeof(float));
-    for (size_t i = 0; i < rc; i++) { /* tmp row i = sum_u Br[u][i] * X row u */
-        float *t = tmp + i * cc;
-        for (size_t u = 0; u < rc; u++) {
-            const float b = Br[u * rc + i], *xu = X + u * cc;
-            for (size_t v = 0; v < cc; v++) {
-                t[v] += b * xu[v];
-            }
-        }
-    }
-    for (size_t i = 0; i < rc; i++) { /* out row i += scale * sum_v tmp[i][v] * Bc row v */
-        float acc[DCT_MAX] = {0};
-        for (size_t v = 0; v < cc; v++) {
-            const float a = tmp[i * cc + v], *b = Bc + v * cc;
-            for (size_t j = 0; j < cc; j++) {
-                acc[j] += a * b[j];
-            }
-        }
+    float acc[DCT_MAX * DCT_MAX];
+    mat_mul_ordered(BrT, rc, X, cc, tmp, cc, rc, cc, rc); /* tmp = Br^T X (sum over u) */
+    mat_mul_ordered(tmp, cc, Bc, cc, acc, cc, rc, cc, cc); /* acc = tmp Bc (sum over v) */
+    for (size_t i = 0; i < rc; i++) {
         float *row = out + i * stride;
         for (size_t j = 0; j < cc; j++) {
-            row[j] += scale * acc[j];
+            row[j] += scale * acc[i * cc + j];
         }
     }
 }
@@ -144,9 +182,11 @@ static void dct_transform(const float *in, size_t rows, size_t cols, float *out,
 {
     loco_dct_geom g;
     loco_dct_geom_init(&g, rows, cols, 1);
-    float Br[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX], BcT[DCT_MAX * DCT_MAX];
+    float Br[DCT_MAX * DCT_MAX], BrT[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX],
+        BcT[DCT_MAX * DCT_MAX];
     loco_dct_basis(g.rc, Br);
     loco_dct_basis(g.cc, Bc);
+    basis_transpose(Br, g.rc, BrT);
     basis_transpose(Bc, g.cc, BcT);
 #pragma omp parallel for schedule(static) if (rows * cols >= 65536)
     for (size_t q = 0; q < g.nchunks; q++) {
@@ -157,7 +197,7 @@ static void dct_transform(const float *in, size_t rows, size_t cols, float *out,
                 memcpy(C + u * g.cc, in + o + u * cols, g.cc * sizeof(float));
                 memset(out + o + u * cols, 0, g.cc * sizeof(float));
             }
-            chunk_inverse_add(C, g.rc, g.cc, Br, Bc, 1.0f, tmp, out + o, cols);
+            chunk_inverse_add(C, g.rc, g.cc, BrT, Bc, 1.0f, tmp, out + o, cols);
         } else {
             chunk_forward(in + o, cols, g.rc, g.cc, Br, BcT, tmp, C);
             for (size_t u = 0; u < g.rc; u++) {
@@ -219,6 +259,47 @@ static void select_largest(uint64_t *a, size_t m, size_t k)
     }
 }
 
+/* kept[l] = 1 for the k largest coefficients of C[0..m) by |C| (ties: the lower index), else 0.
+ * The set is unique, so how it is found does not change a byte: a histogram of the top 11 bits
+ * of |C| finds the bin holding the k-th largest; everything above that bin is kept, and only
+ * that bin's members go through the quickselect. */
+static void select_kept(const float *C, size_t m, size_t k, uint8_t *kept)
+{
+    enum { BINS = 2048, SHIFT = 20 }; /* |C|'s bits 30..20: exponent and 3 mantissa bits */
+    if (k >= m) {
+        memset(kept, 1, m);
+        return;
+    }
+    memset(kept, 0, m);
+    if (0 == k) {
+        return;
+    }
+    uint32_t count[BINS] = {0};
+    for (size_t l = 0; l < m; l++) {
+        count[(loco_f32_bits(C[l]) & 0x7FFFFFFFu) >> SHIFT]++;
+    }
+    size_t above = 0, bin = BINS;
+    while (above + count[bin - 1] < k) { /* the bin where the running count reaches k */
+        above += count[--bin];
+    }
+    bin--;
+    uint64_t keys[DCT_MAX * DCT_MAX];
+    size_t nk = 0;
+    for (size_t l = 0; l < m; l++) {
+        uint32_t b = (loco_f32_bits(C[l]) & 0x7FFFFFFFu) >> SHIFT;
+        if (b > bin) {
+            kept[l] = 1;
+        } else if (b == bin) {
+            keys[nk++] = coef_key(C[l], l);
+        }
+    }
+    size_t need = k - above; /* 1 .. count[bin] */
+    select_largest(keys, nk, need);
+    for (size_t t = 0; t < need; t++) {
+        kept[0xFFFFFFFFu - (uint32_t)keys[t]] = 1;
+    }
+}
+
 /* ---- the codec ------------------------------------------------------------------------------ */
 
 static size_t dct_payload_bound(const loco_codec_params *p, size_t n, size_t rows, size_t cols)
@@ -255,19 +336,11 @@ static loco_status dct_encode(const loco_codec *codec, loco_codec_state *state, 
 #pragma omp parallel for schedule(static) reduction(| : overflow) if (n >= 65536)
     for (size_t q = 0; q < g.nchunks; q++) {
         float tmp[DCT_MAX * DCT_MAX], C[DCT_MAX * DCT_MAX];
-        uint64_t keys[DCT_MAX * DCT_MAX];
         uint32_t local[DCT_MAX * DCT_MAX];
         chunk_forward(in + chunk_origin(&g, q), cols, g.rc, g.cc, Br, BcT, tmp, C);
-        for (size_t l = 0; l < g.m; l++) {
-            keys[l] = coef_key(C[l], l);
-        }
-        select_largest(keys, g.m, g.kc);
         /* the kept local indices in ascending order: mark, then scan (no sort) */
         uint8_t kept[DCT_MAX * DCT_MAX];
-        memset(kept, 0, g.m);
-        for (size_t t = 0; t < g.kc; t++) {
-            kept[0xFFFFFFFFu - (uint32_t)keys[t]] = 1;
-        }
+        select_kept(C, g.m, g.kc, kept);
         for (size_t l = 0, t = 0; l < g.m; l++) {
             local[t] = (uint32_t)l;
             t += kept[l];
@@ -368,9 +441,10 @@ static loco_status dct_decode_add(const loco_wire *w, const uint8_t *payload, si
 {
     loco_dct_geom g;
     LOCO_TRY(dct_validate(w, payload, len, n, &g, err));
-    float Br[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX];
+    float Br[DCT_MAX * DCT_MAX], BrT[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX];
     loco_dct_basis(g.rc, Br);
     loco_dct_basis(g.cc, Bc);
+    basis_transpose(Br, g.rc, BrT);
     const bool sparse = g.kc < g.rc + g.cc;
 #pragma omp parallel for schedule(static) if (n >= 65536)
     for (size_t q = 0; q < g.nchunks; q++) {
@@ -378,15 +452,23 @@ static loco_status dct_decode_add(const loco_wire *w, const uint8_t *payload, si
         float val[DCT_MAX * DCT_MAX];
         float *o = out + chunk_origin(&g, q);
         dct_chunk_entries(&g, payload, q, local, val);
-        if (sparse) { /* sum of kept basis functions: kc * m multiply-adds */
+        if (sparse) { /* sum of kept basis functions: kc * m multiply-adds, on a contiguous
+                       * copy of the chunk (rows a power-of-two stride apart share L1 sets) */
+            float oc[DCT_MAX * DCT_MAX];
+            for (size_t i = 0; i < g.rc; i++) {
+                memcpy(oc + i * g.cc, o + i * g.cols, g.cc * sizeof(float));
+            }
             for (size_t t = 0; t < g.kc; t++) {
                 size_t u = local[t] / g.cc, v = local[t] % g.cc;
                 for (size_t i = 0; i < g.rc; i++) {
                     float a = scale * val[t] * Br[u * g.rc + i];
                     for (size_t j = 0; j < g.cc; j++) {
-                        o[i * g.cols + j] += a * Bc[v * g.cc + j];
+                        oc[i * g.cc + j] += a * Bc[v * g.cc + j];
                     }
                 }
+            }
+            for (size_t i = 0; i < g.rc; i++) {
+                memcpy(o + i * g.cols, oc + i * g.cc, g.cc * sizeof(float));
             }
         } else {
             float C[DCT_MAX * DCT_MAX], tmp[DCT_MAX * DCT_MAX];
@@ -394,7 +476,7 @@ static loco_status dct_decode_add(const loco_wire *w, const uint8_t *payload, si
             for (size_t t = 0; t < g.kc; t++) {
                 C[local[t]] = val[t];
             }
-            chunk_inverse_add(C, g.rc, g.cc, Br, Bc, scale, tmp, o, g.cols);
+            chunk_inverse_add(C, g.rc, g.cc, BrT, Bc, scale, tmp, o, g.cols);
         }
     }
     return LOCO_OK;
