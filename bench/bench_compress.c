@@ -3,14 +3,16 @@
  * default settings, and exact top-k selection (radix select) next to std::nth_element.
  *
  *   loco bench compress [--sizes 16M,64M] [--threads N] [--codecs a,b,...] [--reps R]
- *                       [--clock wall|cpu] [--json FILE]
+ *                       [--clock wall|cpu] [--rounding stochastic|nearest] [--json FILE]
  *
  * --threads defaults to 1, so the ratios are per core. Each timing is the best of up to R
  * repetitions (default 5; one repetition when a single run takes over five seconds). Every
  * buffer is written once before timing, so page faults are not measured. Data are
  * N(0, 1) floats from Philox. --clock cpu times with the calling thread's CPU clock (only with
  * --threads 1): on a shared machine it leaves out the time the process waited for a core. Matrices (PowerSGD, DCT top-k) are shaped rows x cols with
- * rows = 2^floor(log2(sqrt(n))).
+ * rows = 2^floor(log2(sqrt(n))). --rounding nearest runs the quantizers (max-min, QSGD, FP4,
+ * ternary) with deterministic rounding instead of their stochastic default, which shows what
+ * the per-element Philox draws cost.
  */
 #include "bench.h"
 #include "compress/codec.h"
@@ -30,6 +32,7 @@ typedef struct compress_opts {
     int nsizes;
     int threads, reps;
     bool cpu_clock;
+    bool nearest; /* --rounding nearest */
     bool want[LOCO_CODEC_COUNT];
     const char *json;
 } compress_opts;
@@ -38,11 +41,13 @@ static void compress_usage(FILE *out)
 {
     fprintf(out,
             "usage: loco bench compress [--sizes 16M,64M] [--threads N] [--codecs a,b,...]\n"
-            "                           [--reps R] [--clock wall|cpu] [--json FILE]\n\n"
+            "                           [--reps R] [--clock wall|cpu]\n"
+            "                           [--rounding stochastic|nearest] [--json FILE]\n\n"
             "Encode/decode GB/s of fp32 input per codec next to memcpy (same run), bytes per\n"
             "element, and exact top-k next to std::nth_element. --threads defaults to 1 (per\n"
             "core). Codecs: none fp16 bf16 maxmin qsgd fp4 ternary sign topk dgc randk dct_topk\n"
-            "powersgd (default: all).\n");
+            "powersgd (default: all). --rounding nearest: the quantizers round to nearest\n"
+            "instead of stochastically (no random draws).\n");
 }
 
 static bool parse_size(const char *s, size_t *out)
@@ -109,6 +114,12 @@ static int parse_compress_args(int argc, char **argv, compress_opts *o)
                 return 2;
             }
             o->cpu_clock = 0 == strcmp(v, "cpu");
+        } else if (0 == strcmp(a, "--rounding")) {
+            if (0 != strcmp(v, "stochastic") && 0 != strcmp(v, "nearest")) {
+                fprintf(stderr, "loco bench compress: --rounding is stochastic or nearest\n");
+                return 2;
+            }
+            o->nearest = 0 == strcmp(v, "nearest");
         } else if (0 == strcmp(a, "--json")) {
             o->json = v;
         } else if (0 == strcmp(a, "--codecs")) {
@@ -265,8 +276,9 @@ static int bench_size(const compress_opts *o, size_t n, loco_bench_records *rec)
     memset(cand, 0, cand_cap * sizeof *cand);
     double t_copy = time_op(&b, OP_MEMCPY, o->reps + 2, o->cpu_clock);
     double copy_gbs = 4.0 * n / t_copy / 1e9;
-    printf("\n== n = %zu (%s x %d thread%s, %s clock): memcpy %.2f GB/s\n", n, label,
-           o->threads, o->threads > 1 ? "s" : "", o->cpu_clock ? "cpu" : "wall", copy_gbs);
+    printf("\n== n = %zu (%s x %d thread%s, %s clock%s): memcpy %.2f GB/s\n", n, label,
+           o->threads, o->threads > 1 ? "s" : "", o->cpu_clock ? "cpu" : "wall",
+           o->nearest ? ", quantizers round to nearest" : "", copy_gbs);
     printf("%-10s %12s %8s %12s %8s %10s\n", "codec", "encode GB/s", "of copy", "decode GB/s",
            "of copy", "bytes/elem");
     char name[96];
@@ -278,6 +290,9 @@ static int bench_size(const compress_opts *o, size_t n, loco_bench_records *rec)
             continue;
         }
         loco_codec_params p = loco_codec_params_default((loco_codec_id)id);
+        if (o->nearest) {
+            p.stochastic = false;
+        }
         loco_codec *codec = NULL;
         loco_codec_state *state = NULL;
         loco_error err = {0};
@@ -306,9 +321,10 @@ static int bench_size(const compress_opts *o, size_t n, loco_bench_records *rec)
             double bpe = (double)b.len / (double)n;
             printf("%-10s %12.2f %7.0f%% %12.2f %7.0f%% %10.4f\n", loco_codec_name(p.id), enc,
                    100 * enc / copy_gbs, dcd, 100 * dcd / copy_gbs, bpe);
-            snprintf(name, sizeof name, "%s encode %s", loco_codec_name(p.id), label);
+            const char *how = o->nearest ? " nearest" : "";
+            snprintf(name, sizeof name, "%s%s encode %s", loco_codec_name(p.id), how, label);
             add_record(rec, name, (double)n, enc, "GB/s", "memcpy", copy_gbs);
-            snprintf(name, sizeof name, "%s decode %s", loco_codec_name(p.id), label);
+            snprintf(name, sizeof name, "%s%s decode %s", loco_codec_name(p.id), how, label);
             add_record(rec, name, (double)n, dcd, "GB/s", "memcpy", copy_gbs);
             snprintf(name, sizeof name, "%s bytes/elem %s", loco_codec_name(p.id), label);
             add_record(rec, name, (double)n, bpe, "B/elem", "fp32", 4.0);
