@@ -76,10 +76,9 @@ static loco_status gathered_update(loco_sync *s, demo_state *d, loco_error *err)
                                                err));
         }
     }
-    for (size_t i = 0; i < s->n; i++) {
-        if (d->count[i] > 0.0f) {
-            d->coef[i] /= d->count[i];
-        }
+    for (size_t i = 0; i < s->n; i++) { /* a mean where anything was sent (branch-free: the
+                                          * loop vectorises; x / 1 is exact) */
+        d->coef[i] /= d->count[i] > 0.0f ? d->count[i] : 1.0f;
     }
     for (int u = 0; u < d->x.count; u++) {
         const sync_unit *unit = &d->x.units[u];
@@ -130,8 +129,8 @@ static loco_status demo_step(loco_sync *s, const loco_sync_step_in *in, loco_syn
         float keep = t->ndim >= 2 ? 1.0f - lr * wd : 1.0f;
         float *p = in->params + t->offset;
         const float *u = d->update + t->offset;
-        for (size_t j = 0; j < t->numel; j++) {
-            float sign = u[j] > 0.0f ? 1.0f : (u[j] < 0.0f ? -1.0f : 0.0f);
+        for (size_t j = 0; j < t->numel; j++) { /* sign(u) as 1, -1 or 0, branch-free */
+            float sign = (float)((u[j] > 0.0f) - (u[j] < 0.0f));
             p[j] = p[j] * keep - lr * sign;
         }
     }
