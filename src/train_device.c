@@ -19,14 +19,14 @@
  * the device copy of theta_global.
  *
  * Streaming DiLoCo works the same way: its parameters cross where a fragment's pseudo-gradient
- * is prepared and where an average is mixed in (loco_sync_step_uses_params). ddp is the other
- * way round (device_ddp_step): every step the gradient crosses to the host, the strategy averages
- * it over the workers, and the average goes back up to be clipped and applied on the GPUs; its
- * shared state (replica and moments) crosses at sync points (train_device_state_to_host,
- * train_device_state_written). demo steps the parameters itself, with its own momentum, on the
- * host (device_host_step): every step the gradient crosses to the host, the CPU strategy runs
- * unchanged (DCT top-k, the all-gather, the sign step on the host parameters, which stay the
- * authoritative copy), and the parameters go back up to every GPU of the worker.
+ * is prepared and where an average is mixed in (loco_sync_step_uses_params). ddp and demo go
+ * the other way round (device_grads_step): every step the gradient crosses to the host. ddp
+ * averages it over the workers, and the average goes back up to be clipped and applied on the
+ * GPUs; its shared state (replica and moments) crosses at sync points
+ * (train_device_state_to_host, train_device_state_written). demo steps the parameters itself,
+ * with its own momentum, on the host: the CPU strategy runs unchanged (DCT top-k, the
+ * all-gather, the sign step on the host parameters, which stay the authoritative copy), and the
+ * parameters go back up to every GPU of the worker.
  *
  * A hung GPU (a kernel that never ends, or an NCCL collective one GPU of the worker never joins)
  * blocks the host inside CUDA or NCCL with no error to return. The watchdog (train.gpu_timeout)
@@ -679,14 +679,18 @@ loco_status train_device_replica_written(worker *w, loco_error *err)
     return NULL != w->dev ? lanes_run(w->dev, LANE_UPLOAD, 1, err) : LOCO_OK;
 }
 
-/* ddp on GPUs: the worker's gradient (averaged over its GPUs by NCCL) crosses to the host, the
- * strategy averages it over the workers (codec and error feedback included, update_by_caller),
- * and the average goes back up to every GPU of the worker, which clips and steps there. */
-static loco_status device_ddp_step(worker *w, float *loss, loco_sync_step_out *out,
-                                   loco_error *err)
+/* ddp and demo on GPUs: the worker's gradient (averaged over its GPUs by NCCL) crosses to the
+ * host every step and the strategy takes it there. ddp (update_by_caller) averages it over the
+ * workers (codec and error feedback included) and the average goes back up to every GPU of the
+ * worker, which clips and steps there. demo steps the host parameters itself (its momentum,
+ * exchange and sign step) and the parameters go back up; the device's inner optimizer is not
+ * used. */
+static loco_status device_grads_step(worker *w, float *loss, loco_sync_step_out *out,
+                                     loco_error *err)
 {
     train_device *dev = w->dev;
     loco_model *m = w->model;
+    bool ddp = loco_sync_averages_for_caller(w->cfg.sync.strategy);
     LOCO_TRY(lanes_run(dev, LANE_GRADS, 0, err));
     float sum = 0.0f;
     for (int g = 0; g < dev->gpus; g++) {
@@ -702,65 +706,30 @@ static loco_status device_ddp_step(worker *w, float *loss, loco_sync_step_out *o
                             .optim = &w->optim,
                             .lr = loco_optim_lr(&w->cfg.optim, w->step),
                             .step = w->step,
-                            .update_by_caller = true};
+                            .update_by_caller = ddp};
     loco_status st;
     do { /* after a lost worker: the survivors re-form and repeat the communication */
         st = loco_sync_step(w->sync, &in, out, err);
     } while (train_repeat_after_loss(w, &st, err));
     LOCO_TRY(st);
     double t2 = loco_now_s();
-    LOCO_TRY(lanes_run(dev, LANE_APPLY_AVERAGE, 0, err));
-    out->grad_norm = dev->lanes[0].norm; /* the average's, before clipping */
-    out->skipped = !isfinite(out->grad_norm);
-    dev->crossings++;
-    dev->copy_s += t1 - t0;
-    dev->strategy_s += t2 - t1;
-    return LOCO_OK;
-}
-
-/* demo on GPUs: the worker's gradient (averaged over its GPUs by NCCL) crosses to the host, the
- * strategy steps the host parameters with it (its own momentum, exchange and update), and the
- * parameters go back up to every GPU of the worker. The device's inner optimizer is not used. */
-static loco_status device_host_step(worker *w, float *loss, loco_sync_step_out *out,
-                                    loco_error *err)
-{
-    train_device *dev = w->dev;
-    loco_model *m = w->model;
-    LOCO_TRY(lanes_run(dev, LANE_GRADS, 0, err));
-    float sum = 0.0f;
-    for (int g = 0; g < dev->gpus; g++) {
-        sum += dev->lanes[g].loss;
+    if (ddp) {
+        LOCO_TRY(lanes_run(dev, LANE_APPLY_AVERAGE, 0, err));
+        out->grad_norm = dev->lanes[0].norm; /* the average's, before clipping */
+        out->skipped = !isfinite(out->grad_norm);
+    } else {
+        LOCO_TRY(train_device_replica_written(w, err));
     }
-    *loss = sum / (float)dev->gpus;
-    double t0 = loco_now_s();
-    LOCO_TRY(loco_cuda_gpt_download_grads(loco_model_cuda_gpt(m), loco_model_grads(m), err));
-    double t1 = loco_now_s();
-    loco_sync_step_in in = {.params = loco_model_params(m),
-                            .grads = loco_model_grads(m),
-                            .grads_finite = isfinite(*loss),
-                            .optim = &w->optim,
-                            .lr = loco_optim_lr(&w->cfg.optim, w->step),
-                            .step = w->step};
-    loco_status st;
-    do { /* after a lost worker: the survivors re-form and repeat the communication */
-        st = loco_sync_step(w->sync, &in, out, err);
-    } while (train_repeat_after_loss(w, &st, err));
-    LOCO_TRY(st);
-    double t2 = loco_now_s();
-    LOCO_TRY(train_device_replica_written(w, err));
     dev->crossings++;
-    dev->copy_s += (t1 - t0) + (loco_now_s() - t2);
+    dev->copy_s += (t1 - t0) + (ddp ? 0.0 : loco_now_s() - t2);
     dev->strategy_s += t2 - t1;
     return LOCO_OK;
 }
 
 loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, loco_error *err)
 {
-    if (loco_sync_averages_for_caller(w->cfg.sync.strategy)) {
-        return device_ddp_step(w, loss, out, err);
-    }
     if (!loco_sync_accepts_inner_done(w->cfg.sync.strategy)) {
-        return device_host_step(w, loss, out, err); /* demo */
+        return device_grads_step(w, loss, out, err); /* ddp, demo */
     }
     loco_model *m = w->model;
     size_t n = loco_model_num_params(m);

@@ -137,48 +137,35 @@ assert abs(g - c) < 0.05 * c, (g, c)
 PY
 pass "two Streaming DiLoCo GPU workers agree and match the CPU run"
 
-# 6b. ddp on GPUs (the gradient averaged on the host every step, 4-bit QSGD ring, applied on the
-# devices): identical replicas, CPU-like loss; and a worker killed mid-collective
-ddp=("${common[@]}" --set sync.strategy=ddp --set codec.name=qsgd --set codec.bits=4
-     --set train.steps=40)
-"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${ddp[@]}" \
-  --set run.dir="$LOCO_TMP/gpuddp" >"$LOCO_TMP/gpuddp.log" 2>&1 || true
-"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${ddp[@]}" --set train.device=cpu \
-  --set run.dir="$LOCO_TMP/cpuddp" >"$LOCO_TMP/cpuddp.log" 2>&1 || true
-same_digests "$LOCO_TMP/gpuddp" 2 || { tail -20 "$LOCO_TMP/gpuddp.log"; fail "ddp on GPUs"; }
-python3 - "$LOCO_TMP/gpuddp" "$LOCO_TMP/cpuddp" <<'PY' || fail "ddp GPU vs CPU"
+# 6b. the strategies that take the gradient on the host every step (ddp: averaged there, 4-bit
+# QSGD ring, applied on the devices; demo: DCT top-k exchange and sign step on the host
+# parameters, which go back up): identical replicas, a CPU-like loss, and a worker killed
+# mid-collective. per_step_case NAME ARGS...: the GPU run, the same run on CPU workers, the kill.
+per_step_case() {
+  local name=$1
+  shift
+  local args=("${common[@]}" "$@" --set train.steps=40)
+  "$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${args[@]}" \
+    --set run.dir="$LOCO_TMP/gpu$name" >"$LOCO_TMP/gpu$name.log" 2>&1 || true
+  "$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${args[@]}" --set train.device=cpu \
+    --set run.dir="$LOCO_TMP/cpu$name" >"$LOCO_TMP/cpu$name.log" 2>&1 || true
+  same_digests "$LOCO_TMP/gpu$name" 2 || { tail -20 "$LOCO_TMP/gpu$name.log"; fail "$name on GPUs"; }
+  python3 - "$LOCO_TMP/gpu$name" "$LOCO_TMP/cpu$name" "$name" <<'PY' || fail "$name GPU vs CPU"
 import json, sys
 g, c = (json.load(open(f"{d}/run.json"))["final_val_loss"] for d in sys.argv[1:3])
-print(f"ddp final validation loss: GPU {g:.6f}, CPU {c:.6f}")
+print(f"{sys.argv[3]} final validation loss: GPU {g:.6f}, CPU {c:.6f}")
 assert abs(g - c) < 0.05 * c, (g, c)
 PY
-"$LOCO_SRC/launch/loco-mpirun" -np 3 "$LOCO" train "$cfg" "${ddp[@]}" --set train.steps=30 \
-  --set optim.total_steps=30 --set train.kill_at_step=12 --set train.fault_members=1 \
-  --set "transport.links=1->-1 rate=200mbit" --set run.dir="$LOCO_TMP/gpuddpkill" \
-  >"$LOCO_TMP/gpuddpkill.log" 2>&1 || true
-same_digests "$LOCO_TMP/gpuddpkill" 2 1 || { tail -30 "$LOCO_TMP/gpuddpkill.log"; fail "GPU ddp after a kill"; }
-pass "ddp on GPUs: workers agree, CPU-like loss, survive a kill -9"
-
-# 6b'. DeMo on GPUs (the gradient to the host every step, DCT top-k exchange and sign step on
-# the host parameters, which go back up): identical replicas, CPU-like loss; a kill -9
-demo=("${common[@]}" --set sync.strategy=demo --set optim.lr=0.003 --set train.steps=40)
-"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${demo[@]}" \
-  --set run.dir="$LOCO_TMP/gpudemo" >"$LOCO_TMP/gpudemo.log" 2>&1 || true
-"$LOCO_SRC/launch/loco-mpirun" -np 2 "$LOCO" train "$cfg" "${demo[@]}" --set train.device=cpu \
-  --set run.dir="$LOCO_TMP/cpudemo" >"$LOCO_TMP/cpudemo.log" 2>&1 || true
-same_digests "$LOCO_TMP/gpudemo" 2 || { tail -20 "$LOCO_TMP/gpudemo.log"; fail "demo on GPUs"; }
-python3 - "$LOCO_TMP/gpudemo" "$LOCO_TMP/cpudemo" <<'PY' || fail "demo GPU vs CPU"
-import json, sys
-g, c = (json.load(open(f"{d}/run.json"))["final_val_loss"] for d in sys.argv[1:3])
-print(f"demo final validation loss: GPU {g:.6f}, CPU {c:.6f}")
-assert abs(g - c) < 0.05 * c, (g, c)
-PY
-"$LOCO_SRC/launch/loco-mpirun" -np 3 "$LOCO" train "$cfg" "${demo[@]}" --set train.steps=30 \
-  --set optim.total_steps=30 --set train.kill_at_step=12 --set train.fault_members=1 \
-  --set "transport.links=1->-1 rate=200mbit" --set run.dir="$LOCO_TMP/gpudemokill" \
-  >"$LOCO_TMP/gpudemokill.log" 2>&1 || true
-same_digests "$LOCO_TMP/gpudemokill" 2 1 || { tail -30 "$LOCO_TMP/gpudemokill.log"; fail "GPU demo after a kill"; }
-pass "DeMo on GPUs: workers agree, CPU-like loss, survive a kill -9"
+  "$LOCO_SRC/launch/loco-mpirun" -np 3 "$LOCO" train "$cfg" "${args[@]}" --set train.steps=30 \
+    --set optim.total_steps=30 --set train.kill_at_step=12 --set train.fault_members=1 \
+    --set "transport.links=1->-1 rate=200mbit" --set run.dir="$LOCO_TMP/gpu${name}kill" \
+    >"$LOCO_TMP/gpu${name}kill.log" 2>&1 || true
+  same_digests "$LOCO_TMP/gpu${name}kill" 2 1 ||
+    { tail -30 "$LOCO_TMP/gpu${name}kill.log"; fail "GPU $name after a kill"; }
+  pass "$name on GPUs: workers agree, CPU-like loss, survive a kill -9"
+}
+per_step_case ddp --set sync.strategy=ddp --set codec.name=qsgd --set codec.bits=4
+per_step_case demo --set sync.strategy=demo --set optim.lr=0.003
 
 # 6c. a hung GPU: member 1's GPU stops answering at step 12 (train.hang_at_step); its watchdog
 # (train.gpu_timeout) ends the process, and the two survivors finish with one digest
