@@ -60,7 +60,7 @@ typedef enum lane_job {
     LANE_OPEN,
     LANE_NCCL,
     LANE_STEP,          /* gradient and update (none, diloco, streaming) */
-    LANE_GRADS,         /* gradient only (ddp) */
+    LANE_GRADS,         /* gradient only (ddp, demo) */
     LANE_APPLY_AVERAGE, /* the workers' average up, then the update (ddp) */
     LANE_UPLOAD,
     LANE_UPLOAD_ALL
