@@ -252,8 +252,11 @@ static loco_status topk_run(loco_cuda_ctx *ctx, const float *x, size_t n, size_t
  * rc x cc <= 64 x 64 coefficients, everything in shared memory:
  *   1. load the chunk; 2. tmp = x_chunk Bc^T and 3. X = Br tmp, each output element a sum in the
  *   CPU's order (j, then i, ascending) of products rounded separately (__fmul_rn/__fadd_rn: no
- *   fused multiply-add, as compress/ is built), so X is the CPU's to the bit;
- *   4. the kc-th largest |X| by bisection on its 31 bits (31 block-wide counts); 5. the kept
+ *   fused multiply-add, as compress/ is built), so X is the CPU's to the bit; a thread forms a
+ *   4 x 4 tile of outputs at once where the chunk's sides are multiples of 4 (each operand
+ *   loaded once per 4 products), one output at a time otherwise;
+ *   4. the kc-th largest |X| by a radix select over its 31 bits in three shared-memory
+ *   histograms (bits 30..20, 19..9, 8..0), each followed by one block scan; 5. the kept
  *   coefficients in local-index order by a block scan (ties to the lower local index); 6. their
  *   values at the chunk's place in the value section, their local indices packed LSB first,
  *   byte by byte, in the chunk's index bytes. */
@@ -287,6 +290,110 @@ __device__ __forceinline__ uint32_t block_count(uint32_t mine, uint32_t *cell)
     return total;
 }
 
+/* C (m x n, leading dimension ldc) = A (m x k, lda) B (k x n, ldb), each output summed over p
+ * in order with every product and sum rounded on its own (compress/dct.c's mat_mul_ordered):
+ * a 4 x 4 tile per thread where m and n are multiples of 4, else one output per thread. All
+ * threads of the block call it; the caller synchronises before reading C. */
+__device__ void block_mat_mul_ordered(const float *A, size_t lda, const float *B, size_t ldb,
+                                      float *C, size_t ldc, size_t m, size_t n, size_t k)
+{
+    if (0 == m % 4 && 0 == n % 4) {
+        size_t tiles_per_row = n / 4, tiles = (m / 4) * tiles_per_row;
+        for (size_t t = threadIdx.x; t < tiles; t += DCT_THREADS) {
+            size_t i0 = t / tiles_per_row * 4, j0 = t % tiles_per_row * 4;
+            float acc[4][4];
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    acc[r][c] = 0.0f;
+                }
+            }
+            for (size_t p = 0; p < k; p++) {
+                float a[4], b[4];
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+                    a[r] = A[(i0 + (size_t)r) * lda + p];
+                    b[r] = B[p * ldb + j0 + (size_t)r];
+                }
+#pragma unroll
+                for (int r = 0; r < 4; r++) {
+#pragma unroll
+                    for (int c = 0; c < 4; c++) {
+                        acc[r][c] = __fadd_rn(acc[r][c], __fmul_rn(a[r], b[c]));
+                    }
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    C[(i0 + (size_t)r) * ldc + j0 + (size_t)c] = acc[r][c];
+                }
+            }
+        }
+        return;
+    }
+    for (size_t l = threadIdx.x; l < m * n; l += DCT_THREADS) {
+        size_t i = l / n, j = l % n;
+        float acc = 0.0f;
+        for (size_t p = 0; p < k; p++) {
+            acc = __fadd_rn(acc, __fmul_rn(A[i * lda + p], B[p * ldb + j]));
+        }
+        C[i * ldc + j] = acc;
+    }
+}
+
+/* The kc-th largest key of C[0..m) (keys: |C| bits; ties counted): three passes of a radix
+ * select, 11, 11 and 9 bits from the top, each a shared-memory histogram of the keys that
+ * match the bits fixed so far and one block scan over the bins from the top. hist holds 2048
+ * counts; every thread calls it. */
+__device__ uint32_t block_kth_largest_key(const float *C, size_t m, size_t kc, uint32_t *hist,
+                                          uint32_t *warp_sums, uint32_t *cell)
+{
+    const int shifts[3] = {20, 9, 0}, widths[3] = {11, 11, 9};
+    uint32_t prefix = 0, fixed = 0; /* the bits chosen so far, and which they are */
+    uint32_t need = (uint32_t)kc;   /* rank wanted among the keys that match prefix */
+    for (int pass = 0; pass < 3; pass++) {
+        uint32_t bins = 1u << widths[pass];
+        for (uint32_t b = threadIdx.x; b < bins; b += DCT_THREADS) {
+            hist[b] = 0;
+        }
+        __syncthreads();
+        for (size_t l = threadIdx.x; l < m; l += DCT_THREADS) {
+            uint32_t key = mag_key(C[l]);
+            if ((key & fixed) == prefix) {
+                atomicAdd(&hist[(key >> shifts[pass]) & (bins - 1)], 1u);
+            }
+        }
+        __syncthreads();
+        /* thread t sums bins top - t per .. top - (t + 1) per + 1 (descending), then a scan in
+         * thread order counts the keys in all higher bins */
+        uint32_t per = bins / DCT_THREADS, top = bins - 1 - (uint32_t)threadIdx.x * per, mine = 0;
+        for (uint32_t b = 0; b < per; b++) {
+            mine += hist[top - b];
+        }
+        uint32_t above = block_exclusive_scan(mine, warp_sums);
+        if (above < need && need <= above + mine) { /* the bin of the wanted rank is here */
+            for (uint32_t b = 0; b < per; b++) {
+                uint32_t c = hist[top - b];
+                if (need <= above + c) {
+                    *cell = (top - b) | (need - above) << 12;
+                    break;
+                }
+                above += c;
+            }
+        }
+        __syncthreads();
+        uint32_t bin = *cell & 0xFFFu;
+        need = *cell >> 12;
+        prefix |= bin << shifts[pass];
+        fixed |= (bins - 1) << shifts[pass];
+        __syncthreads(); /* before the next pass clears hist and the scan reuses warp_sums */
+    }
+    return prefix;
+}
+
 __global__ void __launch_bounds__(DCT_THREADS)
     dct_topk_kernel(const float *x, dct_layout g, const float *Br, const float *BcT,
                     uint8_t *payload, int *status)
@@ -294,7 +401,7 @@ __global__ void __launch_bounds__(DCT_THREADS)
     extern __shared__ float dsm[];
     float *xs = dsm, *tmp = dsm + g.m, *C = dsm + 2 * g.m;
     uint32_t *list = reinterpret_cast<uint32_t *>(dsm + 3 * g.m); /* (kc) kept local indices */
-    __shared__ uint32_t cell, warp_sums[DCT_THREADS / 32];
+    __shared__ uint32_t cell, warp_sums[DCT_THREADS / 32], hist[2048];
     size_t q = blockIdx.x;
     const float *chunk = x + (q / g.nbc) * g.rc * g.cols + (q % g.nbc) * g.cc;
     int bad = 0;
@@ -304,26 +411,14 @@ __global__ void __launch_bounds__(DCT_THREADS)
         xs[l] = v;
     }
     __syncthreads();
-    for (size_t l = threadIdx.x; l < g.m; l += DCT_THREADS) { /* tmp[i][v] = sum_j x[i][j] BcT[j][v] */
-        size_t i = l / g.cc, v = l % g.cc;
-        float acc = 0.0f;
-        for (size_t j = 0; j < g.cc; j++) {
-            acc = __fadd_rn(acc, __fmul_rn(xs[i * g.cc + j], BcT[j * g.cc + v]));
-        }
-        tmp[l] = acc;
-    }
+    block_mat_mul_ordered(xs, g.cc, BcT, g.cc, tmp, g.cc, g.rc, g.cc, g.cc); /* x Bc^T, over j */
+    __syncthreads();
+    block_mat_mul_ordered(Br, g.rc, tmp, g.cc, C, g.cc, g.rc, g.cc, g.rc); /* Br tmp, over i */
     __syncthreads();
     int overflow = 0;
-    for (size_t l = threadIdx.x; l < g.m; l += DCT_THREADS) { /* X[u][v] = sum_i Br[u][i] tmp[i][v] */
-        size_t u = l / g.cc, v = l % g.cc;
-        float acc = 0.0f;
-        for (size_t i = 0; i < g.rc; i++) {
-            acc = __fadd_rn(acc, __fmul_rn(Br[u * g.rc + i], tmp[i * g.cc + v]));
-        }
-        C[l] = acc;
-        overflow |= !isfinite(acc);
+    for (size_t l = threadIdx.x; l < g.m; l += DCT_THREADS) {
+        overflow |= !isfinite(C[l]);
     }
-    __syncthreads();
     if (0 != block_count(bad, &cell)) {
         if (0 == threadIdx.x) {
             atomicOr(status, 2);
@@ -337,16 +432,7 @@ __global__ void __launch_bounds__(DCT_THREADS)
         return;
     }
     /* the kc-th largest magnitude key T: the largest T with count(key >= T) >= kc */
-    uint32_t T = 0;
-    for (int bit = 30; bit >= 0; bit--) {
-        uint32_t cand = T | (1u << bit), mine = 0;
-        for (size_t l = threadIdx.x; l < g.m; l += DCT_THREADS) {
-            mine += mag_key(C[l]) >= cand;
-        }
-        if (block_count(mine, &cell) >= g.kc) {
-            T = cand;
-        }
-    }
+    uint32_t T = block_kth_largest_key(C, g.m, g.kc, hist, warp_sums, &cell);
     uint32_t mine = 0;
     for (size_t l = threadIdx.x; l < g.m; l += DCT_THREADS) {
         mine += mag_key(C[l]) > T;
