@@ -167,6 +167,18 @@ static void chunk_inverse_add(const float *X, size_t rc, size_t cc, const float 
     }
 }
 
+/* The row and column bases of g's chunks (computed once when the chunk is square: a basis
+ * costs m * m double cosines). */
+static void chunk_bases(const loco_dct_geom *g, float *Br, float *Bc)
+{
+    loco_dct_basis(g->rc, Br);
+    if (g->cc == g->rc) {
+        memcpy(Bc, Br, g->rc * g->rc * sizeof(float));
+    } else {
+        loco_dct_basis(g->cc, Bc);
+    }
+}
+
 /* Bc transposed (m x m). */
 static void basis_transpose(const float *B, size_t m, float *BT)
 {
@@ -184,8 +196,7 @@ static void dct_transform(const float *in, size_t rows, size_t cols, float *out,
     loco_dct_geom_init(&g, rows, cols, 1);
     float Br[DCT_MAX * DCT_MAX], BrT[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX],
         BcT[DCT_MAX * DCT_MAX];
-    loco_dct_basis(g.rc, Br);
-    loco_dct_basis(g.cc, Bc);
+    chunk_bases(&g, Br, Bc);
     basis_transpose(Br, g.rc, BrT);
     basis_transpose(Bc, g.cc, BcT);
 #pragma omp parallel for schedule(static) if (rows * cols >= 65536)
@@ -328,8 +339,7 @@ static loco_status dct_encode(const loco_codec *codec, loco_codec_state *state, 
         return loco_error_set(err, LOCO_ERR_NONFINITE, "dct_topk encode: input has NaN or Inf");
     }
     float Br[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX], BcT[DCT_MAX * DCT_MAX];
-    loco_dct_basis(g.rc, Br);
-    loco_dct_basis(g.cc, Bc);
+    chunk_bases(&g, Br, Bc);
     basis_transpose(Bc, g.cc, BcT);
     uint8_t *idx_region = payload + 4 * g.K;
     int overflow = 0;
@@ -442,8 +452,7 @@ static loco_status dct_decode_add(const loco_wire *w, const uint8_t *payload, si
     loco_dct_geom g;
     LOCO_TRY(dct_validate(w, payload, len, n, &g, err));
     float Br[DCT_MAX * DCT_MAX], BrT[DCT_MAX * DCT_MAX], Bc[DCT_MAX * DCT_MAX];
-    loco_dct_basis(g.rc, Br);
-    loco_dct_basis(g.cc, Bc);
+    chunk_bases(&g, Br, Bc);
     basis_transpose(Br, g.rc, BrT);
     const bool sparse = g.kc < g.rc + g.cc;
 #pragma omp parallel for schedule(static) if (n >= 65536)
