@@ -250,6 +250,19 @@ static sim *sim_new(int world, int steps, loco_sync_strategy strategy)
     return s;
 }
 
+/* Noisy gradients towards per-worker centers c0, c1, c2 (the heterogeneous quadratic several
+ * tests share), parameters starting at 0.1 i. */
+static void sim_noisy(sim *s, float c0, float c1, float c2)
+{
+    s->rule = GRAD_NOISY;
+    s->c[0] = c0;
+    s->c[1] = c1;
+    s->c[2] = c2;
+    for (size_t i = 0; i < s->table.numel; i++) {
+        s->init[i] = 0.1f * (float)i;
+    }
+}
+
 static void sim_free(sim *s)
 {
     loco_tensor_table_free(&s->table);
@@ -355,13 +368,7 @@ static void compare_delta_encoder(loco_codec_id id)
         s->sp.compress = true;
         s->sp.codec = loco_codec_params_default(id);
         s->sp.codec.density = 0.25f;
-        s->rule = GRAD_NOISY;
-        s->c[0] = 0.5f;
-        s->c[1] = -0.25f;
-        s->c[2] = 1.5f;
-        for (int i = 0; i < 16; i++) {
-            s->init[i] = 0.1f * (float)i;
-        }
+        sim_noisy(s, 0.5f, -0.25f, 1.5f);
         s->inner_done = 1 == k;
         s->delta_encoder = 1 == k;
         sim_run(s);
@@ -829,12 +836,7 @@ static void compare_inner_done(loco_sync_strategy strategy, int delay, bool code
             s->sp.codec = loco_codec_params_default(LOCO_CODEC_MAXMIN);
             s->sp.codec.bits = 8;
         }
-        s->rule = GRAD_NOISY;
-        s->c[0] = 0.5f;
-        s->c[1] = -0.25f;
-        for (size_t i = 0; i < s->table.numel; i++) {
-            s->init[i] = 0.1f * (float)i;
-        }
+        sim_noisy(s, 0.5f, -0.25f, 0.0f);
         s->inner_done = 1 == k;
         sim_run(s);
         runs[k] = s;
@@ -887,13 +889,7 @@ static void compare_update_by_caller(loco_codec_id id, loco_ef_mode ef)
             s->sp.codec.density = 0.25f;
         }
         s->sp.ef.mode = ef;
-        s->rule = GRAD_NOISY;
-        s->c[0] = 0.5f;
-        s->c[1] = -0.25f;
-        s->c[2] = 1.5f;
-        for (int i = 0; i < 16; i++) {
-            s->init[i] = 0.1f * (float)i;
-        }
+        sim_noisy(s, 0.5f, -0.25f, 1.5f);
         s->update_by_caller = 1 == k;
         sim_run(s);
         runs[k] = s;
@@ -995,13 +991,7 @@ Test(sync, identical_state_after_every_sync)
             s->sp.codec.rank = 1;
         }
         s->sp.ef.mode = var->ef;
-        s->rule = GRAD_NOISY;
-        s->c[0] = 0.5f;
-        s->c[1] = -1.0f;
-        s->c[2] = 2.0f;
-        for (size_t i = 0; i < s->table.numel; i++) {
-            s->init[i] = 0.1f * (float)i;
-        }
+        sim_noisy(s, 0.5f, -1.0f, 2.0f);
         sim_run(s);
         cr_assert(s->n_synced[0] >= 4, "%s: %d syncs", var->name, s->n_synced[0]);
         size_t n = s->table.numel;
