@@ -833,4 +833,9 @@ Test(bench, compress_bench_runs_on_a_small_size_and_writes_json)
     unlink(path);
     char *bad[] = {"compress", "--codecs", "zip", NULL};
     cr_expect_eq(2, loco_bench_compress(3, bad));
+    char *nearest[] = {"compress", "--sizes", "8K", "--reps", "1", "--codecs", "maxmin,ternary",
+                       "--rounding", "nearest", NULL};
+    cr_expect_eq(0, loco_bench_compress(9, nearest));
+    char *bad_rounding[] = {"compress", "--rounding", "up", NULL};
+    cr_expect_eq(2, loco_bench_compress(3, bad_rounding));
 }
