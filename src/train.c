@@ -400,11 +400,7 @@ static loco_status train_step(worker *w, loco_error *err)
                                 .optim = &w->optim,
                                 .lr = loco_optim_lr(&w->cfg.optim, w->step),
                                 .step = w->step};
-        loco_status st;
-        do {
-            st = loco_sync_step(w->sync, &in, &out, err);
-        } while (train_repeat_after_loss(w, &st, err));
-        LOCO_TRY(st);
+        LOCO_TRY(train_sync_step(w, &in, &out, err));
     }
     w->repeats_in_row = 0;
     w->tokens += (double)t->batch * t->seq_len;

@@ -707,11 +707,7 @@ static loco_status device_grads_step(worker *w, float *loss, loco_sync_step_out 
                             .lr = loco_optim_lr(&w->cfg.optim, w->step),
                             .step = w->step,
                             .update_by_caller = ddp};
-    loco_status st;
-    do { /* after a lost worker: the survivors re-form and repeat the communication */
-        st = loco_sync_step(w->sync, &in, out, err);
-    } while (train_repeat_after_loss(w, &st, err));
-    LOCO_TRY(st);
+    LOCO_TRY(train_sync_step(w, &in, out, err));
     double t2 = loco_now_s();
     if (ddp) {
         LOCO_TRY(lanes_run(dev, LANE_APPLY_AVERAGE, 0, err));
@@ -761,11 +757,7 @@ loco_status train_device_step(worker *w, float *loss, loco_sync_step_out *out, l
                             .inner_done = true,
                             .inner_grad_norm = norm,
                             .delta_encoder = dev->encodes ? &dev->encoder : NULL};
-    loco_status st;
-    do { /* after a lost worker: the survivors re-form and repeat the communication */
-        st = loco_sync_step(w->sync, &in, out, err);
-    } while (train_repeat_after_loss(w, &st, err));
-    LOCO_TRY(st);
+    LOCO_TRY(train_sync_step(w, &in, out, err));
     double t2 = loco_now_s();
     if (uses) {
         LOCO_TRY(train_device_replica_written(w, err));

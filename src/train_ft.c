@@ -271,6 +271,16 @@ bool train_repeat_after_loss(worker *w, loco_status *st, loco_error *err)
     return true;
 }
 
+loco_status train_sync_step(worker *w, const loco_sync_step_in *in, loco_sync_step_out *out,
+                            loco_error *err)
+{
+    loco_status st;
+    do {
+        st = loco_sync_step(w->sync, in, out, err);
+    } while (train_repeat_after_loss(w, &st, err));
+    return st;
+}
+
 /* ---------------------------------------------------------------------------------------------
  * Sync points */
 

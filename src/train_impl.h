@@ -95,6 +95,10 @@ loco_status train_deal_data(worker *w, loco_error *err);
  * lost worker ends the run with a message saying so. */
 bool train_repeat_after_loss(worker *w, loco_status *st, loco_error *err);
 
+/* The strategy's step (loco_sync_step) so wrapped: repeated after a lost worker. */
+loco_status train_sync_step(worker *w, const loco_sync_step_in *in, loco_sync_step_out *out,
+                            loco_error *err);
+
 /* Start/stop the thread that turns SIGTERM into a leave at the next sync point and, for tests,
  * kills this worker mid-collective (train.kill_at_step). SIGTERM must already be blocked in
  * every thread (train_block_sigterm, before any thread exists). */
