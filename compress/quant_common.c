@@ -455,6 +455,49 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
 
 /* ---- decode --------------------------------------------------------------------------------- */
 
+bool loco_packed_has_code(const uint8_t *packed, size_t len, int bits, unsigned bad)
+{
+    if (4 == bits || 8 == bits) {
+        /* x = word ^ (bad in every field): a field of x is zero where the code is bad; the
+         * borrow trick (x - 0x11..) & ~x & 0x88.. is non-zero iff some field is zero */
+        const uint64_t ones = 8 == bits ? 0x0101010101010101ull : 0x1111111111111111ull;
+        const uint64_t high = ones << (bits - 1), pattern = ones * bad;
+        size_t bytes = (len * (size_t)bits + 7) / 8, words = bytes / 8;
+        uint64_t hit = 0;
+        for (size_t w = 0; w < words; w++) {
+            uint64_t v;
+            memcpy(&v, packed + 8 * w, 8);
+            v ^= pattern;
+            hit |= (v - ones) & ~v & high;
+        }
+        if (0 != hit) {
+            return true;
+        }
+        size_t done = words * 8 * 8 / (size_t)bits; /* codes in the whole words */
+        for (size_t i = done; i < len; i++) {
+            unsigned code = 8 == bits ? packed[i] : (unsigned)(packed[i / 2] >> (4 * (i % 2))) & 15u;
+            if (code == bad) {
+                return true;
+            }
+        }
+        return false;
+    }
+    uint8_t codes[LOCO_CODEC_TILE];
+    for (size_t off = 0; off < len; off += LOCO_CODEC_TILE) {
+        size_t m = len - off < LOCO_CODEC_TILE ? len - off : LOCO_CODEC_TILE;
+        /* a tile of b-bit codes starts on a byte: LOCO_CODEC_TILE is a multiple of 8 */
+        loco_bitunpack(packed + off / 8 * (size_t)bits, m, bits, codes);
+        unsigned found = 0;
+        for (size_t i = 0; i < m; i++) {
+            found |= codes[i] == bad;
+        }
+        if (found) {
+            return true;
+        }
+    }
+    return false;
+}
+
 loco_status loco_qcheck_nonneg_scale(const float *scales, int bits)
 {
     if (!isfinite(scales[0])) {
@@ -509,14 +552,12 @@ loco_status loco_quant_decode_add(const loco_qkind *kind, const loco_wire *w,
 #pragma omp parallel for schedule(static) reduction(| : bad) if (n >= 65536)
     for (size_t i = 0; i < L.items; i++) {
         qitem it = qlayout_item(&L, i);
-        uint8_t codes[LOCO_CODEC_TILE];
         if (0 == it.len) {
             continue;
         }
         bool ok = run_valid(L.bits, payload + it.code_off, it.len);
         if (ok && NULL != kind->codes_ok) { /* not every b-bit value is a code */
-            run_unpack(L.bits, payload + it.code_off, it.len, codes);
-            ok = kind->codes_ok(codes, it.len, bits);
+            ok = kind->codes_ok(payload + it.code_off, it.len, bits);
         }
         bad |= !ok;
     }

@@ -44,8 +44,9 @@ typedef struct loco_qkind {
     bool stochastic;   /* uses random draws when params.stochastic (sign never does) */
     int scale_floats;  /* fp32 values per bucket in the scales region */
     unsigned stats;    /* LOCO_QSTAT_* the scales need */
-    /* Decoder check that every code is in the alphabet (NULL: every b-bit value is valid). */
-    bool (*codes_ok)(const uint8_t *codes, size_t len, int bits);
+    /* Decoder check that every code of a packed run of len codes is in the alphabet (NULL:
+     * every b-bit value is valid); padding is already known to be zero. */
+    bool (*codes_ok)(const uint8_t *packed, size_t len, int bits);
     /* Scales of one bucket of len elements from its statistics; LOCO_ERR_RANGE if the result
      * is not representable in fp32. */
     loco_status (*scales)(const loco_codec_params *p, int bits, const loco_qstats *st,
@@ -56,7 +57,7 @@ typedef struct loco_qkind {
                      uint8_t *codes);
     /* Decoder check of one bucket's scales: LOCO_ERR_NONFINITE / LOCO_ERR_RANGE. */
     loco_status (*check_scales)(const float *scales, int bits);
-    /* out[i] += scale * value(codes[i]) for len elements. */
+    /* out[i] += scale * value(codes[i]) for len elements (NULL when dequant_add_packed is set). */
     void (*dequant_add)(const uint8_t *codes, size_t len, const float *scales, int bits,
                         float scale, float *out);
     /* Optional: the same straight from a validated packed run (skips unpacking); NULL if none. */
@@ -94,6 +95,11 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
 loco_status loco_quant_decode_add(const loco_qkind *kind, const loco_wire *w,
                                   const uint8_t *payload, size_t len, float *out, size_t n,
                                   float scale, loco_error *err);
+
+/* Does a packed run of len b-bit codes hold the code `bad` (all of its b bits set or all clear
+ * but one pattern)? Nibble-wide (b = 4) and byte-wide (b = 8) runs are checked word by word
+ * without unpacking; other widths are unpacked a tile at a time. */
+bool loco_packed_has_code(const uint8_t *packed, size_t len, int bits, unsigned bad);
 
 /* Scale check shared by families with one scale that must be finite and >= 0. */
 loco_status loco_qcheck_nonneg_scale(const float *scales, int bits);

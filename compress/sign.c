@@ -5,6 +5,10 @@
  * deterministic; params.stochastic is ignored. */
 #include "quant_impl.h"
 
+#if defined(__AVX2__)
+#include <immintrin.h>
+#endif
+
 static loco_status sign_scales(const loco_codec_params *p, int bits, const loco_qstats *st,
                                size_t len, float *scales)
 {
@@ -26,18 +30,31 @@ static void sign_quantize(const float *x, size_t len, const float *scales, int b
     }
 }
 
-static void sign_dequant_add(const uint8_t *codes, size_t len, const float *scales, int bits,
-                             float scale, float *out)
+/* out[i] += bit i ? -v : v straight from the packed bits (LSB first): with AVX2, each byte is
+ * broadcast to 8 lanes, each lane tests its own bit and selects -v or v. */
+static void sign_dequant_add_packed(const uint8_t *packed, size_t len, const float *scales,
+                                    int bits, float scale, float *out)
 {
     float v = scale * scales[0];
-    for (size_t i = 0; i < len; i++) {
-        out[i] += codes[i] ? -v : v;
+    size_t i = 0;
+#if defined(__AVX2__)
+    const __m256i lane_bit = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+    const __m256 plus = _mm256_set1_ps(v), minus = _mm256_set1_ps(-v);
+    for (; i + 8 <= len; i += 8) {
+        __m256i b = _mm256_and_si256(_mm256_set1_epi32(packed[i / 8]), lane_bit);
+        __m256 neg = _mm256_castsi256_ps(_mm256_cmpeq_epi32(b, lane_bit));
+        float *o = out + i;
+        _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), _mm256_blendv_ps(plus, minus, neg)));
+    }
+#endif
+    for (; i < len; i++) {
+        out[i] += (packed[i / 8] >> (i % 8)) & 1 ? -v : v;
     }
 }
 
 static const loco_qkind sign_kind = {
     "sign", false, 1, 1, 1, false, 1, LOCO_QSTAT_SUMABS, NULL,
-    sign_scales, sign_quantize, loco_qcheck_nonneg_scale, sign_dequant_add, NULL, true,
+    sign_scales, sign_quantize, loco_qcheck_nonneg_scale, NULL, sign_dequant_add_packed, true,
 };
 
 LOCO_QUANT_OPS(sign, sign_kind);

@@ -780,6 +780,45 @@ Test(wire, codes_outside_the_alphabet_are_format_errors)
     loco_codec_free(c);
 }
 
+/* Set code i of a b-bit run (b = 4 or 8) that starts at byte `run`. */
+static void set_code(uint8_t *m, size_t run, size_t i, int bits, unsigned code)
+{
+    if (8 == bits) {
+        m[run + i] = (uint8_t)code;
+        return;
+    }
+    uint8_t *b = m + run + i / 2;
+    *b = (uint8_t)(i % 2 ? (*b & 0x0F) | code << 4 : (*b & 0xF0) | code);
+}
+
+Test(wire, a_single_bad_code_is_found_anywhere_in_a_run)
+{
+    /* word-at-a-time checks of nibble and byte runs: a lone bad code in either nibble, inside
+     * a whole 8-byte word and in the bytes after the last one (523 = 512 + 11 codes) */
+    const size_t n = 523, at[] = {0, 1, 13, 126, 127, 511, 512, 517, 522};
+    float x[523];
+    fill_normal(x, n, 13);
+    for (int kind = 0; kind < 3; kind++) {
+        loco_codec_params p = loco_codec_params_default(0 == kind ? LOCO_CODEC_FP4 : LOCO_CODEC_QSGD);
+        p.bits = 2 == kind ? 8 : 4;
+        unsigned bad = 0 == kind ? 8u : (1u << p.bits) - 1u;
+        loco_codec *c = test_codec(p);
+        for (size_t a = 0; a < sizeof at / sizeof at[0]; a++) {
+            size_t len;
+            uint8_t *m = test_encode(c, NULL, x, n, NULL, &len);
+            size_t bucket = at[a] / 512, run = 72 + 8 + bucket * 512 * (size_t)p.bits / 8;
+            set_code(m, run, at[a] % 512, p.bits, bad);
+            fix_crc(m, len);
+            char what[64];
+            snprintf(what, sizeof what, "%s bits %d code %u at %zu", loco_codec_name(p.id), p.bits,
+                     bad, at[a]);
+            expect_reject(c, m, len, n, LOCO_ERR_FORMAT, what);
+            free(m);
+        }
+        loco_codec_free(c);
+    }
+}
+
 Test(wire, dense_payload_nan_and_peek)
 {
     float x[10] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
