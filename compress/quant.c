@@ -237,13 +237,19 @@ static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loc
     if (!(unit <= FLT_MAX)) {
         return LOCO_ERR_RANGE;
     }
-    /* a zero minimum is +0: min(-0, +0) depends on which the reduction met first (SIMD width,
-     * GPU lanes), and the bytes must not */
+    /* a zero minimum and a zero unit are +0: min(-0, +0) and max(-0, +0) depend on which the
+     * reduction met first (SIMD width, GPU lanes), and the bytes must not (the unit of an all-zero
+     * bucket is max - min: -0 for max -0 and min +0); elsewhere the signs of zeros do not reach
+     * the scales */
     scales[0] = 0.0f == st->min ? 0.0f : st->min;
-    scales[1] = (float)unit;
-    /* round the unit up if fp32 rounding (subnormal units) left the grid short of the max */
+    scales[1] = 0.0 == unit ? 0.0f : (float)unit;
+    /* round the unit up if fp32 rounding (subnormal units) left the grid short of the max: the
+     * next float up of a positive one is its bit pattern plus one (as nextafterf) */
     if ((double)scales[1] * levels < (double)st->max - (double)st->min) {
-        scales[1] = nextafterf(scales[1], INFINITY);
+        uint32_t b;
+        memcpy(&b, &scales[1], 4);
+        b += 1;
+        memcpy(&scales[1], &b, 4);
     }
     /* the decoder refuses a top level beyond fp32 (maxmin_check_scales): so does the encoder */
     return maxmin_check_scales(scales, bits);

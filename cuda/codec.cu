@@ -218,8 +218,8 @@ __device__ int quant_scales(const qconst &q, float mn, float mx, uint32_t am, do
         if (!(unit <= FLT_MAX)) {
             return 1;
         }
-        sc[0] = 0.0f == mn ? 0.0f : mn; /* a zero minimum is +0, as on the CPU */
-        sc[1] = (float)unit;
+        sc[0] = 0.0f == mn ? 0.0f : mn; /* a zero minimum and unit are +0, as on the CPU */
+        sc[1] = 0.0 == unit ? 0.0f : (float)unit;
         /* round the unit up if fp32 rounding (subnormal units) left the grid short of the max */
         if (__dmul_rn((double)sc[1], levels) < __dsub_rn((double)mx, (double)mn)) {
             sc[1] = nextafterf(sc[1], INFINITY);

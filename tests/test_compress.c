@@ -780,6 +780,32 @@ Test(wire, codes_outside_the_alphabet_are_format_errors)
     loco_codec_free(c);
 }
 
+Test(codec, zero_buckets_encode_alike_whatever_the_signs_of_their_zeros)
+{
+    /* min(-0, +0) and max(-0, +0) depend on the reduction order (SIMD width, GPU lanes): the
+     * scales must not, so every arrangement of signed zeros gives the bytes of all +0 */
+    const size_t n = 1000;
+    float x[1000], zero[1000] = {0};
+    loco_codec *c = test_codec(loco_codec_params_default(LOCO_CODEC_MAXMIN));
+    size_t len0;
+    uint8_t *want = test_encode(c, NULL, zero, n, NULL, &len0);
+    for (int pattern = 0; pattern < 6; pattern++) {
+        for (size_t i = 0; i < n; i++) {
+            bool neg = 0 == pattern ? true : 1 == pattern ? i % 2 : 2 == pattern ? i % 33 == 5
+                       : 3 == pattern ? i >= n / 2 : 4 == pattern ? i < 31 : i % 7 != 0;
+            x[i] = neg ? -0.0f : 0.0f;
+        }
+        size_t len;
+        uint8_t *m = test_encode(c, NULL, x, n, NULL, &len);
+        cr_assert_eq(len, len0);
+        cr_assert(0 == memcmp(m, want, len), "pattern %d of signed zeros changed the bytes",
+                  pattern);
+        free(m);
+    }
+    free(want);
+    loco_codec_free(c);
+}
+
 /* Set code i of a b-bit run (b = 4 or 8) that starts at byte `run`. */
 static void set_code(uint8_t *m, size_t run, size_t i, int bits, unsigned code)
 {
