@@ -475,9 +475,9 @@ static void fp4_lut(float absmax, float scale, float lut[16])
     }
 }
 
-/* out[i] += lut[code i] straight from the packed nibbles (element 2 k in the low nibble of byte k): with
- * AVX2, 16 codes per step, each looked up in the 16-entry table by two in-register permutes
- * (entries 0..7 and 8..15) and a blend on the code's bit 3. */
+/* out[i] += lut[code i] straight from the packed nibbles (element 2 k in the low nibble of byte
+ * k): with AVX2, 16 codes per step, each looked up in the 16-entry table by two in-register
+ * permutes (entries 0..7 and 8..15) and a blend on the code's bit 3. */
 static void fp4_dequant_add_packed(const uint8_t *packed, size_t len, const float *scales,
                                    int bits, float scale, float *out)
 {

@@ -475,7 +475,7 @@ bool loco_packed_has_code(const uint8_t *packed, size_t len, int bits, unsigned 
         }
         size_t done = words * 8 * 8 / (size_t)bits; /* codes in the whole words */
         for (size_t i = done; i < len; i++) {
-            unsigned code = 8 == bits ? packed[i] : (unsigned)(packed[i / 2] >> (4 * (i % 2))) & 15u;
+            unsigned code = 8 == bits ? packed[i] : (packed[i / 2] >> (4 * (i % 2))) & 15u;
             if (code == bad) {
                 return true;
             }

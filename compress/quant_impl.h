@@ -96,9 +96,9 @@ loco_status loco_quant_decode_add(const loco_qkind *kind, const loco_wire *w,
                                   const uint8_t *payload, size_t len, float *out, size_t n,
                                   float scale, loco_error *err);
 
-/* Does a packed run of len b-bit codes hold the code `bad` (all of its b bits set or all clear
- * but one pattern)? Nibble-wide (b = 4) and byte-wide (b = 8) runs are checked word by word
- * without unpacking; other widths are unpacked a tile at a time. */
+/* Does a packed run of len b-bit codes hold the code `bad`? Nibble-wide (b = 4) and byte-wide
+ * (b = 8) runs are checked eight bytes at a time without unpacking; other widths are unpacked a
+ * tile at a time. */
 bool loco_packed_has_code(const uint8_t *packed, size_t len, int bits, unsigned bad);
 
 /* Scale check shared by families with one scale that must be finite and >= 0. */

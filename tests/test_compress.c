@@ -825,7 +825,8 @@ Test(wire, a_single_bad_code_is_found_anywhere_in_a_run)
     float x[523];
     fill_normal(x, n, 13);
     for (int kind = 0; kind < 3; kind++) {
-        loco_codec_params p = loco_codec_params_default(0 == kind ? LOCO_CODEC_FP4 : LOCO_CODEC_QSGD);
+        loco_codec_id id = 0 == kind ? LOCO_CODEC_FP4 : LOCO_CODEC_QSGD;
+        loco_codec_params p = loco_codec_params_default(id);
         p.bits = 2 == kind ? 8 : 4;
         unsigned bad = 0 == kind ? 8u : (1u << p.bits) - 1u;
         loco_codec *c = test_codec(p);
