@@ -60,11 +60,15 @@ static void demo_free(loco_sync *s)
     free(d);
 }
 
-/* update = IDCT(mean of the gathered coefficients), unit by unit. */
+/* update = IDCT(mean of the gathered coefficients), unit by unit. The whole-vector passes run
+ * on every core (element by element: the same bits at any thread count). */
 static loco_status gathered_update(loco_sync *s, demo_state *d, loco_error *err)
 {
-    memset(d->coef, 0, s->n * sizeof(float));
-    memset(d->count, 0, s->n * sizeof(float));
+#pragma omp parallel for schedule(static) if (s->n >= 65536)
+    for (size_t i = 0; i < s->n; i++) {
+        d->coef[i] = 0.0f;
+        d->count[i] = 0.0f;
+    }
     for (int r = 0; r < s->world; r++) {
         for (int u = 0; u < d->x.count; u++) {
             const sync_unit *unit = &d->x.units[u];
@@ -76,6 +80,7 @@ static loco_status gathered_update(loco_sync *s, demo_state *d, loco_error *err)
                                                err));
         }
     }
+#pragma omp parallel for schedule(static) if (s->n >= 65536)
     for (size_t i = 0; i < s->n; i++) { /* a mean where anything was sent (branch-free: the
                                           * loop vectorises; x / 1 is exact) */
         d->coef[i] /= d->count[i] > 0.0f ? d->count[i] : 1.0f;
@@ -129,6 +134,7 @@ static loco_status demo_step(loco_sync *s, const loco_sync_step_in *in, loco_syn
         float keep = t->ndim >= 2 ? 1.0f - lr * wd : 1.0f;
         float *p = in->params + t->offset;
         const float *u = d->update + t->offset;
+#pragma omp parallel for schedule(static) if (t->numel >= 65536)
         for (size_t j = 0; j < t->numel; j++) { /* sign(u) as 1, -1 or 0, branch-free */
             float sign = (float)((u[j] > 0.0f) - (u[j] < 0.0f));
             p[j] = p[j] * keep - lr * sign;
