@@ -28,12 +28,61 @@ static size_t dense_payload_bound(const loco_codec_params *p, size_t n, size_t r
     return n * dense_elem_bytes(p->id);
 }
 
-/* fp16 / bf16 of a tile of finite values; returns nonzero if one overflowed to Inf. bf16 rounds
- * to nearest even with integer arithmetic (exactly loco_f32_to_bf16 for finite values, and
- * vectorisable); fp16 uses base/half.h. */
-static uint32_t half_encode_tile(loco_codec_id id, const float *x, size_t len, uint16_t *h)
+/* Is any of the len floats at x (raw bytes, any alignment) NaN or Inf? */
+static uint32_t tile_nonfinite(const uint8_t *x, size_t len)
 {
+    uint32_t bad = 0;
+    for (size_t i = 0; i < len; i++) {
+        uint32_t u;
+        memcpy(&u, x + 4 * i, 4);
+        bad |= (uint32_t)(0x7F800000u == (u & 0x7F800000u));
+    }
+    return bad;
+}
+
+/* Messages at least this large are written with streaming (non-temporal) stores: a plain store
+ * first reads the destination line into the cache, a third stream of memory traffic that a
+ * large copy cannot afford (glibc's memcpy switches the same way, near the size of the L3). */
+#define DENSE_STREAM_BYTES ((size_t)8 << 20)
+
+/* dst[0..bytes) = src: with streaming stores for the 32-byte-aligned middle when `stream` (and
+ * AVX2), else memcpy. The caller fences (_mm_sfence) before the bytes are read elsewhere. */
+static void dense_copy(uint8_t *dst, const void *src, size_t bytes, bool stream)
+{
+#if defined(__AVX2__)
+    if (stream && bytes >= 64) {
+        const uint8_t *s = src;
+        size_t head = (32 - ((uintptr_t)dst & 31)) & 31;
+        memcpy(dst, s, head);
+        size_t i = head;
+        for (; i + 32 <= bytes; i += 32) {
+            _mm256_stream_si256((__m256i *)(dst + i), _mm256_loadu_si256((const __m256i *)(s + i)));
+        }
+        memcpy(dst + i, s + i, bytes - i);
+        return;
+    }
+#endif
+    (void)stream;
+    memcpy(dst, src, bytes);
+}
+
+/* One tile of the dense encoders: the tile's values (as payload bytes: fp32, fp16 or bf16),
+ * with *nonfinite set if an input is NaN or Inf and the return nonzero if a finite value
+ * overflowed the format (fp16 beyond 65504, bf16 beyond its largest finite value). bf16 rounds
+ * to nearest even with integer arithmetic (exactly loco_f32_to_bf16 for finite values); fp16 by
+ * the F16C conversion where the compiler targets it (round to nearest even: equal to
+ * loco_f32_to_f16 for every finite float, checked over all 2^32 bit patterns), else base/half.h.
+ * Inputs are read once, the tile is still in L1 for the checks. */
+static uint32_t dense_encode_tile(loco_codec_id id, const float *x, size_t len, uint8_t *out,
+                                  bool stream, uint32_t *nonfinite)
+{
+    *nonfinite = tile_nonfinite((const uint8_t *)x, len);
     uint32_t overflow = 0;
+    if (LOCO_CODEC_NONE == id) {
+        dense_copy(out, x, 4 * len, stream);
+        return 0;
+    }
+    uint16_t h[LOCO_CODEC_TILE];
     if (LOCO_CODEC_BF16 == id) {
         for (size_t i = 0; i < len; i++) {
             uint32_t u;
@@ -42,33 +91,56 @@ static uint32_t half_encode_tile(loco_codec_id id, const float *x, size_t len, u
             h[i] = (uint16_t)r;
             overflow |= (uint32_t)(0x7F80u == (r & 0x7F80u));
         }
-        return overflow;
+    } else {
+        size_t i = 0;
+#if defined(__F16C__) && defined(__AVX2__)
+        for (; i + 8 <= len; i += 8) {
+            __m128i v = _mm256_cvtps_ph(_mm256_loadu_ps(x + i),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+            _mm_storeu_si128((__m128i *)(h + i), v);
+        }
+#endif
+        for (; i < len; i++) {
+            h[i] = loco_f32_to_f16(x[i]);
+        }
+        for (i = 0; i < len; i++) {
+            overflow |= (uint32_t)(0x7C00u == (h[i] & 0x7C00u));
+        }
     }
-    for (size_t i = 0; i < len; i++) {
-        h[i] = loco_f32_to_f16(x[i]);
-        overflow |= (uint32_t)(0x7C00u == (h[i] & 0x7C00u));
-    }
+    dense_copy(out, h, 2 * len, stream);
     return overflow;
 }
 
-/* out[i] += scale * value(h[i]) for validated (finite) fp16 / bf16 values. fp16 builds both the
- * normal and the subnormal reading and picks one on integer bits (vectorisable; equal to
- * loco_f16_to_f32 for finite values). */
-static LOCO_NO_TRAPPING_MATH void half_decode_add_tile(loco_codec_id id, const uint16_t *h,
+/* out[i] += scale * value(h[i]) for validated (finite) fp16 / bf16 values at h (raw bytes).
+ * fp16 by the F16C conversion where available (exact, like every fp16 -> fp32 conversion), else
+ * both the normal and the subnormal reading built and one picked on integer bits (vectorisable;
+ * equal to loco_f16_to_f32 for finite values). */
+static LOCO_NO_TRAPPING_MATH void half_decode_add_tile(loco_codec_id id, const uint8_t *hb,
                                                        size_t len, float scale, float *out)
 {
     if (LOCO_CODEC_BF16 == id) {
         for (size_t i = 0; i < len; i++) {
-            uint32_t u = (uint32_t)h[i] << 16;
+            uint16_t h;
+            memcpy(&h, hb + 2 * i, 2);
+            uint32_t u = (uint32_t)h << 16;
             float v;
             memcpy(&v, &u, 4);
             out[i] += scale * v;
         }
         return;
     }
-    for (size_t i = 0; i < len; i++) {
-        uint32_t sign = (uint32_t)(h[i] & 0x8000u) << 16, e = (h[i] >> 10) & 0x1Fu,
-                 m = h[i] & 0x3FFu;
+    size_t i = 0;
+#if defined(__F16C__) && defined(__AVX2__)
+    const __m256 s = _mm256_set1_ps(scale);
+    for (; i + 8 <= len; i += 8) {
+        __m256 v = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(hb + 2 * i)));
+        _mm256_storeu_ps(out + i, _mm256_add_ps(_mm256_loadu_ps(out + i), _mm256_mul_ps(s, v)));
+    }
+#endif
+    for (; i < len; i++) {
+        uint16_t h;
+        memcpy(&h, hb + 2 * i, 2);
+        uint32_t sign = (uint32_t)(h & 0x8000u) << 16, e = (h >> 10) & 0x1Fu, m = h & 0x3FFu;
         float sub = (float)(int)m * (1.0f / 16777216.0f); /* mant * 2^-24, exact */
         uint32_t sub_bits, normal_bits = sign | ((e + 112u) << 23) | (m << 13);
         memcpy(&sub_bits, &sub, 4);
@@ -85,30 +157,29 @@ static loco_status dense_encode(const loco_codec *codec, loco_codec_state *state
                                 loco_error *err)
 {
     loco_codec_id id = codec->params.id;
-    size_t bytes = n * dense_elem_bytes(id);
+    size_t elem = dense_elem_bytes(id), bytes = n * elem;
     if (bytes > cap) {
         return loco_error_set(err, LOCO_ERR_RANGE, "%s encode: needs %zu bytes, capacity %zu",
                               loco_codec_name(id), bytes, cap);
     }
-    if (!loco_all_finite(in, n)) {
+    w->bucket = 0;
+    uint32_t overflow = 0, nonfinite = 0;
+    const bool stream = bytes >= DENSE_STREAM_BYTES;
+#pragma omp parallel for schedule(static) reduction(| : overflow, nonfinite) if (n >= 65536)
+    for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
+        size_t m = n - t < LOCO_CODEC_TILE ? n - t : LOCO_CODEC_TILE;
+        uint32_t bad = 0;
+        overflow |= dense_encode_tile(id, in + t, m, payload + elem * t, stream, &bad);
+        nonfinite |= bad;
+    }
+#if defined(__AVX2__)
+    if (stream) {
+        _mm_sfence(); /* the streaming stores are visible before the framing reads them */
+    }
+#endif
+    if (nonfinite) {
         return loco_error_set(err, LOCO_ERR_NONFINITE, "%s encode: input has NaN or Inf",
                               loco_codec_name(id));
-    }
-    w->bucket = 0;
-    if (LOCO_CODEC_NONE == id) {
-        if (bytes > 0) {
-            memcpy(payload, in, bytes);
-        }
-        *len = bytes;
-        return LOCO_OK;
-    }
-    uint32_t overflow = 0;
-#pragma omp parallel for schedule(static) reduction(| : overflow) if (n >= 65536)
-    for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
-        size_t len = n - t < LOCO_CODEC_TILE ? n - t : LOCO_CODEC_TILE;
-        uint16_t h[LOCO_CODEC_TILE];
-        overflow |= half_encode_tile(id, in + t, len, h);
-        memcpy(payload + 2 * t, h, 2 * len);
     }
     if (overflow) {
         return loco_error_set(err, LOCO_ERR_RANGE,
@@ -125,7 +196,7 @@ static loco_status dense_decode_add(const loco_wire *w, const uint8_t *payload, 
 {
     loco_codec_id id = (loco_codec_id)w->codec;
     const char *name = loco_codec_name(id);
-    size_t bytes = n * dense_elem_bytes(id);
+    size_t elem = dense_elem_bytes(id), bytes = n * elem;
     if (0 != w->bits || 0 != w->bucket || 0 != w->k || 0 != w->nonce || 0 != w->param ||
         0 != w->rows || 0 != w->cols) {
         return loco_error_set(err, LOCO_ERR_FORMAT,
@@ -137,20 +208,20 @@ static loco_status dense_decode_add(const loco_wire *w, const uint8_t *payload, 
                               "%s message: payload %zu bytes, exactly %zu expected", name, len,
                               bytes);
     }
-    int bad = 0;
+    /* validate every value before touching out, straight from the payload bytes */
+    uint32_t bad = 0;
 #pragma omp parallel for schedule(static) reduction(| : bad) if (n >= 65536)
     for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
-        size_t end = n - t < LOCO_CODEC_TILE ? n : t + LOCO_CODEC_TILE;
+        size_t m = n - t < LOCO_CODEC_TILE ? n - t : LOCO_CODEC_TILE;
+        const uint8_t *p = payload + elem * t;
         if (LOCO_CODEC_NONE == id) {
-            float v[LOCO_CODEC_TILE];
-            memcpy(v, payload + 4 * t, 4 * (end - t));
-            bad |= !loco_all_finite(v, end - t);
+            bad |= tile_nonfinite(p, m);
         } else {
-            uint16_t h[LOCO_CODEC_TILE];
             uint16_t mask = LOCO_CODEC_FP16 == id ? 0x7C00u : 0x7F80u;
-            memcpy(h, payload + 2 * t, 2 * (end - t));
-            for (size_t i = 0; i < end - t; i++) {
-                bad |= mask == (h[i] & mask);
+            for (size_t i = 0; i < m; i++) {
+                uint16_t h;
+                memcpy(&h, p + 2 * i, 2);
+                bad |= (uint32_t)(mask == (h & mask));
             }
         }
     }
@@ -160,17 +231,16 @@ static loco_status dense_decode_add(const loco_wire *w, const uint8_t *payload, 
     }
 #pragma omp parallel for schedule(static) if (n >= 65536)
     for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
-        size_t end = n - t < LOCO_CODEC_TILE ? n : t + LOCO_CODEC_TILE;
+        size_t m = n - t < LOCO_CODEC_TILE ? n - t : LOCO_CODEC_TILE;
+        const uint8_t *p = payload + elem * t;
         if (LOCO_CODEC_NONE == id) {
-            float v[LOCO_CODEC_TILE];
-            memcpy(v, payload + 4 * t, 4 * (end - t));
-            for (size_t i = t; i < end; i++) {
-                out[i] += scale * v[i - t];
+            for (size_t i = 0; i < m; i++) {
+                float v;
+                memcpy(&v, p + 4 * i, 4);
+                out[t + i] += scale * v;
             }
         } else {
-            uint16_t h[LOCO_CODEC_TILE];
-            memcpy(h, payload + 2 * t, 2 * (end - t));
-            half_decode_add_tile(id, h, end - t, scale, out + t);
+            half_decode_add_tile(id, p, m, scale, out + t);
         }
     }
     return LOCO_OK;

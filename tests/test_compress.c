@@ -318,6 +318,36 @@ Test(dense, fp16_overflow_is_a_range_error)
     loco_codec_free(c);
 }
 
+Test(dense, fp16_edges_round_as_base_half_on_the_vector_path)
+{
+    /* 24 values (three 8-wide conversions): the largest finite, just below the overflow
+     * threshold, ties to even in the normal and subnormal ranges, the smallest subnormal and
+     * half of it, the normal/subnormal boundary, signed zeros */
+    float x[24] = {65504.0f, 65519.0f, -65519.0f, 1.0f + 1.0f / 2048.0f, 1.0f + 3.0f / 2048.0f,
+                   5.9604645e-8f, 2.9802322e-8f, 8.940697e-8f, 6.1035156e-5f, 6.0975552e-5f,
+                   -0.0f, 0.0f, 1e-30f, -1e-30f, 3.14159265f, -2.71828f, 1000.5f, 0.33333334f,
+                   -6.1035156e-5f, 4.4703484e-8f, 65503.0f, 1.0009766f, 2049.0f, -2051.0f};
+    loco_codec *c = test_codec(loco_codec_params_default(LOCO_CODEC_FP16));
+    size_t len;
+    float *d = test_roundtrip(c, NULL, x, 24, NULL, &len);
+    for (size_t i = 0; i < 24; i++) {
+        float want = loco_f16_to_f32(loco_f32_to_f16(x[i]));
+        cr_assert(d[i] == want, "x[%zu] = %a decoded %a, want %a", i, (double)x[i],
+                  (double)d[i], (double)want); /* decoded into +0s: -0 reads back as +0 */
+    }
+    free(d);
+    /* 65520 rounds to Inf in fp16: a range error from inside an 8-wide conversion */
+    x[13] = 65520.0f;
+    uint8_t out[256];
+    loco_error err = {0};
+    cr_expect_eq(LOCO_ERR_RANGE,
+                 loco_codec_encode_ex(c, NULL, x, 24, NULL, out, sizeof out, &len, &err));
+    x[13] = NAN; /* and a NaN is reported as such, not as an overflow */
+    cr_expect_eq(LOCO_ERR_NONFINITE,
+                 loco_codec_encode_ex(c, NULL, x, 24, NULL, out, sizeof out, &len, &err));
+    loco_codec_free(c);
+}
+
 /* ---- quantizer error bounds -------------------------------------------------------------------- */
 
 /* max |x| over x[start, start + len). */
