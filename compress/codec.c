@@ -6,6 +6,7 @@
 #include "entropy.h"
 
 #include <stdlib.h>
+#include <zlib.h>
 
 /* ---- registry ----------------------------------------------------------------------------- */
 
@@ -573,7 +574,14 @@ loco_status loco_wire_frame(const loco_codec *codec, loco_wire *w, uint8_t *out,
         }
     }
     wire_write(out, w);
-    loco_put_u32(out + 68, wire_crc(out, (size_t)w->payload_len));
+    uint32_t crc;
+    if (w->payload_crc_known && 0 == (w->flags & LOCO_WIRE_FLAG_DEFLATED)) {
+        crc = (uint32_t)crc32_combine(loco_crc32(0, out, 68), w->payload_crc,
+                                      (z_off_t)w->payload_len);
+    } else {
+        crc = wire_crc(out, (size_t)w->payload_len);
+    }
+    loco_put_u32(out + 68, crc);
     *out_len = LOCO_WIRE_HEADER_BYTES + (size_t)w->payload_len;
     return LOCO_OK;
 }

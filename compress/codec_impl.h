@@ -53,6 +53,11 @@ typedef struct loco_wire {
     uint64_t n, k, nonce;
     uint64_t payload_len, raw_len;
     uint32_t bucket, param, rows, cols;
+    /* Encoder only: the raw payload's CRC-32, when the encoder formed it while the bytes were
+     * in cache (loco_wire_frame then combines it with the header's instead of reading the
+     * payload again; unused when the payload is deflated). */
+    bool payload_crc_known;
+    uint32_t payload_crc;
 } loco_wire;
 
 /* A tensor's codec state: its shape plus one block of codec-specific memory. */

@@ -13,8 +13,10 @@
  *            two neighbouring powers of two (or 0 and 2^-6) is stochastic (unbiased) or nearest.
  */
 #include "quant_impl.h"
+#include "crc32.h"
 
 #include <float.h>
+#include <zlib.h>
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
@@ -74,11 +76,12 @@ static void dense_copy(uint8_t *dst, const void *src, size_t bytes, bool stream)
  * loco_f32_to_f16 for every finite float, checked over all 2^32 bit patterns), else base/half.h.
  * Inputs are read once, the tile is still in L1 for the checks. */
 static uint32_t dense_encode_tile(loco_codec_id id, const float *x, size_t len, uint8_t *out,
-                                  bool stream, uint32_t *nonfinite)
+                                  bool stream, uint32_t *nonfinite, uint32_t *crc)
 {
     *nonfinite = tile_nonfinite((const uint8_t *)x, len);
     uint32_t overflow = 0;
     if (LOCO_CODEC_NONE == id) {
+        *crc = loco_crc32(*crc, (const uint8_t *)x, 4 * len); /* the payload's bytes, in L1 */
         dense_copy(out, x, 4 * len, stream);
         return 0;
     }
@@ -107,6 +110,14 @@ static uint32_t dense_encode_tile(loco_codec_id id, const float *x, size_t len, 
             overflow |= (uint32_t)(0x7C00u == (h[i] & 0x7C00u));
         }
     }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push /* GCC cannot see that the loops above fill h[0..len) */
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+    *crc = loco_crc32(*crc, (const uint8_t *)h, 2 * len);
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
     dense_copy(out, h, 2 * len, stream);
     return overflow;
 }
@@ -165,12 +176,32 @@ static loco_status dense_encode(const loco_codec *codec, loco_codec_state *state
     w->bucket = 0;
     uint32_t overflow = 0, nonfinite = 0;
     const bool stream = bytes >= DENSE_STREAM_BYTES;
+    /* up to 64 contiguous ranges of tiles, each with its own running CRC of the bytes it
+     * writes (formed from the tile in L1), combined in order below: the framing need not read
+     * the payload again, and a CRC is the same however the ranges are cut */
+    enum { RANGES = 64 };
+    size_t ntiles = (n + LOCO_CODEC_TILE - 1) / LOCO_CODEC_TILE;
+    size_t nranges = ntiles < RANGES ? ntiles : RANGES;
+    uint32_t range_crc[RANGES];
 #pragma omp parallel for schedule(static) reduction(| : overflow, nonfinite) if (n >= 65536)
-    for (size_t t = 0; t < n; t += LOCO_CODEC_TILE) {
-        size_t m = n - t < LOCO_CODEC_TILE ? n - t : LOCO_CODEC_TILE;
-        uint32_t bad = 0;
-        overflow |= dense_encode_tile(id, in + t, m, payload + elem * t, stream, &bad);
-        nonfinite |= bad;
+    for (size_t r = 0; r < nranges; r++) {
+        uint32_t crc = 0;
+        for (size_t tile = r * ntiles / nranges; tile < (r + 1) * ntiles / nranges; tile++) {
+            size_t t = tile * LOCO_CODEC_TILE, m = n - t < LOCO_CODEC_TILE ? n - t : LOCO_CODEC_TILE;
+            uint32_t bad = 0;
+            overflow |= dense_encode_tile(id, in + t, m, payload + elem * t, stream, &bad, &crc);
+            nonfinite |= bad;
+        }
+        range_crc[r] = crc;
+    }
+    w->payload_crc_known = true;
+    w->payload_crc = 0;
+    for (size_t r = 0; r < nranges; r++) {
+        size_t first = r * ntiles / nranges * LOCO_CODEC_TILE;
+        size_t last = (r + 1) * ntiles / nranges * LOCO_CODEC_TILE;
+        last = last < n ? last : n;
+        w->payload_crc = (uint32_t)crc32_combine(w->payload_crc, range_crc[r],
+                                                 (z_off_t)((last - first) * elem));
     }
 #if defined(__AVX2__)
     if (stream) {
