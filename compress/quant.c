@@ -187,7 +187,8 @@ static loco_status dense_encode(const loco_codec *codec, loco_codec_state *state
     for (size_t r = 0; r < nranges; r++) {
         uint32_t crc = 0;
         for (size_t tile = r * ntiles / nranges; tile < (r + 1) * ntiles / nranges; tile++) {
-            size_t t = tile * LOCO_CODEC_TILE, m = n - t < LOCO_CODEC_TILE ? n - t : LOCO_CODEC_TILE;
+            size_t t = tile * LOCO_CODEC_TILE;
+            size_t m = n - t < LOCO_CODEC_TILE ? n - t : LOCO_CODEC_TILE;
             uint32_t bad = 0;
             overflow |= dense_encode_tile(id, in + t, m, payload + elem * t, stream, &bad, &crc);
             nonfinite |= bad;
