@@ -68,13 +68,13 @@ static void dense_copy(uint8_t *dst, const void *src, size_t bytes, bool stream)
     memcpy(dst, src, bytes);
 }
 
-/* One tile of the dense encoders: the tile's values (as payload bytes: fp32, fp16 or bf16),
- * with *nonfinite set if an input is NaN or Inf and the return nonzero if a finite value
- * overflowed the format (fp16 beyond 65504, bf16 beyond its largest finite value). bf16 rounds
- * to nearest even with integer arithmetic (exactly loco_f32_to_bf16 for finite values); fp16 by
- * the F16C conversion where the compiler targets it (round to nearest even: equal to
- * loco_f32_to_f16 for every finite float, checked over all 2^32 bit patterns), else base/half.h.
- * Inputs are read once, the tile is still in L1 for the checks. */
+/* One tile of the dense encoders: the tile's values written to out (fp32, fp16 or bf16), *crc
+ * continued over those bytes, *nonfinite set if an input is NaN or Inf, and the return nonzero
+ * if a finite value overflowed the format (fp16 beyond 65504, bf16 beyond its largest finite
+ * value). bf16 rounds to nearest even with integer arithmetic (exactly loco_f32_to_bf16 for
+ * finite values); fp16 by the F16C conversion where the compiler targets it (round to nearest
+ * even: equal to loco_f32_to_f16 for every finite float, checked exhaustively), else
+ * base/half.h. The input is read from memory once; the checks and the CRC read it in L1. */
 static uint32_t dense_encode_tile(loco_codec_id id, const float *x, size_t len, uint8_t *out,
                                   bool stream, uint32_t *nonfinite, uint32_t *crc)
 {
