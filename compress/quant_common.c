@@ -4,6 +4,9 @@
 #include "bitpack.h"
 
 #include <float.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 /* Where everything of a quantized payload lives. */
 typedef struct qlayout {
@@ -206,9 +209,25 @@ static void qcoder_tile(const qcoder *c, size_t t)
     encode_item(c->kind, c->L, &it, c->in, none, c->stochastic, c->seed, c->stream, c->payload);
 }
 
+/* Tile t of a long bucket: its statistics into its lane (t % 64), then coded if there is a
+ * coder. */
+static void qstats_lane_tile(const float *x, size_t len, unsigned want, const qcoder *coder,
+                             loco_qstats *lane, size_t t)
+{
+    size_t off = t * LOCO_CODEC_TILE;
+    size_t n = len - off < LOCO_CODEC_TILE ? len - off : LOCO_CODEC_TILE;
+    loco_qstats part;
+    qstats_tile(x + off, n, want, &part);
+    qstats_merge(&lane[t % 64], &part);
+    if (NULL != coder) {
+        qcoder_tile(coder, t);
+    }
+}
+
 /* A bucket's statistics: tiles in order for short buckets; for long ones, 64 fixed lanes (lane
- * l takes tiles l, l+64, ...), merged in lane order, so the result never depends on threads.
- * With a coder (long buckets only), each tile is also coded right after it is read. */
+ * l takes tiles l, l+64, ... and merges them in that order), merged in lane order, so the result
+ * never depends on threads. With a coder (long buckets only), each tile is also coded right
+ * after it is read. */
 static void qstats_bucket(const float *x, size_t len, unsigned want, const qcoder *coder,
                           loco_qstats *st)
 {
@@ -219,8 +238,6 @@ static void qstats_bucket(const float *x, size_t len, unsigned want, const qcode
         }
         return;
     }
-    /* A worker takes a block of 4 neighbouring lanes and walks their tiles in address order
-     * (4 contiguous tiles, then the next 64), which streams through memory. */
     enum { LANES = 64, BLOCK = 4 };
     loco_qstats lane[LANES];
     size_t ntiles = (len + LOCO_CODEC_TILE - 1) / LOCO_CODEC_TILE;
@@ -228,19 +245,26 @@ static void qstats_bucket(const float *x, size_t len, unsigned want, const qcode
     for (int l = 0; l < lanes; l++) {
         qstats_identity(&lane[l]);
     }
-#pragma omp parallel for schedule(static) if (ntiles >= 16)
-    for (int b = 0; b < LANES / BLOCK; b++) {
-        for (size_t row = 0; row < ntiles; row += LANES) {
-            size_t first = row + (size_t)(b * BLOCK);
-            size_t last = first + BLOCK < ntiles ? first + BLOCK : ntiles;
-            for (size_t t = first; t < last; t++) {
-                size_t off = t * LOCO_CODEC_TILE;
-                size_t n = len - off < LOCO_CODEC_TILE ? len - off : LOCO_CODEC_TILE;
-                loco_qstats part;
-                qstats_tile(x + off, n, want, &part);
-                qstats_merge(&lane[t % LANES], &part);
-                if (NULL != coder) {
-                    qcoder_tile(coder, t);
+#if defined(_OPENMP)
+    const bool one_worker = ntiles < 16 || 1 == omp_get_max_threads();
+#else
+    const bool one_worker = true;
+#endif
+    if (one_worker) { /* address order: every lane still meets its tiles in increasing order */
+        for (size_t t = 0; t < ntiles; t++) {
+            qstats_lane_tile(x, len, want, coder, lane, t);
+        }
+    } else {
+        /* A worker takes a block of 4 neighbouring lanes and walks their tiles in address
+         * order (4 contiguous tiles, then the next 64); together the workers stream through
+         * memory. */
+#pragma omp parallel for schedule(static)
+        for (int b = 0; b < LANES / BLOCK; b++) {
+            for (size_t row = 0; row < ntiles; row += LANES) {
+                size_t first = row + (size_t)(b * BLOCK);
+                size_t last = first + BLOCK < ntiles ? first + BLOCK : ntiles;
+                for (size_t t = first; t < last; t++) {
+                    qstats_lane_tile(x, len, want, coder, lane, t);
                 }
             }
         }
