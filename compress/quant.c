@@ -48,7 +48,7 @@ static uint32_t tile_nonfinite(const uint8_t *x, size_t len)
 #define DENSE_STREAM_BYTES ((size_t)8 << 20)
 
 /* dst[0..bytes) = src: with streaming stores for the 32-byte-aligned middle when `stream` (and
- * AVX2), else memcpy. The caller fences (_mm_sfence) before the bytes are read elsewhere. */
+ * AVX2), else memcpy. The writing thread fences (_mm_sfence) before the bytes are read. */
 static void dense_copy(uint8_t *dst, const void *src, size_t bytes, bool stream)
 {
 #if defined(__AVX2__)
@@ -194,6 +194,11 @@ static loco_status dense_encode(const loco_codec *codec, loco_codec_state *state
             nonfinite |= bad;
         }
         range_crc[r] = crc;
+#if defined(__AVX2__)
+        if (stream) { /* streaming stores are weakly ordered: each writer fences its own */
+            _mm_sfence();
+        }
+#endif
     }
     w->payload_crc_known = true;
     w->payload_crc = 0;
@@ -204,11 +209,6 @@ static loco_status dense_encode(const loco_codec *codec, loco_codec_state *state
         w->payload_crc = (uint32_t)crc32_combine(w->payload_crc, range_crc[r],
                                                  (z_off_t)((last - first) * elem));
     }
-#if defined(__AVX2__)
-    if (stream) {
-        _mm_sfence(); /* the streaming stores are visible before the framing reads them */
-    }
-#endif
     if (nonfinite) {
         return loco_error_set(err, LOCO_ERR_NONFINITE, "%s encode: input has NaN or Inf",
                               loco_codec_name(id));

@@ -306,6 +306,48 @@ Test(dense, none_is_exact_half_formats_round_to_nearest)
     }
 }
 
+Test(dense, large_messages_stream_and_carry_the_right_crc, .timeout = 120)
+{
+    /* >= 8 MB of payload takes the streaming-store path and the per-range CRC: the message must
+     * decode (its CRC is checked), give the reference values, and be the same bytes at 1 and 2
+     * threads; n is odd so the tail tile and an unaligned end are exercised */
+    const size_t n = ((size_t)1 << 22) + 3;
+    float *x = test_floats(n), *d = test_floats(n);
+    fill_normal(x, n, 21);
+    int saved = omp_get_max_threads();
+    for (int id = LOCO_CODEC_NONE; id <= LOCO_CODEC_BF16; id++) {
+        loco_codec *c = test_codec(loco_codec_params_default((loco_codec_id)id));
+        size_t cap = loco_codec_bound(c, n), len[2] = {0, 0};
+        uint8_t *m[2] = {malloc(cap), malloc(cap)};
+        cr_assert(NULL != m[0] && NULL != m[1]);
+        for (int k = 0; k < 2; k++) {
+            omp_set_num_threads(k + 1);
+            cr_assert_eq(LOCO_OK, loco_codec_encode(c, NULL, x, n, NULL, m[k], cap, &len[k]));
+        }
+        omp_set_num_threads(saved);
+        cr_assert_eq(len[0], len[1]);
+        cr_assert(0 == memcmp(m[0], m[1], len[0]), "%s: bytes differ between 1 and 2 threads",
+                  loco_codec_name((loco_codec_id)id));
+        memset(d, 0, n * sizeof(float));
+        cr_assert_eq(LOCO_OK, loco_codec_decode_add(c, m[0], len[0], d, n, 1.0f, NULL),
+                     "%s: a streamed message does not decode", loco_codec_name((loco_codec_id)id));
+        for (size_t i = 0; i < n; i++) {
+            float want = LOCO_CODEC_NONE == id   ? x[i]
+                         : LOCO_CODEC_FP16 == id ? loco_f16_to_f32(loco_f32_to_f16(x[i]))
+                                                 : loco_bf16_to_f32(loco_f32_to_bf16(x[i]));
+            if (d[i] != want) {
+                cr_assert(0, "%s i=%zu: %g != %g", loco_codec_name((loco_codec_id)id), i,
+                          (double)d[i], (double)want);
+            }
+        }
+        free(m[0]);
+        free(m[1]);
+        loco_codec_free(c);
+    }
+    free(x);
+    free(d);
+}
+
 Test(dense, fp16_overflow_is_a_range_error)
 {
     float x[3] = {1.0f, 70000.0f, 2.0f};
