@@ -101,12 +101,17 @@ Test(codec, crc32_equals_zlib_at_every_length_and_alignment)
 
 Test(codec, draws_follow_the_documented_philox_layout)
 {
-    /* (first, len): unaligned heads and tails, and runs long enough for the 256-draw path */
-    static const size_t cases[][2] = {{13, 300}, {0, 4000}, {320, 1000}, {4001, 2600}, {7, 1}};
-    uint64_t seed = 0x1234567887654321ull, stream = 0xABCDEFull;
+    /* (first, len): unaligned heads and tails, runs long enough for the 256-draw path, and one
+     * whose block counters cross 2^32 (a carry into the counter's high word); streams with a
+     * zero and a non-zero high word */
+    static const size_t cases[][2] = {{13, 300},  {0, 4000}, {320, 1000},
+                                      {4001, 2600}, {7, 1},   {((size_t)1 << 35) - 1000, 2000}};
+    static const uint64_t streams[] = {0xABCDEFull, 0x0123456789ABCDEFull};
+    uint64_t seed = 0x1234567887654321ull;
     static uint16_t r[4000];
-    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
-        size_t first = cases[c][0], len = cases[c][1];
+    for (size_t c = 0; c < 2 * sizeof cases / sizeof cases[0]; c++) {
+        size_t first = cases[c / 2][0], len = cases[c / 2][1];
+        uint64_t stream = streams[c % 2];
         loco_codec_draws16(seed, stream, first, len, r);
         for (size_t j = 0; j < len; j++) {
             size_t i = first + j;
