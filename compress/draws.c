@@ -220,12 +220,30 @@ void loco_codec_draws16(uint64_t seed, uint64_t stream, size_t first, size_t len
 
 bool loco_all_finite(const float *x, size_t n)
 {
-    uint32_t bad = 0;
-#pragma omp simd reduction(| : bad)
-    for (size_t i = 0; i < n; i++) {
-        uint32_t u;
-        memcpy(&u, &x[i], 4);
-        bad |= (uint32_t)((u & 0x7F800000u) == 0x7F800000u);
+    /* An exponent field of all ones is NaN or Inf. Written with AVX2 where the compiler targets
+     * it: GCC 13 leaves the plain loop's OR reduction scalar (10x slower on a Sapphire Rapids
+     * core, where top-k, random-k, DGC, DCT top-k and PowerSGD run it over their whole input). */
+    size_t i = 0;
+#if defined(__AVX2__)
+    const __m256i exponent = _mm256_set1_epi32(0x7F800000);
+    __m256i bad0 = _mm256_setzero_si256(), bad1 = bad0;
+    for (; i + 16 <= n; i += 16) {
+        __m256i v0 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i)), exponent);
+        __m256i v1 = _mm256_and_si256(_mm256_loadu_si256((const __m256i *)(x + i + 8)), exponent);
+        bad0 = _mm256_or_si256(bad0, _mm256_cmpeq_epi32(v0, exponent));
+        bad1 = _mm256_or_si256(bad1, _mm256_cmpeq_epi32(v1, exponent));
     }
-    return 0 == bad;
+    __m256i bad = _mm256_or_si256(bad0, bad1);
+    if (!_mm256_testz_si256(bad, bad)) {
+        return false;
+    }
+#endif
+    uint32_t any = 0;
+#pragma omp simd reduction(| : any)
+    for (size_t j = i; j < n; j++) {
+        uint32_t u;
+        memcpy(&u, &x[j], 4);
+        any |= (uint32_t)((u & 0x7F800000u) == 0x7F800000u);
+    }
+    return 0 == any;
 }

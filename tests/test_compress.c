@@ -123,6 +123,29 @@ Test(codec, draws_follow_the_documented_philox_layout)
     }
 }
 
+Test(codec, finiteness_check_finds_a_nan_or_inf_anywhere)
+{
+    /* every position of runs 1..70 long (vector body and tail), NaN, +Inf and -Inf; finite
+     * extremes (largest, smallest subnormal, -0) pass */
+    static const uint32_t bad[] = {0x7FC00000u, 0x7F800001u, 0xFFC00000u, 0x7F800000u, 0xFF800000u};
+    static const uint32_t good[] = {0x7F7FFFFFu, 0xFF7FFFFFu, 0x00000001u, 0x80000000u, 0x3F800000u};
+    float x[70];
+    for (size_t n = 1; n <= 70; n++) {
+        for (size_t j = 0; j < n; j++) {
+            memcpy(&x[j], &good[j % 5], 4);
+        }
+        cr_assert(loco_all_finite(x, n), "finite run of %zu", n);
+        for (size_t at = 0; at < n; at++) {
+            for (size_t b = 0; b < sizeof bad / sizeof bad[0]; b++) {
+                float keep = x[at];
+                memcpy(&x[at], &bad[b], 4);
+                cr_assert(!loco_all_finite(x, n), "0x%08x at %zu of %zu", bad[b], at, n);
+                x[at] = keep;
+            }
+        }
+    }
+}
+
 /* ---- every codec: bounds, statelessness, determinism across threads -------------------------- */
 
 static const loco_codec_id stateless_ids[] = {
