@@ -73,31 +73,6 @@ static inline void philox_x8_store(const philox_x8 *s, uint16_t r[64])
     _mm256_storeu_si256((__m256i *)(r + 48), _mm256_permute2x128_si256(u2, u3, 0x31));
 }
 
-#if !defined(__AVX512F__)
-/* The draws of blocks ctr0 .. ctr0 + 8 G - 1 for G = 4 groups of 8: independent groups in
- * flight hide the multiplier latency of each group's round chain. r gets 256 draws. */
-static void philox_draws256(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[256])
-{
-    enum { G = 4 };
-    philox_x8 s[G];
-    for (int g = 0; g < G; g++) {
-        philox_x8_init(&s[g], stream, ctr0 + 8 * (uint64_t)g);
-    }
-    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
-    for (int round = 0; round < 10; round++) {
-        __m256i kv0 = _mm256_set1_epi32((int)k0), kv1 = _mm256_set1_epi32((int)k1);
-        for (int g = 0; g < G; g++) {
-            philox_x8_round(&s[g], kv0, kv1);
-        }
-        k0 += PHILOX_W0;
-        k1 += PHILOX_W1;
-    }
-    for (int g = 0; g < G; g++) {
-        philox_x8_store(&s[g], r + 64 * g);
-    }
-}
-#endif
-
 #if defined(__AVX512F__)
 /* With AVX-512 a round costs 6 instructions per 8 blocks instead of 18: each 64-bit lane of a
  * zmm holds one block's word in its low half (the high half is ignored by vpmuludq, so the low
@@ -138,28 +113,60 @@ static inline void philox_z8_store(const philox_z8 *s, uint16_t r[64])
     _mm512_storeu_si512((void *)r, _mm512_permutex2var_epi64(w01, lo, w23));
     _mm512_storeu_si512((void *)(r + 32), _mm512_permutex2var_epi64(w01, hi, w23));
 }
+#endif
 
+/* A group of 8 blocks in flight: zmm lanes with AVX-512, else ymm words (keys broadcast here). */
+#if defined(__AVX512F__)
+typedef philox_z8 philox_group;
+static inline void philox_group_init(philox_group *s, uint64_t stream, uint64_t ctr0)
+{
+    philox_z8_init(s, stream, ctr0);
+}
+static inline void philox_group_round(philox_group *s, uint32_t k0, uint32_t k1)
+{
+    philox_z8_round(s, _mm512_set1_epi32((int)k0), _mm512_set1_epi32((int)k1));
+}
+static inline void philox_group_store(const philox_group *s, uint16_t r[64])
+{
+    philox_z8_store(s, r);
+}
+#else
+typedef philox_x8 philox_group;
+static inline void philox_group_init(philox_group *s, uint64_t stream, uint64_t ctr0)
+{
+    philox_x8_init(s, stream, ctr0);
+}
+static inline void philox_group_round(philox_group *s, uint32_t k0, uint32_t k1)
+{
+    philox_x8_round(s, _mm256_set1_epi32((int)k0), _mm256_set1_epi32((int)k1));
+}
+static inline void philox_group_store(const philox_group *s, uint16_t r[64])
+{
+    philox_x8_store(s, r);
+}
+#endif
+
+/* The draws of blocks ctr0 .. ctr0 + 8 G - 1 for G = 4 groups of 8: independent groups in
+ * flight hide the multiplier latency of each group's round chain. r gets 256 draws. */
 static void philox_draws256(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[256])
 {
     enum { G = 4 };
-    philox_z8 s[G];
+    philox_group s[G];
     for (int g = 0; g < G; g++) {
-        philox_z8_init(&s[g], stream, ctr0 + 8 * (uint64_t)g);
+        philox_group_init(&s[g], stream, ctr0 + 8 * (uint64_t)g);
     }
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int round = 0; round < 10; round++) {
-        __m512i kv0 = _mm512_set1_epi32((int)k0), kv1 = _mm512_set1_epi32((int)k1);
         for (int g = 0; g < G; g++) {
-            philox_z8_round(&s[g], kv0, kv1);
+            philox_group_round(&s[g], k0, k1);
         }
         k0 += PHILOX_W0;
         k1 += PHILOX_W1;
     }
     for (int g = 0; g < G; g++) {
-        philox_z8_store(&s[g], r + 64 * g);
+        philox_group_store(&s[g], r + 64 * g);
     }
 }
-#endif
 
 static void philox_draws64(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16_t r[64])
 {
