@@ -883,9 +883,9 @@ Test(wire, codes_outside_the_alphabet_are_format_errors)
 Test(codec, zero_buckets_encode_alike_whatever_the_signs_of_their_zeros)
 {
     /* min(-0, +0) and max(-0, +0) depend on the reduction order (SIMD width, GPU lanes): the
-     * scales must not, so every arrangement of signed zeros gives the bytes of all +0. (Today's
-     * reduction takes the same zero for both extremes; this guards the bytes against one that
-     * does not — max-min makes a zero unit +0 for it.) */
+     * scales must not, so every arrangement of signed zeros gives the bytes of all +0. (The
+     * AVX2 statistics keep the later of two equal zeros, lane by lane: without max-min's +0
+     * minimum and +0 unit this test fails.) */
     const size_t n = 1000;
     float x[1000], zero[1000] = {0};
     loco_codec *c = test_codec(loco_codec_params_default(LOCO_CODEC_MAXMIN));
