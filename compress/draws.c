@@ -44,9 +44,10 @@ static inline void philox_x8_init(philox_x8 *s, uint64_t stream, uint64_t ctr0)
     s->c3 = _mm256_set1_epi32((int)(uint32_t)(stream >> 32));
 }
 
-/* One Philox round with round keys k0, k1 (broadcast). */
-static inline void philox_x8_round(philox_x8 *s, __m256i k0, __m256i k1)
+/* One Philox round with round keys key0, key1. */
+static inline void philox_x8_round(philox_x8 *s, uint32_t key0, uint32_t key1)
 {
+    const __m256i k0 = _mm256_set1_epi32((int)key0), k1 = _mm256_set1_epi32((int)key1);
     const __m256i m0 = _mm256_set1_epi32((int)PHILOX_M0), m1 = _mm256_set1_epi32((int)PHILOX_M1);
     __m256i hi0, lo0, hi1, lo1;
     mulhilo_x8(s->c0, m0, &hi0, &lo0);
@@ -92,8 +93,9 @@ static inline void philox_z8_init(philox_z8 *s, uint64_t stream, uint64_t ctr0)
     s->c3 = _mm512_set1_epi64((long long)(stream >> 32));
 }
 
-static inline void philox_z8_round(philox_z8 *s, __m512i k0, __m512i k1)
+static inline void philox_z8_round(philox_z8 *s, uint32_t key0, uint32_t key1)
 {
+    const __m512i k0 = _mm512_set1_epi32((int)key0), k1 = _mm512_set1_epi32((int)key1);
     const __m512i m0 = _mm512_set1_epi64(PHILOX_M0), m1 = _mm512_set1_epi64(PHILOX_M1);
     __m512i p0 = _mm512_mul_epu32(s->c0, m0), p1 = _mm512_mul_epu32(s->c2, m1);
     /* 0x96: a ^ b ^ c; 0xB1 swaps the dwords of each qword (high product to the low half) */
@@ -115,35 +117,17 @@ static inline void philox_z8_store(const philox_z8 *s, uint16_t r[64])
 }
 #endif
 
-/* A group of 8 blocks in flight: zmm lanes with AVX-512, else ymm words (keys broadcast here). */
+/* A group of 8 blocks in flight: zmm lanes with AVX-512, else ymm words. */
 #if defined(__AVX512F__)
 typedef philox_z8 philox_group;
-static inline void philox_group_init(philox_group *s, uint64_t stream, uint64_t ctr0)
-{
-    philox_z8_init(s, stream, ctr0);
-}
-static inline void philox_group_round(philox_group *s, uint32_t k0, uint32_t k1)
-{
-    philox_z8_round(s, _mm512_set1_epi32((int)k0), _mm512_set1_epi32((int)k1));
-}
-static inline void philox_group_store(const philox_group *s, uint16_t r[64])
-{
-    philox_z8_store(s, r);
-}
+#define philox_group_init philox_z8_init
+#define philox_group_round philox_z8_round
+#define philox_group_store philox_z8_store
 #else
 typedef philox_x8 philox_group;
-static inline void philox_group_init(philox_group *s, uint64_t stream, uint64_t ctr0)
-{
-    philox_x8_init(s, stream, ctr0);
-}
-static inline void philox_group_round(philox_group *s, uint32_t k0, uint32_t k1)
-{
-    philox_x8_round(s, _mm256_set1_epi32((int)k0), _mm256_set1_epi32((int)k1));
-}
-static inline void philox_group_store(const philox_group *s, uint16_t r[64])
-{
-    philox_x8_store(s, r);
-}
+#define philox_group_init philox_x8_init
+#define philox_group_round philox_x8_round
+#define philox_group_store philox_x8_store
 #endif
 
 /* The draws of blocks ctr0 .. ctr0 + 8 G - 1 for G = 4 groups of 8: independent groups in
@@ -174,7 +158,7 @@ static void philox_draws64(uint64_t seed, uint64_t stream, uint64_t ctr0, uint16
     philox_x8_init(&s, stream, ctr0);
     uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
     for (int round = 0; round < 10; round++) {
-        philox_x8_round(&s, _mm256_set1_epi32((int)k0), _mm256_set1_epi32((int)k1));
+        philox_x8_round(&s, k0, k1);
         k0 += PHILOX_W0;
         k1 += PHILOX_W1;
     }
