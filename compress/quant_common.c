@@ -2,6 +2,9 @@
  * a fixed reduction order, tile-parallel encode, validate-then-apply decode (quant_impl.h). */
 #include "quant_impl.h"
 #include "bitpack.h"
+#include "crc32.h"
+
+#include <zlib.h>
 
 #include <float.h>
 #if defined(__AVX2__)
@@ -115,8 +118,9 @@ static inline uint32_t hmaxu8(__m256i v)
  * out as a zero extreme is not specified (the scales write a zero as +0); with a NaN in the input
  * min and max are meaningless, but *absmax_bits is >= 0x7F800000. Written with AVX2 where the
  * compiler targets it: GCC 13 leaves the plain loop's float min/max reductions scalar, a
- * dependent vminss per element (5x slower on a Sapphire Rapids core). Two accumulators of each
- * kind halve the dependency chains. */
+ * dependent vminss per element (5x slower on a Sapphire Rapids core). Several accumulator sets
+ * shorten the dependency chains: two with 16 vector registers, four where AVX-512 gives 32
+ * (vminps's latency bounded two sets on a Sapphire Rapids core). */
 static void qstats_extremes(const float *x, size_t len, bool want_minmax, float *min, float *max,
                             uint32_t *absmax_bits)
 {
@@ -124,30 +128,45 @@ static void qstats_extremes(const float *x, size_t len, bool want_minmax, float 
     float mn = FLT_MAX, mx = -FLT_MAX;
     size_t i = 0;
 #if defined(__AVX2__)
+#if defined(__AVX512VL__)
+    enum { SETS = 4 };
+#else
+    enum { SETS = 2 };
+#endif
     const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
-    __m256 mn0 = _mm256_set1_ps(FLT_MAX), mn1 = mn0, mx0 = _mm256_set1_ps(-FLT_MAX), mx1 = mx0;
-    __m256i am0 = _mm256_setzero_si256(), am1 = am0;
+    __m256 mnv[SETS], mxv[SETS];
+    __m256i amv[SETS];
+    for (int k = 0; k < SETS; k++) {
+        mnv[k] = _mm256_set1_ps(FLT_MAX);
+        mxv[k] = _mm256_set1_ps(-FLT_MAX);
+        amv[k] = _mm256_setzero_si256();
+    }
     if (want_minmax) {
-        for (; i + 16 <= len; i += 16) {
-            __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
-            am0 = _mm256_max_epu32(am0, _mm256_and_si256(_mm256_castps_si256(v0), magnitude));
-            am1 = _mm256_max_epu32(am1, _mm256_and_si256(_mm256_castps_si256(v1), magnitude));
-            mn0 = _mm256_min_ps(mn0, v0);
-            mn1 = _mm256_min_ps(mn1, v1);
-            mx0 = _mm256_max_ps(mx0, v0);
-            mx1 = _mm256_max_ps(mx1, v1);
+        for (; i + 8 * SETS <= len; i += 8 * SETS) {
+            for (int k = 0; k < SETS; k++) {
+                __m256 v = _mm256_loadu_ps(x + i + 8 * (size_t)k);
+                amv[k] = _mm256_max_epu32(amv[k],
+                                          _mm256_and_si256(_mm256_castps_si256(v), magnitude));
+                mnv[k] = _mm256_min_ps(mnv[k], v);
+                mxv[k] = _mm256_max_ps(mxv[k], v);
+            }
         }
     } else {
-        for (; i + 16 <= len; i += 16) {
-            __m256i v0 = _mm256_loadu_si256((const __m256i *)(x + i));
-            __m256i v1 = _mm256_loadu_si256((const __m256i *)(x + i + 8));
-            am0 = _mm256_max_epu32(am0, _mm256_and_si256(v0, magnitude));
-            am1 = _mm256_max_epu32(am1, _mm256_and_si256(v1, magnitude));
+        for (; i + 8 * SETS <= len; i += 8 * SETS) {
+            for (int k = 0; k < SETS; k++) {
+                __m256i v = _mm256_loadu_si256((const __m256i *)(x + i + 8 * (size_t)k));
+                amv[k] = _mm256_max_epu32(amv[k], _mm256_and_si256(v, magnitude));
+            }
         }
     }
-    am = hmaxu8(_mm256_max_epu32(am0, am1));
-    mn = hmin8(_mm256_min_ps(mn0, mn1));
-    mx = hmax8(_mm256_max_ps(mx0, mx1));
+    for (int k = 1; k < SETS; k++) {
+        amv[0] = _mm256_max_epu32(amv[0], amv[k]);
+        mnv[0] = _mm256_min_ps(mnv[0], mnv[k]);
+        mxv[0] = _mm256_max_ps(mxv[0], mxv[k]);
+    }
+    am = hmaxu8(amv[0]);
+    mn = hmin8(mnv[0]);
+    mx = hmax8(mxv[0]);
 #endif
 #pragma omp simd reduction(max : am) reduction(min : mn) reduction(max : mx)
     for (size_t j = i; j < len; j++) {
@@ -450,25 +469,65 @@ static void qstats_bucket(const float *x, size_t len, unsigned want, const qcode
 
 /* ---- packing of one run --------------------------------------------------------------------- */
 
+#if defined(__AVX2__)
+/* The bytes of 8 groups of 5 trits (40 codes at c, reading c[0..46)), as a little-endian word:
+ * each 128-bit lane spreads two groups over 8-byte slots, vpmaddubsw weighs them by 1, 3, 9, 27,
+ * 81, and vpmaddwd plus a horizontal add finish each group's sum (at most 242). */
+static inline uint64_t trit_groups8(const uint8_t *c)
+{
+    const __m256i spread = _mm256_setr_epi8(0, 1, 2, 3, 4, -1, -1, -1, 5, 6, 7, 8, 9, -1, -1, -1,
+                                            0, 1, 2, 3, 4, -1, -1, -1, 5, 6, 7, 8, 9, -1, -1, -1);
+    const __m256i weights = _mm256_setr_epi8(1, 3, 9, 27, 81, 0, 0, 0, 1, 3, 9, 27, 81, 0, 0, 0,
+                                             1, 3, 9, 27, 81, 0, 0, 0, 1, 3, 9, 27, 81, 0, 0, 0);
+    const __m256i ones = _mm256_set1_epi16(1);
+    __m256i sum[2];
+    for (int h = 0; h < 2; h++) { /* groups 4h, 4h + 1 | 4h + 2, 4h + 3 */
+        const uint8_t *p = c + 20 * h;
+        __m256i v = _mm256_inserti128_si256(
+            _mm256_castsi128_si256(_mm_loadu_si128((const __m128i *)p)),
+            _mm_loadu_si128((const __m128i *)(p + 10)), 1);
+        __m256i w = _mm256_maddubs_epi16(_mm256_shuffle_epi8(v, spread), weights);
+        sum[h] = _mm256_madd_epi16(w, ones); /* two partial sums per group */
+    }
+    /* [g0 g1 g4 g5 | g2 g3 g6 g7] -> g0..g7 in 32-bit lanes, then byte 0 of each */
+    __m256i g = _mm256_permutevar8x32_epi32(_mm256_hadd_epi32(sum[0], sum[1]),
+                                            _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+    const __m256i low_bytes = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                               -1, -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1,
+                                               -1, -1, -1, -1, -1, -1);
+    g = _mm256_shuffle_epi8(g, low_bytes);
+    return (uint64_t)(uint32_t)_mm256_extract_epi32(g, 0) |
+           (uint64_t)(uint32_t)_mm256_extract_epi32(g, 4) << 32;
+}
+#endif
+
 static void run_pack(int bits, const uint8_t *codes, size_t len, uint8_t *out)
 {
     if (bits > 0) {
         loco_bitpack(codes, len, bits, out);
         return;
     }
-    /* Base 3: byte 4 of (8 trit bytes, little-endian) * (81, 27, 9, 3, 1 in bytes 0..4) is
-     * t0 + 3 t1 + 9 t2 + 27 t3 + 81 t4; bytes 0..3 of the product stay below 256 (no carry in)
-     * and trits 5..7 only reach bytes 5 and up. Groups whose 8-byte load would pass the run's
-     * end take the plain sum. */
+    /* Base 3: byte g = t0 + 3 t1 + 9 t2 + 27 t3 + 81 t4 of codes 5 g .. 5 g + 4. With AVX2, 8
+     * groups at a time while their loads stay inside the run. Then byte 4 of (8 trit bytes,
+     * little-endian) * (81, 27, 9, 3, 1 in bytes 0..4) is the sum: bytes 0..3 of the product
+     * stay below 256 (no carry in) and trits 5..7 only reach bytes 5 and up. Groups whose 8-byte
+     * load would pass the run's end take the plain sum. */
+    size_t first = 0; /* groups done */
+#if defined(__AVX2__)
+    for (; 5 * first + 46 <= len; first += 8) {
+        uint64_t b = trit_groups8(codes + 5 * first);
+        memcpy(out + first, &b, 8);
+    }
+#endif
     const uint64_t weights = 81u | 27u << 8 | 9u << 16 | 3u << 24 | 1ull << 32;
     size_t groups = len / 5, wide = len >= 8 ? (len - 8) / 5 + 1 : 0;
     wide = wide < groups ? wide : groups;
-    for (size_t g = 0; g < wide; g++) {
+    for (size_t g = first; g < wide; g++) {
         uint64_t v;
         memcpy(&v, codes + 5 * g, 8);
         out[g] = (uint8_t)((v * weights) >> 32);
     }
-    for (size_t g = wide; g < groups; g++) {
+    for (size_t g = wide > first ? wide : first; g < groups; g++) {
         const uint8_t *t = codes + 5 * g;
         out[g] = (uint8_t)(t[0] + 3 * t[1] + 9 * t[2] + 27 * t[3] + 81 * t[4]);
     }
@@ -553,9 +612,29 @@ static void encode_item(const loco_qkind *kind, const qlayout *L, const qitem *i
     run_pack(L->bits, codes, it->len, payload + it->code_off);
 }
 
+/* A running CRC-32 over consecutive payload bytes, formed a few KB at a time while they are in
+ * cache (the framing then need not read the payload again: at 64M elements a 4-bit message is
+ * 32 MB streamed back from memory). */
+typedef struct qcrc {
+    const uint8_t *next;
+    size_t pending;
+    uint32_t crc;
+} qcrc;
+
+/* bytes more were written after the pending ones; CRC them once at least flush_at are pending. */
+static void qcrc_add(qcrc *c, size_t bytes, size_t flush_at)
+{
+    c->pending += bytes;
+    if (c->pending > 0 && c->pending >= flush_at) {
+        c->crc = loco_crc32(c->crc, c->next, c->pending);
+        c->next += c->pending;
+        c->pending = 0;
+    }
+}
+
 loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p, const float *in,
                               size_t n, const loco_codec_ctx *ctx, uint8_t *payload, size_t cap,
-                              size_t *len, loco_error *err)
+                              size_t *len, loco_wire *w, loco_error *err)
 {
     qlayout L;
     qlayout_init(&L, kind, n, (size_t)p->bucket, loco_quant_bits(kind, p));
@@ -572,46 +651,74 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
     if (L.bucket <= LOCO_CODEC_TILE) {
         /* Short buckets, two at a time: one item per bucket; the pair's statistics in one
          * interleaved pass (qstats_tiles), then each bucket's codes. The next pair is
-         * prefetched in six pieces while this one computes. */
+         * prefetched in six pieces while this one computes. Up to 64 contiguous ranges of
+         * pairs, each with a running CRC of its codes, combined in order below (a CRC is the
+         * same however the ranges are cut). */
+        enum { RANGES = 64 };
         const size_t pairs = (L.nbuckets + 1) / 2;
+        const size_t nranges = pairs < RANGES ? pairs : RANGES;
+        uint32_t range_crc[RANGES];
 #pragma omp parallel for schedule(static) reduction(min : status) if (n >= 65536)
-        for (size_t pair = 0; pair < pairs; pair++) {
-            size_t j0 = 2 * pair;
-            int count = j0 + 1 < L.nbuckets ? 2 : 1;
-            qitem it[2];
-            for (int g = 0; g < count; g++) {
-                it[g] = qlayout_item(&L, (j0 + (size_t)g) * L.tiles_per_bucket);
-            }
-            size_t ahead = it[count - 1].start + it[count - 1].len;
-            qprefetch pf = {in + ahead, n - ahead < 2 * L.bucket ? n - ahead : 2 * L.bucket, 0};
-            pf.piece = (pf.left / 6 + 15) / 16 * 16;
-            if (pair + 1 == pairs) {
-                pf.left = 0;
-            }
-            qprefetch_piece(&pf);
-            loco_qstats st[2];
-            if (2 == count && it[0].len == it[1].len) {
-                qstats_tile_pair(in + it[0].start, in + it[1].start, it[0].len, kind->stats, st);
-            } else {
+        for (size_t r = 0; r < nranges; r++) {
+            size_t first = r * pairs / nranges, last = (r + 1) * pairs / nranges;
+            qcrc crc = {payload + L.codes_off + 2 * first * L.full_code_bytes, 0, 0};
+            for (size_t pair = first; pair < last; pair++) {
+                size_t j0 = 2 * pair;
+                int count = j0 + 1 < L.nbuckets ? 2 : 1;
+                qitem it[2];
                 for (int g = 0; g < count; g++) {
-                    qstats_tile(in + it[g].start, it[g].len, kind->stats, &st[g]);
+                    it[g] = qlayout_item(&L, (j0 + (size_t)g) * L.tiles_per_bucket);
+                }
+                size_t ahead = it[count - 1].start + it[count - 1].len;
+                qprefetch pf = {in + ahead, n - ahead < 2 * L.bucket ? n - ahead : 2 * L.bucket,
+                                0};
+                pf.piece = (pf.left / 6 + 15) / 16 * 16;
+                if (pair + 1 == last) {
+                    pf.left = 0; /* the next range's pairs belong to another worker */
+                }
+                qprefetch_piece(&pf);
+                loco_qstats st[2];
+                if (2 == count && it[0].len == it[1].len) {
+                    qstats_tile_pair(in + it[0].start, in + it[1].start, it[0].len, kind->stats,
+                                     st);
+                } else {
+                    for (int g = 0; g < count; g++) {
+                        qstats_tile(in + it[g].start, it[g].len, kind->stats, &st[g]);
+                    }
+                }
+                qprefetch_piece(&pf);
+                for (int g = 0; g < count; g++) {
+                    if (st[g].absmax_bits >= 0x7F800000u) {
+                        status = status < LOCO_ERR_NONFINITE ? status : LOCO_ERR_NONFINITE;
+                        continue;
+                    }
+                    float scales[4];
+                    loco_status s = kind->scales(p, L.bits, &st[g], it[g].len, scales);
+                    if (LOCO_OK != s) {
+                        status = status < (int)s ? status : (int)s;
+                        continue;
+                    }
+                    memcpy(payload + (j0 + (size_t)g) * (size_t)sf * 4, scales, (size_t)sf * 4);
+                    encode_item(kind, &L, &it[g], in, scales, stochastic, seed, stream, payload,
+                                &pf);
+                }
+                for (int g = 0; g < count; g++) {
+                    qcrc_add(&crc, run_bytes(L.bits, it[g].len), 4096);
                 }
             }
-            qprefetch_piece(&pf);
-            for (int g = 0; g < count; g++) {
-                if (st[g].absmax_bits >= 0x7F800000u) {
-                    status = status < LOCO_ERR_NONFINITE ? status : LOCO_ERR_NONFINITE;
-                    continue;
-                }
-                float scales[4];
-                loco_status s = kind->scales(p, L.bits, &st[g], it[g].len, scales);
-                if (LOCO_OK != s) {
-                    status = status < (int)s ? status : (int)s;
-                    continue;
-                }
-                memcpy(payload + (j0 + (size_t)g) * (size_t)sf * 4, scales, (size_t)sf * 4);
-                encode_item(kind, &L, &it[g], in, scales, stochastic, seed, stream, payload, &pf);
+            qcrc_add(&crc, 0, 0);
+            range_crc[r] = crc.crc;
+        }
+        if (LOCO_OK == status) {
+            uint32_t all = loco_crc32(0, payload, L.codes_off); /* the scales */
+            for (size_t r = 0; r < nranges; r++) {
+                size_t first = 2 * (r * pairs / nranges), last = 2 * ((r + 1) * pairs / nranges);
+                size_t from = L.codes_off + first * L.full_code_bytes;
+                size_t to = last < L.nbuckets ? L.codes_off + last * L.full_code_bytes : L.total;
+                all = (uint32_t)crc32_combine(all, range_crc[r], (z_off_t)(to - from));
             }
+            w->payload_crc = all;
+            w->payload_crc_known = true;
         }
     } else {
         /* Long buckets: statistics per bucket (parallel inside), then every tile in parallel;

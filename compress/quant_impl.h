@@ -86,10 +86,12 @@ extern const uint8_t loco_trit_table[243][5];
 /* Largest payload of a family for n elements. */
 size_t loco_quant_payload_bound(const loco_qkind *kind, const loco_codec_params *p, size_t n);
 
-/* Encode in[0..n) into payload (cap bytes); *len gets the payload length. */
+/* Encode in[0..n) into payload (cap bytes); *len gets the payload length. Where the encoder
+ * formed the payload's CRC-32 while the bytes were in cache (short buckets), it sets
+ * w->payload_crc and w->payload_crc_known. */
 loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p, const float *in,
                               size_t n, const loco_codec_ctx *ctx, uint8_t *payload, size_t cap,
-                              size_t *len, loco_error *err);
+                              size_t *len, loco_wire *w, loco_error *err);
 
 /* Validate the whole payload, then out[i] += scale * decoded[i]. */
 loco_status loco_quant_decode_add(const loco_qkind *kind, const loco_wire *w,
@@ -117,7 +119,8 @@ loco_status loco_qcheck_nonneg_scale(const float *scales, int bits);
                                      loco_error *err)                                          \
     {                                                                                          \
         w->bits = (uint8_t)loco_quant_bits(&KIND, &codec->params);                             \
-        return loco_quant_encode(&KIND, &codec->params, in, n, ctx, payload, cap, len, err);   \
+        return loco_quant_encode(&KIND, &codec->params, in, n, ctx, payload, cap, len, w,      \
+                                 err);                                                         \
     }                                                                                          \
     static loco_status NAME##_decode_add(const loco_wire *w, const uint8_t *payload,           \
                                          size_t len, float *out, size_t n, float scale,        \
