@@ -118,9 +118,8 @@ static inline uint32_t hmaxu8(__m256i v)
  * out as a zero extreme is not specified (the scales write a zero as +0); with a NaN in the input
  * min and max are meaningless, but *absmax_bits is >= 0x7F800000. Written with AVX2 where the
  * compiler targets it: GCC 13 leaves the plain loop's float min/max reductions scalar, a
- * dependent vminss per element (5x slower on a Sapphire Rapids core). Several accumulator sets
- * shorten the dependency chains: two with 16 vector registers, four where AVX-512 gives 32
- * (vminps's latency bounded two sets on a Sapphire Rapids core). */
+ * dependent vminss per element (5x slower on a Sapphire Rapids core). Two accumulators of each
+ * kind halve the dependency chains. */
 static void qstats_extremes(const float *x, size_t len, bool want_minmax, float *min, float *max,
                             uint32_t *absmax_bits)
 {
@@ -128,45 +127,30 @@ static void qstats_extremes(const float *x, size_t len, bool want_minmax, float 
     float mn = FLT_MAX, mx = -FLT_MAX;
     size_t i = 0;
 #if defined(__AVX2__)
-#if defined(__AVX512VL__)
-    enum { SETS = 4 };
-#else
-    enum { SETS = 2 };
-#endif
     const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
-    __m256 mnv[SETS], mxv[SETS];
-    __m256i amv[SETS];
-    for (int k = 0; k < SETS; k++) {
-        mnv[k] = _mm256_set1_ps(FLT_MAX);
-        mxv[k] = _mm256_set1_ps(-FLT_MAX);
-        amv[k] = _mm256_setzero_si256();
-    }
+    __m256 mn0 = _mm256_set1_ps(FLT_MAX), mn1 = mn0, mx0 = _mm256_set1_ps(-FLT_MAX), mx1 = mx0;
+    __m256i am0 = _mm256_setzero_si256(), am1 = am0;
     if (want_minmax) {
-        for (; i + 8 * SETS <= len; i += 8 * SETS) {
-            for (int k = 0; k < SETS; k++) {
-                __m256 v = _mm256_loadu_ps(x + i + 8 * (size_t)k);
-                amv[k] = _mm256_max_epu32(amv[k],
-                                          _mm256_and_si256(_mm256_castps_si256(v), magnitude));
-                mnv[k] = _mm256_min_ps(mnv[k], v);
-                mxv[k] = _mm256_max_ps(mxv[k], v);
-            }
+        for (; i + 16 <= len; i += 16) {
+            __m256 v0 = _mm256_loadu_ps(x + i), v1 = _mm256_loadu_ps(x + i + 8);
+            am0 = _mm256_max_epu32(am0, _mm256_and_si256(_mm256_castps_si256(v0), magnitude));
+            am1 = _mm256_max_epu32(am1, _mm256_and_si256(_mm256_castps_si256(v1), magnitude));
+            mn0 = _mm256_min_ps(mn0, v0);
+            mn1 = _mm256_min_ps(mn1, v1);
+            mx0 = _mm256_max_ps(mx0, v0);
+            mx1 = _mm256_max_ps(mx1, v1);
         }
     } else {
-        for (; i + 8 * SETS <= len; i += 8 * SETS) {
-            for (int k = 0; k < SETS; k++) {
-                __m256i v = _mm256_loadu_si256((const __m256i *)(x + i + 8 * (size_t)k));
-                amv[k] = _mm256_max_epu32(amv[k], _mm256_and_si256(v, magnitude));
-            }
+        for (; i + 16 <= len; i += 16) {
+            __m256i v0 = _mm256_loadu_si256((const __m256i *)(x + i));
+            __m256i v1 = _mm256_loadu_si256((const __m256i *)(x + i + 8));
+            am0 = _mm256_max_epu32(am0, _mm256_and_si256(v0, magnitude));
+            am1 = _mm256_max_epu32(am1, _mm256_and_si256(v1, magnitude));
         }
     }
-    for (int k = 1; k < SETS; k++) {
-        amv[0] = _mm256_max_epu32(amv[0], amv[k]);
-        mnv[0] = _mm256_min_ps(mnv[0], mnv[k]);
-        mxv[0] = _mm256_max_ps(mxv[0], mxv[k]);
-    }
-    am = hmaxu8(amv[0]);
-    mn = hmin8(mnv[0]);
-    mx = hmax8(mxv[0]);
+    am = hmaxu8(_mm256_max_epu32(am0, am1));
+    mn = hmin8(_mm256_min_ps(mn0, mn1));
+    mx = hmax8(_mm256_max_ps(mx0, mx1));
 #endif
 #pragma omp simd reduction(max : am) reduction(min : mn) reduction(max : mx)
     for (size_t j = i; j < len; j++) {
@@ -192,13 +176,40 @@ typedef struct qlanes {
 /* The lanes of `count` (1 or 2) tiles over their first `full` elements (a multiple of 8): q
  * always, s and a when with_sum. Every lane is one chain of dependent adds, so a lone tile runs
  * at the adder's latency, not its throughput; with AVX2 the chains of two tiles are interleaved
- * and a pair costs about what one tile did. The adds are the plain loop's, in its order. */
+ * and a pair costs about what one tile did (AVX-512: one register per kind of sum). The adds are
+ * the plain loop's, in its order. */
 static inline __attribute__((always_inline)) void qlanes_sum(const float *const *x, int count,
                                                              size_t full, bool with_sum,
                                                              qlanes *lanes)
 {
     memset(lanes, 0, (size_t)count * sizeof *lanes);
-#if defined(__AVX2__)
+#if defined(__AVX512F__)
+    /* all 8 lanes of a tile in one register: one conversion, one product and one add per 8 */
+    const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
+    __m512d s[2], q[2];
+    __m256i am[2];
+    for (int g = 0; g < count; g++) {
+        s[g] = q[g] = _mm512_setzero_pd();
+        am[g] = _mm256_setzero_si256();
+    }
+    for (size_t i = 0; i < full; i += 8) {
+        for (int g = 0; g < count; g++) {
+            __m256 v = _mm256_loadu_ps(x[g] + i);
+            __m512d d = _mm512_cvtps_pd(v);
+            q[g] = _mm512_add_pd(q[g], _mm512_mul_pd(d, d));
+            if (with_sum) {
+                s[g] = _mm512_add_pd(s[g], d);
+                am[g] = _mm256_max_epu32(am[g],
+                                         _mm256_and_si256(_mm256_castps_si256(v), magnitude));
+            }
+        }
+    }
+    for (int g = 0; g < count; g++) {
+        _mm512_storeu_pd(lanes[g].s, s[g]);
+        _mm512_storeu_pd(lanes[g].q, q[g]);
+        _mm256_storeu_si256((__m256i *)lanes[g].a, am[g]);
+    }
+#elif defined(__AVX2__)
     const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
     __m256d s0[2], s1[2], q0[2], q1[2];
     __m256i am[2];
