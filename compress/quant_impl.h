@@ -1,5 +1,6 @@
 /* compress/quant_impl.h — private: the bucketed-quantizer framework shared by max-min, QSGD,
- * FP4, ternary and sign (quant_common.c drives it; each family supplies a loco_qkind).
+ * FP4, ternary and sign (quant_common.c drives it, quant_stats.c forms the bucket statistics;
+ * each family supplies a loco_qkind).
  *
  * Payload: the scales of every bucket (scale_floats fp32 each, bucket order), then each
  * bucket's codes, each bucket's run byte-aligned: ceil(len * bits / 8) bytes for b-bit codes,
@@ -34,6 +35,22 @@ typedef struct loco_qstats {
     uint32_t absmax_bits; /* max of (bits & 0x7FFFFFFF): >= 0x7F800000 means a NaN/Inf */
     double sum, sumsq, sumabs;
 } loco_qstats;
+
+/* The identity of loco_qstats_merge (min FLT_MAX, max -FLT_MAX, sums 0). */
+void loco_qstats_identity(loco_qstats *st);
+
+/* a = a merged with b (min, max, largest magnitude; sums added, b's after a's). */
+void loco_qstats_merge(loco_qstats *a, const loco_qstats *b);
+
+/* The statistics in `want` (LOCO_QSTAT_*) of one tile x[0..len): sums over 8 interleaved double
+ * lanes (lane l takes elements l, l + 8, ... in order), lanes added 0..7. A NaN/Inf input shows as
+ * absmax_bits >= 0x7F800000. */
+void loco_qstats_tile(const float *x, size_t len, unsigned want, loco_qstats *st);
+
+/* The same for two tiles of len elements each, their dependent add chains interleaved (the same
+ * results as two loco_qstats_tile calls, faster: one tile runs at the adder's latency). */
+void loco_qstats_pair(const float *x0, const float *x1, size_t len, unsigned want,
+                      loco_qstats st[2]);
 
 /* A quantizer family. */
 typedef struct loco_qkind {
