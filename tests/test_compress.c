@@ -696,6 +696,70 @@ Test(ternary, values_in_minus_s_zero_s_with_clipping)
     }
 }
 
+/* Ternary's clip scale, min(c * sigma, max |x|), formed as the library must: sum and sum of
+ * squares over 8 interleaved double lanes (lane l adds elements l, l + 8, ... in order), lanes
+ * added 0..7 (codec.h; the GPU codec sums the same way). lanes_reversed adds the lanes 7..0. */
+static float ternary_clip_scale(const float *x, size_t len, float clip_sigma, bool lanes_reversed)
+{
+    double s[8] = {0}, q[8] = {0};
+    float absmax = 0.0f;
+    for (size_t i = 0; i < len; i++) {
+        volatile double v = x[i], square = v * v; /* volatile: no contraction into an FMA */
+        s[i % 8] += v;
+        q[i % 8] += square;
+        absmax = fabsf(x[i]) > absmax ? fabsf(x[i]) : absmax;
+    }
+    double sum = 0.0, sumsq = 0.0;
+    for (int k = 0; k < 8; k++) {
+        int l = lanes_reversed ? 7 - k : k;
+        sum += s[l];
+        sumsq += q[l];
+    }
+    volatile double mean = sum / (double)len, mean2 = mean * mean;
+    double var = sumsq / (double)len - mean2;
+    volatile double clip = (double)clip_sigma * sqrt(var > 0.0 ? var : 0.0);
+    return clip < (double)absmax ? (float)clip : absmax;
+}
+
+/* Values 1000 + u, |u| <= 1e-3: the variance is a difference of two nearly equal doubles, so any
+ * other summation order (pairs of buckets, vector lanes of any width, threads) shows in the fp32
+ * scale. Sizes give pairs of full buckets, a lone full bucket and a short last one. */
+Test(ternary, clip_scale_sums_in_the_documented_order)
+{
+    const size_t sizes[] = {4 * 512 + 77, 3 * 512};
+    loco_codec_ctx ctx = {4, 1, 0, 0};
+    for (size_t k = 0; k < 2; k++) {
+        size_t n = sizes[k], buckets = (n + 511) / 512;
+        float *x = test_floats(n);
+        loco_rng r;
+        loco_rng_init(&r, 77, k);
+        for (size_t i = 0; i < n; i++) {
+            x[i] = 1000.0f + (loco_rng_uniform(&r) * 2.0f - 1.0f) * 1e-3f;
+        }
+        loco_codec_params p = loco_codec_params_default(LOCO_CODEC_TERNARY);
+        cr_assert_eq(512, p.bucket);
+        cr_assert(p.clip_sigma > 0.0f);
+        loco_codec *c = test_codec(p);
+        size_t len;
+        uint8_t *msg = test_encode(c, NULL, x, n, &ctx, &len);
+        int order_matters = 0;
+        for (size_t b = 0; b < buckets; b++) {
+            size_t start = 512 * b, bl = n - start < 512 ? n - start : 512;
+            float want = ternary_clip_scale(x + start, bl, p.clip_sigma, false);
+            float got;
+            memcpy(&got, msg + 72 + 4 * b, 4); /* the scales follow the 72-byte header */
+            cr_expect_eq(got, want, "n=%zu bucket %zu: scale %.9g, the documented order gives %.9g",
+                         n, b, (double)got, (double)want);
+            order_matters += want != ternary_clip_scale(x + start, bl, p.clip_sigma, true);
+        }
+        /* the test can fail: another lane order gives other scales on these inputs */
+        cr_expect(order_matters > 0, "n=%zu: the inputs do not tell summation orders apart", n);
+        free(msg);
+        loco_codec_free(c);
+        free(x);
+    }
+}
+
 Test(sign, plus_minus_mean_magnitude)
 {
     for (size_t s = 0; s < TEST_NSIZES; s++) {
