@@ -115,14 +115,15 @@ typedef struct qlanes {
  * always, s and a when with_sum. Every lane is one chain of dependent adds, so a lone tile runs
  * at the adder's latency, not its throughput; with AVX2 the chains of two tiles are interleaved
  * and a pair costs about what one tile did (AVX-512: one register per kind of sum). The adds are
- * the plain loop's, in its order. */
+ * the plain loop's, in its order. A float's square is exact in double (48 significant bits), so
+ * the vector paths fuse it into the add (vfmadd) with the same bits as the product-then-add. */
 static inline __attribute__((always_inline)) void qlanes_sum(const float *const *x, int count,
                                                              size_t full, bool with_sum,
                                                              qlanes *lanes)
 {
     memset(lanes, 0, (size_t)count * sizeof *lanes);
 #if defined(__AVX512F__)
-    /* all 8 lanes of a tile in one register: one conversion, one product and one add per 8 */
+    /* all 8 lanes of a tile in one register: one conversion and one fused add per 8 */
     const __m256i magnitude = _mm256_set1_epi32(0x7FFFFFFF);
     __m512d s[2], q[2];
     __m256i am[2];
@@ -134,7 +135,7 @@ static inline __attribute__((always_inline)) void qlanes_sum(const float *const 
         for (int g = 0; g < count; g++) {
             __m256 v = _mm256_loadu_ps(x[g] + i);
             __m512d d = _mm512_cvtps_pd(v);
-            q[g] = _mm512_add_pd(q[g], _mm512_mul_pd(d, d));
+            q[g] = _mm512_fmadd_pd(d, d, q[g]); /* d * d is exact: the add's bits */
             if (with_sum) {
                 s[g] = _mm512_add_pd(s[g], d);
                 am[g] = _mm256_max_epu32(am[g],
@@ -157,16 +158,21 @@ static inline __attribute__((always_inline)) void qlanes_sum(const float *const 
     }
     for (size_t i = 0; i < full; i += 8) {
         for (int g = 0; g < count; g++) {
-            __m256 v = _mm256_loadu_ps(x[g] + i);
-            __m256d lo = _mm256_cvtps_pd(_mm256_castps256_ps128(v));  /* lanes 0..3 */
-            __m256d hi = _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); /* lanes 4..7 */
+            /* each half converted straight from memory (no extract) */
+            __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(x[g] + i));     /* lanes 0..3 */
+            __m256d hi = _mm256_cvtps_pd(_mm_loadu_ps(x[g] + i + 4)); /* lanes 4..7 */
+#if defined(__FMA__)
+            q0[g] = _mm256_fmadd_pd(lo, lo, q0[g]); /* lo * lo is exact: the add's bits */
+            q1[g] = _mm256_fmadd_pd(hi, hi, q1[g]);
+#else
             q0[g] = _mm256_add_pd(q0[g], _mm256_mul_pd(lo, lo));
             q1[g] = _mm256_add_pd(q1[g], _mm256_mul_pd(hi, hi));
+#endif
             if (with_sum) {
                 s0[g] = _mm256_add_pd(s0[g], lo);
                 s1[g] = _mm256_add_pd(s1[g], hi);
-                am[g] = _mm256_max_epu32(am[g],
-                                         _mm256_and_si256(_mm256_castps_si256(v), magnitude));
+                __m256i v = _mm256_loadu_si256((const __m256i *)(x[g] + i));
+                am[g] = _mm256_max_epu32(am[g], _mm256_and_si256(v, magnitude));
             }
         }
     }

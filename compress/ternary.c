@@ -44,16 +44,24 @@ static inline __attribute__((always_inline)) uint32_t ternary_trit(float x, floa
 }
 
 /* Trits of len values with t = |x| / scale (divide: a subnormal scale) or |x| * inv; inlined
- * with constant arguments so each variant vectorises. Trits are computed in 32-bit lanes and
- * narrowed in a second loop (no byte repacking inside the vector loop). */
+ * with constant arguments so each variant vectorises. `scaled`: inv already holds inv * 65536
+ * and the draws are compared with |x| * inv directly (ternary_quantize says when that is the
+ * same decision). Trits are computed in 32-bit lanes and narrowed in a second loop (no byte
+ * repacking inside the vector loop). */
 static inline __attribute__((always_inline)) void
-ternary_trits(const float *x, size_t len, float scale, float inv, bool divide, const uint16_t *r,
-              uint8_t *codes)
+ternary_trits(const float *x, size_t len, float scale, float inv, bool divide, bool scaled,
+              const uint16_t *r, uint8_t *codes)
 {
     uint32_t c32[LOCO_CODEC_TILE];
     for (size_t i = 0; i < len; i++) {
         float t = divide ? fabsf(x[i]) / scale : fabsf(x[i]) * inv;
-        c32[i] = ternary_trit(x[i], t, NULL != r ? (int)r[i] : -1);
+        if (scaled) {
+            uint32_t u;
+            memcpy(&u, &x[i], 4);
+            c32[i] = (float)r[i] < t ? 1 + (u >> 31) : 0;
+        } else {
+            c32[i] = ternary_trit(x[i], t, NULL != r ? (int)r[i] : -1);
+        }
     }
     for (size_t i = 0; i < len; i++) {
         codes[i] = (uint8_t)c32[i];
@@ -66,11 +74,17 @@ static void ternary_quantize(const float *x, size_t len, const float *scales, in
     bool divide;
     float inv = loco_qinverse(scales[0], &divide);
     if (divide) {
-        ternary_trits(x, len, scales[0], inv, true, r, codes);
+        ternary_trits(x, len, scales[0], inv, true, false, r, codes);
+    } else if (NULL != r && inv >= 1.0f && inv < 0x1p111f) {
+        /* One product fewer: |x| * (inv * 65536) keeps the same values as (|x| * inv) * 65536
+         * when inv >= 1. Where |x| * inv is normal, scaling by 2^16 commutes with rounding;
+         * where it is subnormal (and x != 0, so at least 2^-149), both forms lie in
+         * (0, 2^-110], below which only the draw 0 falls; an overflow is +Inf either way. */
+        ternary_trits(x, len, scales[0], inv * 65536.0f, false, true, r, codes);
     } else if (NULL != r) {
-        ternary_trits(x, len, scales[0], inv, false, r, codes);
+        ternary_trits(x, len, scales[0], inv, false, false, r, codes);
     } else {
-        ternary_trits(x, len, scales[0], inv, false, NULL, codes);
+        ternary_trits(x, len, scales[0], inv, false, false, NULL, codes);
     }
 }
 

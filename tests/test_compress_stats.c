@@ -1,7 +1,9 @@
 /* tests/test_compress_stats.c — compress/: statistical unbiasedness of the stochastic codecs
  * (max-min, QSGD, TernGrad, FP4) by z-scores over thousands of encodings, QSGD's variance bound,
- * and the check that deterministic (nearest) rounding is detected as biased. */
+ * the check that deterministic (nearest) rounding is detected as biased, and ternary's
+ * decisions against the documented rule where fp32 is at its edges. */
 #include "test_compress_util.h"
+#include "compress/codec_impl.h" /* loco_codec_stream */
 
 /* max |x| over x[start, start + len). */
 static float absmax_of(const float *x, size_t start, size_t len)
@@ -174,3 +176,87 @@ Test(unbiased, ternary_without_clipping_and_fp4, .timeout = 300)
     free(x);
 }
 
+
+/* Every ternary decision against the documented rule (codec.h): element i, with t = |x| * fl(1/s)
+ * in fp32, is kept (decoded as sign(x) * s) when its 16-bit draw is below t * 65536, else 0. The
+ * encoder forms t * 65536 in one product where that gives the same decisions (s <= 1); the
+ * places where it could differ are planted on purpose: subnormal values, and values whose
+ * threshold lands next to the draw, at elements whose draw is 0 or 1, in buckets whose scale is
+ * below, at and above 1. */
+Test(stochastic, ternary_keeps_follow_the_documented_rule_at_fp32_edges)
+{
+    const size_t n = ((size_t)1 << 20) + 3, bucket = 512;
+    const float kinds[4] = {0.5f, 1.0f, 4.0f, 1.5f}; /* bucket scales: inv >= 1 and < 1 */
+    loco_codec_ctx ctx = {0x5EEDull, 3, 1, 2};
+    uint64_t stream = loco_codec_stream(&ctx);
+    uint16_t *draw = malloc(n * sizeof *draw);
+    int *kind_of = malloc((n / bucket + 1) * sizeof *kind_of);
+    float *x = test_floats(n);
+    cr_assert(NULL != draw && NULL != kind_of);
+    for (size_t i = 0; i < n; i++) {
+        uint32_t w[4];
+        loco_rng_block(ctx.seed, stream, i / 8, w);
+        draw[i] = (uint16_t)(w[(i % 8) / 2] >> (16 * (i % 2)));
+    }
+    /* buckets holding a draw of 0 take the scales in turn, so every kind gets such an element */
+    size_t zeros = 0;
+    for (size_t b = 0; b * bucket < n; b++) {
+        kind_of[b] = (int)(b % 4);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (0 == draw[i] && i % bucket != 0) {
+            kind_of[i / bucket] = (int)(zeros++ % 4);
+        }
+    }
+    cr_assert_geq(zeros, 8, "only %zu draws of 0: choose another seed", zeros);
+    loco_rng r;
+    loco_rng_init(&r, 5, 6);
+    /* at draws of 0, each kind of bucket in turn gets these in turn: |x| * inv is 1/4, 1/2
+     * (a tie, to even: 0) and 3/4 of the smallest subnormal where s = 4 */
+    static const float at_zero[] = {0x1p-149f, 0x1p-148f, 0x3p-149f, 0x1p-130f};
+    static const float tiny[] = {0x1p-140f, 0x1.8p-127f, 0x1p-126f, 1e-30f};
+    size_t planted = 0, zk = 0;
+    for (size_t i = 0; i < n; i++) {
+        float s = kinds[kind_of[i / bucket]];
+        float sign = loco_rng_uniform(&r) < 0.5f ? -1.0f : 1.0f;
+        if (i % bucket == 0) {
+            x[i] = s; /* the bucket's max |x|: its scale with clipping off */
+        } else if (0 == draw[i]) {
+            x[i] = sign * at_zero[zk++ / 4 % 4];
+        } else if (1 == draw[i]) {
+            x[i] = sign * tiny[planted++ % 4];
+        } else if (draw[i] < 64) { /* threshold at the draw or one ulp either side */
+            float t = (float)draw[i] / 65536.0f, u = loco_rng_uniform(&r);
+            t = u < 1.0f / 3 ? nextafterf(t, 0.0f) : u < 2.0f / 3 ? t : nextafterf(t, 1.0f);
+            x[i] = sign * s * t;
+        } else {
+            x[i] = sign * s * loco_rng_uniform(&r);
+        }
+    }
+    loco_codec_params p = loco_codec_params_default(LOCO_CODEC_TERNARY);
+    p.clip_sigma = 0.0f;
+    cr_assert_eq(bucket, (size_t)p.bucket);
+    loco_codec *c = test_codec(p);
+    float *d = test_roundtrip(c, NULL, x, n, &ctx, NULL);
+    size_t kept_tiny = 0, dropped_tiny = 0;
+    for (size_t i = 0; i < n; i++) {
+        float s = kinds[kind_of[i / bucket]];
+        volatile float inv = 1.0f / s, t = fabsf(x[i]) * inv, threshold = t * 65536.0f;
+        bool keep = (float)draw[i] < threshold;
+        float want = keep ? copysignf(s, x[i]) : 0.0f;
+        cr_assert_eq(d[i], want, "element %zu: x %a, s %g, draw %u: decoded %g, the rule gives %g",
+                     i, (double)x[i], (double)s, draw[i], (double)d[i], (double)want);
+        if (0 == draw[i] && i % bucket != 0) {
+            kept_tiny += keep;
+            dropped_tiny += !keep;
+        }
+    }
+    /* the planted edges decide both ways: |x| * inv rounded to 0 (s = 4) is never kept */
+    cr_expect(kept_tiny > 0 && dropped_tiny > 0, "at draws of 0: %zu kept, %zu dropped",
+              kept_tiny, dropped_tiny);
+    free(d);
+    loco_codec_free(c);
+    free(x);
+    free(kind_of);
+    free(draw);
+}
