@@ -17,9 +17,12 @@
  *       Delta = C(eta * e + g - h);  e = e + g - h - Delta;  h = h + Delta
  *     One compressed message builds both the EF21-style estimator h and the EF-style error e;
  *     eta in (0, 1] is the strength of the feedback (eta -> 0 is EF21). Receivers keep
- *     H += mean(Delta) and step with H, as for EF21. (This rule follows the project's research
- *     notes, shared/research/compression.md §2; the paper's Algorithm 1 text was not available
- *     in the reference corpus to re-check it line by line: see the report.)
+ *     H += mean(Delta) and step with H, as for EF21. Checked against an independent
+ *     implementation, the code of "A Tight Theory of Error Feedback Algorithms in Distributed
+ *     Optimization" (ICML 2026; github.com/DanielBergThomsen/distributed-error-feedback,
+ *     pepit_helpers.py): c = C(eta e + g - h), h += c, x -= gamma mean(h) with the new h,
+ *     e += g - h with the new h: the same rule. The paper's own Algorithm 1 text was not in the
+ *     reference corpus.
  *
  * State: EF holds e (n floats), EF21 h, EControl e and h, plus scratch. One loco_ef per tensor
  * per worker; its buffers are what a checkpoint must save (loco_ef_buffers).

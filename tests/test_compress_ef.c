@@ -1,7 +1,8 @@
-/* tests/test_compress_ef.c — compress/: error feedback (exact mass conservation; an 8-worker
- * heterogeneous quadratic where top-k 1% converges with EF/EF21/EControl and stalls without, and
- * EF-sign converges where sign stalls), DeMo's DCT (orthonormal, matches the naive DCT-II, chunk
- * sizes), PowerSGD (full rank reconstructs, warm start), L-GreCo (DP == brute force). */
+/* tests/test_compress_ef.c — compress/: error feedback (exact mass conservation; EControl's and
+ * EF21's update rules step by step; an 8-worker heterogeneous quadratic where top-k 1% converges
+ * with EF/EF21/EControl and stalls without, and EF-sign converges where sign stalls), DeMo's DCT
+ * (orthonormal, matches the naive DCT-II, chunk sizes), PowerSGD (full rank reconstructs, warm
+ * start), L-GreCo (DP == brute force). */
 #include "test_compress_util.h"
 #include "compress/dct.h"
 #include "compress/ef.h"
@@ -99,6 +100,82 @@ Test(ef, decay_scales_the_residual_like_demo_momentum)
     loco_ef_reset(ef);
     cr_expect_eq(e[5], 0.0f);
     loco_ef_free(ef);
+    loco_codec_free(c);
+}
+
+/* EControl's and EF21's state, step by step, against the rule written out here with the same
+ * codec (ef.h; Gao, Islamov, Stich, arXiv 2311.05645): Delta = C(eta e + g - h), e += g - h -
+ * Delta (h before the step), h += Delta; EF21 is eta = 0 without e. The messages must be the
+ * codec's own bytes for that input and e, h must match bit for bit. */
+Test(ef, econtrol_and_ef21_follow_their_update_rules_step_by_step)
+{
+    const size_t n = 3001;
+    const float eta = 0.25f;
+    loco_codec_params cp = loco_codec_params_default(LOCO_CODEC_TOPK);
+    cp.density = 0.05f;
+    loco_codec *c = test_codec(cp);
+    size_t cap = loco_codec_bound(c, n);
+    uint8_t *msg = malloc(cap), *want_msg = malloc(cap);
+    float *g = test_floats(n), *p = test_floats(n), *delta = test_floats(n);
+    float *e_ref = test_floats(n), *h_ref = test_floats(n);
+    cr_assert(NULL != msg && NULL != want_msg);
+    for (int econtrol = 0; econtrol < 2; econtrol++) {
+        loco_ef_params ep = loco_ef_params_default();
+        ep.mode = econtrol ? LOCO_EF_ECONTROL : LOCO_EF_EF21;
+        ep.eta = eta;
+        loco_ef *ef = NULL;
+        cr_assert_eq(LOCO_OK, loco_ef_init(&ef, &ep, n, NULL));
+        float *e, *h;
+        loco_ef_buffers(ef, &e, &h);
+        memset(e_ref, 0, n * sizeof(float));
+        memset(h_ref, 0, n * sizeof(float));
+        loco_rng r;
+        loco_rng_init(&r, 12, (uint64_t)econtrol);
+        size_t moved = 0;
+        for (int step = 0; step < 6; step++) {
+            for (size_t i = 0; i < n; i++) { /* a drifting gradient, so h lags and e grows */
+                g[i] = sinf(0.01f * (float)i + 0.3f * (float)step) + 0.1f * loco_rng_normal(&r);
+            }
+            size_t len = 0, want_len = 0;
+            cr_assert_eq(LOCO_OK, loco_ef_encode(ef, c, NULL, g, n, NULL, msg, cap, &len, NULL));
+            for (size_t i = 0; i < n; i++) {
+                volatile float scaled = eta * e_ref[i]; /* rounded apart, as compress/ does */
+                p[i] = econtrol ? scaled + g[i] - h_ref[i] : g[i] - h_ref[i];
+            }
+            cr_assert_eq(LOCO_OK,
+                         loco_codec_encode_ex(c, NULL, p, n, NULL, want_msg, cap, &want_len, NULL));
+            cr_assert(len == want_len && 0 == memcmp(msg, want_msg, len),
+                      "%s step %d: the message is not C(the rule's input)",
+                      econtrol ? "econtrol" : "ef21", step);
+            memset(delta, 0, n * sizeof(float));
+            cr_assert_eq(LOCO_OK,
+                         loco_codec_decode_add_ex(c, want_msg, want_len, delta, n, 1.0f, NULL, NULL));
+            for (size_t i = 0; i < n; i++) {
+                if (econtrol) {
+                    e_ref[i] += g[i] - h_ref[i] - delta[i];
+                }
+                h_ref[i] += delta[i];
+            }
+            for (size_t i = 0; i < n; i++) {
+                cr_assert_eq(h[i], h_ref[i], "step %d: h[%zu] %g, the rule gives %g", step, i,
+                             (double)h[i], (double)h_ref[i]);
+                if (econtrol) {
+                    cr_assert_eq(e[i], e_ref[i], "step %d: e[%zu] %g, the rule gives %g", step, i,
+                                 (double)e[i], (double)e_ref[i]);
+                    moved += 0.0f != e[i];
+                }
+            }
+        }
+        cr_expect(!econtrol || moved > 0, "the error state never moved: the test cannot fail");
+        loco_ef_free(ef);
+    }
+    free(msg);
+    free(want_msg);
+    free(g);
+    free(p);
+    free(delta);
+    free(e_ref);
+    free(h_ref);
     loco_codec_free(c);
 }
 
