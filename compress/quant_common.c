@@ -193,7 +193,24 @@ static void qstats_bucket(const float *x, size_t len, unsigned want, const qcode
 
 /* ---- packing of one run --------------------------------------------------------------------- */
 
-#if defined(__AVX2__)
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+/* The bytes of 8 groups of 5 trits (the 40 codes at c, no more read) into out[0..8): vpermb
+ * spreads the groups over 8-byte slots, vpmaddubsw weighs them by 1, 3, 9, 27, 81 into words
+ * that stay below 256 (t0 + 3 t1, 9 t2 + 27 t3, 81 t4, 0) and vpsadbw adds each slot's bytes. */
+static inline void trit_groups8_store(const uint8_t *c, uint8_t *out)
+{
+    static const uint8_t spread[64] = {
+        0,  1,  2,  3,  4,  0, 0, 0, 5,  6,  7,  8,  9,  0, 0, 0, 10, 11, 12, 13, 14, 0,
+        0,  0,  15, 16, 17, 18, 19, 0, 0, 0, 20, 21, 22, 23, 24, 0, 0,  0,  25, 26, 27, 28,
+        29, 0,  0,  0,  30, 31, 32, 33, 34, 0, 0, 0,  35, 36, 37, 38, 39, 0,  0,  0};
+    const __m512i weights = _mm512_set1_epi64(0x000000511B090301ll); /* 1 3 9 27 81 0 0 0 */
+    __m512i v = _mm512_maskz_loadu_epi8(0xFFFFFFFFFFull, c);
+    __m512i t = _mm512_maskz_permutexvar_epi8(0x1F1F1F1F1F1F1F1Full,
+                                              _mm512_loadu_si512((const void *)spread), v);
+    __m512i sums = _mm512_sad_epu8(_mm512_maddubs_epi16(t, weights), _mm512_setzero_si512());
+    _mm_storel_epi64((__m128i *)out, _mm512_cvtepi64_epi8(sums));
+}
+#elif defined(__AVX2__)
 /* The bytes of 8 groups of 5 trits (40 codes at c, reading c[0..46)), as a little-endian word:
  * each 128-bit lane spreads two groups over 8-byte slots, vpmaddubsw weighs them by 1, 3, 9, 27,
  * 81, and vpmaddwd plus a horizontal add finish each group's sum (at most 242). */
@@ -231,13 +248,17 @@ static void run_pack(int bits, const uint8_t *codes, size_t len, uint8_t *out)
         loco_bitpack(codes, len, bits, out);
         return;
     }
-    /* Base 3: byte g = t0 + 3 t1 + 9 t2 + 27 t3 + 81 t4 of codes 5 g .. 5 g + 4. With AVX2, 8
-     * groups at a time while their loads stay inside the run. Then byte 4 of (8 trit bytes,
+    /* Base 3: byte g = t0 + 3 t1 + 9 t2 + 27 t3 + 81 t4 of codes 5 g .. 5 g + 4. With AVX-512
+     * VBMI or AVX2, 8 groups at a time while their loads stay inside the run. Then byte 4 of (8 trit bytes,
      * little-endian) * (81, 27, 9, 3, 1 in bytes 0..4) is the sum: bytes 0..3 of the product
      * stay below 256 (no carry in) and trits 5..7 only reach bytes 5 and up. Groups whose 8-byte
      * load would pass the run's end take the plain sum. */
     size_t first = 0; /* groups done */
-#if defined(__AVX2__)
+#if defined(__AVX512VBMI__) && defined(__AVX512BW__)
+    for (; 5 * first + 40 <= len; first += 8) {
+        trit_groups8_store(codes + 5 * first, out + first);
+    }
+#elif defined(__AVX2__)
     for (; 5 * first + 46 <= len; first += 8) {
         uint64_t b = trit_groups8(codes + 5 * first);
         memcpy(out + first, &b, 8);
