@@ -249,10 +249,10 @@ static void run_pack(int bits, const uint8_t *codes, size_t len, uint8_t *out)
         return;
     }
     /* Base 3: byte g = t0 + 3 t1 + 9 t2 + 27 t3 + 81 t4 of codes 5 g .. 5 g + 4. With AVX-512
-     * VBMI or AVX2, 8 groups at a time while their loads stay inside the run. Then byte 4 of (8 trit bytes,
-     * little-endian) * (81, 27, 9, 3, 1 in bytes 0..4) is the sum: bytes 0..3 of the product
-     * stay below 256 (no carry in) and trits 5..7 only reach bytes 5 and up. Groups whose 8-byte
-     * load would pass the run's end take the plain sum. */
+     * VBMI or AVX2, 8 groups at a time while their loads stay inside the run. Then byte 4 of
+     * (8 trit bytes, little-endian) * (81, 27, 9, 3, 1 in bytes 0..4) is the sum: bytes 0..3 of
+     * the product stay below 256 (no carry in) and trits 5..7 only reach bytes 5 and up. Groups
+     * whose 8-byte load would pass the run's end take the plain sum. */
     size_t first = 0; /* groups done */
 #if defined(__AVX512VBMI__) && defined(__AVX512BW__)
     for (; 5 * first + 40 <= len; first += 8) {

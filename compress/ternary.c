@@ -76,9 +76,9 @@ static void ternary_quantize(const float *x, size_t len, const float *scales, in
     if (divide) {
         ternary_trits(x, len, scales[0], inv, true, false, r, codes);
     } else if (NULL != r && inv >= 1.0f && inv < 0x1p111f) {
-        /* One product fewer: |x| * (inv * 65536) keeps the same values as (|x| * inv) * 65536
-         * when inv >= 1. Where |x| * inv is normal, scaling by 2^16 commutes with rounding;
-         * where it is subnormal (and x != 0, so at least 2^-149), both forms lie in
+        /* One product fewer: |x| * (inv * 65536) decides every draw as (|x| * inv) * 65536
+         * does when inv >= 1. Where |x| * inv is normal, scaling by 2^16 commutes with
+         * rounding; where it is subnormal (and x != 0, so at least 2^-149), both forms lie in
          * (0, 2^-110], below which only the draw 0 falls; an overflow is +Inf either way. */
         ternary_trits(x, len, scales[0], inv * 65536.0f, false, true, r, codes);
     } else if (NULL != r) {
