@@ -1,4 +1,5 @@
-/* base/rng.h — counter-based random numbers (Philox4x32-10, Salmon et al., SC'11).
+/* base/rng.h — counter-based random numbers (Philox4x32-10 and ARS-4x32, Salmon et al., SC'11:
+ * "Parallel random numbers: as easy as 1, 2, 3").
  *
  * A draw is a pure function of (seed, stream, counter): no hidden state, so results do not depend
  * on thread count, machine or call order. loco keys streams by what a number is for, e.g.
@@ -6,6 +7,10 @@
  * stochastic rounding, so every worker can reproduce any other worker's draws.
  *
  * Layout: key = {seed lo, seed hi}; counter block = {counter lo, counter hi, stream lo, stream hi}.
+ *
+ * Philox is the default everywhere (a GPU computes it as fast as a CPU). ARS is AES rounds keyed
+ * by a Weyl sequence: with AES-NI a CPU makes its draws about five times faster than Philox's
+ * (compress/draws.c), but a GPU has no AES unit, so only CPU-side codecs offer it.
  */
 #ifndef LOCO_BASE_RNG_H
 #define LOCO_BASE_RNG_H
@@ -23,6 +28,27 @@ static inline void loco_rng_block(uint64_t seed, uint64_t stream, uint64_t count
                              (uint32_t)(stream >> 32)};
     const uint32_t key[2] = {(uint32_t)seed, (uint32_t)(seed >> 32)};
     loco_philox4x32_10(ctr, key, out);
+}
+
+/* The raw ARS-4x32 bijection with `rounds` rounds (1..10), as Random123's ars4x32_R: v = ctr ^
+ * key, then rounds - 1 AES rounds (aesenc) and one last round (aesenclast), round r keyed by key +
+ * r * (0x9E3779B97F4A7C15, 0xBB67AE8584CAA73B) (two 64-bit lanes, words 0-1 and 2-3). Words are
+ * the 128-bit block's little-endian 32-bit words. Portable C (a table-driven AES round); the
+ * AES-NI form in compress/draws.c gives the same bits. */
+void loco_ars4x32(const uint32_t ctr[4], const uint32_t key[4], int rounds, uint32_t out[4]);
+
+/* ARS with 7 rounds, the Random123 default (its authors found no statistical flaw from 5). */
+#define LOCO_ARS_ROUNDS 7
+
+/* Four 32-bit ARS-7 draws for (seed, stream, counter): counter block as loco_rng_block's,
+ * key = {seed lo, seed hi, 0, 0}. */
+static inline void loco_rng_ars_block(uint64_t seed, uint64_t stream, uint64_t counter,
+                                      uint32_t out[4])
+{
+    const uint32_t ctr[4] = {(uint32_t)counter, (uint32_t)(counter >> 32), (uint32_t)stream,
+                             (uint32_t)(stream >> 32)};
+    const uint32_t key[4] = {(uint32_t)seed, (uint32_t)(seed >> 32), 0, 0};
+    loco_ars4x32(ctr, key, LOCO_ARS_ROUNDS, out);
 }
 
 /* A 32-bit draw to a float in [0, 1) with 24 random bits (exactly representable). */

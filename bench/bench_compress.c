@@ -3,7 +3,8 @@
  * default settings, and exact top-k selection (radix select) next to std::nth_element.
  *
  *   loco bench compress [--sizes 16M,64M] [--threads N] [--codecs a,b,...] [--reps R]
- *                       [--clock wall|cpu] [--rounding stochastic|nearest] [--json FILE]
+ *                       [--clock wall|cpu] [--rounding stochastic|nearest] [--rng philox|ars]
+ *                       [--json FILE]
  *
  * --threads defaults to 1, so the ratios are per core; each codec's ratios are against a memcpy
  * timed right before that codec (last column). Each timing is the best of up to R
@@ -13,7 +14,8 @@
  * --threads 1): on a shared machine it leaves out the time the process waited for a core. Matrices (PowerSGD, DCT top-k) are shaped rows x cols with
  * rows = 2^floor(log2(sqrt(n))). --rounding nearest runs the quantizers (max-min, QSGD, FP4,
  * ternary) with deterministic rounding instead of their stochastic default, which shows what
- * the per-element Philox draws cost.
+ * the per-element Philox draws cost; --rng ars draws from ARS-7 on the AES unit instead
+ * (codec.rng = ars).
  */
 #include "bench.h"
 #include "compress/codec.h"
@@ -34,6 +36,7 @@ typedef struct compress_opts {
     int threads, reps;
     bool cpu_clock;
     bool nearest; /* --rounding nearest */
+    bool ars;     /* --rng ars */
     bool want[LOCO_CODEC_COUNT];
     const char *json;
 } compress_opts;
@@ -43,12 +46,14 @@ static void compress_usage(FILE *out)
     fprintf(out,
             "usage: loco bench compress [--sizes 16M,64M] [--threads N] [--codecs a,b,...]\n"
             "                           [--reps R] [--clock wall|cpu]\n"
-            "                           [--rounding stochastic|nearest] [--json FILE]\n\n"
+            "                           [--rounding stochastic|nearest] [--rng philox|ars]\n"
+            "                           [--json FILE]\n\n"
             "Encode/decode GB/s of fp32 input per codec next to memcpy (same run), bytes per\n"
             "element, and exact top-k next to std::nth_element. --threads defaults to 1 (per\n"
             "core). Codecs: none fp16 bf16 maxmin qsgd fp4 ternary sign topk dgc randk dct_topk\n"
             "powersgd (default: all). --rounding nearest: the quantizers round to nearest\n"
-            "instead of stochastically (no random draws).\n");
+            "instead of stochastically (no random draws). --rng ars: their draws come from\n"
+            "ARS-7 on the AES unit instead of Philox (codec.rng = ars).\n");
 }
 
 static bool parse_size(const char *s, size_t *out)
@@ -121,6 +126,12 @@ static int parse_compress_args(int argc, char **argv, compress_opts *o)
                 return 2;
             }
             o->nearest = 0 == strcmp(v, "nearest");
+        } else if (0 == strcmp(a, "--rng")) {
+            if (0 != strcmp(v, "philox") && 0 != strcmp(v, "ars")) {
+                fprintf(stderr, "loco bench compress: --rng is philox or ars\n");
+                return 2;
+            }
+            o->ars = 0 == strcmp(v, "ars");
         } else if (0 == strcmp(a, "--json")) {
             o->json = v;
         } else if (0 == strcmp(a, "--codecs")) {
@@ -279,7 +290,8 @@ static int bench_size(const compress_opts *o, size_t n, loco_bench_records *rec)
     double copy_gbs = 4.0 * n / t_copy / 1e9;
     printf("\n== n = %zu (%s x %d thread%s, %s clock%s): memcpy %.2f GB/s\n", n, label,
            o->threads, o->threads > 1 ? "s" : "", o->cpu_clock ? "cpu" : "wall",
-           o->nearest ? ", quantizers round to nearest" : "", copy_gbs);
+           o->nearest ? ", quantizers round to nearest" : (o->ars ? ", ARS draws" : ""),
+           copy_gbs);
     printf("%-10s %12s %8s %12s %8s %10s %10s\n", "codec", "encode GB/s", "of copy",
            "decode GB/s", "of copy", "bytes/elem", "copy GB/s");
     char name[96];
@@ -294,6 +306,7 @@ static int bench_size(const compress_opts *o, size_t n, loco_bench_records *rec)
         if (o->nearest) {
             p.stochastic = false;
         }
+        p.rng = o->ars ? LOCO_CODEC_RNG_ARS : LOCO_CODEC_RNG_PHILOX;
         loco_codec *codec = NULL;
         loco_codec_state *state = NULL;
         loco_error err = {0};
@@ -325,7 +338,9 @@ static int bench_size(const compress_opts *o, size_t n, loco_bench_records *rec)
             double bpe = (double)b.len / (double)n;
             printf("%-10s %12.2f %7.0f%% %12.2f %7.0f%% %10.4f %10.2f\n", loco_codec_name(p.id),
                    enc, 100 * enc / row_copy, dcd, 100 * dcd / row_copy, bpe, row_copy);
-            const char *how = o->nearest ? " nearest" : "";
+            bool rounds = LOCO_CODEC_MAXMIN == p.id || LOCO_CODEC_QSGD == p.id ||
+                          LOCO_CODEC_FP4 == p.id || LOCO_CODEC_TERNARY == p.id;
+            const char *how = !rounds ? "" : (o->nearest ? " nearest" : (o->ars ? " ars" : ""));
             snprintf(name, sizeof name, "%s%s encode %s", loco_codec_name(p.id), how, label);
             add_record(rec, name, (double)n, enc, "GB/s", "memcpy", row_copy);
             snprintf(name, sizeof name, "%s%s decode %s", loco_codec_name(p.id), how, label);

@@ -139,6 +139,10 @@ loco_status loco_codec_params_validate(const loco_codec_params *p, loco_error *e
                               "the standard deviation (TernGrad uses 2.5)",
                               (double)p->clip_sigma);
     }
+    if (LOCO_CODEC_RNG_PHILOX != p->rng && LOCO_CODEC_RNG_ARS != p->rng) {
+        return loco_error_set(err, LOCO_ERR_CONFIG, "codec.rng = %d: use philox or ars",
+                              (int)p->rng);
+    }
     if (LOCO_CODEC_DGC == p->id) {
         if (!(p->dgc_momentum >= 0.0f && p->dgc_momentum < 1.0f)) {
             return loco_error_set(err, LOCO_ERR_CONFIG, "codec.dgc_momentum = %g: use [0, 1)",

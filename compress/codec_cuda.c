@@ -107,9 +107,18 @@ size_t loco_codec_cuda_scratch_bytes(const loco_codec *codec, size_t n)
     return topk > bound ? topk : bound;
 }
 
+/* Does encoding draw from ARS (stochastic rounding of a quantizer with codec.rng = ars)? The
+ * GPU has no AES unit: those messages are made on the CPU. */
+static bool draws_ars(const loco_codec_params *p)
+{
+    bool rounds = LOCO_CODEC_MAXMIN == p->id || LOCO_CODEC_QSGD == p->id ||
+                  LOCO_CODEC_FP4 == p->id || LOCO_CODEC_TERNARY == p->id;
+    return rounds && p->stochastic && LOCO_CODEC_RNG_ARS == p->rng;
+}
+
 bool loco_codec_cuda_encodes(const loco_codec_params *p, size_t n)
 {
-    if (!loco_cuda_built()) {
+    if (!loco_cuda_built() || draws_ars(p)) {
         return false;
     }
     size_t bucket = 0 == p->bucket || (size_t)p->bucket > n ? n : (size_t)p->bucket;
@@ -154,6 +163,12 @@ loco_status loco_codec_encode_cuda_shaped(const loco_codec *codec, struct loco_c
     if (cap < LOCO_WIRE_HEADER_BYTES) {
         return loco_error_set(err, LOCO_ERR_RANGE, "GPU encode: capacity %zu < header %d", cap,
                               LOCO_WIRE_HEADER_BYTES);
+    }
+    if (draws_ars(p)) {
+        return loco_error_set(err, LOCO_ERR_UNSUPPORTED,
+                              "GPU encode (%s): codec.rng = ars draws on the CPU's AES unit; "
+                              "encode on the CPU, or use codec.rng = philox on the GPU",
+                              loco_codec_name(p->id));
     }
     if (LOCO_CODEC_TOPK == p->id) {
         return encode_topk(codec, cuda, dev_in, n, dev_payload, out, cap, out_len, err);

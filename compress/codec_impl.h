@@ -155,8 +155,9 @@ static inline uint64_t loco_codec_stream(const loco_codec_ctx *ctx)
 }
 
 /* Fill r[0..len) with the 16-bit uniform draws of elements first .. first+len-1 of the message
- * with (seed, stream) (layout in codec.h). */
-void loco_codec_draws16(uint64_t seed, uint64_t stream, size_t first, size_t len, uint16_t *r);
+ * with (seed, stream), from generator rng (layout in codec.h). */
+void loco_codec_draws16(loco_codec_rng rng, uint64_t seed, uint64_t stream, size_t first,
+                        size_t len, uint16_t *r);
 
 /* The header fields every encoder starts from: codec id, bits, flags, n, bucket (codec.c). */
 void loco_wire_init(const struct loco_codec *codec, size_t n, loco_wire *w);

@@ -4,7 +4,9 @@
  * Philox4x32-10 is computed for 8 counters at once with AVX2 (vpmuludq on even and odd lanes)
  * where the compiler targets it (long runs with AVX-512 where available), else one block at a
  * time through base/rng.h; every way the result equals loco_rng_block (tests/test_compress.c
- * checks this on the machine it runs on). */
+ * checks this on the machine it runs on). ARS-7 (codec.rng = ars) runs on the AES unit: 4
+ * blocks per instruction with VAES and AVX-512, 2 with VAES and AVX2, 1 with AES-NI, else the
+ * portable loco_rng_ars_block, which every way equals. */
 #include "codec_impl.h"
 
 #define PHILOX_M0 0xD2511F53u
@@ -12,8 +14,11 @@
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
 
-#if defined(__AVX2__)
+#if defined(__AVX2__) || defined(__AES__)
 #include <immintrin.h>
+#endif
+
+#if defined(__AVX2__)
 
 /* hi and lo 32-bit halves of m * c for 8 lanes (vpmuludq handles the even lanes; the odd ones
  * are shifted down first). */
@@ -185,8 +190,123 @@ static void philox_draws256(uint64_t seed, uint64_t stream, uint64_t ctr0, uint1
 }
 #endif
 
-void loco_codec_draws16(uint64_t seed, uint64_t stream, size_t first, size_t len, uint16_t *r)
+/* ---- ARS-7 --------------------------------------------------------------------------------- */
+
+/* Blocks b0 .. b0 + nb - 1 of (seed, stream): block b's 128-bit output, little-endian, is draws
+ * 8 b .. 8 b + 7, so r gets 8 nb draws in element order. */
+#if defined(__AES__)
+static void ars_blocks(uint64_t seed, uint64_t stream, uint64_t b0, size_t nb, uint16_t *r)
 {
+    enum { R = LOCO_ARS_ROUNDS };
+    __m128i key[R + 1]; /* round r's key: {seed, 0} + r * Weyl in two 64-bit lanes */
+    const __m128i weyl = _mm_set_epi64x((long long)0xBB67AE8584CAA73Bull,
+                                        (long long)0x9E3779B97F4A7C15ull);
+    key[0] = _mm_set_epi64x(0, (long long)seed);
+    for (int k = 1; k <= R; k++) {
+        key[k] = _mm_add_epi64(key[k - 1], weyl);
+    }
+    size_t b = 0;
+#if defined(__VAES__) && defined(__AVX512F__)
+    /* 4 zmm of 4 blocks: 16 blocks in flight hide the AES unit's latency */
+    __m512i kz[R + 1];
+    for (int k = 0; k <= R; k++) {
+        kz[k] = _mm512_broadcast_i32x4(key[k]);
+    }
+    const __m512i four = _mm512_setr_epi64(4, 0, 4, 0, 4, 0, 4, 0);
+    __m512i ctr = _mm512_setr_epi64((long long)b0, (long long)stream, (long long)b0 + 1,
+                                    (long long)stream, (long long)b0 + 2, (long long)stream,
+                                    (long long)b0 + 3, (long long)stream);
+    for (; b + 16 <= nb; b += 16) {
+        __m512i v[4];
+        for (int j = 0; j < 4; j++) {
+            v[j] = _mm512_xor_si512(ctr, kz[0]);
+            ctr = _mm512_add_epi64(ctr, four);
+        }
+        for (int k = 1; k < R; k++) {
+            for (int j = 0; j < 4; j++) {
+                v[j] = _mm512_aesenc_epi128(v[j], kz[k]);
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            _mm512_storeu_si512((void *)(r + 8 * (b + 4 * (size_t)j)),
+                                _mm512_aesenclast_epi128(v[j], kz[R]));
+        }
+    }
+#elif defined(__VAES__) && defined(__AVX2__)
+    /* 4 ymm of 2 blocks */
+    __m256i ky[R + 1];
+    for (int k = 0; k <= R; k++) {
+        ky[k] = _mm256_broadcastsi128_si256(key[k]);
+    }
+    const __m256i two = _mm256_setr_epi64x(2, 0, 2, 0);
+    __m256i ctr = _mm256_setr_epi64x((long long)b0, (long long)stream, (long long)b0 + 1,
+                                     (long long)stream);
+    for (; b + 8 <= nb; b += 8) {
+        __m256i v[4];
+        for (int j = 0; j < 4; j++) {
+            v[j] = _mm256_xor_si256(ctr, ky[0]);
+            ctr = _mm256_add_epi64(ctr, two);
+        }
+        for (int k = 1; k < R; k++) {
+            for (int j = 0; j < 4; j++) {
+                v[j] = _mm256_aesenc_epi128(v[j], ky[k]);
+            }
+        }
+        for (int j = 0; j < 4; j++) {
+            _mm256_storeu_si256((__m256i *)(r + 8 * (b + 2 * (size_t)j)),
+                                _mm256_aesenclast_epi128(v[j], ky[R]));
+        }
+    }
+#endif
+    for (; b < nb; b++) { /* one block per xmm */
+        __m128i v = _mm_xor_si128(_mm_set_epi64x((long long)stream, (long long)(b0 + b)), key[0]);
+        for (int k = 1; k < R; k++) {
+            v = _mm_aesenc_si128(v, key[k]);
+        }
+        _mm_storeu_si128((__m128i *)(r + 8 * b), _mm_aesenclast_si128(v, key[R]));
+    }
+}
+#else
+static void ars_blocks(uint64_t seed, uint64_t stream, uint64_t b0, size_t nb, uint16_t *r)
+{
+    for (size_t b = 0; b < nb; b++) {
+        uint32_t w[4];
+        loco_rng_ars_block(seed, stream, b0 + b, w);
+        for (int j = 0; j < 8; j++) {
+            r[8 * b + (size_t)j] = (uint16_t)(w[j / 2] >> (16 * (j % 2)));
+        }
+    }
+}
+#endif
+
+/* The ARS draws of elements first .. first + len - 1: partial blocks at either end through a
+ * block's worth of scratch. */
+static void ars_draws16(uint64_t seed, uint64_t stream, size_t first, size_t len, uint16_t *r)
+{
+    size_t i = first, end = first + len;
+    while (i < end) {
+        size_t block = i / 8;
+        if (i % 8 == 0 && end - i >= 8) {
+            size_t nb = (end - i) / 8;
+            ars_blocks(seed, stream, (uint64_t)block, nb, r + (i - first));
+            i += 8 * nb;
+            continue;
+        }
+        uint16_t tmp[8];
+        ars_blocks(seed, stream, (uint64_t)block, 1, tmp);
+        size_t stop = end < 8 * block + 8 ? end : 8 * block + 8;
+        memcpy(r + (i - first), tmp + (i - 8 * block), (stop - i) * sizeof *r);
+        i = stop;
+    }
+}
+
+void loco_codec_draws16(loco_codec_rng rng, uint64_t seed, uint64_t stream, size_t first,
+                        size_t len, uint16_t *r)
+{
+    if (LOCO_CODEC_RNG_ARS == rng) {
+        ars_draws16(seed, stream, first, len, r);
+        return;
+    }
     /* Element i uses block i / 8, word (i % 8) / 2, half i % 2: 8 blocks cover 64 elements. */
     size_t i = first, end = first + len;
     while (i < end) {

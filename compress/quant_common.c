@@ -101,28 +101,33 @@ static inline void qprefetch_piece(qprefetch *pf)
     pf->left -= m;
 }
 
+/* How a message rounds: to nearest, or stochastically with the draws of (rng, seed, stream). */
+typedef struct qdraws {
+    bool stochastic;
+    loco_codec_rng rng;
+    uint64_t seed, stream;
+} qdraws;
+
 /* Where to code the tiles of a bucket during its statistics pass (scale_free_codes). */
 typedef struct qcoder {
     const loco_qkind *kind;
     const qlayout *L;
     size_t first_item; /* the bucket's tile 0 */
     const float *in;   /* the whole input */
-    bool stochastic;
-    uint64_t seed, stream;
+    qdraws draws;
     uint8_t *payload;
 } qcoder;
 
 static void encode_item(const loco_qkind *kind, const qlayout *L, const qitem *it,
-                        const float *in, const float *scales, bool stochastic, uint64_t seed,
-                        uint64_t stream, uint8_t *payload, qprefetch *pf);
+                        const float *in, const float *scales, const qdraws *draws,
+                        uint8_t *payload, qprefetch *pf);
 
 /* Code tile t of the coder's bucket (the scales are not used). */
 static void qcoder_tile(const qcoder *c, size_t t)
 {
     const float none[4] = {0};
     qitem it = qlayout_item(c->L, c->first_item + t);
-    encode_item(c->kind, c->L, &it, c->in, none, c->stochastic, c->seed, c->stream, c->payload,
-                NULL);
+    encode_item(c->kind, c->L, &it, c->in, none, &c->draws, c->payload, NULL);
 }
 
 /* Tile t of a long bucket: its statistics into its lane (t % 64), then coded if there is a
@@ -343,16 +348,17 @@ size_t loco_quant_payload_bound(const loco_qkind *kind, const loco_codec_params 
 
 /* Quantize and pack one item whose bucket scales are known. */
 static void encode_item(const loco_qkind *kind, const qlayout *L, const qitem *it,
-                        const float *in, const float *scales, bool stochastic, uint64_t seed,
-                        uint64_t stream, uint8_t *payload, qprefetch *pf)
+                        const float *in, const float *scales, const qdraws *draws,
+                        uint8_t *payload, qprefetch *pf)
 {
     uint16_t r[LOCO_CODEC_TILE];
     uint8_t codes[LOCO_CODEC_TILE];
-    if (stochastic) {
-        loco_codec_draws16(seed, stream, it->start, it->len, r);
+    if (draws->stochastic) {
+        loco_codec_draws16(draws->rng, draws->seed, draws->stream, it->start, it->len, r);
     }
     qprefetch_piece(pf);
-    kind->quantize(in + it->start, it->len, scales, L->bits, stochastic ? r : NULL, codes);
+    kind->quantize(in + it->start, it->len, scales, L->bits, draws->stochastic ? r : NULL,
+                   codes);
     qprefetch_piece(pf);
     run_pack(L->bits, codes, it->len, payload + it->code_off);
 }
@@ -389,8 +395,8 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
                               "loco_codec_bound)",
                               kind->name, L.total, cap);
     }
-    const bool stochastic = p->stochastic && kind->stochastic;
-    const uint64_t seed = ctx->seed, stream = loco_codec_stream(ctx);
+    const qdraws draws = {p->stochastic && kind->stochastic, p->rng, ctx->seed,
+                          loco_codec_stream(ctx)};
     const int sf = kind->scale_floats;
     int status = LOCO_OK;
     if (L.bucket <= LOCO_CODEC_TILE) {
@@ -444,8 +450,7 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
                         continue;
                     }
                     memcpy(payload + (j0 + (size_t)g) * (size_t)sf * 4, scales, (size_t)sf * 4);
-                    encode_item(kind, &L, &it[g], in, scales, stochastic, seed, stream, payload,
-                                &pf);
+                    encode_item(kind, &L, &it[g], in, scales, &draws, payload, &pf);
                 }
                 for (int g = 0; g < count; g++) {
                     qcrc_add(&crc, run_bytes(L.bits, it[g].len), 4096);
@@ -472,8 +477,7 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
             size_t start = j * L.bucket;
             size_t blen = n - start < L.bucket ? n - start : L.bucket;
             loco_qstats st;
-            qcoder coder = {kind, &L, j * L.tiles_per_bucket, in, stochastic, seed, stream,
-                            payload};
+            qcoder coder = {kind, &L, j * L.tiles_per_bucket, in, draws, payload};
             qstats_bucket(in + start, blen, kind->stats, kind->scale_free_codes ? &coder : NULL,
                           &st);
             if (st.absmax_bits >= 0x7F800000u) {
@@ -493,7 +497,7 @@ loco_status loco_quant_encode(const loco_qkind *kind, const loco_codec_params *p
                 }
                 float scales[4];
                 memcpy(scales, payload + it.bucket * (size_t)sf * 4, (size_t)sf * 4);
-                encode_item(kind, &L, &it, in, scales, stochastic, seed, stream, payload, NULL);
+                encode_item(kind, &L, &it, in, scales, &draws, payload, NULL);
             }
         }
     }

@@ -153,6 +153,7 @@ static const char *const g_exchange_names[] = {"auto", "ring", "allgather", NULL
 static const char *const g_codec_names[] = {"auto",    "none",  "fp16",     "bf16", "maxmin",
                                             "qsgd",    "fp4",   "ternary",  "sign", "topk",
                                             "dgc",     "randk", "dct_topk", "powersgd", NULL};
+static const char *const g_rng_names[] = {"philox", "ars", NULL}; /* loco_codec_rng order */
 static const char *const g_ef_names[] = {"none", "ef", "ef21", "econtrol", NULL};
 static const char *const g_schedule_names[] = {"constant", "cosine", NULL};
 
@@ -378,6 +379,9 @@ static const config_key g_schema[] = {
     FLOAT_KEY("codec.clip_sigma", sync.codec.clip_sigma, 0, 100,
               "ternary: clip at clip_sigma standard deviations (0 = off)"),
     BOOL_KEY("codec.entropy", sync.codec.entropy, "entropy-code sparse indices, deflate payloads"),
+    ENUM_KEY("codec.rng", sync.codec.rng, g_rng_names,
+             "stochastic-rounding draws: philox (GPU gives the same bytes) or ars (AES-NI, "
+             "several times faster on a CPU; encodes on the CPU)"),
     FLOAT_KEY("codec.dgc_momentum", sync.codec.dgc_momentum, 0, 0.999999,
               "dgc momentum correction"),
     FLOAT_KEY("codec.dgc_sample", sync.codec.dgc_sample, 0, 1,
@@ -1203,6 +1207,7 @@ static void resolve_codec(loco_config *cfg)
     TAKE("codec.dgc_sample", dgc_sample);
     TAKE("codec.dgc_warmup_steps", dgc_warmup_steps);
     TAKE("codec.dgc_clip_norm", dgc_clip_norm);
+    TAKE("codec.rng", rng);
 #undef TAKE
     if (LOCO_CODEC_FP4 == id && !loco_config_key_set(cfg, "codec.bits")) {
         p.bits = 4;

@@ -1,4 +1,4 @@
-/* tests/test_base.c — base/: Philox known answers, XXH64 vectors, bf16/fp16, JSON, tensor table,
+/* tests/test_base.c — base/: Philox and ARS known answers, XXH64 vectors, bf16/fp16, JSON, tensor table,
  * atomic files. */
 #include "base/base.h"
 
@@ -38,6 +38,41 @@ Test(rng, block_layout_matches_raw_philox)
     const uint32_t key[2] = {0xa4093822, 0x299f31d0};
     loco_philox4x32_10(ctr, key, b);
     cr_assert_arr_eq(a, b, sizeof a);
+}
+
+/* Random123's kat_vectors, "ars4x32 10" lines: counter[4], key[4] -> output[4]. The portable
+ * AES round must give them (the AES-NI draws of compress/ are checked against it). */
+Test(rng, ars_known_answers)
+{
+    static const uint32_t cases[3][12] = {
+        {0, 0, 0, 0, 0, 0, 0, 0, 0x8d73ee19, 0x506401ef, 0x13c2dbe4, 0x0cbe9c0d},
+        {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344, 0xa4093822, 0x299f31d0, 0x082efa98,
+         0xec4e6c89, 0xa516e7d6, 0x8357ad74, 0x5b59b3ec, 0x8763fff3},
+        {0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff, 0, 0,
+         0xbb3743b1, 0x9f635551, 0xecbc87fc, 0xa19478a9},
+    };
+    for (int c = 0; c < 3; c++) {
+        uint32_t out[4];
+        loco_ars4x32(&cases[c][0], &cases[c][4], 10, out);
+        for (int i = 0; i < 4; i++) {
+            cr_expect_eq(out[i], cases[c][8 + i], "case %d word %d: got %08x want %08x", c, i,
+                         out[i], cases[c][8 + i]);
+        }
+    }
+}
+
+Test(rng, ars_block_layout_matches_raw_ars7)
+{
+    uint32_t a[4], b[4];
+    uint64_t seed = 0x299f31d0a4093822ull, stream = 0x0370734413198a2eull,
+             counter = 0x85a308d3243f6a88ull;
+    loco_rng_ars_block(seed, stream, counter, a);
+    const uint32_t ctr[4] = {0x243f6a88, 0x85a308d3, 0x13198a2e, 0x03707344};
+    const uint32_t key[4] = {0xa4093822, 0x299f31d0, 0, 0};
+    loco_ars4x32(ctr, key, 7, b);
+    cr_assert_arr_eq(a, b, sizeof a);
+    loco_ars4x32(ctr, key, 10, b); /* the round count matters */
+    cr_assert(0 != memcmp(a, b, sizeof a));
 }
 
 Test(rng, sequential_generator_is_reproducible_and_uniform)

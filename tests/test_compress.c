@@ -99,26 +99,36 @@ Test(codec, crc32_equals_zlib_at_every_length_and_alignment)
     free(buf);
 }
 
-Test(codec, draws_follow_the_documented_philox_layout)
+Test(codec, draws_follow_the_documented_layout_for_philox_and_ars)
 {
-    /* (first, len): unaligned heads and tails, runs long enough for the 256-draw path, and one
-     * whose block counters cross 2^32 (a carry into the counter's high word); streams with a
-     * zero and a non-zero high word */
-    static const size_t cases[][2] = {{13, 300},  {0, 4000}, {320, 1000},
-                                      {4001, 2600}, {7, 1},   {((size_t)1 << 35) - 1000, 2000}};
+    /* (first, len): unaligned heads and tails, runs long enough for the 256-draw Philox path and
+     * the 16-block ARS path (and their remainders), one inside a single block, and one whose
+     * block counters cross 2^32 (a carry into the counter's high word); streams with a zero and
+     * a non-zero high word */
+    static const size_t cases[][2] = {{13, 300}, {0, 4000},     {320, 1000}, {4001, 2600},
+                                      {7, 1},    {5, 131},      {17, 5},     {8, 136},
+                                      {((size_t)1 << 35) - 1000, 2000}};
     static const uint64_t streams[] = {0xABCDEFull, 0x0123456789ABCDEFull};
     uint64_t seed = 0x1234567887654321ull;
     static uint16_t r[4000];
-    for (size_t c = 0; c < 2 * sizeof cases / sizeof cases[0]; c++) {
-        size_t first = cases[c / 2][0], len = cases[c / 2][1];
-        uint64_t stream = streams[c % 2];
-        loco_codec_draws16(seed, stream, first, len, r);
-        for (size_t j = 0; j < len; j++) {
-            size_t i = first + j;
-            uint32_t w[4];
-            loco_rng_block(seed, stream, i / 8, w);
-            uint16_t want = (uint16_t)(w[(i % 8) / 2] >> (16 * (i % 2)));
-            cr_assert_eq(r[j], want, "element %zu (first %zu)", i, first);
+    for (int ars = 0; ars < 2; ars++) {
+        loco_codec_rng rng = ars ? LOCO_CODEC_RNG_ARS : LOCO_CODEC_RNG_PHILOX;
+        for (size_t c = 0; c < 2 * sizeof cases / sizeof cases[0]; c++) {
+            size_t first = cases[c / 2][0], len = cases[c / 2][1];
+            uint64_t stream = streams[c % 2];
+            loco_codec_draws16(rng, seed, stream, first, len, r);
+            for (size_t j = 0; j < len; j++) {
+                size_t i = first + j;
+                uint32_t w[4];
+                if (ars) {
+                    loco_rng_ars_block(seed, stream, i / 8, w);
+                } else {
+                    loco_rng_block(seed, stream, i / 8, w);
+                }
+                uint16_t want = (uint16_t)(w[(i % 8) / 2] >> (16 * (i % 2)));
+                cr_assert_eq(r[j], want, "%s: element %zu (first %zu)", ars ? "ars" : "philox", i,
+                             first);
+            }
         }
     }
 }
@@ -204,9 +214,12 @@ Test(codec, bytes_do_not_depend_on_the_thread_count)
     loco_codec_ctx ctx = {11, 4, 2, 7};
     int saved = omp_get_max_threads();
     for (size_t c = 0; c < NSTATELESS; c++) {
-        for (int whole = 0; whole < 2; whole++) {
+        for (int variant = 0; variant < 3; variant++) {
+            /* one bucket spanning many tiles, or many buckets; the latter with ARS draws too */
+            bool whole = 1 == variant;
             loco_codec_params p = loco_codec_params_default(stateless_ids[c]);
-            p.bucket = whole ? 0 : p.bucket; /* one bucket spanning many tiles, or many buckets */
+            p.bucket = whole ? 0 : p.bucket;
+            p.rng = 2 == variant ? LOCO_CODEC_RNG_ARS : LOCO_CODEC_RNG_PHILOX;
             loco_codec *codec = test_codec(p);
             size_t cap = loco_codec_bound(codec, n), len1 = 0, len3 = 0;
             uint8_t *m1 = malloc(cap), *m3 = malloc(cap);

@@ -1,5 +1,6 @@
 /* tests/test_compress_stats.c — compress/: statistical unbiasedness of the stochastic codecs
- * (max-min, QSGD, TernGrad, FP4) by z-scores over thousands of encodings, QSGD's variance bound,
+ * (max-min, QSGD, TernGrad, FP4) by z-scores over thousands of encodings, with Philox and with ARS
+ * draws (codec.rng), QSGD's variance bound,
  * the check that deterministic (nearest) rounding is detected as biased, and ternary's
  * decisions against the documented rule where fp32 is at its edges. */
 #include "test_compress_util.h"
@@ -70,10 +71,12 @@ Test(unbiased, maxmin_stochastic_passes_and_nearest_is_detected_as_biased, .time
     float *x = test_floats(UNBIASED_N);
     fill_normal(x, UNBIASED_N, 1234);
     double *var = calloc(UNBIASED_N, sizeof *var);
-    for (int stoch = 1; stoch >= 0; stoch--) {
+    for (int mode = 0; mode < 3; mode++) { /* stochastic with Philox, with ARS; nearest */
+        bool stoch = mode < 2;
         loco_codec_params p = loco_codec_params_default(LOCO_CODEC_MAXMIN);
         p.bits = 3;
         p.stochastic = stoch;
+        p.rng = 1 == mode ? LOCO_CODEC_RNG_ARS : LOCO_CODEC_RNG_PHILOX;
         loco_codec *c = test_codec(p);
         for (size_t bs = 0; bs < UNBIASED_N; bs += 512) {
             size_t bl = UNBIASED_N - bs < 512 ? UNBIASED_N - bs : 512;
@@ -90,8 +93,9 @@ Test(unbiased, maxmin_stochastic_passes_and_nearest_is_detected_as_biased, .time
         }
         zstats z = zscores(c, x, UNBIASED_N, var, UNBIASED_R, 1e-4 * 0.0);
         if (stoch) {
-            cr_expect_lt(z.max_abs_z, 5.5, "stochastic max |z| = %g", z.max_abs_z);
-            cr_expect_lt(fabs(z.mean_z), 5.0 / sqrt((double)z.used), "mean z = %g", z.mean_z);
+            cr_expect_lt(z.max_abs_z, 5.5, "stochastic (rng %d) max |z| = %g", mode, z.max_abs_z);
+            cr_expect_lt(fabs(z.mean_z), 5.0 / sqrt((double)z.used), "rng %d: mean z = %g", mode,
+                         z.mean_z);
         } else {
             cr_expect_gt(z.max_abs_z, 50.0, "nearest rounding not detected: max |z| = %g",
                          z.max_abs_z);
@@ -129,9 +133,17 @@ Test(unbiased, qsgd_and_its_variance_bound, .timeout = 300)
     }
     cr_expect_leq(var_total, bound_total, "variance %g above QSGD's bound %g", var_total,
                   bound_total);
-    zstats z = zscores(c, x, UNBIASED_N, var, UNBIASED_R, 0.0);
-    cr_expect_lt(z.max_abs_z, 5.5, "max |z| = %g", z.max_abs_z);
-    cr_expect_lt(fabs(z.mean_z), 5.0 / sqrt((double)z.used), "mean z = %g", z.mean_z);
+    for (int ars = 0; ars < 2; ars++) {
+        if (ars) {
+            loco_codec_free(c);
+            p.rng = LOCO_CODEC_RNG_ARS;
+            c = test_codec(p);
+        }
+        zstats z = zscores(c, x, UNBIASED_N, var, UNBIASED_R, 0.0);
+        cr_expect_lt(z.max_abs_z, 5.5, "ars %d: max |z| = %g", ars, z.max_abs_z);
+        cr_expect_lt(fabs(z.mean_z), 5.0 / sqrt((double)z.used), "ars %d: mean z = %g", ars,
+                     z.mean_z);
+    }
     loco_codec_free(c);
     free(var);
     free(x);
@@ -145,7 +157,6 @@ Test(unbiased, ternary_without_clipping_and_fp4, .timeout = 300)
     /* TernGrad: Var = s |x| - x^2 */
     loco_codec_params p = loco_codec_params_default(LOCO_CODEC_TERNARY);
     p.clip_sigma = 0.0f;
-    loco_codec *c = test_codec(p);
     for (size_t bs = 0; bs < UNBIASED_N; bs += 512) {
         size_t bl = UNBIASED_N - bs < 512 ? UNBIASED_N - bs : 512;
         double s = absmax_of(x, bs, bl);
@@ -153,12 +164,16 @@ Test(unbiased, ternary_without_clipping_and_fp4, .timeout = 300)
             var[j] = s * fabs(x[j]) - (double)x[j] * x[j];
         }
     }
-    zstats z = zscores(c, x, UNBIASED_N, var, UNBIASED_R, 0.0);
-    cr_expect_lt(z.max_abs_z, 5.5, "ternary max |z| = %g", z.max_abs_z);
-    cr_expect_lt(fabs(z.mean_z), 5.0 / sqrt((double)z.used), "ternary mean z = %g", z.mean_z);
-    loco_codec_free(c);
+    for (int ars = 0; ars < 2; ars++) {
+        p.rng = ars ? LOCO_CODEC_RNG_ARS : LOCO_CODEC_RNG_PHILOX;
+        loco_codec *c = test_codec(p);
+        zstats z = zscores(c, x, UNBIASED_N, var, UNBIASED_R, 0.0);
+        cr_expect_lt(z.max_abs_z, 5.5, "ternary (ars %d) max |z| = %g", ars, z.max_abs_z);
+        cr_expect_lt(fabs(z.mean_z), 5.0 / sqrt((double)z.used), "ternary (ars %d) mean z = %g",
+                     ars, z.mean_z);
+        loco_codec_free(c);
+    }
     /* FP4: rounding between neighbouring powers of two (or 0 and 2^-6) of the scale */
-    c = test_codec(loco_codec_params_default(LOCO_CODEC_FP4));
     for (size_t bs = 0; bs < UNBIASED_N; bs += 512) {
         size_t bl = UNBIASED_N - bs < 512 ? UNBIASED_N - bs : 512;
         double s = absmax_of(x, bs, bl);
@@ -168,10 +183,16 @@ Test(unbiased, ternary_without_clipping_and_fp4, .timeout = 300)
             var[j] = a >= 1.0 ? 0 : rounding_var((hi - lo) * s, (a - lo) / (hi - lo));
         }
     }
-    z = zscores(c, x, UNBIASED_N, var, UNBIASED_R, 1e-12);
-    cr_expect_lt(z.max_abs_z, 5.5, "fp4 max |z| = %g", z.max_abs_z);
-    cr_expect_lt(fabs(z.mean_z), 5.0 / sqrt((double)z.used), "fp4 mean z = %g", z.mean_z);
-    loco_codec_free(c);
+    for (int ars = 0; ars < 2; ars++) {
+        loco_codec_params q = loco_codec_params_default(LOCO_CODEC_FP4);
+        q.rng = ars ? LOCO_CODEC_RNG_ARS : LOCO_CODEC_RNG_PHILOX;
+        loco_codec *c = test_codec(q);
+        zstats z = zscores(c, x, UNBIASED_N, var, UNBIASED_R, 1e-12);
+        cr_expect_lt(z.max_abs_z, 5.5, "fp4 (ars %d) max |z| = %g", ars, z.max_abs_z);
+        cr_expect_lt(fabs(z.mean_z), 5.0 / sqrt((double)z.used), "fp4 (ars %d) mean z = %g", ars,
+                     z.mean_z);
+        loco_codec_free(c);
+    }
     free(var);
     free(x);
 }
@@ -259,4 +280,45 @@ Test(stochastic, ternary_keeps_follow_the_documented_rule_at_fp32_edges)
     free(x);
     free(kind_of);
     free(draw);
+}
+
+/* codec.rng picks the generator end to end: with Philox and with ARS, every ternary decision is
+ * the documented rule applied to that generator's block function (loco_rng_block,
+ * loco_rng_ars_block), and the two messages differ. */
+Test(stochastic, ternary_decisions_follow_the_chosen_generator)
+{
+    const size_t n = 100003, bucket = 512;
+    loco_codec_ctx ctx = {0xA5A5ull, 8, 2, 1};
+    uint64_t stream = loco_codec_stream(&ctx);
+    float *x = test_floats(n);
+    fill_normal(x, n, 77);
+    float *d[2];
+    for (int ars = 0; ars < 2; ars++) {
+        loco_codec_params p = loco_codec_params_default(LOCO_CODEC_TERNARY);
+        p.clip_sigma = 0.0f;
+        p.rng = ars ? LOCO_CODEC_RNG_ARS : LOCO_CODEC_RNG_PHILOX;
+        cr_assert_eq(bucket, (size_t)p.bucket);
+        loco_codec *c = test_codec(p);
+        d[ars] = test_roundtrip(c, NULL, x, n, &ctx, NULL);
+        for (size_t i = 0; i < n; i++) {
+            uint32_t w[4];
+            if (ars) {
+                loco_rng_ars_block(ctx.seed, stream, i / 8, w);
+            } else {
+                loco_rng_block(ctx.seed, stream, i / 8, w);
+            }
+            uint16_t draw = (uint16_t)(w[(i % 8) / 2] >> (16 * (i % 2)));
+            size_t b0 = i / bucket * bucket, bl = n - b0 < bucket ? n - b0 : bucket;
+            float s = absmax_of(x, b0, bl);
+            volatile float inv = 1.0f / s, t = fabsf(x[i]) * inv, threshold = t * 65536.0f;
+            float want = (float)draw < threshold ? copysignf(s, x[i]) : 0.0f;
+            cr_assert_eq(d[ars][i], want, "ars %d, element %zu: x %a, draw %u: decoded %g, want %g",
+                         ars, i, (double)x[i], draw, (double)d[ars][i], (double)want);
+        }
+        loco_codec_free(c);
+    }
+    cr_expect(0 != memcmp(d[0], d[1], n * sizeof(float)), "Philox and ARS gave the same message");
+    free(d[0]);
+    free(d[1]);
+    free(x);
 }

@@ -304,7 +304,7 @@ Test(config, sync_and_codec_sections_resolve_against_the_codec_defaults)
 {
     static const char text[] = "train:\n  steps: 300\nrun:\n  seed: 9\n"
                                "sync:\n  strategy: diloco\n  h: 25\n  delay: 1\n"
-                               "codec:\n  name: maxmin\n  bits: 8\n";
+                               "codec:\n  name: maxmin\n  bits: 8\n  rng: ars\n";
     loco_config cfg;
     loco_error err = {0};
     cr_assert_eq(LOCO_OK, loco_config_load_string(&cfg, "t.yaml", text, sizeof text - 1, NULL, 0,
@@ -317,6 +317,7 @@ Test(config, sync_and_codec_sections_resolve_against_the_codec_defaults)
     cr_assert_eq(cfg.sync.codec.id, LOCO_CODEC_MAXMIN);
     cr_assert_eq(cfg.sync.codec.bits, 8);       /* given */
     cr_assert_eq(cfg.sync.codec.bucket, 512);   /* the codec's default */
+    cr_assert_eq(cfg.sync.codec.rng, LOCO_CODEC_RNG_ARS);
     cr_assert_eq(cfg.sync.total_steps, 300);    /* rounds end with the run */
     cr_assert_eq(cfg.sync.seed, 9);
     cr_assert(fabsf(cfg.sync.outer_lr - 0.7f) < 1e-7f && cfg.sync.outer_nesterov);
@@ -325,8 +326,14 @@ Test(config, sync_and_codec_sections_resolve_against_the_codec_defaults)
     cr_assert_eq(LOCO_OK, loco_config_load_string(&cfg, "s.yaml", streaming,
                                                    sizeof streaming - 1, NULL, 0, &err));
     cr_assert_eq(cfg.sync.codec.id, LOCO_CODEC_FP4);
-    const char *sign[] = {"sync.strategy=ddp", "codec.name=sign", "codec.ef=ef"};
-    cr_assert_eq(LOCO_OK, loco_config_load_string(&cfg, "s.yaml", "", 0, sign, 3, &err), "%s",
+    cr_assert_eq(cfg.sync.codec.rng, LOCO_CODEC_RNG_PHILOX); /* the default */
+    const char *aes[] = {"codec.rng=aes"};
+    cr_assert_eq(LOCO_ERR_CONFIG, loco_config_load_string(&cfg, "s.yaml", "", 0, aes, 1, &err));
+    cr_assert(NULL != strstr(err.msg, "codec.rng") && NULL != strstr(err.msg, "philox, ars"),
+              "%s", err.msg);
+    err = (loco_error){0};
+    const char *sign[] = {"sync.strategy=ddp", "codec.name=sign", "codec.ef=ef", "codec.rng=ars"};
+    cr_assert_eq(LOCO_OK, loco_config_load_string(&cfg, "s.yaml", "", 0, sign, 4, &err), "%s",
                  err.msg);
     cr_assert_eq(cfg.sync.codec.id, LOCO_CODEC_SIGN);
     cr_assert_eq(cfg.sync.codec.bucket, 0);
@@ -346,6 +353,7 @@ Test(config, sync_and_codec_sections_resolve_against_the_codec_defaults)
     cr_assert_eq(again.sync.codec.bucket, cfg.sync.codec.bucket);
     cr_assert_eq(again.sync.codec.bits, cfg.sync.codec.bits);
     cr_assert_eq(again.sync.codec.density, cfg.sync.codec.density);
+    cr_assert_eq(again.sync.codec.rng, LOCO_CODEC_RNG_ARS);
     cr_assert_eq(again.sync.ef.mode, cfg.sync.ef.mode);
     cr_assert_eq(again.sync.compress, cfg.sync.compress);
     cr_assert_eq(again.sync.h, cfg.sync.h);

@@ -231,6 +231,19 @@ Test(cuda_codec, bad_input_and_unsupported_requests_fail)
                                         &len, &err),
                  LOCO_ERR_UNSUPPORTED);
     loco_codec_free(codec);
+    loco_error_clear(&err);
+    /* ARS draws are the CPU's (no AES unit on the GPU); nearest rounding needs none */
+    p = params(LOCO_CODEC_TERNARY, 0, 512, true);
+    p.rng = LOCO_CODEC_RNG_ARS;
+    cr_assert(!loco_codec_cuda_encodes(&p, N));
+    cr_assert_eq(loco_codec_init(&codec, &p, &err), LOCO_OK);
+    cr_assert_eq(loco_codec_encode_cuda(codec, f.ctx, f.dev, N, NULL, f.dev_payload, out, cap,
+                                        &len, &err),
+                 LOCO_ERR_UNSUPPORTED);
+    cr_assert(NULL != strstr(err.msg, "codec.rng"), "%s", err.msg);
+    loco_codec_free(codec);
+    p.stochastic = false;
+    cr_assert(loco_codec_cuda_encodes(&p, N));
     free(out);
     fixture_free(&f);
 }

@@ -2,8 +2,8 @@
  * subnormal, ties) and parameters; every encode either fails with a status or produces a
  * message within the bound that decodes (with the same codec expected). A decode failure of an
  * encoder's own message, or an overlong message, aborts.
- * Input: u8 codec, u8 bits, u8 flags (stochastic, entropy), u8 density byte, u16 bucket,
- * u16 rows, then floats. */
+ * Input: u8 codec, u8 bits (its top bit: ARS draws), u8 flags (stochastic, entropy), u8 density
+ * byte, u16 bucket, u16 rows, then floats. */
 #include "base/base.h"
 #include "compress/codec.h"
 
@@ -20,6 +20,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     p.bits = 1 + data[1] % 8;
     p.stochastic = data[2] & 1;
     p.entropy = (data[2] >> 1) & 1;
+    p.rng = data[1] >> 7 ? LOCO_CODEC_RNG_ARS : LOCO_CODEC_RNG_PHILOX;
     p.density = (float)(1 + data[3]) / 256.0f;
     uint16_t bucket, rows;
     memcpy(&bucket, data + 4, 2);
