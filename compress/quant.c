@@ -357,6 +357,48 @@ static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loc
     return maxmin_check_scales(scales, bits);
 }
 
+#if defined(__AVX2__)
+/* affine_levels' stochastic loop, 32 elements at a time, narrowed to bytes in registers (the
+ * compiler's form stores 32-bit codes and narrows them in a second pass): the same fp32
+ * operations in the same order, so the same codes. Returns the elements done. */
+static inline __attribute__((always_inline)) size_t
+affine_levels_stochastic32(const float *x, size_t len, float offset, float mul, bool absolute,
+                           bool centered, int top, const uint16_t *r, uint8_t *codes)
+{
+    const __m256 off = _mm256_set1_ps(offset), m = _mm256_set1_ps(mul);
+    const __m256 k16 = _mm256_set1_ps(65536.0f);
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i vtop = _mm256_set1_epi32(top);
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    size_t i = 0;
+    for (; i + 32 <= len; i += 32) {
+        __m256i c[4];
+        for (int j = 0; j < 4; j++) {
+            __m256 v = _mm256_loadu_ps(x + i + 8 * j);
+            __m256 t = _mm256_mul_ps(_mm256_sub_ps(absolute ? _mm256_and_ps(v, magnitude) : v,
+                                                   off),
+                                     m);
+            __m256i level = _mm256_cvttps_epi32(t); /* floor: t >= 0 */
+            __m256 frac16 = _mm256_mul_ps(_mm256_sub_ps(t, _mm256_cvtepi32_ps(level)), k16);
+            __m256 draw = _mm256_cvtepi32_ps(
+                _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(r + i + 8 * j))));
+            __m256i up = _mm256_castps_si256(_mm256_cmp_ps(draw, frac16, _CMP_LT_OQ));
+            level = _mm256_min_epi32(_mm256_sub_epi32(level, up), vtop); /* up is -1 or 0 */
+            if (centered) { /* top -+ level: (level ^ s) - s negates where the sign s is -1 */
+                __m256i s = _mm256_srai_epi32(_mm256_castps_si256(v), 31);
+                level = _mm256_add_epi32(vtop, _mm256_sub_epi32(_mm256_xor_si256(level, s), s));
+            }
+            c[j] = level;
+        }
+        /* codes 0..255: unsigned saturation is exact; the packs interleave 128-bit lanes */
+        __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(c[0], c[1]),
+                                        _mm256_packus_epi32(c[2], c[3]));
+        _mm256_storeu_si256((__m256i *)(codes + i), _mm256_permutevar8x32_epi32(b, order));
+    }
+    return i;
+}
+#endif
+
 /* levels[i] = round((v_i - offset) * mul) in [0, top] with v_i = x[i] (or |x[i]|), stochastic
  * with draws r or nearest: the fused one-pass form of scale_values + round_levels for scales
  * whose reciprocal is finite. With `centered` (QSGD) the code is top - level for a set sign bit
@@ -367,6 +409,16 @@ static inline __attribute__((always_inline)) void affine_levels(const float *x, 
                                                                 int top, const uint16_t *r,
                                                                 uint8_t *codes)
 {
+#if defined(__AVX2__)
+    if (NULL != r) {
+        size_t done = affine_levels_stochastic32(x, len, offset, mul, absolute, centered, top, r,
+                                                 codes);
+        x += done;
+        r += done;
+        codes += done;
+        len -= done;
+    }
+#endif
     int32_t c32[LOCO_CODEC_TILE]; /* 32-bit codes, narrowed after: no byte repacking in the loop */
     for (size_t i = 0; i < len; i++) {
         float t = ((absolute ? fabsf(x[i]) : x[i]) - offset) * mul;
@@ -523,6 +575,47 @@ static inline __attribute__((always_inline)) uint32_t fp4_code(float t, uint32_t
     return (uint32_t)(0 == e ? 0 : (neg | e));
 }
 
+#if defined(__AVX2__)
+/* fp4_code for t = |x| * inv with draws r, 32 elements at a time, narrowed to bytes in
+ * registers: the same operations on the same bits, so the same codes. Returns the elements
+ * done. */
+static inline __attribute__((always_inline)) size_t
+fp4_codes_stochastic32(const float *x, size_t len, float inv, const uint16_t *r, uint8_t *codes)
+{
+    const __m256 vinv = _mm256_set1_ps(inv), k22 = _mm256_set1_ps(4194304.0f);
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    const __m256i one = _mm256_set1_epi32(0x3F800000), below_big = _mm256_set1_epi32(0x3C7FFFFF);
+    const __m256i mantissa = _mm256_set1_epi32(0x7FFFFF), bias = _mm256_set1_epi32(120);
+    const __m256i eight = _mm256_set1_epi32(8), zero = _mm256_setzero_si256();
+    const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
+    size_t i = 0;
+    for (; i + 32 <= len; i += 32) {
+        __m256i c[4];
+        for (int j = 0; j < 4; j++) {
+            __m256 v = _mm256_loadu_ps(x + i + 8 * j);
+            __m256 t = _mm256_mul_ps(_mm256_and_ps(v, magnitude), vinv);
+            __m256i ab = _mm256_min_epu32(_mm256_castps_si256(t), one); /* t >= 0: min(t, 1) */
+            __m256i big = _mm256_cmpgt_epi32(ab, below_big);             /* t >= 2^-6 */
+            __m256i draw = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(r + i + 8 * j)));
+            __m256i up_big = _mm256_cmpgt_epi32(_mm256_and_si256(ab, mantissa),
+                                                _mm256_slli_epi32(draw, 7));
+            __m256i up_small = _mm256_castps_si256(
+                _mm256_cmp_ps(_mm256_cvtepi32_ps(draw),
+                              _mm256_mul_ps(_mm256_castsi256_ps(ab), k22), _CMP_LT_OQ));
+            __m256i up = _mm256_blendv_epi8(up_small, up_big, big);
+            __m256i e = _mm256_and_si256(_mm256_sub_epi32(_mm256_srli_epi32(ab, 23), bias), big);
+            e = _mm256_sub_epi32(e, up); /* up is -1 or 0 */
+            __m256i neg = _mm256_and_si256(_mm256_srai_epi32(_mm256_castps_si256(v), 31), eight);
+            c[j] = _mm256_andnot_si256(_mm256_cmpeq_epi32(e, zero), _mm256_or_si256(neg, e));
+        }
+        __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(c[0], c[1]),
+                                        _mm256_packus_epi32(c[2], c[3]));
+        _mm256_storeu_si256((__m256i *)(codes + i), _mm256_permutevar8x32_epi32(b, order));
+    }
+    return i;
+}
+#endif
+
 /* FP4 codes of len values: t = |x| * inv, or t[] when given (a subnormal scale); draws r or
  * NULL for nearest. Inlined with constant NULL-ness so each variant vectorises; the codes are
  * computed in 32-bit lanes (c32) and narrowed in a second loop, which keeps the vector code
@@ -553,7 +646,11 @@ static LOCO_NO_TRAPPING_MATH void fp4_quantize(const float *x, size_t len, const
         scale_values_double(x, len, 0.0f, scales[0], true, 1.0, t);
         fp4_codes(x, len, 0.0f, t, r, codes);
     } else if (NULL != r) {
-        fp4_codes(x, len, inv, NULL, r, codes);
+        size_t done = 0;
+#if defined(__AVX2__)
+        done = fp4_codes_stochastic32(x, len, inv, r, codes);
+#endif
+        fp4_codes(x + done, len - done, inv, NULL, r + done, codes + done);
     } else {
         fp4_codes(x, len, inv, NULL, NULL, codes);
     }

@@ -322,3 +322,92 @@ Test(stochastic, ternary_decisions_follow_the_chosen_generator)
     free(d[1]);
     free(x);
 }
+
+/* The draw of element i of a message under generator rng (codec.h's layout). */
+static uint16_t draw_of(loco_codec_rng rng, const loco_codec_ctx *ctx, size_t i)
+{
+    uint32_t w[4];
+    if (LOCO_CODEC_RNG_ARS == rng) {
+        loco_rng_ars_block(ctx->seed, loco_codec_stream(ctx), i / 8, w);
+    } else {
+        loco_rng_block(ctx->seed, loco_codec_stream(ctx), i / 8, w);
+    }
+    return (uint16_t)(w[(i % 8) / 2] >> (16 * (i % 2)));
+}
+
+/* Max-min and FP4 decisions at their edges, against the documented rules, with both generators:
+ * buckets whose scale makes t exact (max-min: min 0, max 15, so 4-bit levels of unit 1 and
+ * t = x; FP4: max |x| = 1, so t = |x|), and values planted where the rounding decision turns:
+ * the fraction times 65536 equal to the element's draw, or one ulp either side.
+ *   max-min: level floor(t), + 1 when draw < (t - floor(t)) * 65536;
+ *   FP4:     t >= 2^-6: exponent e of t, code e + 7, + 1 when draw < mantissa fraction * 65536;
+ *            t < 2^-6: code 1 when draw < t * 64 * 65536, else 0 (zero). */
+Test(stochastic, maxmin_and_fp4_follow_the_documented_rules_at_the_draws)
+{
+    const size_t n = 100003, bucket = 512;
+    loco_codec_ctx ctx = {0xFEEDull, 5, 3, 9};
+    float *x = test_floats(n);
+    for (int ars = 0; ars < 2; ars++) {
+        loco_codec_rng rng = ars ? LOCO_CODEC_RNG_ARS : LOCO_CODEC_RNG_PHILOX;
+        for (int fp4 = 0; fp4 < 2; fp4++) {
+            loco_rng g;
+            loco_rng_init(&g, 17, (uint64_t)(2 * ars + fp4));
+            for (size_t i = 0; i < n; i++) {
+                uint16_t d = draw_of(rng, &ctx, i);
+                uint32_t pick = loco_rng_below(&g, 6);
+                float sign = fp4 && loco_rng_uniform(&g) < 0.5f ? -1.0f : 1.0f;
+                float v;
+                if (!fp4) {
+                    v = (float)loco_rng_below(&g, 15) + (float)d / 65536.0f; /* exact */
+                } else if (pick < 3) { /* t >= 2^-6: mantissa = draw << 7 */
+                    uint32_t bits = (uint32_t)(121 + loco_rng_below(&g, 6)) << 23 | (uint32_t)d << 7;
+                    memcpy(&v, &bits, 4);
+                } else {
+                    v = (float)d * 0x1p-22f; /* t < 2^-6 */
+                }
+                if (pick % 3 == 1) {
+                    v = nextafterf(v, 0.0f);
+                } else if (pick % 3 == 2) {
+                    v = nextafterf(v, 16.0f);
+                }
+                x[i] = sign * v;
+            }
+            for (size_t b0 = 0; b0 < n; b0 += bucket) { /* the scales */
+                x[b0] = fp4 ? 1.0f : 0.0f;
+                if (!fp4 && b0 + 1 < n) {
+                    x[b0 + 1] = 15.0f;
+                }
+            }
+            loco_codec_params p = loco_codec_params_default(fp4 ? LOCO_CODEC_FP4
+                                                                : LOCO_CODEC_MAXMIN);
+            p.bits = 4;
+            p.rng = rng;
+            cr_assert_eq(bucket, (size_t)p.bucket);
+            loco_codec *c = test_codec(p);
+            float *dec = test_roundtrip(c, NULL, x, n, &ctx, NULL);
+            for (size_t i = 0; i < n; i++) {
+                uint16_t d = draw_of(rng, &ctx, i);
+                float t = fabsf(x[i]), want;
+                if (!fp4) {
+                    float level = floorf(t);
+                    want = level + ((float)d < (t - level) * 65536.0f ? 1.0f : 0.0f);
+                } else if (t >= 0x1p-6f) {
+                    uint32_t bits;
+                    memcpy(&bits, &t, 4);
+                    int e = (int)(bits >> 23) - 127;
+                    bool up = t < 1.0f && (uint32_t)d << 7 < (bits & 0x7FFFFFu);
+                    want = copysignf(ldexpf(1.0f, e + (int)up), x[i]);
+                } else {
+                    bool up = (float)d < t * 64.0f * 65536.0f;
+                    want = up ? copysignf(0x1p-6f, x[i]) : 0.0f;
+                }
+                cr_assert_eq(dec[i], want, "%s, %s: element %zu, x %a, draw %u: decoded %a, rule %a",
+                             ars ? "ars" : "philox", fp4 ? "fp4" : "maxmin", i, (double)x[i], d,
+                             (double)dec[i], (double)want);
+            }
+            free(dec);
+            loco_codec_free(c);
+        }
+    }
+    free(x);
+}
