@@ -21,6 +21,14 @@
 #include <immintrin.h>
 #endif
 
+/* The stochastic rounding loops written with AVX2 intrinsics are for AVX2 cores; where the
+ * build targets AVX-512, the compiler's 512-bit form of the plain loops is used instead. */
+#if defined(__AVX2__) && !defined(__AVX512F__)
+#define LOCO_AVX2_ROUNDING 1
+#else
+#define LOCO_AVX2_ROUNDING 0
+#endif
+
 /* ---- dense: none / fp16 / bf16 ------------------------------------------------------------- */
 
 static size_t dense_elem_bytes(loco_codec_id id) { return LOCO_CODEC_NONE == id ? 4 : 2; }
@@ -357,7 +365,7 @@ static loco_status maxmin_scales(const loco_codec_params *p, int bits, const loc
     return maxmin_check_scales(scales, bits);
 }
 
-#if defined(__AVX2__)
+#if LOCO_AVX2_ROUNDING
 /* affine_levels' stochastic loop, 32 elements at a time, narrowed to bytes in registers (the
  * compiler's form stores 32-bit codes and narrows them in a second pass): the same fp32
  * operations in the same order, so the same codes. Returns the elements done. */
@@ -409,7 +417,7 @@ static inline __attribute__((always_inline)) void affine_levels(const float *x, 
                                                                 int top, const uint16_t *r,
                                                                 uint8_t *codes)
 {
-#if defined(__AVX2__)
+#if LOCO_AVX2_ROUNDING
     if (NULL != r) {
         size_t done = affine_levels_stochastic32(x, len, offset, mul, absolute, centered, top, r,
                                                  codes);
@@ -575,7 +583,7 @@ static inline __attribute__((always_inline)) uint32_t fp4_code(float t, uint32_t
     return (uint32_t)(0 == e ? 0 : (neg | e));
 }
 
-#if defined(__AVX2__)
+#if LOCO_AVX2_ROUNDING
 /* fp4_code for t = |x| * inv with draws r, 32 elements at a time, narrowed to bytes in
  * registers: the same operations on the same bits, so the same codes. Returns the elements
  * done. */
@@ -647,7 +655,7 @@ static LOCO_NO_TRAPPING_MATH void fp4_quantize(const float *x, size_t len, const
         fp4_codes(x, len, 0.0f, t, r, codes);
     } else if (NULL != r) {
         size_t done = 0;
-#if defined(__AVX2__)
+#if LOCO_AVX2_ROUNDING
         done = fp4_codes_stochastic32(x, len, inv, r, codes);
 #endif
         fp4_codes(x + done, len - done, inv, NULL, r + done, codes + done);
