@@ -594,7 +594,6 @@ fp4_codes_stochastic32(const float *x, size_t len, float inv, const uint16_t *r,
     const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
     const __m256i one = _mm256_set1_epi32(0x3F800000), below_big = _mm256_set1_epi32(0x3C7FFFFF);
     const __m256i mantissa = _mm256_set1_epi32(0x7FFFFF), bias = _mm256_set1_epi32(120);
-    const __m256i eight = _mm256_set1_epi32(8), zero = _mm256_setzero_si256();
     const __m256i order = _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7);
     size_t i = 0;
     for (; i + 32 <= len; i += 32) {
@@ -611,10 +610,13 @@ fp4_codes_stochastic32(const float *x, size_t len, float inv, const uint16_t *r,
                 _mm256_cmp_ps(_mm256_cvtepi32_ps(draw),
                               _mm256_mul_ps(_mm256_castsi256_ps(ab), k22), _CMP_LT_OQ));
             __m256i up = _mm256_blendv_epi8(up_small, up_big, big);
-            __m256i e = _mm256_and_si256(_mm256_sub_epi32(_mm256_srli_epi32(ab, 23), bias), big);
+            /* exponent field - 120, or 0 below 2^-6: a saturating 16-bit subtract (the field
+             * fits the low half of each lane) */
+            __m256i e = _mm256_subs_epu16(_mm256_srli_epi32(ab, 23), bias);
             e = _mm256_sub_epi32(e, up); /* up is -1 or 0 */
-            __m256i neg = _mm256_and_si256(_mm256_srai_epi32(_mm256_castps_si256(v), 31), eight);
-            c[j] = _mm256_andnot_si256(_mm256_cmpeq_epi32(e, zero), _mm256_or_si256(neg, e));
+            /* the sign bit where e > 0: min(sign, e) is 1 exactly then */
+            __m256i neg = _mm256_min_epu32(_mm256_srli_epi32(_mm256_castps_si256(v), 31), e);
+            c[j] = _mm256_or_si256(e, _mm256_slli_epi32(neg, 3));
         }
         __m256i b = _mm256_packus_epi16(_mm256_packus_epi32(c[0], c[1]),
                                         _mm256_packus_epi32(c[2], c[3]));
