@@ -1,5 +1,5 @@
-/* tests/test_base.c — base/: Philox and ARS known answers, XXH64 vectors, bf16/fp16, JSON, tensor table,
- * atomic files. */
+/* tests/test_base.c — base/: Philox and ARS known answers, XXH64 vectors, bf16/fp16, JSON,
+ * tensor table, atomic files. */
 #include "base/base.h"
 
 #include <criterion/criterion.h>

@@ -360,7 +360,8 @@ Test(stochastic, maxmin_and_fp4_follow_the_documented_rules_at_the_draws)
                 if (!fp4) {
                     v = (float)loco_rng_below(&g, 15) + (float)d / 65536.0f; /* exact */
                 } else if (pick < 3) { /* t >= 2^-6: mantissa = draw << 7 */
-                    uint32_t bits = (uint32_t)(121 + loco_rng_below(&g, 6)) << 23 | (uint32_t)d << 7;
+                    uint32_t field = 121 + loco_rng_below(&g, 6); /* exponent of t */
+                    uint32_t bits = field << 23 | (uint32_t)d << 7;
                     memcpy(&v, &bits, 4);
                 } else {
                     v = (float)d * 0x1p-22f; /* t < 2^-6 */
@@ -401,7 +402,8 @@ Test(stochastic, maxmin_and_fp4_follow_the_documented_rules_at_the_draws)
                     bool up = (float)d < t * 64.0f * 65536.0f;
                     want = up ? copysignf(0x1p-6f, x[i]) : 0.0f;
                 }
-                cr_assert_eq(dec[i], want, "%s, %s: element %zu, x %a, draw %u: decoded %a, rule %a",
+                cr_assert_eq(dec[i], want,
+                             "%s, %s: element %zu, x %a, draw %u: decoded %a, rule %a",
                              ars ? "ars" : "philox", fp4 ? "fp4" : "maxmin", i, (double)x[i], d,
                              (double)dec[i], (double)want);
             }
