@@ -5,8 +5,9 @@
  * where the compiler targets it (long runs with AVX-512 where available), else one block at a
  * time through base/rng.h; every way the result equals loco_rng_block (tests/test_compress.c
  * checks this on the machine it runs on). ARS-7 (codec.rng = ars) runs on the AES unit: 4
- * blocks per instruction with VAES and AVX-512, 2 with VAES and AVX2, 1 with AES-NI, else the
- * portable loco_rng_ars_block, which every way equals. */
+ * blocks per instruction with VAES and AVX-512, 2 with VAES and AVX2, 1 with AES-NI (checked at
+ * run time where the build does not target it), else the portable loco_rng_ars_block, which
+ * every way equals. */
 #include "codec_impl.h"
 
 #define PHILOX_M0 0xD2511F53u
@@ -14,7 +15,7 @@
 #define PHILOX_W0 0x9E3779B9u
 #define PHILOX_W1 0xBB67AE85u
 
-#if defined(__AVX2__) || defined(__AES__)
+#if defined(__x86_64__) && defined(__GNUC__)
 #include <immintrin.h>
 #endif
 
@@ -192,24 +193,84 @@ static void philox_draws256(uint64_t seed, uint64_t stream, uint64_t ctr0, uint1
 
 /* ---- ARS-7 --------------------------------------------------------------------------------- */
 
-/* Blocks b0 .. b0 + nb - 1 of (seed, stream): block b's 128-bit output, little-endian, is draws
- * 8 b .. 8 b + 7, so r gets 8 nb draws in element order. */
-#if defined(__AES__)
-static void ars_blocks(uint64_t seed, uint64_t stream, uint64_t b0, size_t nb, uint16_t *r)
+/* Blocks b0 + from .. b0 + nb - 1 of (seed, stream) in portable C, one loco_rng_ars_block each:
+ * block b's 128-bit output, little-endian, is draws 8 b .. 8 b + 7 (r[8 b ..]). */
+static void ars_blocks_portable(uint64_t seed, uint64_t stream, uint64_t b0, size_t from,
+                                size_t nb, uint16_t *r)
 {
-    enum { R = LOCO_ARS_ROUNDS };
-    __m128i key[R + 1]; /* round r's key: {seed, 0} + r * Weyl in two 64-bit lanes */
+    for (size_t b = from; b < nb; b++) {
+        uint32_t w[4];
+        loco_rng_ars_block(seed, stream, b0 + b, w);
+        for (int j = 0; j < 8; j++) {
+            r[8 * b + (size_t)j] = (uint16_t)(w[j / 2] >> (16 * (j % 2)));
+        }
+    }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#define LOCO_ARS_X86 1
+enum { ARS_R = LOCO_ARS_ROUNDS };
+
+/* Round r's key: {seed, 0} + r * Weyl, in two 64-bit lanes. */
+static void ars_keys(uint64_t seed, __m128i key[ARS_R + 1])
+{
     const __m128i weyl = _mm_set_epi64x((long long)0xBB67AE8584CAA73Bull,
                                         (long long)0x9E3779B97F4A7C15ull);
     key[0] = _mm_set_epi64x(0, (long long)seed);
-    for (int k = 1; k <= R; k++) {
+    for (int k = 1; k <= ARS_R; k++) {
         key[k] = _mm_add_epi64(key[k - 1], weyl);
     }
+}
+
+/* Blocks b0 + from .. b0 + nb - 1 with AES-NI: 8 in flight (the unit's latency times its
+ * throughput), then one at a time. Compiled for AES-NI whatever the build targets; called only
+ * where the CPU has it. */
+__attribute__((target("aes"))) static void ars_blocks_xmm(const __m128i *key, uint64_t stream,
+                                                          uint64_t b0, size_t from, size_t nb,
+                                                          uint16_t *r)
+{
+    size_t b = from;
+    for (; b + 8 <= nb; b += 8) {
+        __m128i v[8];
+        for (int j = 0; j < 8; j++) {
+            v[j] = _mm_xor_si128(_mm_set_epi64x((long long)stream, (long long)(b0 + b + j)),
+                                 key[0]);
+        }
+        for (int k = 1; k < ARS_R; k++) {
+            for (int j = 0; j < 8; j++) {
+                v[j] = _mm_aesenc_si128(v[j], key[k]);
+            }
+        }
+        for (int j = 0; j < 8; j++) {
+            _mm_storeu_si128((__m128i *)(r + 8 * (b + (size_t)j)),
+                             _mm_aesenclast_si128(v[j], key[ARS_R]));
+        }
+    }
+    for (; b < nb; b++) {
+        __m128i v = _mm_xor_si128(_mm_set_epi64x((long long)stream, (long long)(b0 + b)), key[0]);
+        for (int k = 1; k < ARS_R; k++) {
+            v = _mm_aesenc_si128(v, key[k]);
+        }
+        _mm_storeu_si128((__m128i *)(r + 8 * b), _mm_aesenclast_si128(v, key[ARS_R]));
+    }
+}
+#else
+#define LOCO_ARS_X86 0
+#endif
+
+/* Blocks b0 .. b0 + nb - 1 of (seed, stream) into r (8 nb draws in element order): the widest
+ * AES path the build targets (VAES on zmm or ymm), the rest with AES-NI where this CPU has it
+ * (a check at run time when the build does not target it), else portable C. */
+static void ars_blocks(uint64_t seed, uint64_t stream, uint64_t b0, size_t nb, uint16_t *r)
+{
     size_t b = 0;
+#if LOCO_ARS_X86
+    __m128i key[ARS_R + 1];
+    ars_keys(seed, key);
 #if defined(__VAES__) && defined(__AVX512F__)
     /* 4 zmm of 4 blocks: 16 blocks in flight hide the AES unit's latency */
-    __m512i kz[R + 1];
-    for (int k = 0; k <= R; k++) {
+    __m512i kz[ARS_R + 1];
+    for (int k = 0; k <= ARS_R; k++) {
         kz[k] = _mm512_broadcast_i32x4(key[k]);
     }
     const __m512i four = _mm512_setr_epi64(4, 0, 4, 0, 4, 0, 4, 0);
@@ -222,20 +283,20 @@ static void ars_blocks(uint64_t seed, uint64_t stream, uint64_t b0, size_t nb, u
             v[j] = _mm512_xor_si512(ctr, kz[0]);
             ctr = _mm512_add_epi64(ctr, four);
         }
-        for (int k = 1; k < R; k++) {
+        for (int k = 1; k < ARS_R; k++) {
             for (int j = 0; j < 4; j++) {
                 v[j] = _mm512_aesenc_epi128(v[j], kz[k]);
             }
         }
         for (int j = 0; j < 4; j++) {
             _mm512_storeu_si512((void *)(r + 8 * (b + 4 * (size_t)j)),
-                                _mm512_aesenclast_epi128(v[j], kz[R]));
+                                _mm512_aesenclast_epi128(v[j], kz[ARS_R]));
         }
     }
 #elif defined(__VAES__) && defined(__AVX2__)
     /* 4 ymm of 2 blocks */
-    __m256i ky[R + 1];
-    for (int k = 0; k <= R; k++) {
+    __m256i ky[ARS_R + 1];
+    for (int k = 0; k <= ARS_R; k++) {
         ky[k] = _mm256_broadcastsi128_si256(key[k]);
     }
     const __m256i two = _mm256_setr_epi64x(2, 0, 2, 0);
@@ -247,37 +308,29 @@ static void ars_blocks(uint64_t seed, uint64_t stream, uint64_t b0, size_t nb, u
             v[j] = _mm256_xor_si256(ctr, ky[0]);
             ctr = _mm256_add_epi64(ctr, two);
         }
-        for (int k = 1; k < R; k++) {
+        for (int k = 1; k < ARS_R; k++) {
             for (int j = 0; j < 4; j++) {
                 v[j] = _mm256_aesenc_epi128(v[j], ky[k]);
             }
         }
         for (int j = 0; j < 4; j++) {
             _mm256_storeu_si256((__m256i *)(r + 8 * (b + 2 * (size_t)j)),
-                                _mm256_aesenclast_epi128(v[j], ky[R]));
+                                _mm256_aesenclast_epi128(v[j], ky[ARS_R]));
         }
     }
 #endif
-    for (; b < nb; b++) { /* one block per xmm */
-        __m128i v = _mm_xor_si128(_mm_set_epi64x((long long)stream, (long long)(b0 + b)), key[0]);
-        for (int k = 1; k < R; k++) {
-            v = _mm_aesenc_si128(v, key[k]);
-        }
-        _mm_storeu_si128((__m128i *)(r + 8 * b), _mm_aesenclast_si128(v, key[R]));
-    }
-}
+#if defined(__AES__)
+    const bool aes_ni = true;
 #else
-static void ars_blocks(uint64_t seed, uint64_t stream, uint64_t b0, size_t nb, uint16_t *r)
-{
-    for (size_t b = 0; b < nb; b++) {
-        uint32_t w[4];
-        loco_rng_ars_block(seed, stream, b0 + b, w);
-        for (int j = 0; j < 8; j++) {
-            r[8 * b + (size_t)j] = (uint16_t)(w[j / 2] >> (16 * (j % 2)));
-        }
-    }
-}
+    const bool aes_ni = __builtin_cpu_supports("aes");
 #endif
+    if (aes_ni) {
+        ars_blocks_xmm(key, stream, b0, b, nb, r);
+        return;
+    }
+#endif
+    ars_blocks_portable(seed, stream, b0, b, nb, r);
+}
 
 /* The ARS draws of elements first .. first + len - 1: partial blocks at either end through a
  * block's worth of scratch. */
