@@ -387,10 +387,13 @@ affine_levels_stochastic32(const float *x, size_t len, float offset, float mul, 
                                                    off),
                                      m);
             __m256i level = _mm256_cvttps_epi32(t); /* floor: t >= 0 */
-            __m256 frac16 = _mm256_mul_ps(_mm256_sub_ps(t, _mm256_cvtepi32_ps(level)), k16);
-            __m256 draw = _mm256_cvtepi32_ps(
-                _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(r + i + 8 * j))));
-            __m256i up = _mm256_castps_si256(_mm256_cmp_ps(draw, frac16, _CMP_LT_OQ));
+            /* draw < (t - level) * 65536 as level * 65536 + draw < t * 65536: both sides are
+             * exact in fp32 while level < 256 (the left below 2^24), so it is the same
+             * decision, and a level of 256 or more is clamped to top whatever it decides */
+            __m256i draw = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(r + i + 8 * j)));
+            __m256 left = _mm256_cvtepi32_ps(_mm256_or_si256(_mm256_slli_epi32(level, 16), draw));
+            __m256 right = _mm256_mul_ps(t, k16);
+            __m256i up = _mm256_castps_si256(_mm256_cmp_ps(left, right, _CMP_LT_OQ));
             level = _mm256_min_epi32(_mm256_sub_epi32(level, up), vtop); /* up is -1 or 0 */
             if (centered) { /* top -+ level: (level ^ s) - s negates where the sign s is -1 */
                 __m256i s = _mm256_srai_epi32(_mm256_castps_si256(v), 31);
