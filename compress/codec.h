@@ -35,10 +35,10 @@
  * Files, in reading order: codec.h (this contract), codec_impl.h + codec.c (wire header,
  * registry, state), quant_impl.h + quant_common.c + quant_stats.c (bucketed quantizer
  * framework, bucket statistics), quant.c (none/fp16/bf16, max-min, QSGD, FP4), ternary.c,
- * sign.c, topk.h/.c (radix select + codec),
- * sparse_impl.h + sparse.c (index/value payload), entropy.h/.c (index coders, deflate),
- * bitpack.h/.c, draws.c (Philox draws, finiteness), crc32.h/.c, dgc.h/.c, randk.c, dct.h/.c,
- * powersgd.h/.c, ef.h/.c (error feedback), lgreco.h/.c (per-tensor choice).
+ * sign.c, topk.h/.c (radix select + codec), sparse_impl.h + sparse.c (index/value payload),
+ * entropy.h/.c (index coders, deflate), bitpack.h/.c, draws.c (Philox and ARS draws,
+ * finiteness), crc32.h/.c, dgc.h/.c, randk.c, dct.h/.c, powersgd.h/.c, ef.h/.c (error
+ * feedback), lgreco.h/.c (per-tensor choice).
  */
 #ifndef LOCO_COMPRESS_CODEC_H
 #define LOCO_COMPRESS_CODEC_H
