@@ -499,7 +499,7 @@ static void maxmin_dequant_add(const uint8_t *codes, size_t len, const float *sc
 
 static const loco_qkind maxmin_kind = {
     "maxmin", false, 0, 1, 8, true, 2, LOCO_QSTAT_MINMAX, NULL,
-    maxmin_scales, maxmin_quantize, maxmin_check_scales, maxmin_dequant_add, NULL, false,
+    maxmin_scales, maxmin_quantize, maxmin_check_scales, maxmin_dequant_add, NULL, false, NULL,
 };
 
 /* ---- QSGD ---------------------------------------------------------------------------------- */
@@ -558,7 +558,7 @@ static void qsgd_dequant_add(const uint8_t *codes, size_t len, const float *scal
 
 static const loco_qkind qsgd_kind = {
     "qsgd", false, 0, 2, 8, true, 1, LOCO_QSTAT_SUMSQ, qsgd_codes_ok,
-    qsgd_scales, qsgd_quantize, loco_qcheck_nonneg_scale, qsgd_dequant_add, NULL, false,
+    qsgd_scales, qsgd_quantize, loco_qcheck_nonneg_scale, qsgd_dequant_add, NULL, false, NULL,
 };
 
 /* ---- FP4 E3M0 ------------------------------------------------------------------------------ */
@@ -727,6 +727,7 @@ static void fp4_dequant_add_packed(const uint8_t *packed, size_t len, const floa
 static const loco_qkind fp4_kind = {
     "fp4", false, 4, 4, 4, true, 1, 0, fp4_codes_ok,
     absmax_scales, fp4_quantize, loco_qcheck_nonneg_scale, NULL, fp4_dequant_add_packed, false,
+    NULL,
 };
 
 /* ---- codec tables ---------------------------------------------------------------------------- */

@@ -351,6 +351,12 @@ static void encode_item(const loco_qkind *kind, const qlayout *L, const qitem *i
                         const float *in, const float *scales, const qdraws *draws,
                         uint8_t *payload, qprefetch *pf)
 {
+    if (NULL != kind->quantize_packed) { /* no draws, no code array */
+        qprefetch_piece(pf);
+        kind->quantize_packed(in + it->start, it->len, scales, L->bits, payload + it->code_off);
+        qprefetch_piece(pf);
+        return;
+    }
     uint16_t r[LOCO_CODEC_TILE];
     uint8_t codes[LOCO_CODEC_TILE];
     if (draws->stochastic) {

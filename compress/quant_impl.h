@@ -69,7 +69,7 @@ typedef struct loco_qkind {
     loco_status (*scales)(const loco_codec_params *p, int bits, const loco_qstats *st,
                           size_t len, float *scales);
     /* Codes of len elements with the bucket's scales; r holds 16-bit draws or is NULL for
-     * nearest rounding. */
+     * nearest rounding. NULL when quantize_packed is set. */
     void (*quantize)(const float *x, size_t len, const float *scales, int bits, const uint16_t *r,
                      uint8_t *codes);
     /* Decoder check of one bucket's scales: LOCO_ERR_NONFINITE / LOCO_ERR_RANGE. */
@@ -83,6 +83,11 @@ typedef struct loco_qkind {
     /* The codes do not depend on the scales (sign): long buckets are coded in the statistics
      * pass, reading the input once. */
     bool scale_free_codes;
+    /* For a family without draws (sign), instead of quantize: the codes of len elements
+     * written straight as their packed run (the bytes run_pack makes of them, padding bits
+     * zero); NULL otherwise. */
+    void (*quantize_packed)(const float *x, size_t len, const float *scales, int bits,
+                            uint8_t *packed);
 } loco_qkind;
 
 /* Code bits of a family under params (0 for base-3); the header's bits field carries them. */

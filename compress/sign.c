@@ -16,17 +16,30 @@ static loco_status sign_scales(const loco_codec_params *p, int bits, const loco_
     return LOCO_OK;
 }
 
-static void sign_quantize(const float *x, size_t len, const float *scales, int bits,
-                          const uint16_t *r, uint8_t *codes)
+/* The codes, packed one bit each, LSB first (loco_bitpack's layout): bit i is x[i] < 0 (-0.0
+ * is not below zero, so it encodes as +s). With AVX2 the mask of 8 compares is one byte. */
+static void sign_quantize_packed(const float *x, size_t len, const float *scales, int bits,
+                                 uint8_t *packed)
 {
-    uint32_t c32[LOCO_CODEC_TILE]; /* 32-bit codes, narrowed after: no byte repacking */
-    for (size_t i = 0; i < len; i++) { /* x < 0 in integers: sign bit set and not -0.0 */
-        uint32_t u;
-        memcpy(&u, &x[i], 4);
-        c32[i] = (u >> 31) & (uint32_t)(0 != (u & 0x7FFFFFFFu));
+    size_t i = 0;
+#if defined(__AVX2__)
+    const __m256 zero = _mm256_setzero_ps();
+    for (; i + 32 <= len; i += 32) {
+        uint32_t word = 0;
+        for (int j = 0; j < 4; j++) {
+            __m256 below = _mm256_cmp_ps(_mm256_loadu_ps(x + i + 8 * j), zero, _CMP_LT_OQ);
+            word |= (uint32_t)_mm256_movemask_ps(below) << (8 * j);
+        }
+        memcpy(packed + i / 8, &word, 4);
     }
-    for (size_t i = 0; i < len; i++) {
-        codes[i] = (uint8_t)c32[i];
+#endif
+    for (; i < len; i += 8) { /* a byte at a time; the last one's unused bits stay zero */
+        size_t m = len - i < 8 ? len - i : 8;
+        uint8_t byte = 0;
+        for (size_t j = 0; j < m; j++) {
+            byte |= (uint8_t)((x[i + j] < 0.0f) << j);
+        }
+        packed[i / 8] = byte;
     }
 }
 
@@ -54,7 +67,8 @@ static void sign_dequant_add_packed(const uint8_t *packed, size_t len, const flo
 
 static const loco_qkind sign_kind = {
     "sign", false, 1, 1, 1, false, 1, LOCO_QSTAT_SUMABS, NULL,
-    sign_scales, sign_quantize, loco_qcheck_nonneg_scale, NULL, sign_dequant_add_packed, true,
+    sign_scales, NULL, loco_qcheck_nonneg_scale, NULL, sign_dequant_add_packed, true,
+    sign_quantize_packed,
 };
 
 LOCO_QUANT_OPS(sign, sign_kind);

@@ -142,7 +142,7 @@ static void ternary_dequant_add_packed(const uint8_t *packed, size_t len, const 
 static const loco_qkind ternary_kind = {
     "ternary", true, 0, 0, 0, true, 1, LOCO_QSTAT_SUM, NULL,
     ternary_scales, ternary_quantize, loco_qcheck_nonneg_scale, NULL, ternary_dequant_add_packed,
-    false,
+    false, NULL,
 };
 
 LOCO_QUANT_OPS(ternary, ternary_kind);

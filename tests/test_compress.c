@@ -775,26 +775,44 @@ Test(ternary, clip_scale_sums_in_the_documented_order)
 
 Test(sign, plus_minus_mean_magnitude)
 {
+    /* zeros of both signs encode as +s (only x < 0 is negative); one bucket per message, and
+     * buckets of 13 (runs that start and end inside a byte's worth of codes) */
+    static const int buckets[] = {0, 13};
     for (size_t s = 0; s < TEST_NSIZES; s++) {
-        size_t n = test_sizes[s];
-        float *x = test_floats(n);
-        fill_normal(x, n, 41 + n);
-        loco_codec *c = test_codec(loco_codec_params_default(LOCO_CODEC_SIGN));
-        size_t len;
-        float *d = test_roundtrip(c, NULL, x, n, NULL, &len);
-        double l1 = 0;
-        for (size_t i = 0; i < n; i++) {
-            l1 += fabs(x[i]);
+        for (int b = 0; b < 2; b++) {
+            size_t n = test_sizes[s], bucket = buckets[b] ? (size_t)buckets[b] : n;
+            float *x = test_floats(n);
+            fill_normal(x, n, 41 + n);
+            for (size_t i = 0; i < n; i++) {
+                x[i] = i % 5 == 3 ? 0.0f : i % 7 == 4 ? -0.0f : x[i];
+            }
+            loco_codec_params p = loco_codec_params_default(LOCO_CODEC_SIGN);
+            p.bucket = buckets[b];
+            loco_codec *c = test_codec(p);
+            size_t len;
+            float *d = test_roundtrip(c, NULL, x, n, NULL, &len);
+            size_t runs = 0;
+            for (size_t b0 = 0; b0 < n; b0 += bucket) {
+                size_t bl = n - b0 < bucket ? n - b0 : bucket;
+                double l1 = 0;
+                for (size_t i = b0; i < b0 + bl; i++) {
+                    l1 += fabs(x[i]);
+                }
+                float scale = (float)(l1 / (double)bl);
+                for (size_t i = b0; i < b0 + bl; i++) {
+                    cr_assert(fabsf(fabsf(d[i]) - scale) <= 1e-6f * scale,
+                              "bucket %zu: magnitude %g vs %g", bucket, d[i], scale);
+                    cr_assert((d[i] < 0) == (x[i] < 0) && !signbit(d[i]) == !(x[i] < 0),
+                              "bucket %zu: sign at %zu (x %g, decoded %g)", bucket, i,
+                              (double)x[i], (double)d[i]);
+                }
+                runs += 4 + (bl + 7) / 8;
+            }
+            cr_expect_eq(len, 72 + runs);
+            free(d);
+            free(x);
+            loco_codec_free(c);
         }
-        float scale = (float)(l1 / n);
-        for (size_t i = 0; i < n; i++) {
-            cr_assert(fabsf(fabsf(d[i]) - scale) <= 1e-6f * scale, "magnitude %g vs %g", d[i], scale);
-            cr_assert((d[i] < 0) == (x[i] < 0), "sign at %zu", i);
-        }
-        cr_expect_eq(len, 72 + 4 + (n + 7) / 8);
-        free(d);
-        free(x);
-        loco_codec_free(c);
     }
 }
 
